@@ -1,0 +1,332 @@
+//! Filesystem blob backend (`storage.filesystem`), the embedded default.
+//!
+//! An upload writes straight into the file that becomes its blob (`blobs/<xx>/<id>`):
+//! every PATCH continues the same file at its offset, so assembling is a truncate and an
+//! fsync — never a copy or a rename. Writes and reads run on blocking threads with large
+//! buffers; data is `fdatasync`ed (and a new file's directory `fsync`ed) before a chunk
+//! counts as stored. An exclusive `flock` keeps two requests from writing one upload.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, Result};
+use crate::metadata::ChunkRecord;
+
+/// Read size when streaming a blob out.
+const READ_BUFFER: usize = 1024 * 1024;
+/// Incoming bytes are gathered to this size before each write.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
+pub struct FsBackend {
+    root: PathBuf,
+}
+
+impl FsBackend {
+    /// Opens (creating) the root and its 256 blob directories.
+    pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        for i in 0..=255u8 {
+            std::fs::create_dir_all(root.join("blobs").join(format!("{i:02x}")))?;
+        }
+        Ok(FsBackend { root })
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        // Keys are ours, but refuse anything that could leave the root.
+        if key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+            return Err(BlobError::Io(std::io::Error::new(
+                ErrorKind::InvalidInput,
+                format!("invalid storage key {key:?}"),
+            )));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn lock_exclusive(file: &File) -> Result<()> {
+    // SAFETY: flock on a valid, owned file descriptor.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.kind() == ErrorKind::WouldBlock {
+        Err(BlobError::Busy)
+    } else {
+        Err(err.into())
+    }
+}
+
+fn not_found(key: &str) -> impl Fn(std::io::Error) -> BlobError + '_ {
+    move |e| {
+        if e.kind() == ErrorKind::NotFound {
+            BlobError::NotFound(key.to_string())
+        } else {
+            BlobError::Io(e)
+        }
+    }
+}
+
+enum WriteMsg {
+    Data(Bytes),
+    Finish,
+}
+
+struct FsChunkWriter {
+    key: String,
+    offset: u64,
+    written: u64,
+    buffer: BytesMut,
+    tx: Option<mpsc::Sender<WriteMsg>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl FsChunkWriter {
+    async fn send(&mut self, msg: WriteMsg) -> Result<()> {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(msg).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer thread stopped: report its error.
+        Err(self.join().await.err().unwrap_or_else(|| {
+            BlobError::Io(std::io::Error::other("blob writer stopped"))
+        }))
+    }
+
+    async fn join(&mut self) -> Result<()> {
+        self.tx = None;
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(r) => r.map_err(BlobError::Io),
+                Err(e) => Err(BlobError::Io(std::io::Error::other(e.to_string()))),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl ChunkWriter for FsChunkWriter {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.written += data.len() as u64;
+        if self.buffer.is_empty() && data.len() >= WRITE_BUFFER {
+            return self.send(WriteMsg::Data(data)).await;
+        }
+        self.buffer.extend_from_slice(&data);
+        if self.buffer.len() >= WRITE_BUFFER {
+            let full = self.buffer.split().freeze();
+            self.send(WriteMsg::Data(full)).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<Option<ChunkRecord>> {
+        if !self.buffer.is_empty() {
+            let rest = self.buffer.split().freeze();
+            self.send(WriteMsg::Data(rest)).await?;
+        }
+        self.send(WriteMsg::Finish).await?;
+        self.join().await?;
+        Ok((self.written > 0).then(|| ChunkRecord {
+            key: self.key.clone(),
+            offset: self.offset,
+            len: self.written,
+        }))
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        // Closing the channel without Finish stops the thread without syncing; the bytes
+        // past the session's offset are truncated by the next writer or at assembly.
+        let _ = self.join().await;
+    }
+}
+
+/// Body of the writer thread: owns the file (and its lock) until the chunk is done.
+fn write_loop(
+    file: File,
+    path: PathBuf,
+    mut position: u64,
+    created: bool,
+    mut rx: mpsc::Receiver<WriteMsg>,
+) -> std::io::Result<()> {
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            WriteMsg::Data(data) => {
+                file.write_all_at(&data, position)?;
+                position += data.len() as u64;
+            }
+            WriteMsg::Finish => {
+                file.sync_data()?;
+                if created {
+                    sync_dir(&path)?;
+                }
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl BlobBackend for FsBackend {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn new_storage_key(&self, upload_id: &str) -> String {
+        let prefix: String = upload_id.chars().filter(|c| c.is_ascii_hexdigit()).take(2).collect();
+        format!("blobs/{prefix:0<2}/{upload_id}")
+    }
+
+    fn min_chunk_len(&self) -> u64 {
+        1
+    }
+
+    async fn chunk_writer(&self, storage_key: &str, offset: u64) -> Result<Box<dyn ChunkWriter>> {
+        let path = self.path(storage_key)?;
+        let key = storage_key.to_string();
+        let (file, created) = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || -> Result<(File, bool)> {
+                let created = !path.exists();
+                let file = OpenOptions::new().create(true).write(true).truncate(false).open(&path)?;
+                lock_exclusive(&file)?;
+                let len = file.metadata()?.len();
+                if len < offset {
+                    return Err(BlobError::Io(std::io::Error::other(format!(
+                        "upload file is {len} bytes, shorter than the recorded offset {offset}"
+                    ))));
+                }
+                // Drop what an interrupted request wrote past the recorded offset.
+                if len > offset {
+                    file.set_len(offset)?;
+                }
+                Ok((file, created))
+            }
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))??;
+        let (tx, rx) = mpsc::channel(8);
+        let task = tokio::task::spawn_blocking(move || write_loop(file, path, offset, created, rx));
+        Ok(Box::new(FsChunkWriter {
+            key,
+            offset,
+            written: 0,
+            buffer: BytesMut::with_capacity(WRITE_BUFFER),
+            tx: Some(tx),
+            task: Some(task),
+        }))
+    }
+
+    async fn assemble(
+        &self,
+        storage_key: &str,
+        chunks: &[ChunkRecord],
+        total: u64,
+    ) -> Result<String> {
+        if let Some(other) = chunks.iter().find(|c| c.key != storage_key) {
+            return Err(BlobError::Io(std::io::Error::other(format!(
+                "filesystem upload has a chunk outside its file: {:?}",
+                other.key
+            ))));
+        }
+        let path = self.path(storage_key)?;
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let created = !path.exists();
+            let file = OpenOptions::new().create(true).write(true).truncate(false).open(&path)?;
+            let len = file.metadata()?.len();
+            if len < total {
+                return Err(std::io::Error::other(format!(
+                    "upload file is {len} bytes, expected {total}"
+                )));
+            }
+            if len > total {
+                file.set_len(total)?;
+                file.sync_data()?;
+            }
+            if created {
+                file.sync_data()?;
+                sync_dir(&path)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))??;
+        Ok(storage_key.to_string())
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let path = self.path(key)?;
+        let mut file = tokio::task::spawn_blocking(move || File::open(path))
+            .await
+            .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?
+            .map_err(not_found(key))?;
+        let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
+        tokio::task::spawn_blocking(move || {
+            let run = || -> std::io::Result<()> {
+                let (start, end) = match range {
+                    Some(r) => (r.start, r.end),
+                    None => (0, file.metadata()?.len()),
+                };
+                file.seek(SeekFrom::Start(start))?;
+                let mut remaining = end.saturating_sub(start);
+                while remaining > 0 {
+                    let want = remaining.min(READ_BUFFER as u64) as usize;
+                    let mut buf = BytesMut::zeroed(want);
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        return Err(std::io::Error::new(
+                            ErrorKind::UnexpectedEof,
+                            "blob file is shorter than recorded",
+                        ));
+                    }
+                    buf.truncate(n);
+                    remaining -= n as u64;
+                    if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                        return Ok(()); // client went away
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = run() {
+                let _ = tx.blocking_send(Err(BlobError::Io(e)));
+            }
+        });
+        Ok(Box::pin(tokio_stream_from(rx)))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Adapts a receiver into a stream (what `tokio_stream::wrappers::ReceiverStream` does,
+/// without the extra dependency).
+fn tokio_stream_from<T: Send + 'static>(
+    rx: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}

@@ -1,0 +1,177 @@
+//! Blob backend over any `object_store::ObjectStore` (in-memory today; the clouds use it
+//! too, with their server-side compose added per store).
+//!
+//! Every chunk is its own object under a unique key, so two racing requests can never
+//! overwrite each other's bytes; an upload that ends as one chunk *is* its blob (no copy).
+//! Several chunks are copied once into the blob object, streaming.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore};
+use tokio::io::AsyncWriteExt;
+
+use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, Result};
+use crate::metadata::ChunkRecord;
+
+/// Below this, a chunk is one PUT; above, a multipart upload of parts this big.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+
+pub struct ObjectBackend {
+    name: &'static str,
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+impl ObjectBackend {
+    /// `prefix` is `storage.<backend>.rootdirectory` (may be empty).
+    pub fn new(name: &'static str, store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        let prefix = prefix.trim_matches('/').to_string();
+        ObjectBackend {
+            name,
+            store,
+            prefix,
+        }
+    }
+
+    fn path(&self, key: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{}", self.prefix, key))
+        }
+    }
+}
+
+fn map_err(key: &str) -> impl Fn(object_store::Error) -> BlobError + '_ {
+    move |e| match e {
+        object_store::Error::NotFound { .. } => BlobError::NotFound(key.to_string()),
+        other => BlobError::ObjectStore(other),
+    }
+}
+
+struct ObjectChunkWriter {
+    key: String,
+    offset: u64,
+    written: u64,
+    writer: BufWriter,
+}
+
+#[async_trait]
+impl ChunkWriter for ObjectChunkWriter {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.written += data.len() as u64;
+        self.writer.put(data).await?;
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<Option<ChunkRecord>> {
+        if self.written == 0 {
+            self.writer.abort().await.ok();
+            return Ok(None);
+        }
+        self.writer.shutdown().await?;
+        Ok(Some(ChunkRecord {
+            key: self.key.clone(),
+            offset: self.offset,
+            len: self.written,
+        }))
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        if let Err(e) = self.writer.abort().await {
+            tracing::warn!(key = %self.key, error = %e, "aborting chunk upload failed");
+        }
+    }
+}
+
+#[async_trait]
+impl BlobBackend for ObjectBackend {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn new_storage_key(&self, upload_id: &str) -> String {
+        format!("blobs/{upload_id}")
+    }
+
+    fn min_chunk_len(&self) -> u64 {
+        1
+    }
+
+    async fn chunk_writer(&self, storage_key: &str, offset: u64) -> Result<Box<dyn ChunkWriter>> {
+        let nonce = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let key = format!("{storage_key}.{offset}.{nonce}");
+        let writer = BufWriter::with_capacity(self.store.clone(), self.path(&key), PART_SIZE);
+        Ok(Box::new(ObjectChunkWriter {
+            key,
+            offset,
+            written: 0,
+            writer,
+        }))
+    }
+
+    async fn assemble(
+        &self,
+        storage_key: &str,
+        chunks: &[ChunkRecord],
+        total: u64,
+    ) -> Result<String> {
+        match chunks {
+            [] => {
+                self.store
+                    .put(&self.path(storage_key), Bytes::new().into())
+                    .await?;
+                Ok(storage_key.to_string())
+            }
+            [only] if only.len == total => Ok(only.key.clone()),
+            _ => {
+                let mut out =
+                    BufWriter::with_capacity(self.store.clone(), self.path(storage_key), PART_SIZE);
+                for c in chunks {
+                    let mut stream = self.get(&c.key, None).await?;
+                    while let Some(piece) = stream.next().await {
+                        match piece {
+                            Ok(bytes) => out.put(bytes).await?,
+                            Err(e) => {
+                                out.abort().await.ok();
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+                out.shutdown().await?;
+                Ok(storage_key.to_string())
+            }
+        }
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(&self.path(key), options)
+            .await
+            .map_err(map_err(key))?;
+        let owned = key.to_string();
+        Ok(result
+            .into_stream()
+            .map_err(move |e| map_err(&owned)(e))
+            .boxed())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Configuration: one YAML file whose keys follow distribution's `config.yml` where the
+//! concept is the same, every key overridable by a `REGISTRY_…` environment variable
+//! (`REGISTRY_HTTP_ADDR` → `http.addr`). Unknown keys and bad values are refused at
+//! start-up with a message naming the key. With no file at all, the embedded default:
+//! 127.0.0.1:5000, filesystem blobs and SQLite metadata under `./wharf-data`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+mod env;
+mod http;
+mod storage;
+
+pub use http::{HttpConfig, LogConfig};
+pub use storage::{StorageConfig, StorageDriver};
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+impl ConfigError {
+    fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Key {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// `database`: where metadata lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:///path/wharf.db` or `postgres://user:pass@host/db`.
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    /// Connections per instance.
+    #[serde(default = "default_max_connections")]
+    pub maxconnections: u32,
+}
+
+fn default_database_url() -> String {
+    "sqlite://./wharf-data/wharf.db".into()
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: default_database_url(),
+            maxconnections: default_max_connections(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Accepted for compatibility with distribution's files (`0.1`).
+    #[serde(default)]
+    pub version: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+}
+
+impl Config {
+    /// Loads `path` (or nothing), applies `REGISTRY_*` overrides from `vars`, validates.
+    pub fn load(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                let value: serde_yaml::Value =
+                    serde_yaml::from_str(&text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+                if value.is_null() {
+                    serde_yaml::Value::Mapping(Default::default())
+                } else {
+                    value
+                }
+            }
+            None => serde_yaml::Value::Mapping(Default::default()),
+        };
+        env::apply_overrides(&mut tree, vars)?;
+        Self::from_tree(tree)
+    }
+
+    /// Deserializes and validates a YAML tree.
+    pub fn from_tree(tree: serde_yaml::Value) -> Result<Config, ConfigError> {
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // serde names the unknown field itself; keep the path to its parent.
+            ConfigError::key(if path == "." { "(top level)".into() } else { path }, message)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.http.validate()?;
+        self.storage.validate()?;
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+            return Err(ConfigError::key(
+                "database.url",
+                format!("{url:?} is neither sqlite:… nor postgres://…"),
+            ));
+        }
+        if self.database.maxconnections == 0 {
+            return Err(ConfigError::key("database.maxconnections", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, yaml).unwrap();
+        Config::load(
+            Some(&path),
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn embedded_default() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(c.http.addr, "127.0.0.1:5000");
+        assert!(matches!(c.storage.driver(), StorageDriver::Filesystem { .. }));
+        assert!(c.storage.delete.enabled);
+        assert_eq!(c.database.url, "sqlite://./wharf-data/wharf.db");
+    }
+
+    #[test]
+    fn distribution_style_file_and_env_overrides() {
+        let c = load(
+            "version: 0.1\nhttp:\n  addr: :5001\nstorage:\n  filesystem:\n    rootdirectory: /tmp/x\n  delete:\n    enabled: false\n",
+            &[("REGISTRY_HTTP_ADDR", "127.0.0.1:6000"), ("REGISTRY_STORAGE_DELETE_ENABLED", "true")],
+        )
+        .unwrap();
+        assert_eq!(c.http.addr, "127.0.0.1:6000");
+        assert!(c.storage.delete.enabled);
+        match c.storage.driver() {
+            StorageDriver::Filesystem { rootdirectory } => assert_eq!(rootdirectory, "/tmp/x"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = load("http:\n  adr: x\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("http") && e.contains("adr"), "{e}");
+        let e = load("http:\n  addr: nonsense\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("http.addr"), "{e}");
+        let e = load("storage:\n  delete:\n    enabled: maybe\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("storage.delete.enabled"), "{e}");
+        let e = load("", &[("REGISTRY_HTTP_NOPE", "1")]).unwrap_err().to_string();
+        assert!(e.contains("http") && e.contains("nope"), "{e}");
+        let e = load("storage:\n  filesystem: {}\n  inmemory: {}\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("storage"), "{e}");
+        let e = load("database:\n  url: mysql://x\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("database.url"), "{e}");
+        assert!(matches!(load("http: [", &[]), Err(ConfigError::Yaml(_))));
+    }
+}

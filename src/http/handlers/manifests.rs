@@ -1,0 +1,174 @@
+//! Manifests (`/v2/{name}/manifests/{reference}`), tags (`/v2/{name}/tags/list`),
+//! the catalog (`/v2/_catalog`) and referrers (`/v2/{name}/referrers/{digest}`).
+
+use actix_web::http::header::{CONTENT_TYPE, LINK, LOCATION};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::json;
+
+use super::{repo_name, segment};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::headers::{self, param};
+use crate::http::AppState;
+use crate::registry::digest::Digest;
+use crate::registry::manifest::MAX_MANIFEST_BYTES;
+use crate::registry::name::{NameError, Reference};
+use crate::registry::{Page, RegistryError};
+
+const DIGEST_HEADER: &str = "Docker-Content-Digest";
+
+/// The reference of a read or delete: a malformed tag cannot name anything (404).
+fn lookup_reference(req: &HttpRequest) -> ApiResult<Reference> {
+    let raw = segment(req, "reference");
+    Reference::parse(raw).map_err(|e| match e {
+        NameError::InvalidTag(_) => {
+            RegistryError::ManifestUnknown(raw.chars().take(128).collect()).into()
+        }
+        other => RegistryError::from(other).into(),
+    })
+}
+
+async fn fetch(req: &HttpRequest, state: &AppState) -> ApiResult<crate::metadata::ManifestRecord> {
+    let repo = repo_name(req)?;
+    let reference = lookup_reference(req)?;
+    Ok(state.registry.get_manifest(&repo, &reference).await?)
+}
+
+pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let m = fetch(&req, &state).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, m.media_type))
+        .insert_header((DIGEST_HEADER, m.digest.to_string()))
+        .body(m.payload))
+}
+
+pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    get(req, state).await
+}
+
+/// Reads a manifest body, refusing more than the limit without buffering it all.
+async fn read_manifest_body(mut body: web::Payload) -> ApiResult<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_INVALID",
+                format!("manifest body could not be read: {e}"),
+            )
+        })?;
+        if out.len() + piece.len() > MAX_MANIFEST_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "SIZE_INVALID",
+                format!("manifest exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
+            ));
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out)
+}
+
+pub async fn put(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let repo = repo_name(&req)?;
+    let reference =
+        Reference::parse(segment(&req, "reference")).map_err(RegistryError::from)?;
+    let content_type = headers::content_type(req.headers())?.map(str::to_string);
+    let body = read_manifest_body(body).await?;
+    let pushed = state
+        .registry
+        .put_manifest(&repo, &reference, content_type.as_deref(), body)
+        .await?;
+    crate::telemetry::metrics().manifests_pushed.inc();
+    let mut response = HttpResponse::Created();
+    response
+        .insert_header((LOCATION, format!("/v2/{repo}/manifests/{}", pushed.digest)))
+        .insert_header((DIGEST_HEADER, pushed.digest.to_string()));
+    if let Some(subject) = &pushed.subject {
+        response.insert_header(("OCI-Subject", subject.to_string()));
+    }
+    Ok(response.finish())
+}
+
+pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let repo = repo_name(&req)?;
+    let reference = lookup_reference(&req)?;
+    state.registry.delete_manifest(&repo, &reference).await?;
+    Ok(HttpResponse::Accepted().finish())
+}
+
+/// `Link: <path?n=…&last=…>; rel="next"` when another page exists.
+fn with_next_link(mut response: actix_web::HttpResponseBuilder, path: &str, page: &Page, n: Option<u32>) -> actix_web::HttpResponseBuilder {
+    if let Some(last) = &page.next_last {
+        let mut query = url_pairs(&[("last", last.as_str())]);
+        if let Some(n) = n {
+            query = format!("n={n}&{query}");
+        }
+        response.insert_header((LINK, format!("<{path}?{query}>; rel=\"next\"")));
+    }
+    response
+}
+
+fn url_pairs(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let v: String = v
+                .bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                        (b as char).to_string()
+                    }
+                    other => format!("%{other:02X}"),
+                })
+                .collect();
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+pub async fn list_tags(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let repo = repo_name(&req)?;
+    let params = headers::query(req.query_string())?;
+    let n = headers::page_size(&params)?;
+    let page = state
+        .registry
+        .list_tags(&repo, param(&params, "last"), n)
+        .await?;
+    let path = format!("/v2/{repo}/tags/list");
+    Ok(with_next_link(HttpResponse::Ok(), &path, &page, n)
+        .json(json!({ "name": repo.as_str(), "tags": page.items })))
+}
+
+pub async fn catalog(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let params = headers::query(req.query_string())?;
+    let n = headers::page_size(&params)?;
+    let page = state.registry.catalog(param(&params, "last"), n).await?;
+    Ok(with_next_link(HttpResponse::Ok(), "/v2/_catalog", &page, n)
+        .json(json!({ "repositories": page.items })))
+}
+
+pub async fn referrers(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let repo = repo_name(&req)?;
+    let subject: Digest = segment(&req, "digest")
+        .parse()
+        .map_err(RegistryError::Digest)?;
+    let params = headers::query(req.query_string())?;
+    let artifact_type = param(&params, "artifactType").filter(|a| !a.is_empty());
+    let referrers = state
+        .registry
+        .referrers(&repo, &subject, artifact_type)
+        .await?;
+    let mut response = HttpResponse::Ok();
+    response.insert_header((CONTENT_TYPE, crate::registry::manifest::OCI_INDEX));
+    if referrers.filtered_by_artifact_type {
+        response.insert_header(("OCI-Filters-Applied", "artifactType"));
+    }
+    Ok(response.body(referrers.index.to_string()))
+}

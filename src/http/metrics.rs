@@ -1,0 +1,32 @@
+//! Request metrics middleware: counts and times every request by its route pattern
+//! (never the raw path, which would explode the label set).
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+
+use crate::telemetry::metrics;
+
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let response = next.call(req).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".into());
+    let status = response.status().as_u16().to_string();
+    let m = metrics();
+    m.http_requests
+        .with_label_values(&[&route, &method, &status])
+        .inc();
+    m.http_duration
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(response)
+}

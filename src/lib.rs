@@ -1,0 +1,12 @@
+//! Wharf: a container registry speaking the OCI Distribution Spec v1.1 and Docker's
+//! registry/2.0 API. See `DESIGN.md` for the architecture; the modules are its layers:
+//! `http` (actix-web) → `registry` (the spec's rules) → `metadata` and `blobs` (stores).
+
+pub mod blobs;
+pub mod config;
+pub mod http;
+pub mod maintenance;
+pub mod metadata;
+pub mod registry;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,81 @@
+//! The `wharf` command: `serve` runs the registry, `migrate` applies database migrations.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use wharf::config::Config;
+
+#[derive(Parser)]
+#[command(name = "wharf", version, about = "A container registry (OCI Distribution Spec v1.1)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry. Without --config: 127.0.0.1:5000, data under ./wharf-data.
+    Serve {
+        /// YAML configuration (distribution-compatible keys); REGISTRY_* variables override it.
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Apply the metadata database's migrations and exit.
+    Migrate {
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check a configuration file and exit.
+    CheckConfig {
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    Config::load(path.map(|p| p.as_path()), std::env::vars()).map_err(|e| {
+        eprintln!("wharf: configuration error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (Command::Serve { config } | Command::Migrate { config } | Command::CheckConfig { config }) =
+        &cli.command;
+    let config = match load(config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    wharf::telemetry::init_tracing(&config.log.level, config.log.formatter == "json");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wharf: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Serve { .. } => actix_web::rt::System::new().block_on(wharf::server::serve(config)),
+        Command::Migrate { .. } => runtime.block_on(async {
+            wharf::metadata::open(&config.database.url, 1)
+                .await
+                .map(|_| eprintln!("wharf: migrations applied"))
+                .map_err(wharf::server::StartError::from)
+        }),
+        Command::CheckConfig { .. } => {
+            eprintln!("wharf: configuration is valid");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "wharf stopped");
+            eprintln!("wharf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The registry core's errors: one variant per way a request can fail by the spec's
+//! rules, plus the storage layers' failures. The HTTP layer maps each to its status and
+//! the spec's error code in exactly one place (`http::error`).
+
+use super::digest::{Digest, DigestError};
+use super::manifest::ManifestError;
+use super::name::NameError;
+use crate::blobs::BlobError;
+use crate::metadata::MetadataError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    #[error("repository {0} is not known to the registry")]
+    NameUnknown(String),
+    #[error("blob {0} is not known in this repository")]
+    BlobUnknown(Digest),
+    #[error("upload session {0:?} is not known in this repository")]
+    UploadUnknown(String),
+    #[error("{0}")]
+    UploadInvalid(String),
+    #[error("chunk does not start at the upload's current offset {offset}")]
+    ChunkOutOfOrder { offset: u64 },
+    #[error("another request is writing to this upload; retry after it completes")]
+    UploadBusy,
+    #[error("content digest {actual} does not match the digest given, {expected}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("{0}")]
+    ManifestInvalid(#[from] ManifestError),
+    #[error("manifest references {0}, which is not in this repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("manifest {0} is not known in this repository")]
+    ManifestUnknown(String),
+    #[error("{0}")]
+    SizeInvalid(String),
+    #[error("requested range is not satisfiable for a blob of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    PaginationInvalid(String),
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error(transparent)]
+    Storage(BlobError),
+    #[error("request body could not be read: {0}")]
+    BodyRead(String),
+}
+
+impl From<BlobError> for RegistryError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Busy => RegistryError::UploadBusy,
+            other => RegistryError::Storage(other),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, RegistryError>;

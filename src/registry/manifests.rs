@@ -1,0 +1,168 @@
+//! Manifests, tags, the catalog and the referrers API.
+
+use serde_json::{json, Value};
+
+use super::digest::Digest;
+use super::manifest::{self, ChildKind, ValidManifest};
+use super::name::{Reference, RepoName};
+use super::{Page, Registry, RegistryError, Result};
+use crate::metadata::{ManifestRecord, NewManifest, PutManifestOutcome};
+
+/// What a manifest push produced.
+#[derive(Debug, Clone)]
+pub struct PushedManifest {
+    pub digest: Digest,
+    /// The subject's digest, echoed in `OCI-Subject`.
+    pub subject: Option<Digest>,
+}
+
+/// The referrers of a subject, as an OCI image index.
+#[derive(Debug, Clone)]
+pub struct Referrers {
+    pub index: Value,
+    pub filtered_by_artifact_type: bool,
+}
+
+impl Registry {
+    /// Validates and stores a manifest, tagging it if `reference` is a tag.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<PushedManifest> {
+        let algorithm = match reference {
+            Reference::Digest(d) => d.algorithm(),
+            Reference::Tag(_) => super::digest::Algorithm::Sha256,
+        };
+        let valid: ValidManifest = manifest::validate(&body, content_type, algorithm)?;
+        if let Reference::Digest(expected) = reference {
+            if expected != &valid.digest {
+                return Err(RegistryError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual: valid.digest,
+                });
+            }
+        }
+        let (blobs, manifests): (Vec<_>, Vec<_>) = valid
+            .required
+            .iter()
+            .partition(|c| c.kind == ChildKind::Blob);
+        let new = NewManifest {
+            record: ManifestRecord {
+                digest: valid.digest.clone(),
+                media_type: valid.media_type.clone(),
+                payload: body,
+                subject: valid.subject.clone(),
+                artifact_type: valid.artifact_type.clone(),
+                annotations: valid.annotations.as_ref().map(|a| a.to_string()),
+            },
+            required_blobs: dedup(blobs.into_iter().map(|c| c.digest.clone()).collect()),
+            required_manifests: dedup(manifests.into_iter().map(|c| c.digest.clone()).collect()),
+            tag: match reference {
+                Reference::Tag(t) => Some(t.clone()),
+                Reference::Digest(_) => None,
+            },
+        };
+        match self.meta.put_manifest(repo, &new).await? {
+            PutManifestOutcome::Stored => Ok(PushedManifest {
+                digest: valid.digest,
+                subject: valid.subject,
+            }),
+            PutManifestOutcome::MissingChild(d) => Err(RegistryError::ManifestBlobUnknown(d)),
+        }
+    }
+
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestRecord> {
+        let found = match reference {
+            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t).await?,
+            Reference::Digest(d) => self.meta.manifest_by_digest(repo, d).await?,
+        };
+        found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
+    }
+
+    /// Deletes a manifest (by digest, with the tags pointing at it) or just a tag.
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        self.require_delete()?;
+        let deleted = match reference {
+            Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
+        };
+        if deleted {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown(reference.to_string()))
+        }
+    }
+
+    pub async fn list_tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        n: Option<u32>,
+    ) -> Result<Page> {
+        let limit = self.page_size(n);
+        let tags = self
+            .meta
+            .list_tags(repo, last, limit.saturating_add(1))
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown(repo.to_string()))?;
+        Ok(Page::from_fetched(tags, limit))
+    }
+
+    pub async fn catalog(&self, last: Option<&str>, n: Option<u32>) -> Result<Page> {
+        let limit = self.page_size(n);
+        let repos = self
+            .meta
+            .list_repositories(last, limit.saturating_add(1))
+            .await?;
+        Ok(Page::from_fetched(repos, limit))
+    }
+
+    /// The manifests whose subject is `subject`, optionally of one artifact type.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Referrers> {
+        let rows = self.meta.referrers(repo, subject, artifact_type).await?;
+        let manifests: Vec<Value> = rows
+            .into_iter()
+            .map(|r| {
+                let mut d = json!({
+                    "mediaType": r.media_type,
+                    "digest": r.digest.to_string(),
+                    "size": r.size,
+                });
+                if let Some(a) = r.artifact_type {
+                    d["artifactType"] = Value::String(a);
+                }
+                if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<Value>(&a).ok())
+                {
+                    d["annotations"] = a;
+                }
+                d
+            })
+            .collect();
+        Ok(Referrers {
+            index: json!({
+                "schemaVersion": 2,
+                "mediaType": manifest::OCI_INDEX,
+                "manifests": manifests,
+            }),
+            filtered_by_artifact_type: artifact_type.is_some(),
+        })
+    }
+}
+
+fn dedup(mut v: Vec<Digest>) -> Vec<Digest> {
+    v.sort();
+    v.dedup();
+    v
+}

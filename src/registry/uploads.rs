@@ -1,0 +1,415 @@
+//! Blob upload sessions: start, append chunks, finish with a digest, cancel, mount.
+//!
+//! A session lives in the metadata store with its offset, its stored chunks and the hash
+//! mid-state, so any instance can serve any request of it. A chunk counts only once it is
+//! durably stored *and* the session row has advanced (conditionally on the offset it
+//! started from); an interrupted request leaves the session where it was.
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use tracing::{debug, warn};
+
+use super::digest::{Algorithm, Digest};
+use super::hasher::ResumableHasher;
+use super::name::RepoName;
+use super::{now_ms, Registry, RegistryError, Result};
+use crate::blobs::push_chunk;
+use crate::metadata::{BlobRecord, ChunkRecord, UploadRecord};
+
+/// Where an upload stands.
+#[derive(Debug, Clone)]
+pub struct UploadStatus {
+    pub id: String,
+    pub repository: RepoName,
+    pub offset: u64,
+}
+
+/// The `Content-Range` a client declared for a chunk (inclusive bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl ChunkRange {
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// The outcome of a cross-repository mount request.
+#[derive(Debug)]
+pub enum MountOutcome {
+    Mounted(BlobRecord),
+    /// Not mountable: an ordinary upload session was opened instead.
+    Started(UploadStatus),
+}
+
+/// A chunk streamed into storage: where it went and the hash advanced over it.
+struct WrittenChunk {
+    chunk: Option<ChunkRecord>,
+    hasher: ResumableHasher,
+    len: u64,
+}
+
+impl Registry {
+    /// Opens a new upload session.
+    pub async fn start_upload(
+        &self,
+        repo: &RepoName,
+        algorithm: Algorithm,
+    ) -> Result<UploadStatus> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let record = UploadRecord {
+            id: id.clone(),
+            repository: repo.clone(),
+            offset: 0,
+            storage_key: self.blobs.new_storage_key(&id),
+            chunks: Vec::new(),
+            hash_state: ResumableHasher::new(algorithm).to_bytes(),
+            created_at: now,
+            updated_at: now,
+        };
+        self.meta.create_upload(&record).await?;
+        debug!(upload = %id, repo = %repo, "upload started");
+        Ok(UploadStatus {
+            id,
+            repository: repo.clone(),
+            offset: 0,
+        })
+    }
+
+    async fn load_upload(&self, repo: &RepoName, id: &str) -> Result<UploadRecord> {
+        match self.meta.get_upload(id).await? {
+            Some(u) if &u.repository == repo => Ok(u),
+            _ => Err(RegistryError::UploadUnknown(id.chars().take(64).collect())),
+        }
+    }
+
+    pub async fn upload_status(&self, repo: &RepoName, id: &str) -> Result<UploadStatus> {
+        let u = self.load_upload(repo, id).await?;
+        Ok(UploadStatus {
+            id: u.id,
+            repository: u.repository,
+            offset: u.offset,
+        })
+    }
+
+    /// Streams `body` into storage as the chunk at `offset`, hashing as it goes.
+    async fn write_chunk<S, E>(
+        &self,
+        storage_key: &str,
+        offset: u64,
+        mut hasher: ResumableHasher,
+        declared: Option<u64>,
+        mut body: S,
+    ) -> Result<WrittenChunk>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut writer = self.blobs.chunk_writer(storage_key, offset).await?;
+        let mut len = 0u64;
+        while let Some(piece) = body.next().await {
+            let data = match piece {
+                Ok(d) => d,
+                Err(e) => {
+                    writer.abort().await;
+                    return Err(RegistryError::BodyRead(e.to_string()));
+                }
+            };
+            len += data.len() as u64;
+            if declared.is_some_and(|d| len > d) {
+                writer.abort().await;
+                return Err(RegistryError::UploadInvalid(
+                    "request body is longer than its Content-Range".into(),
+                ));
+            }
+            hasher.update(&data);
+            if let Err(e) = writer.write(data).await {
+                writer.abort().await;
+                return Err(e.into());
+            }
+        }
+        if declared.is_some_and(|d| len != d) {
+            writer.abort().await;
+            return Err(RegistryError::UploadInvalid(format!(
+                "request body has {len} bytes but its Content-Range declares {}",
+                declared.unwrap_or_default()
+            )));
+        }
+        let chunk = writer.finish().await?;
+        crate::telemetry::metrics().upload_bytes.inc_by(len);
+        Ok(WrittenChunk { chunk, hasher, len })
+    }
+
+    fn check_range(upload: &UploadRecord, range: Option<ChunkRange>) -> Result<Option<u64>> {
+        match range {
+            Some(r) if r.start != upload.offset => Err(RegistryError::ChunkOutOfOrder {
+                offset: upload.offset,
+            }),
+            Some(r) => Ok(Some(r.len())),
+            None => Ok(None),
+        }
+    }
+
+    fn restore_hasher(upload: &UploadRecord) -> Result<ResumableHasher> {
+        ResumableHasher::from_bytes(&upload.hash_state).map_err(|e| {
+            RegistryError::Metadata(crate::metadata::MetadataError::Corrupt(e.to_string()))
+        })
+    }
+
+    /// `PATCH`: appends one chunk.
+    pub async fn append_chunk<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        range: Option<ChunkRange>,
+        body: S,
+    ) -> Result<UploadStatus>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let upload = self.load_upload(repo, id).await?;
+        let declared = Self::check_range(&upload, range)?;
+        let hasher = Self::restore_hasher(&upload)?;
+        let written = self
+            .write_chunk(&upload.storage_key, upload.offset, hasher, declared, body)
+            .await?;
+        let mut chunks = upload.chunks.clone();
+        let Some(chunk) = written.chunk else {
+            return Ok(UploadStatus {
+                id: upload.id,
+                repository: upload.repository,
+                offset: upload.offset,
+            });
+        };
+        push_chunk(&mut chunks, chunk.clone());
+        let new_offset = upload.offset + written.len;
+        let advanced = self
+            .meta
+            .advance_upload(
+                &upload.id,
+                upload.offset,
+                new_offset,
+                &chunks,
+                &written.hasher.to_bytes(),
+                now_ms(),
+            )
+            .await?;
+        if !advanced {
+            // Another request moved the session first; ours does not count.
+            self.discard_chunk(&upload, &chunk).await;
+            let current = self.load_upload(repo, id).await?;
+            return Err(RegistryError::ChunkOutOfOrder {
+                offset: current.offset,
+            });
+        }
+        Ok(UploadStatus {
+            id: upload.id,
+            repository: upload.repository,
+            offset: new_offset,
+        })
+    }
+
+    /// Removes a chunk object that did not become part of its upload.
+    async fn discard_chunk(&self, upload: &UploadRecord, chunk: &ChunkRecord) {
+        // On the filesystem the chunk lives in the upload's own file: the next writer
+        // truncates it. Elsewhere it is its own object.
+        if chunk.key != upload.storage_key {
+            if let Err(e) = self.blobs.delete(&chunk.key).await {
+                warn!(key = %chunk.key, error = %e, "could not delete a discarded chunk");
+            }
+        }
+    }
+
+    /// `PUT ?digest=`: appends the optional last chunk, verifies the digest, and commits.
+    pub async fn finish_upload<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        expected: &Digest,
+        range: Option<ChunkRange>,
+        body: S,
+    ) -> Result<BlobRecord>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let upload = self.load_upload(repo, id).await?;
+        let declared = Self::check_range(&upload, range)?;
+        let hasher = Self::restore_hasher(&upload)?;
+        let written = self
+            .write_chunk(&upload.storage_key, upload.offset, hasher, declared, body)
+            .await?;
+        let mut chunks = upload.chunks.clone();
+        if let Some(chunk) = written.chunk {
+            push_chunk(&mut chunks, chunk);
+        }
+        let size = upload.offset + written.len;
+        self.commit(repo, &upload, chunks, size, written.hasher, expected)
+            .await
+    }
+
+    /// Assembles, verifies and records the blob; on a digest mismatch the upload is gone.
+    async fn commit(
+        &self,
+        repo: &RepoName,
+        upload: &UploadRecord,
+        chunks: Vec<ChunkRecord>,
+        size: u64,
+        hasher: ResumableHasher,
+        expected: &Digest,
+    ) -> Result<BlobRecord> {
+        let storage_key = self
+            .blobs
+            .assemble(&upload.storage_key, &chunks, size)
+            .await?;
+        let actual = if hasher.algorithm() == expected.algorithm() {
+            hasher.finish()
+        } else {
+            // The session hashed with another algorithm (sha256 unless the client said
+            // otherwise when it started): hash the stored blob once with the asked one.
+            self.rehash(&storage_key, expected.algorithm()).await?
+        };
+        if &actual != expected {
+            self.drop_upload(upload, &chunks, &storage_key).await;
+            return Err(RegistryError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        let record = BlobRecord {
+            digest: actual,
+            size,
+            storage_key: storage_key.clone(),
+        };
+        let commit = self
+            .meta
+            .commit_blob(repo, &record, Some(&upload.id))
+            .await?;
+        if let Err(e) = self.blobs.release_chunks(&chunks, &storage_key).await {
+            warn!(upload = %upload.id, error = %e, "could not delete composed chunks");
+        }
+        if !commit.stored_new && commit.blob.storage_key != storage_key {
+            // The registry already had these bytes: ours are redundant.
+            if let Err(e) = self.blobs.delete(&storage_key).await {
+                warn!(key = %storage_key, error = %e, "could not delete a duplicate blob");
+            }
+        }
+        debug!(repo = %repo, digest = %record.digest, size, "blob committed");
+        Ok(commit.blob)
+    }
+
+    async fn rehash(&self, key: &str, algorithm: Algorithm) -> Result<Digest> {
+        let mut hasher = ResumableHasher::new(algorithm);
+        let mut stream = self.blobs.get(key, None).await?;
+        while let Some(piece) = stream.next().await {
+            hasher.update(&piece?);
+        }
+        Ok(hasher.finish())
+    }
+
+    async fn drop_upload(&self, upload: &UploadRecord, chunks: &[ChunkRecord], assembled: &str) {
+        if let Err(e) = self.meta.delete_upload(&upload.id).await {
+            warn!(upload = %upload.id, error = %e, "could not delete upload session");
+        }
+        if let Err(e) = self.blobs.discard_upload(&upload.storage_key, chunks).await {
+            warn!(upload = %upload.id, error = %e, "could not delete upload data");
+        }
+        if assembled != upload.storage_key {
+            let _ = self.blobs.delete(assembled).await;
+        }
+    }
+
+    /// `POST ?digest=`: the whole blob in one request, no session row.
+    pub async fn upload_monolithic<S, E>(
+        &self,
+        repo: &RepoName,
+        expected: &Digest,
+        body: S,
+    ) -> Result<BlobRecord>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let upload = UploadRecord {
+            id: id.clone(),
+            repository: repo.clone(),
+            offset: 0,
+            storage_key: self.blobs.new_storage_key(&id),
+            chunks: Vec::new(),
+            hash_state: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let written = self
+            .write_chunk(
+                &upload.storage_key,
+                0,
+                ResumableHasher::new(expected.algorithm()),
+                None,
+                body,
+            )
+            .await?;
+        let chunks: Vec<ChunkRecord> = written.chunk.into_iter().collect();
+        self.commit(repo, &upload, chunks, written.len, written.hasher, expected)
+            .await
+    }
+
+    /// `DELETE` of an upload: cancels it and frees its storage.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        let upload = self.load_upload(repo, id).await?;
+        if let Some(u) = self.meta.delete_upload(&upload.id).await? {
+            self.blobs.discard_upload(&u.storage_key, &u.chunks).await?;
+        }
+        Ok(())
+    }
+
+    /// `POST ?mount=&from=`: links an existing blob into `repo` if it can be, otherwise
+    /// opens an ordinary session. Without `from`, any repository's copy may be mounted.
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<MountOutcome> {
+        let source = match from {
+            Some(from) => self.meta.repo_blob(from, digest).await?,
+            None => self.meta.any_blob(digest).await?,
+        };
+        if source.is_some() && self.meta.link_blob(repo, digest).await? {
+            if let Some(blob) = self.meta.repo_blob(repo, digest).await? {
+                return Ok(MountOutcome::Mounted(blob));
+            }
+        }
+        Ok(MountOutcome::Started(
+            self.start_upload(repo, digest.algorithm()).await?,
+        ))
+    }
+}
+
+impl Registry {
+    /// Deletes upload sessions idle for longer than `max_age`, with their data.
+    /// Returns how many were purged.
+    pub async fn purge_stale_uploads(&self, max_age: std::time::Duration) -> Result<usize> {
+        let before = now_ms() - max_age.as_millis() as i64;
+        let mut purged = 0;
+        for upload in self.meta.stale_uploads(before, 500).await? {
+            // Only the instance that deletes the row frees the data.
+            if let Some(u) = self.meta.delete_upload(&upload.id).await? {
+                self.blobs.discard_upload(&u.storage_key, &u.chunks).await?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+}

@@ -1,0 +1,126 @@
+//! Assembles a running registry from a [`Config`]: metadata store, blob store, core,
+//! HTTP server and background work.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, DefaultHeaders};
+use actix_web::{web, App, HttpServer};
+
+use crate::blobs::{fs::FsBackend, object::ObjectBackend, BlobBackend, BlobStore};
+use crate::config::{Config, StorageDriver};
+use crate::http::{configure, AppState};
+use crate::registry::{Policy, Registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("metadata store: {0}")]
+    Metadata(#[from] crate::metadata::MetadataError),
+    #[error("blob storage at {path}: {source}")]
+    Storage {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Opens the configured blob backend.
+pub fn blob_store(config: &Config) -> Result<BlobStore, StartError> {
+    let backend: Arc<dyn BlobBackend> = match config.storage.driver() {
+        StorageDriver::Filesystem { rootdirectory } => Arc::new(
+            FsBackend::open(&rootdirectory).map_err(|source| StartError::Storage {
+                path: rootdirectory.clone(),
+                source,
+            })?,
+        ),
+        StorageDriver::InMemory => Arc::new(ObjectBackend::new(
+            "inmemory",
+            Arc::new(object_store::memory::InMemory::new()),
+            "",
+        )),
+    };
+    Ok(BlobStore::new(backend))
+}
+
+/// Builds the registry core with its stores (running migrations).
+pub async fn registry(config: &Config) -> Result<Registry, StartError> {
+    let meta = crate::metadata::open(&config.database.url, config.database.maxconnections).await?;
+    let blobs = blob_store(config)?;
+    let policy = Policy {
+        delete_enabled: config.storage.delete.enabled,
+        ..Policy::default()
+    };
+    Ok(Registry::new(meta, blobs, policy))
+}
+
+/// Starts the HTTP server on `listener` (already bound, so tests can use port 0).
+pub fn http_server(
+    registry: Registry,
+    config: &Config,
+    listener: TcpListener,
+) -> Result<Server, StartError> {
+    let state = web::Data::new(AppState { registry });
+    let extra_headers = config.http.headers.clone();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let server = HttpServer::new(move || {
+        let mut headers =
+            DefaultHeaders::new().add(("Docker-Distribution-API-Version", "registry/2.0"));
+        for (name, values) in &extra_headers {
+            if let Some(v) = values.first() {
+                headers = headers.add((name.as_str(), v.as_str()));
+            }
+        }
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(crate::http::metrics::record))
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(headers)
+            .configure(configure)
+    })
+    .workers(workers)
+    .listen(listener)
+    .map_err(|source| StartError::Listen { addr, source })?
+    .run();
+    Ok(server)
+}
+
+/// Everything `wharf serve` does: build, bind, serve, with background maintenance.
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let addr = config.http.socket_addr()?;
+    let registry = registry(&config).await?;
+    let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
+        addr: addr.to_string(),
+        source,
+    })?;
+    tracing::info!(%addr, storage = registry.blob_store().name(), database = %redact(&config.database.url), "wharf listening");
+    crate::maintenance::spawn(registry.clone());
+    http_server(registry, &config, listener)?
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
