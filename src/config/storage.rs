@@ -15,7 +15,7 @@ pub struct FilesystemConfig {
 }
 
 fn default_root() -> String {
-    "./wharf-data/blobs".into()
+    "./wharf-data".into()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
