@@ -126,6 +126,19 @@ stop_service() {
   wait "$pid" 2>/dev/null || true
 }
 
+# run_fg CMD...: run CMD to completion in its own process group and return
+# its status. Unlike a plain foreground command, a TERM or INT to this script
+# is acted on at once: cleanup stops CMD's whole group.
+_WHARF_FG_PID=""
+run_fg() {
+  local rc=0
+  setsid "$@" &
+  _WHARF_FG_PID=$!
+  wait "$_WHARF_FG_PID" || rc=$?
+  _WHARF_FG_PID=""
+  return "$rc"
+}
+
 # show_service_log NAME [LINES]: print the tail of a started service's log.
 show_service_log() {
   local name="$1" lines="${2:-60}" i
@@ -143,6 +156,9 @@ show_service_log() {
 cleanup() {
   local rc=$? i
   trap - EXIT
+  if [[ -n "$_WHARF_FG_PID" ]]; then
+    stop_service "$_WHARF_FG_PID"
+  fi
   for ((i = ${#WHARF_SERVICE_PIDS[@]} - 1; i >= 0; i--)); do
     stop_service "${WHARF_SERVICE_PIDS[$i]}"
   done
@@ -196,7 +212,7 @@ database:
   url: sqlite://${dir}/wharf.db
 ${WHARF_EXTRA_CONFIG:-}
 YAML
-    start_service wharf "$dir/wharf.log" env RUST_LOG="${RUST_LOG:-info}" "$bin" serve --config "$WHARF_CONFIG"
+    start_service wharf "$dir/wharf.log" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$bin" serve --config "$WHARF_CONFIG"
     WHARF_PID=$REPLY
     if wait_for_http "http://${WHARF_ADDR}/v2/" 60 "$WHARF_PID"; then
       WHARF_URL="http://${WHARF_ADDR}"

@@ -370,4 +370,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except requests.exceptions.ConnectionError as e:
+        not_ok(f"cannot reach the registry: {e}")
+        print(f"SUMMARY api.py: {passed} checks ok, {failed} failed (registry unreachable)")
+        sys.exit(1)

@@ -32,10 +32,12 @@ import os
 import sys
 import tempfile
 import uuid
+from urllib.parse import quote
 
 try:
     import oras.oci
     import oras.provider
+    import requests
 except ImportError:  # pragma: no cover
     print("oras_referrers.py: the oras package is missing (run scripts/install-tools)", file=sys.stderr)
     sys.exit(2)
@@ -101,10 +103,20 @@ def finish():
 
 
 def main():
+    # oras-py retries a refused connection for minutes; find out at once.
+    requests.get(f"http://{REGISTRY}/v2/", timeout=10)
     reg = oras.provider.Registry(hostname=REGISTRY, insecure=True)
-    work = tempfile.mkdtemp(prefix="wharf-e2e-oras.")
-    # oras-py only pushes files below the working directory.
-    os.chdir(work)
+    with tempfile.TemporaryDirectory(prefix="wharf-e2e-oras.") as work:
+        # oras-py only pushes files below the working directory.
+        os.chdir(work)
+        try:
+            run_checks(reg)
+        finally:
+            os.chdir("/")
+    finish()
+
+
+def run_checks(reg):
     print(f"# oras-py referrers e2e against {REGISTRY}/{REPO}")
 
     # ---- 1. the subject: an image pushed with oras-py --------------------
@@ -114,11 +126,11 @@ def main():
     resp = reg.push(target=f"{REGISTRY}/{REPO}:v1", files=["layer.bin"],
                     manifest_config=f"image-config.json:{OCI_CONFIG}", quiet=True)
     if not check("oras push image", resp.status_code == 201, f"status {resp.status_code}"):
-        finish()
+        return
 
     r = reg.do_request(f"{BASE}/manifests/v1", "GET", headers={"Accept": OCI_MANIFEST})
     if not check("GET image manifest", r.status_code == 200, f"status {r.status_code}"):
-        finish()
+        return
     subject_bytes = r.content
     subject_digest = sha256(subject_bytes)
     check_eq("Docker-Content-Digest of the image", subject_digest, r.headers.get("Docker-Content-Digest"))
@@ -153,7 +165,7 @@ def main():
                        headers={"Content-Type": OCI_MANIFEST})
     if not check("PUT artifact A (artifactType, subject) by digest", r.status_code == 201,
                  f"status {r.status_code}: {r.text[:300]}"):
-        finish()
+        return
     check_eq("artifact A Docker-Content-Digest", a_digest, r.headers.get("Docker-Content-Digest"))
     subject_header = r.headers.get("OCI-Subject")
 
@@ -177,7 +189,7 @@ def main():
         sys.exit(1 if failed else 77)
     check_eq("OCI-Subject header on the artifact push", subject_digest, subject_header)
     if not check_eq("GET referrers status", 200, r.status_code):
-        finish()
+        return
     check_eq("referrers Content-Type", OCI_INDEX, r.headers.get("Content-Type", "").split(";")[0].strip())
     index = r.json()
     check_eq("referrers index schemaVersion", 2, index.get("schemaVersion"))
@@ -194,14 +206,15 @@ def main():
     check_eq("B: size", len(b_bytes), b.get("size"))
 
     # Filtering by artifactType.
-    r = reg.do_request(f"{BASE}/referrers/{subject_digest}?artifactType={SBOM_TYPE}", "GET",
+    # Media types hold "+", which a query string must carry as %2B.
+    r = reg.do_request(f"{BASE}/referrers/{subject_digest}?artifactType={quote(SBOM_TYPE, safe='')}", "GET",
                        headers={"Accept": OCI_INDEX})
     check_eq("filtered referrers status", 200, r.status_code)
     if r.status_code == 200:
         digests = [m.get("digest") for m in r.json().get("manifests", [])]
         check_eq("?artifactType= keeps only A", [a_digest], digests)
         check_eq("OCI-Filters-Applied header", "artifactType", r.headers.get("OCI-Filters-Applied"))
-    r = reg.do_request(f"{BASE}/referrers/{subject_digest}?artifactType=application/vnd.none", "GET",
+    r = reg.do_request(f"{BASE}/referrers/{subject_digest}?artifactType={quote('application/vnd.none+json', safe='')}", "GET",
                        headers={"Accept": OCI_INDEX})
     check("filter matching nothing: 200, empty list",
           r.status_code == 200 and r.json().get("manifests") == [],
@@ -228,8 +241,11 @@ def main():
     else:
         not_ok(f"DELETE artifact A: status {r.status_code}: {r.text[:200]}")
 
-    finish()
-
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except requests.exceptions.ConnectionError as e:
+        not_ok(f"cannot reach the registry: {e}")
+        print(f"SUMMARY oras_referrers.py: {passed} checks ok, {failed} failed (registry unreachable)")
+        sys.exit(1)

@@ -33,6 +33,8 @@ done
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/wharf-e2e-skopeo.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 passed=0
 failed=0
