@@ -1,0 +1,8 @@
+//! Wharf's HTTP API over real HTTP: one integration binary, one module per area of the
+//! OCI Distribution Spec v1.1 (and Docker registry/2.0) API. Every test starts its own
+//! server in-process on a free port with fresh storage (see `support`).
+
+mod support;
+
+mod base;
+mod blobs;

@@ -1,0 +1,466 @@
+//! Test harness: a real Wharf server started in-process on a free port, with a fresh
+//! temporary directory for blobs and SQLite, and small helpers to talk to it.
+//!
+//! Every request made through [`TestRegistry::send`] is checked for what must hold of
+//! *every* response: the `Docker-Distribution-API-Version: registry/2.0` header, never a
+//! 5xx, and on every 4xx (except to `HEAD`) the spec's JSON error body.
+
+use std::net::TcpListener;
+use std::thread::JoinHandle;
+
+use actix_web::dev::ServerHandle;
+use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use reqwest::{Method, RequestBuilder};
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+
+/// The error codes the OCI distribution spec defines.
+pub const SPEC_CODES: [&str; 14] = [
+    "BLOB_UNKNOWN",
+    "BLOB_UPLOAD_INVALID",
+    "BLOB_UPLOAD_UNKNOWN",
+    "DIGEST_INVALID",
+    "MANIFEST_BLOB_UNKNOWN",
+    "MANIFEST_INVALID",
+    "MANIFEST_UNKNOWN",
+    "NAME_INVALID",
+    "NAME_UNKNOWN",
+    "SIZE_INVALID",
+    "UNAUTHORIZED",
+    "DENIED",
+    "UNSUPPORTED",
+    "TOOMANYREQUESTS",
+];
+
+pub fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+pub fn sha512(data: &[u8]) -> String {
+    format!("sha512:{}", hex::encode(sha2::Sha512::digest(data)))
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so blobs are not trivially compressible
+/// or repetitive and a misplaced chunk changes the digest.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Options for a test server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub delete_enabled: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            delete_enabled: true,
+        }
+    }
+}
+
+/// A Wharf server on 127.0.0.1:<free port>, stopped (and its data removed) on drop.
+pub struct TestRegistry {
+    pub base: String,
+    pub client: reqwest::Client,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestRegistry {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("blobs");
+        let db = dir.path().join("wharf.db");
+        let yaml = format!(
+            "storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: {delete}\n\
+             database:\n  url: sqlite://{db}\n",
+            root = root.display(),
+            db = db.display(),
+            delete = options.delete_enabled,
+        );
+        let tree: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("test config yaml");
+        let config = wharf::config::Config::from_tree(tree).expect("test config");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("wharf-{}", addr.port()))
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let registry = match wharf::server::registry(&config).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = tx.send(Err(format!("registry: {e}")));
+                            return;
+                        }
+                    };
+                    let server = match wharf::server::http_server(registry, &config, listener) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = tx.send(Err(format!("http server: {e}")));
+                            return;
+                        }
+                    };
+                    let _ = tx.send(Ok(server.handle()));
+                    let _ = server.await;
+                })
+            })
+            .expect("spawn server thread");
+        let handle = rx
+            .await
+            .expect("server thread ended before starting")
+            .unwrap_or_else(|e| panic!("cannot start the test registry: {e}"));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("reqwest client");
+        TestRegistry {
+            base: format!("http://{addr}"),
+            client,
+            handle,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    /// `path` (starting with `/`) or an absolute URL, as a URL on this server.
+    pub fn url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_string()
+        } else {
+            assert!(
+                path_or_url.starts_with('/'),
+                "relative reference {path_or_url:?} is not an absolute path"
+            );
+            format!("{}{}", self.base, path_or_url)
+        }
+    }
+
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path))
+    }
+
+    /// Sends and reads the whole response, checking what every response must satisfy.
+    pub async fn send(&self, rb: RequestBuilder) -> Resp {
+        let request = rb.build().expect("request builds");
+        let what = format!("{} {}", request.method(), request.url());
+        let is_head = request.method() == Method::HEAD;
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: request failed: {e:?}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: reading the body failed: {e:?}"));
+        let resp = Resp {
+            what,
+            status,
+            headers,
+            body,
+        };
+        assert!(
+            status < 500,
+            "{}: server error {status}: {}",
+            resp.what,
+            resp.text()
+        );
+        assert_eq!(
+            resp.header("Docker-Distribution-API-Version"),
+            Some("registry/2.0"),
+            "{}: missing Docker-Distribution-API-Version (status {status})",
+            resp.what
+        );
+        if is_head {
+            assert!(
+                resp.body.is_empty(),
+                "{}: HEAD response has a body",
+                resp.what
+            );
+        } else if status >= 400 {
+            resp.error_code();
+        }
+        resp
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.req(Method::GET, path)).await
+    }
+
+    pub async fn head(&self, path: &str) -> Resp {
+        self.send(self.req(Method::HEAD, path)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.req(Method::DELETE, path)).await
+    }
+
+    /// Pushes a blob with a single `POST ?digest=`; returns its sha256 digest.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let r = self
+            .send(
+                self.req(
+                    Method::POST,
+                    &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+                )
+                .header("Content-Type", "application/octet-stream")
+                .body(data.to_vec()),
+            )
+            .await;
+        r.expect_status(201);
+        digest
+    }
+
+    /// Opens an upload session; returns the `Location` to continue it at.
+    pub async fn start_upload(&self, repo: &str) -> String {
+        let r = self
+            .send(self.req(Method::POST, &format!("/v2/{repo}/blobs/uploads/")))
+            .await;
+        r.expect_status(202);
+        r.must_header("Location").to_string()
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>` with `content_type` (if any).
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Resp {
+        let mut rb = self
+            .req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+            .body(body.to_vec());
+        if let Some(ct) = content_type {
+            rb = rb.header("Content-Type", ct);
+        }
+        self.send(rb).await
+    }
+
+    /// Pushes a manifest and expects 201; returns its sha256 digest.
+    pub async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> String {
+        let r = self
+            .put_manifest(repo, reference, Some(content_type), body)
+            .await;
+        r.expect_status(201);
+        let digest = sha256(body);
+        assert_eq!(r.header("Docker-Content-Digest"), Some(digest.as_str()));
+        digest
+    }
+
+    /// Pushes a config and `layers` blobs and an OCI image manifest over them by
+    /// `reference`; returns `(manifest bytes, manifest digest)`.
+    pub async fn push_image(&self, repo: &str, reference: &str, seed: u64) -> (Vec<u8>, String) {
+        let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}");
+        let layer = pseudo_random(1000 + seed as usize, seed);
+        self.push_blob(repo, config.as_bytes()).await;
+        self.push_blob(repo, &layer).await;
+        let manifest = image_manifest(config.as_bytes(), &[&layer], None);
+        let digest = self
+            .push_manifest(repo, reference, OCI_MANIFEST, &manifest)
+            .await;
+        (manifest, digest)
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        // The stop command is sent when `stop` is called; its future only reports completion.
+        drop(self.handle.stop(false));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A descriptor JSON object.
+pub fn descriptor(media_type: &str, data: &[u8]) -> Value {
+    json!({ "mediaType": media_type, "digest": sha256(data), "size": data.len() })
+}
+
+/// An OCI image manifest over a config and layers (bytes given, digests computed).
+pub fn image_manifest(config: &[u8], layers: &[&[u8]], extra: Option<Value>) -> Vec<u8> {
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, config),
+        "layers": layers.iter().map(|l| descriptor(OCI_LAYER, l)).collect::<Vec<_>>(),
+    });
+    if let Some(Value::Object(extra)) = extra {
+        for (k, v) in extra {
+            m[k] = v;
+        }
+    }
+    serde_json::to_vec(&m).expect("manifest json")
+}
+
+/// An OCI image index over manifests given as `(bytes, media type)`.
+pub fn index_manifest(children: &[(&[u8], &str)], extra: Option<Value>) -> Vec<u8> {
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": children.iter().map(|(b, t)| {
+            let mut d = descriptor(t, b);
+            d["platform"] = json!({"architecture": "amd64", "os": "linux"});
+            d
+        }).collect::<Vec<_>>(),
+    });
+    if let Some(Value::Object(extra)) = extra {
+        for (k, v) in extra {
+            m[k] = v;
+        }
+    }
+    serde_json::to_vec(&m).expect("index json")
+}
+
+/// A response read in full.
+pub struct Resp {
+    pub what: String,
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| {
+            v.to_str()
+                .unwrap_or_else(|_| panic!("{}: header {name} is not ASCII", self.what))
+        })
+    }
+
+    pub fn must_header(&self, name: &str) -> &str {
+        self.header(name).unwrap_or_else(|| {
+            panic!(
+                "{}: response {} lacks the {name} header; headers: {:?}",
+                self.what, self.status, self.headers
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{}: body is not JSON ({e}): {:?}", self.what, self.text()))
+    }
+
+    #[track_caller]
+    pub fn expect_status(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status,
+            status,
+            "{}: expected {status}, got {}: {}",
+            self.what,
+            self.status,
+            self.text()
+        );
+        self
+    }
+
+    /// Checks the spec's error body `{"errors":[{"code":…,"message":…}]}` and returns
+    /// the first code.
+    pub fn error_code(&self) -> String {
+        let ct = self.header("Content-Type").unwrap_or("");
+        assert!(
+            ct.starts_with("application/json"),
+            "{}: error {} has Content-Type {ct:?}, not JSON: {:?}",
+            self.what,
+            self.status,
+            self.text()
+        );
+        let v = self.json();
+        let errors = v["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: error body has no errors array: {v}", self.what));
+        assert!(!errors.is_empty(), "{}: empty errors array", self.what);
+        for e in errors {
+            let code = e["code"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: error without a string code: {v}", self.what));
+            assert!(
+                SPEC_CODES.contains(&code),
+                "{}: error code {code:?} is not one of the spec's",
+                self.what
+            );
+            assert!(
+                e["message"].is_string(),
+                "{}: error without a string message: {v}",
+                self.what
+            );
+        }
+        errors[0]["code"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Expects an error response with `status` and spec error `code`.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) -> &Self {
+        self.expect_status(status);
+        assert_eq!(
+            self.error_code(),
+            code,
+            "{}: wrong error code: {}",
+            self.what,
+            self.text()
+        );
+        self
+    }
+
+    /// Expects a 4xx with the spec's JSON error body (any code of the spec's list).
+    #[track_caller]
+    pub fn expect_client_error(&self) -> String {
+        assert!(
+            (400..500).contains(&self.status),
+            "{}: expected a 4xx, got {}: {}",
+            self.what,
+            self.status,
+            self.text()
+        );
+        self.error_code()
+    }
+
+    pub fn content_length(&self) -> Option<u64> {
+        self.header("Content-Length").map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{}: bad Content-Length {v:?}", self.what))
+        })
+    }
+}
