@@ -6,3 +6,4 @@ mod support;
 
 mod base;
 mod blobs;
+mod uploads;
