@@ -6,4 +6,5 @@ mod support;
 
 mod base;
 mod blobs;
+mod manifests;
 mod uploads;
