@@ -7,4 +7,6 @@ mod support;
 mod base;
 mod blobs;
 mod manifests;
+mod referrers;
+mod tags_catalog;
 mod uploads;
