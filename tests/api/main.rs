@@ -6,6 +6,7 @@ mod support;
 
 mod base;
 mod blobs;
+mod errors;
 mod manifests;
 mod referrers;
 mod tags_catalog;
