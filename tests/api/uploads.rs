@@ -709,3 +709,69 @@ async fn patch_interrupted_by_dropped_connection() {
     expect_created(&r, REPO, &digest);
     expect_blob(&reg, REPO, &digest, &data).await;
 }
+
+/// Several PATCHes race for the same offset of one session, each with different bytes.
+/// At most one may count, and the blob committed under the winner's digest must hold
+/// exactly the winner's bytes (the stored bytes and the hash state must not come from
+/// different requests).
+#[tokio::test]
+async fn racing_chunks_at_the_same_offset() {
+    let reg = TestRegistry::start().await;
+    const RACERS: usize = 6;
+    const LEN: usize = 256 * 1024;
+    for round in 0..8u64 {
+        let location = reg.start_upload(REPO).await;
+        let bodies: Vec<Vec<u8>> = (0..RACERS)
+            .map(|i| pseudo_random(LEN, 1000 + round * 100 + i as u64))
+            .collect();
+        let sends = bodies.iter().map(|b| {
+            reg.client
+                .patch(reg.url(&location))
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Range", format!("0-{}", LEN - 1))
+                .body(b.clone())
+                .send()
+        });
+        let results = futures_util::future::join_all(sends).await;
+        let mut winners = Vec::new();
+        for (i, res) in results.into_iter().enumerate() {
+            let res = res.expect("PATCH answered");
+            let status = res.status().as_u16();
+            assert!(
+                status == 202 || status == 409 || status == 416,
+                "round {round}: racer {i} got {status}"
+            );
+            if status == 202 {
+                winners.push(i);
+            }
+        }
+        assert!(
+            winners.len() <= 1,
+            "round {round}: several chunks accepted at offset 0: {winners:?}"
+        );
+        let r = retry_busy(|| status(&reg, &location)).await;
+        let Some(&winner) = winners.first() else {
+            // Nobody won (all refused): the session must still be empty.
+            expect_status_at(&r, 0);
+            continue;
+        };
+        expect_status_at(&r, LEN as u64);
+        let digest = sha256(&bodies[winner]);
+        let r = put_final(&reg, &location, &digest, None, None).await;
+        expect_created(&r, REPO, &digest);
+        let r = reg.get(&format!("/v2/{REPO}/blobs/{digest}")).await;
+        r.expect_status(200);
+        if r.body.as_ref() != bodies[winner].as_slice() {
+            let source = bodies.iter().position(|b| b.as_slice() == r.body.as_ref());
+            panic!(
+                "round {round}: blob {digest} (racer {winner}'s, the one answered 202) is served \
+                 with other bytes, sha256 {}: {}",
+                sha256(&r.body),
+                match source {
+                    Some(i) => format!("those of racer {i}, which was refused"),
+                    None => "bytes of no single racer".to_string(),
+                }
+            );
+        }
+    }
+}
