@@ -64,7 +64,7 @@ struct RunArgs {
     #[arg(long, default_value = "server")]
     label: String,
     /// `all` or a comma-separated list of: push, chunked, pull, range, small, manifest-get,
-    /// manifest-head, blob-head.
+    /// manifest-head, blob-head, ping (GET /v2/: the HTTP stack alone).
     #[arg(long, default_value = "all")]
     scenarios: String,
     /// Size of the big blob (push, chunked, pull, range), MiB.

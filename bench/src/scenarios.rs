@@ -32,6 +32,7 @@ pub const ALL: &[&str] = &[
     "manifest-get",
     "manifest-head",
     "blob-head",
+    "ping",
 ];
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -117,6 +118,7 @@ impl Params {
                 self.concurrency
             ),
             "blob-head" => format!("blob HEAD ×{}, c{}", self.load_plan(), self.concurrency),
+            "ping" => format!("GET /v2/ ×{}, c{}", self.load_plan(), self.concurrency),
             other => other.to_string(),
         }
     }
@@ -232,7 +234,7 @@ impl Bench {
             "pull" => self.pull().await,
             "range" => self.range().await,
             "small" => self.small().await,
-            "manifest-get" | "manifest-head" | "blob-head" => self.image_load(name).await,
+            "manifest-get" | "manifest-head" | "blob-head" | "ping" => self.image_load(name).await,
             other => Err(anyhow!("unknown scenario {other:?}")),
         };
         let usage = self.monitor.end(mark);
@@ -568,10 +570,27 @@ impl Bench {
         Ok(m)
     }
 
+    /// The fixed-count (or fixed-duration) loads on 64 connections: the small image's manifest
+    /// and layer, or the API root.
     async fn image_load(&mut self, name: &str) -> Result<Measured> {
+        let op = if name == "ping" {
+            Op::Ping
+        } else {
+            self.image_op(name)?
+        };
+        let duration = self.params.duration_secs.map(Duration::from_secs_f64);
+        let total = match duration {
+            Some(_) => None,
+            None => Some(self.params.requests),
+        };
+        let out = run_load(&self.target, op, self.params.concurrency, total, duration).await?;
+        Ok(out.measured("req/s"))
+    }
+
+    fn image_op(&self, name: &str) -> Result<Op> {
         let img = self.image.as_ref().ok_or_else(|| anyhow!("no image"))?;
         let manifest_path = format!("/v2/{}/manifests/latest", img.repo);
-        let op = match name {
+        Ok(match name {
             "manifest-get" => Op::ManifestGet {
                 path: manifest_path,
                 len: img.manifest_len,
@@ -584,14 +603,7 @@ impl Bench {
                 path: format!("/v2/{}/blobs/{}", img.repo, img.layer_digest),
                 len: img.layer_len,
             },
-        };
-        let duration = self.params.duration_secs.map(Duration::from_secs_f64);
-        let total = match duration {
-            Some(_) => None,
-            None => Some(self.params.requests),
-        };
-        let out = run_load(&self.target, op, self.params.concurrency, total, duration).await?;
-        Ok(out.measured("req/s"))
+        })
     }
 }
 
@@ -687,6 +699,7 @@ enum Op {
         path: String,
         len: u64,
     },
+    Ping,
 }
 
 impl Op {
@@ -797,6 +810,15 @@ impl Op {
                     Some(l) if l == want => Ok(()),
                     other => bail!("HEAD blob: Content-Length {other:?}, expected {want}"),
                 }
+            }
+            Op::Ping => {
+                let req = conn
+                    .target()
+                    .request(Method::GET, "/v2/")
+                    .body(ReqBody::Empty)?;
+                let resp = Small::read(conn.send(req).await?).await?;
+                resp.expect(StatusCode::OK, "GET /v2/")?;
+                Ok(())
             }
         }
     }
