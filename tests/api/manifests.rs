@@ -548,3 +548,33 @@ async fn subject_that_does_not_exist_yet_is_accepted() {
         Some(sha256(&future_subject).as_str())
     );
 }
+
+#[tokio::test]
+async fn content_type_parameters_are_ignored() {
+    let reg = TestRegistry::start().await;
+    let config = b"{}";
+    reg.push_blob(REPO, config).await;
+    let body = image_manifest(config, &[], None);
+    let ct = format!("{OCI_MANIFEST}; charset=utf-8");
+    let r = reg.put_manifest(REPO, "params", Some(&ct), &body).await;
+    r.expect_status(201);
+    expect_manifest(&reg, REPO, "params", OCI_MANIFEST, &body).await;
+}
+
+#[tokio::test]
+async fn media_type_comes_from_content_type_when_the_body_has_none() {
+    let reg = TestRegistry::start().await;
+    let config = b"{}";
+    reg.push_blob(REPO, config).await;
+    let body = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "config": descriptor(OCI_CONFIG, config),
+        "layers": [],
+    }))
+    .unwrap();
+    let r = reg
+        .put_manifest(REPO, "typed", Some(OCI_MANIFEST), &body)
+        .await;
+    r.expect_status(201);
+    expect_manifest(&reg, REPO, "typed", OCI_MANIFEST, &body).await;
+}

@@ -79,6 +79,31 @@ impl Default for Options {
     }
 }
 
+/// A fresh directory for one server's blobs and database: under `WHARF_TEST_TMPDIR` if
+/// set, else `/dev/shm` where it exists (creating and removing the 256 blob directories
+/// and syncing files is far slower on a disk, and durability is not what these tests
+/// check), else the system's temporary directory.
+fn scratch_dir() -> tempfile::TempDir {
+    let base = std::env::var_os("WHARF_TEST_TMPDIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let shm = std::path::Path::new("/dev/shm");
+            shm.is_dir().then(|| shm.to_path_buf())
+        });
+    let made = match &base {
+        Some(b) => tempfile::Builder::new().prefix("wharf-api-").tempdir_in(b),
+        None => tempfile::Builder::new().prefix("wharf-api-").tempdir(),
+    };
+    match made {
+        Ok(d) => d,
+        // /dev/shm present but not writable: fall back to the default location.
+        Err(_) if std::env::var_os("WHARF_TEST_TMPDIR").is_none() => {
+            tempfile::tempdir().expect("tempdir")
+        }
+        Err(e) => panic!("cannot create a directory under WHARF_TEST_TMPDIR: {e}"),
+    }
+}
+
 /// A Wharf server on 127.0.0.1:<free port>, stopped (and its data removed) on drop.
 pub struct TestRegistry {
     pub base: String,
@@ -94,7 +119,7 @@ impl TestRegistry {
     }
 
     pub async fn start_with(options: Options) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = scratch_dir();
         let root = dir.path().join("blobs");
         let db = dir.path().join("wharf.db");
         let yaml = format!(

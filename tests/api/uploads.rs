@@ -268,6 +268,18 @@ async fn chunk_at_wrong_offset_is_416_with_current_range() {
         assert!(r.header("Location").is_some(), "416 without Location");
         r.error_code();
     }
+    // The closing PUT's chunk is checked the same way.
+    let r = put_final(
+        &reg,
+        &location,
+        &digest,
+        Some((1500, 2999)),
+        Some(&data[1500..]),
+    )
+    .await;
+    r.expect_status(416);
+    assert_eq!(r.header("Range"), Some("0-999"), "{}", r.what);
+    r.error_code();
     // The session did not move and continues from where it was.
     expect_status_at(&status(&reg, &location).await, 1000);
     let r = patch(&reg, &location, Some((1000, 2999)), &data[1000..]).await;
@@ -774,4 +786,47 @@ async fn racing_chunks_at_the_same_offset() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn empty_blobs_by_sha512() {
+    let reg = TestRegistry::start().await;
+    let digest = sha512(b"");
+    let r = reg
+        .send(reg.req(
+            Method::POST,
+            &format!("/v2/{REPO}/blobs/uploads/?digest={digest}"),
+        ))
+        .await;
+    expect_created(&r, REPO, &digest);
+    expect_blob(&reg, REPO, &digest, b"").await;
+    // Through a session (which hashes with sha256 unless told otherwise).
+    let location = reg.start_upload("other/repo").await;
+    let r = put_final(&reg, &location, &digest, None, None).await;
+    expect_created(&r, "other/repo", &digest);
+    expect_blob(&reg, "other/repo", &digest, b"").await;
+}
+
+/// A mount of a sha512 digest nobody has opens a session; that session can still be
+/// finished with the sha256 digest of what is sent.
+#[tokio::test]
+async fn mount_fallback_session_with_another_algorithm() {
+    let reg = TestRegistry::start().await;
+    let data = pseudo_random(9999, 27);
+    let r = reg
+        .send(reg.req(
+            Method::POST,
+            &format!(
+                "/v2/{REPO}/blobs/uploads/?mount={}&from=nowhere/repo",
+                sha512(b"absent")
+            ),
+        ))
+        .await;
+    let location = expect_in_progress(&r, REPO, 0);
+    let r = patch(&reg, &location, None, &data).await;
+    let location = expect_in_progress(&r, REPO, 9999);
+    let digest = sha256(&data);
+    let r = put_final(&reg, &location, &digest, None, None).await;
+    expect_created(&r, REPO, &digest);
+    expect_blob(&reg, REPO, &digest, &data).await;
 }
