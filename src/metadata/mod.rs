@@ -179,11 +179,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Vec<ReferrerRecord>>;
 }
 
-/// Opens the store a `database.url` names and runs its migrations.
+/// Opens the store a `database.url` names, running its migrations first.
 pub async fn open(url: &str, pool_size: u32) -> Result<std::sync::Arc<dyn MetadataStore>> {
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url, pool_size).await?;
-        store.migrate().await?;
         Ok(std::sync::Arc::new(store))
     } else {
         Err(MetadataError::UnsupportedUrl(url.to_string()))

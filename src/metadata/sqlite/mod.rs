@@ -1,8 +1,9 @@
 //! SQLite metadata store: the embedded default, for a single instance.
 //!
-//! One writer connection (SQLite has one writer at a time; serializing in-process avoids
-//! busy-retry storms) and a pool of readers over WAL. `synchronous = FULL`: every
-//! acknowledged write is on disk. Several processes on one database file are not a
+//! Reads go to a pool of read-only connections over WAL; every write goes through one
+//! writer connection with group commit (`group_commit`; SQLite has one writer at a time,
+//! so serializing in-process avoids busy-retry storms and lets one fsync cover a batch).
+//! `synchronous = FULL`: every acknowledged write is on disk. Several processes on one database file are not a
 //! supported deployment; use PostgreSQL for that.
 
 use std::str::FromStr;
@@ -12,19 +13,24 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
 use super::*;
 use crate::registry::digest::Digest;
 
+mod group_commit;
+mod writes;
+
+use group_commit::GroupCommitter;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: GroupCommitter,
     reader: SqlitePool,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -48,7 +54,7 @@ fn manifest_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ManifestRecord> {
     })
 }
 
-fn upload_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
+pub(super) fn upload_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
     let repository: String = row.try_get("repository")?;
     let chunks: String = row.try_get("chunks")?;
     Ok(UploadRecord {
@@ -65,7 +71,7 @@ fn upload_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
     })
 }
 
-fn chunks_json(chunks: &[ChunkRecord]) -> String {
+pub(super) fn chunks_json(chunks: &[ChunkRecord]) -> String {
     serde_json::to_string(chunks).unwrap_or_else(|_| "[]".into())
 }
 
@@ -82,33 +88,19 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
             }
         }
-        let writer = SqlitePoolOptions::new()
+        // Migrations run on their own connection before the writer starts.
+        let migrations = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
+        MIGRATOR.run(&migrations).await?;
+        migrations.close().await;
+        let writer = GroupCommitter::start(options.clone()).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(pool_size.max(1))
             .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore { writer, reader })
-    }
-
-    pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.writer).await?;
-        Ok(())
-    }
-
-    async fn ensure_repository(tx: &mut Transaction<'_, Sqlite>, repo: &RepoName) -> Result<i64> {
-        sqlx::query("INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-            .bind(repo.as_str())
-            .bind(now_ms())
-            .execute(&mut **tx)
-            .await?;
-        let id: i64 = sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
-            .bind(repo.as_str())
-            .fetch_one(&mut **tx)
-            .await?;
-        Ok(id)
     }
 
     async fn repository_id(pool: &SqlitePool, repo: &RepoName) -> Result<Option<i64>> {
@@ -127,21 +119,7 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn create_upload(&self, u: &UploadRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO upload_sessions (id, repository, received, storage_key, chunks, hash_state, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&u.id)
-        .bind(u.repository.as_str())
-        .bind(u.offset as i64)
-        .bind(&u.storage_key)
-        .bind(chunks_json(&u.chunks))
-        .bind(&u.hash_state)
-        .bind(u.created_at)
-        .bind(u.updated_at)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        self.write_create_upload(u).await
     }
 
     async fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>> {
@@ -161,27 +139,12 @@ impl MetadataStore for SqliteStore {
         hash_state: &[u8],
         now: i64,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE upload_sessions SET received = ?, chunks = ?, hash_state = ?, updated_at = ?
-             WHERE id = ? AND received = ?",
-        )
-        .bind(new_offset as i64)
-        .bind(chunks_json(chunks))
-        .bind(hash_state)
-        .bind(now)
-        .bind(id)
-        .bind(expected_offset as i64)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        self.write_advance_upload(id, expected_offset, new_offset, chunks, hash_state, now)
+            .await
     }
 
     async fn delete_upload(&self, id: &str) -> Result<Option<UploadRecord>> {
-        let row = sqlx::query("DELETE FROM upload_sessions WHERE id = ? RETURNING *")
-            .bind(id)
-            .fetch_optional(&self.writer)
-            .await?;
-        row.as_ref().map(upload_from_row).transpose()
+        self.write_delete_upload(id).await
     }
 
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>> {
@@ -201,54 +164,7 @@ impl MetadataStore for SqliteStore {
         blob: &BlobRecord,
         upload_id: Option<&str>,
     ) -> Result<BlobCommit> {
-        let mut tx = self.writer.begin().await?;
-        let repo_id = Self::ensure_repository(&mut tx, repo).await?;
-        let now = now_ms();
-        let inserted = sqlx::query(
-            "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(blob.digest.to_string())
-        .bind(blob.size as i64)
-        .bind(&blob.storage_key)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let stored = if inserted {
-            blob.clone()
-        } else {
-            let row = sqlx::query("SELECT size, storage_key FROM blobs WHERE digest = ?")
-                .bind(blob.digest.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-            BlobRecord {
-                digest: blob.digest.clone(),
-                size: row.try_get::<i64, _>("size")? as u64,
-                storage_key: row.try_get("storage_key")?,
-            }
-        };
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(blob.digest.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(id) = upload_id {
-            sqlx::query("DELETE FROM upload_sessions WHERE id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(BlobCommit {
-            blob: stored,
-            stored_new: inserted,
-        })
+        self.write_commit_blob(repo, blob, upload_id).await
     }
 
     async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobRecord>> {
@@ -291,123 +207,15 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = ?")
-            .bind(digest.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(false);
-        }
-        let repo_id = Self::ensure_repository(&mut tx, repo).await?;
-        sqlx::query(
-            "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(digest.to_string())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        self.write_link_blob(repo, digest).await
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM repository_blobs WHERE digest = ?
-             AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
-        )
-        .bind(digest.to_string())
-        .bind(repo.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        self.write_unlink_blob(repo, digest).await
     }
 
-    async fn put_manifest(
-        &self,
-        repo: &RepoName,
-        m: &NewManifest,
-    ) -> Result<PutManifestOutcome> {
-        let mut tx = self.writer.begin().await?;
-        let repo_id = Self::ensure_repository(&mut tx, repo).await?;
-        for d in &m.required_blobs {
-            let present: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
-            )
-            .bind(repo_id)
-            .bind(d.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if present.is_none() {
-                return Ok(PutManifestOutcome::MissingChild(d.clone()));
-            }
-        }
-        for d in &m.required_manifests {
-            let present: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?",
-            )
-            .bind(repo_id)
-            .bind(d.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-            if present.is_none() {
-                return Ok(PutManifestOutcome::MissingChild(d.clone()));
-            }
-        }
-        let now = now_ms();
-        let r = &m.record;
-        let digest = r.digest.to_string();
-        let inserted = sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, payload, subject_digest, artifact_type, annotations, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(repo_id)
-        .bind(&digest)
-        .bind(&r.media_type)
-        .bind(&r.payload)
-        .bind(r.subject.as_ref().map(|s| s.to_string()))
-        .bind(&r.artifact_type)
-        .bind(&r.annotations)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            let children = m
-                .required_blobs
-                .iter()
-                .map(|d| (d, false))
-                .chain(m.required_manifests.iter().map(|d| (d, true)));
-            for (child, is_manifest) in children {
-                sqlx::query(
-                    "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
-                     VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                )
-                .bind(repo_id)
-                .bind(&digest)
-                .bind(child.to_string())
-                .bind(is_manifest)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        if let Some(tag) = &m.tag {
-            sqlx::query(
-                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (repository_id, name) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-            )
-            .bind(repo_id)
-            .bind(tag.as_str())
-            .bind(&digest)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(PutManifestOutcome::Stored)
+    async fn put_manifest(&self, repo: &RepoName, m: &NewManifest) -> Result<PutManifestOutcome> {
+        self.write_put_manifest(repo, m).await
     }
 
     async fn manifest_by_digest(
@@ -441,28 +249,11 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let Some(repo_id) = Self::repository_id(&self.writer, repo).await? else {
-            return Ok(false);
-        };
-        // Tags and references go with it (ON DELETE CASCADE).
-        let done = sqlx::query("DELETE FROM manifests WHERE repository_id = ? AND digest = ?")
-            .bind(repo_id)
-            .bind(digest.to_string())
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.write_delete_manifest(repo, digest).await
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM tags WHERE name = ?
-             AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
-        )
-        .bind(tag.as_str())
-        .bind(repo.as_str())
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() > 0)
+        self.write_delete_tag(repo, tag).await
     }
 
     async fn list_tags(
