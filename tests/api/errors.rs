@@ -10,10 +10,15 @@ use crate::support::*;
 
 const REPO: &str = "errors/repo";
 
+/// A name of exactly `len` characters made of valid components (`ab/ab/…`).
 fn long_name(len: usize) -> String {
-    let mut s = "a/".repeat(len / 2);
+    let mut s = "ab/".repeat(len / 3 + 1);
     s.truncate(len);
-    s.trim_end_matches('/').to_string() + if len % 2 == 0 { "b" } else { "" }
+    if s.ends_with('/') {
+        s.pop();
+        s.push('c');
+    }
+    s
 }
 
 /// Repository names the grammar refuses, as they appear in a URL path.
