@@ -288,16 +288,23 @@ async fn malformed_content_ranges_are_4xx_and_leave_the_session() {
         }
     }
     // On a fresh session (offset 0) the largest end: its length does not fit in u64.
+    // (With and without a body: a length computed modulo 2^64 is 0.)
     let fresh = reg.start_upload(REPO).await;
-    for (method, path) in [
-        (Method::PATCH, fresh.clone()),
-        (Method::PUT, format!("{fresh}?digest={}", sha256(b"56789"))),
+    for (method, path, body) in [
+        (Method::PATCH, fresh.clone(), "56789"),
+        (Method::PATCH, fresh.clone(), ""),
+        (
+            Method::PUT,
+            format!("{fresh}?digest={}", sha256(b"56789")),
+            "56789",
+        ),
+        (Method::PUT, format!("{fresh}?digest={}", sha256(b"")), ""),
     ] {
         let r = reg
             .send(
                 reg.req(method, &path)
                     .header("Content-Range", "0-18446744073709551615")
-                    .body("56789"),
+                    .body(body),
             )
             .await;
         r.expect_client_error();
