@@ -46,13 +46,16 @@ impl Report {
     }
 
     fn server_cpu_s(&self) -> Option<f64> {
-        let v: Vec<f64> = self
-            .scenarios
-            .iter()
-            .filter_map(|s| s.server_cpu_s)
-            .collect();
-        (!v.is_empty()).then(|| v.iter().sum())
+        sum(self.scenarios.iter().filter_map(|s| s.server_cpu_s))
     }
+
+    fn client_cpu_s(&self) -> Option<f64> {
+        sum(self.scenarios.iter().filter_map(|s| s.client_cpu_s))
+    }
+}
+
+fn sum(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values.fold(None, |acc, v| Some(acc.unwrap_or(0.0) + v))
 }
 
 /// Three significant-ish digits: 2345, 234.5 → 235, 23.4, 2.34.
@@ -184,6 +187,12 @@ pub fn compare(base: &Report, cand: Option<&Report>, missing_label: &str) -> Str
         cpu(Some(base)).map_or("–".into(), |c| format!("{} s", num(c))),
         cpu(cand).map_or("–".into(), |c| format!("{} s", num(c))),
         ratio(cpu(Some(base)), cpu(cand))
+    ));
+    let client = |r: Option<&Report>| r.and_then(|r| r.client_cpu_s());
+    out.push_str(&format!(
+        "| bench client CPU time, all scenarios | {} | {} | – |\n",
+        client(Some(base)).map_or("–".into(), |c| format!("{} s", num(c))),
+        client(cand).map_or("–".into(), |c| format!("{} s", num(c))),
     ));
     out.push_str(
         "\nRatio above 1 is better for throughput rows, below 1 better for latency, RSS and CPU. \
