@@ -11,6 +11,7 @@ pub mod error;
 pub mod handlers;
 pub mod headers;
 pub mod metrics;
+pub mod spans;
 
 use handlers::{base, blobs, manifests, ops, uploads};
 

@@ -55,6 +55,7 @@ impl Registry {
     }
 
     /// Opens the blob (or a range of it) for reading.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, digest = %digest))]
     pub async fn open_blob(
         &self,
         repo: &RepoName,
@@ -78,6 +79,7 @@ impl Registry {
 
     /// Unlinks the blob from `repo`. Its bytes stay until garbage collection finds no
     /// repository linking them.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, digest = %digest))]
     pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         self.require_delete()?;
         if self.meta.unlink_blob(repo, digest).await? {

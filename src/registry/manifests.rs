@@ -25,6 +25,7 @@ pub struct Referrers {
 
 impl Registry {
     /// Validates and stores a manifest, tagging it if `reference` is a tag.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, reference = %reference))]
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
@@ -87,6 +88,7 @@ impl Registry {
     }
 
     /// Deletes a manifest (by digest, with the tags pointing at it) or just a tag.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, reference = %reference))]
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
         self.require_delete()?;
         let deleted = match reference {

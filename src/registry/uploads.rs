@@ -165,6 +165,7 @@ impl Registry {
     }
 
     /// `PATCH`: appends one chunk.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, upload = %id))]
     pub async fn append_chunk<S, E>(
         &self,
         repo: &RepoName,
@@ -230,6 +231,7 @@ impl Registry {
     }
 
     /// `PUT ?digest=`: appends the optional last chunk, verifies the digest, and commits.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, upload = %id, digest = %expected))]
     pub async fn finish_upload<S, E>(
         &self,
         repo: &RepoName,
@@ -258,6 +260,7 @@ impl Registry {
     }
 
     /// Assembles, verifies and records the blob; on a digest mismatch the upload is gone.
+    #[tracing::instrument(level = "debug", skip_all, fields(size))]
     async fn commit(
         &self,
         repo: &RepoName,
@@ -329,6 +332,7 @@ impl Registry {
     }
 
     /// `POST ?digest=`: the whole blob in one request, no session row.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, digest = %expected))]
     pub async fn upload_monolithic<S, E>(
         &self,
         repo: &RepoName,
@@ -376,6 +380,7 @@ impl Registry {
 
     /// `POST ?mount=&from=`: links an existing blob into `repo` if it can be, otherwise
     /// opens an ordinary session. Without `from`, any repository's copy may be mounted.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, digest = %digest))]
     pub async fn mount_blob(
         &self,
         repo: &RepoName,
