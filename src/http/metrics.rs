@@ -1,4 +1,4 @@
-//! Request metrics middleware: counts and times every request by its route pattern
+//! Request metrics middleware: counts and times every request by its endpoint label
 //! (never the raw path, which would explode the label set).
 
 use std::time::Instant;
@@ -6,6 +6,9 @@ use std::time::Instant;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use actix_web::HttpMessage;
+
+use super::route::Endpoint;
 
 use crate::telemetry::metrics;
 
@@ -18,7 +21,10 @@ pub async fn record(
     let response = next.call(req).await?;
     let route = response
         .request()
-        .match_pattern()
+        .extensions()
+        .get::<Endpoint>()
+        .map(|e| e.label().to_string())
+        .or_else(|| response.request().match_pattern())
         .unwrap_or_else(|| "unmatched".into());
     let status = response.status().as_u16().to_string();
     let m = metrics();

@@ -13,70 +13,59 @@ pub mod headers;
 pub mod metrics;
 pub mod spans;
 
+pub mod route;
+
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+
+use error::{ApiError, ApiResult};
 use handlers::{base, blobs, manifests, ops, uploads};
+use route::Endpoint;
 
 /// Application state shared by every worker.
 pub struct AppState {
     pub registry: crate::registry::Registry,
 }
 
-const NAME: &str = "/v2/{name:.+}";
-
-/// Registers every route. Upload routes come before `blobs/{digest}` so that
-/// `blobs/uploads` is never read as a digest.
+/// Registers every route: the operational endpoints by exact path, and every `/v2/`
+/// path through [`dispatch`], which parses it into an [`Endpoint`] once.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let unsupported = || web::to(handlers::method_not_allowed);
-    cfg.service(
-        web::resource(["/v2", "/v2/"])
-            .route(web::get().to(base::version_check))
-            .route(web::head().to(base::version_check))
-            .default_service(unsupported()),
-    )
-    .service(
-        web::resource("/v2/_catalog")
-            .route(web::get().to(manifests::catalog))
-            .default_service(unsupported()),
-    )
-    .service(
-        web::resource(format!("{NAME}/tags/list"))
-            .route(web::get().to(manifests::list_tags))
-            .default_service(unsupported()),
-    )
-    .service(
-        web::resource(format!("{NAME}/manifests/{{reference}}"))
-            .route(web::get().to(manifests::get))
-            .route(web::head().to(manifests::head))
-            .route(web::put().to(manifests::put))
-            .route(web::delete().to(manifests::delete))
-            .default_service(unsupported()),
-    )
-    .service(
-        web::resource([format!("{NAME}/blobs/uploads/"), format!("{NAME}/blobs/uploads")])
-            .route(web::post().to(uploads::start))
-            .default_service(unsupported()),
-    )
-    .service(
-        web::resource(format!("{NAME}/blobs/uploads/{{id}}"))
-            .route(web::get().to(uploads::status))
-            .route(web::patch().to(uploads::patch))
-            .route(web::put().to(uploads::finish))
-            .route(web::delete().to(uploads::cancel))
-            .default_service(unsupported()),
-    )
-    .service(
-        web::resource(format!("{NAME}/blobs/{{digest}}"))
-            .route(web::get().to(blobs::get))
-            .route(web::head().to(blobs::head))
-            .route(web::delete().to(blobs::delete))
-            .default_service(unsupported()),
-    )
-    .service(
-        web::resource(format!("{NAME}/referrers/{{digest}}"))
-            .route(web::get().to(manifests::referrers))
-            .default_service(unsupported()),
-    )
-    .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
-    .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
-    .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
-    .default_service(web::to(handlers::not_found));
+    cfg.service(web::resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
+        .default_service(web::to(dispatch));
+}
+
+/// Routes an API request by its parsed endpoint and method.
+async fn dispatch(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let Some(endpoint) = Endpoint::parse(req.path()) else {
+        return Err(handlers::not_found(&req));
+    };
+    req.extensions_mut().insert(endpoint.clone());
+    use Endpoint as E;
+    match (&endpoint, req.method().as_str()) {
+        (E::Base, "GET" | "HEAD") => Ok(base::version_check().await),
+        (E::Catalog, "GET") => manifests::catalog(req, state).await,
+        (E::Tags { .. }, "GET") => manifests::list_tags(req, state).await,
+        (E::Manifest { .. }, "GET") => manifests::get(req, state).await,
+        (E::Manifest { .. }, "HEAD") => manifests::head(req, state).await,
+        (E::Manifest { .. }, "PUT") => manifests::put(req, body, state).await,
+        (E::Manifest { .. }, "DELETE") => manifests::delete(req, state).await,
+        (E::UploadStart { .. }, "POST") => uploads::start(req, body, state).await,
+        (E::Upload { .. }, "GET") => uploads::status(req, state).await,
+        (E::Upload { .. }, "PATCH") => uploads::patch(req, body, state).await,
+        (E::Upload { .. }, "PUT") => uploads::finish(req, body, state).await,
+        (E::Upload { .. }, "DELETE") => uploads::cancel(req, state).await,
+        (E::Blob { .. }, "GET") => blobs::get(req, state).await,
+        (E::Blob { .. }, "HEAD") => blobs::head(req, state).await,
+        (E::Blob { .. }, "DELETE") => blobs::delete(req, state).await,
+        (E::Referrers { .. }, "GET") => manifests::referrers(req, state).await,
+        (endpoint, method) => Err(ApiError::unsupported(format!(
+            "{method} is not supported on {}",
+            endpoint.label()
+        ))),
+    }
 }

@@ -15,7 +15,7 @@ use crate::registry::RegistryError;
 const DIGEST_HEADER: &str = "Docker-Content-Digest";
 
 fn digest(req: &HttpRequest) -> ApiResult<Digest> {
-    segment(req, "digest")
+    segment(req)
         .parse()
         .map_err(|e| RegistryError::Digest(e).into())
 }

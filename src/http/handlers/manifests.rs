@@ -20,7 +20,8 @@ const DIGEST_HEADER: &str = "Docker-Content-Digest";
 
 /// The reference of a read or delete: a malformed tag cannot name anything (404).
 fn lookup_reference(req: &HttpRequest) -> ApiResult<Reference> {
-    let raw = segment(req, "reference");
+    let raw = segment(req);
+    let raw = raw.as_str();
     Reference::parse(raw).map_err(|e| match e {
         NameError::InvalidTag(_) => {
             RegistryError::ManifestUnknown(raw.chars().take(128).collect()).into()
@@ -77,7 +78,7 @@ pub async fn put(
 ) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
     let reference =
-        Reference::parse(segment(&req, "reference")).map_err(RegistryError::from)?;
+        Reference::parse(&segment(&req)).map_err(RegistryError::from)?;
     let content_type = headers::content_type(req.headers())?.map(str::to_string);
     let body = read_manifest_body(body).await?;
     let pushed = state
@@ -156,7 +157,7 @@ pub async fn catalog(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<
 
 pub async fn referrers(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
-    let subject: Digest = segment(&req, "digest")
+    let subject: Digest = segment(&req)
         .parse()
         .map_err(RegistryError::Digest)?;
     let params = headers::query(req.query_string())?;

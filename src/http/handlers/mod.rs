@@ -1,7 +1,9 @@
 //! Request handlers, one file per resource. Each parses, calls the core, and responds.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpMessage, HttpRequest};
+
+use super::route::Endpoint;
 
 use super::error::ApiError;
 use crate::registry::name::RepoName;
@@ -13,31 +15,30 @@ pub mod manifests;
 pub mod ops;
 pub mod uploads;
 
-/// The validated repository name of a `/v2/{name}/…` route.
+/// The endpoint [`crate::http::dispatch`] parsed for this request.
+fn endpoint(req: &HttpRequest) -> Option<Endpoint> {
+    req.extensions().get::<Endpoint>().cloned()
+}
+
+/// The validated repository name of a `/v2/{name}/…` request.
 pub fn repo_name(req: &HttpRequest) -> Result<RepoName, ApiError> {
-    let raw = req.match_info().get("name").unwrap_or_default();
+    let endpoint = endpoint(req);
+    let raw = endpoint.as_ref().and_then(|e| e.name()).unwrap_or_default();
     RepoName::parse(raw).map_err(|e| RegistryError::from(e).into())
 }
 
-/// A path segment by name (always present on the routes that ask for it).
-pub fn segment<'a>(req: &'a HttpRequest, name: &str) -> &'a str {
-    req.match_info().get(name).unwrap_or_default()
+/// The path segment after the route's keyword: reference, digest or upload id.
+pub fn segment(req: &HttpRequest) -> String {
+    endpoint(req)
+        .as_ref()
+        .and_then(|e| e.second().map(str::to_string))
+        .unwrap_or_default()
 }
 
-pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::unsupported(format!(
-        "{} is not supported on {}",
-        req.method(),
-        req.match_pattern().unwrap_or_else(|| req.path().to_string())
-    ))
-    .error_response()
-}
-
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
+pub fn not_found(req: &HttpRequest) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "NAME_UNKNOWN",
         format!("no such endpoint: {}", req.path().chars().take(200).collect::<String>()),
     )
-    .error_response()
 }

@@ -97,7 +97,7 @@ pub async fn start(
 
 pub async fn status(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
-    let status = state.registry.upload_status(&repo, segment(&req, "id")).await?;
+    let status = state.registry.upload_status(&repo, &segment(&req)).await?;
     Ok(HttpResponse::NoContent()
         .insert_header((LOCATION, location(&repo, &status.id)))
         .insert_header((RANGE, upload_range(status.offset)))
@@ -111,7 +111,7 @@ pub async fn patch(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
-    let id = segment(&req, "id");
+    let id = &segment(&req);
     let range = headers::chunk_range(req.headers())?;
     let status = state
         .registry
@@ -127,7 +127,7 @@ pub async fn finish(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
-    let id = segment(&req, "id");
+    let id = &segment(&req);
     let params = headers::query(req.query_string())?;
     let digest = match param(&params, "digest") {
         Some(d) => parse_digest(d)?,
@@ -153,7 +153,7 @@ pub async fn cancel(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<H
     let repo = repo_name(&req)?;
     state
         .registry
-        .cancel_upload(&repo, segment(&req, "id"))
+        .cancel_upload(&repo, &segment(&req))
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,0 +1,163 @@
+//! Parses a `/v2/…` path into a typed endpoint, once, before dispatch.
+//!
+//! Repository names have any number of `/`-separated components, so the API's routes
+//! cannot be told apart by position; actix's regex routes (`{name:.+}`) would be tried one
+//! after another for every request and cost more CPU than the whole handler. Instead the
+//! path is split from the right at the keyword that ends every route (`manifests`,
+//! `blobs`, `uploads`, `referrers`, `tags/list`): one pass, no regex.
+
+/// What a `/v2/` path addresses. Names and the second segment are still unvalidated
+/// strings; handlers parse them into `RepoName`, `Digest`, `Reference`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Base,
+    Catalog,
+    Tags { name: String },
+    Manifest { name: String, reference: String },
+    UploadStart { name: String },
+    Upload { name: String, id: String },
+    Blob { name: String, digest: String },
+    Referrers { name: String, digest: String },
+}
+
+impl Endpoint {
+    /// A stable label for metrics and spans.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Endpoint::Base => "/v2/",
+            Endpoint::Catalog => "/v2/_catalog",
+            Endpoint::Tags { .. } => "/v2/{name}/tags/list",
+            Endpoint::Manifest { .. } => "/v2/{name}/manifests/{reference}",
+            Endpoint::UploadStart { .. } => "/v2/{name}/blobs/uploads/",
+            Endpoint::Upload { .. } => "/v2/{name}/blobs/uploads/{id}",
+            Endpoint::Blob { .. } => "/v2/{name}/blobs/{digest}",
+            Endpoint::Referrers { .. } => "/v2/{name}/referrers/{digest}",
+        }
+    }
+
+    /// Parses a request path; `None` if it is not an API path.
+    pub fn parse(path: &str) -> Option<Endpoint> {
+        let rest = path.strip_prefix("/v2")?;
+        if rest.is_empty() || rest == "/" {
+            return Some(Endpoint::Base);
+        }
+        let rest = rest.strip_prefix('/')?;
+        if rest == "_catalog" {
+            return Some(Endpoint::Catalog);
+        }
+        if let Some(name) = rest.strip_suffix("/tags/list") {
+            return non_empty(name).map(|name| Endpoint::Tags { name });
+        }
+        let (head, last) = rest.rsplit_once('/')?;
+        if let Some(name) = head.strip_suffix("/blobs/uploads") {
+            // `…/blobs/uploads/` (last empty) starts an upload; otherwise it is a session.
+            let name = non_empty(name)?;
+            return Some(if last.is_empty() {
+                Endpoint::UploadStart { name }
+            } else {
+                Endpoint::Upload {
+                    name,
+                    id: last.to_string(),
+                }
+            });
+        }
+        let (name, keyword) = head.rsplit_once('/')?;
+        let name = non_empty(name)?;
+        let second = last.to_string();
+        match keyword {
+            "manifests" if !second.is_empty() => Some(Endpoint::Manifest {
+                name,
+                reference: second,
+            }),
+            "blobs" if second == "uploads" => Some(Endpoint::UploadStart { name }),
+            "blobs" if !second.is_empty() => Some(Endpoint::Blob {
+                name,
+                digest: second,
+            }),
+            "referrers" if !second.is_empty() => Some(Endpoint::Referrers {
+                name,
+                digest: second,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The repository name, for endpoints that have one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Endpoint::Tags { name }
+            | Endpoint::UploadStart { name }
+            | Endpoint::Manifest { name, .. }
+            | Endpoint::Upload { name, .. }
+            | Endpoint::Blob { name, .. }
+            | Endpoint::Referrers { name, .. } => Some(name),
+            Endpoint::Base | Endpoint::Catalog => None,
+        }
+    }
+
+    /// The segment after the keyword: reference, digest or upload id.
+    pub fn second(&self) -> Option<&str> {
+        match self {
+            Endpoint::Manifest { reference: s, .. }
+            | Endpoint::Upload { id: s, .. }
+            | Endpoint::Blob { digest: s, .. }
+            | Endpoint::Referrers { digest: s, .. } => Some(s),
+            _ => None,
+        }
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoint::{self, *};
+
+    fn p(s: &str) -> Option<Endpoint> {
+        Endpoint::parse(s)
+    }
+
+    #[test]
+    fn parses_every_route() {
+        let n = || "a/b/c".to_string();
+        assert_eq!(p("/v2/"), Some(Base));
+        assert_eq!(p("/v2"), Some(Base));
+        assert_eq!(p("/v2/_catalog"), Some(Catalog));
+        assert_eq!(p("/v2/a/b/c/tags/list"), Some(Tags { name: n() }));
+        assert_eq!(
+            p("/v2/a/b/c/manifests/latest"),
+            Some(Manifest { name: n(), reference: "latest".into() })
+        );
+        assert_eq!(p("/v2/a/b/c/blobs/uploads/"), Some(UploadStart { name: n() }));
+        assert_eq!(p("/v2/a/b/c/blobs/uploads"), Some(UploadStart { name: n() }));
+        assert_eq!(
+            p("/v2/a/b/c/blobs/uploads/xyz"),
+            Some(Upload { name: n(), id: "xyz".into() })
+        );
+        assert_eq!(
+            p("/v2/a/b/c/blobs/sha256:00"),
+            Some(Blob { name: n(), digest: "sha256:00".into() })
+        );
+        assert_eq!(
+            p("/v2/a/b/c/referrers/sha256:00"),
+            Some(Referrers { name: n(), digest: "sha256:00".into() })
+        );
+        // Keywords inside a name are just name components.
+        assert_eq!(
+            p("/v2/blobs/manifests/manifests/v1"),
+            Some(Manifest { name: "blobs/manifests".into(), reference: "v1".into() })
+        );
+    }
+
+    #[test]
+    fn rejects_non_routes() {
+        for bad in [
+            "/v3/", "/v2x", "/v2/a", "/v2/a/manifests/", "/v2/manifests/x", "/v2/a/blobs/",
+            "/v2//blobs/uploads/", "/v2/a/other/x", "/v2/tags/list",
+        ] {
+            assert_eq!(p(bad), None, "{bad}");
+        }
+    }
+}
