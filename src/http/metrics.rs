@@ -24,8 +24,10 @@ pub async fn record(
         .extensions()
         .get::<Endpoint>()
         .map(|e| e.label().to_string())
-        .or_else(|| response.request().match_pattern())
-        .unwrap_or_else(|| "unmatched".into());
+        .unwrap_or_else(|| match response.request().path() {
+            p @ ("/metrics" | "/healthz" | "/readyz") => p.to_string(),
+            _ => "unmatched".to_string(),
+        });
     let status = response.status().as_u16().to_string();
     let m = metrics();
     m.http_requests

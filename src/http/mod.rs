@@ -44,6 +44,7 @@ async fn dispatch(
     let Some(endpoint) = Endpoint::parse(req.path()) else {
         return Err(handlers::not_found(&req));
     };
+    tracing::Span::current().record("http.route", endpoint.label());
     req.extensions_mut().insert(endpoint.clone());
     use Endpoint as E;
     match (&endpoint, req.method().as_str()) {

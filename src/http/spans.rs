@@ -1,5 +1,5 @@
-//! The root span of every request (tracing-actix-web), recording method, route, status
-//! and a request id. Client errors (4xx) are ordinary registry traffic — `docker push`
+//! The root span of every request (tracing-actix-web), recording method, path, endpoint
+//! and status. Client errors (4xx) are ordinary registry traffic — `docker push`
 //! probes every layer with a HEAD that 404s — so only server errors are logged as
 //! events; every request's status is still on its span.
 
@@ -12,7 +12,19 @@ pub struct RegistryRootSpan;
 
 impl RootSpanBuilder for RegistryRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        tracing_actix_web::root_span!(request)
+        // Not `root_span!`: it asks actix for the matched route pattern, which re-runs
+        // every route's regex per request. The endpoint label is recorded by dispatch.
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.target = %request.path(),
+            http.route = tracing::field::Empty,
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.kind = "server",
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
     }
 
     fn on_request_end<B: MessageBody>(

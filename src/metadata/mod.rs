@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use crate::registry::digest::Digest;
 use crate::registry::name::{RepoName, Tag};
 
+pub mod postgres;
 pub mod sqlite;
 
 /// Errors of the metadata layer.
@@ -183,6 +184,9 @@ pub trait MetadataStore: Send + Sync + 'static {
 pub async fn open(url: &str, pool_size: u32) -> Result<std::sync::Arc<dyn MetadataStore>> {
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url, pool_size).await?;
+        Ok(std::sync::Arc::new(store))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let store = postgres::PostgresStore::open(url, pool_size).await?;
         Ok(std::sync::Arc::new(store))
     } else {
         Err(MetadataError::UnsupportedUrl(url.to_string()))
