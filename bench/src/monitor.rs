@@ -28,6 +28,7 @@ pub struct Mark {
     hwm_reset: bool,
     server_ticks: Option<u64>,
     client_ticks: Option<u64>,
+    machine: Option<(u64, u64)>,
 }
 
 /// What the server (and this client) used during a measured section.
@@ -36,6 +37,9 @@ pub struct Usage {
     pub peak_rss_kib: Option<u64>,
     pub server_cpu_s: Option<f64>,
     pub client_cpu_s: Option<f64>,
+    /// Share of the machine's CPU time (0–1) used by processes other than the server and the
+    /// bench: a measure of how much the figures were disturbed.
+    pub others_share: Option<f64>,
     pub server_gone: bool,
 }
 
@@ -58,6 +62,23 @@ fn cpu_ticks(stat_path: &str) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// Machine-wide (busy, total) clock ticks from the `cpu` line of `/proc/stat`.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    if v.len() < 8 {
+        return None;
+    }
+    let total: u64 = v.iter().sum();
+    Some((total - v[3] - v[4], total))
 }
 
 fn ticks_per_second() -> f64 {
@@ -119,6 +140,7 @@ impl Monitor {
             hwm_reset,
             server_ticks: self.pid.and_then(|p| cpu_ticks(&format!("/proc/{p}/stat"))),
             client_ticks: cpu_ticks("/proc/self/stat"),
+            machine: machine_ticks(),
         }
     }
 
@@ -145,6 +167,14 @@ impl Monitor {
                 .zip(mark.server_ticks)
                 .map(|(b, a)| b.saturating_sub(a) as f64 / hz);
             usage.server_gone = !self.alive() || self.shared.gone.load(Ordering::Relaxed);
+        }
+        if let (Some((b0, t0)), Some((b1, t1))) = (mark.machine, machine_ticks()) {
+            let total = t1.saturating_sub(t0) as f64 / hz;
+            let busy = b1.saturating_sub(b0) as f64 / hz;
+            let ours = usage.server_cpu_s.unwrap_or(0.0) + usage.client_cpu_s.unwrap_or(0.0);
+            if total > 0.0 {
+                usage.others_share = Some(((busy - ours) / total).clamp(0.0, 1.0));
+            }
         }
         usage
     }

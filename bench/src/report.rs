@@ -49,6 +49,18 @@ impl Report {
         sum(self.scenarios.iter().filter_map(|s| s.server_cpu_s))
     }
 
+    /// Time-weighted share of the CPU other processes took during the timed parts.
+    fn others_share(&self) -> Option<f64> {
+        let (mut weighted, mut secs) = (0.0, 0.0);
+        for s in &self.scenarios {
+            if let Some(share) = s.others_share {
+                weighted += share * s.secs;
+                secs += s.secs;
+            }
+        }
+        (secs > 0.0).then(|| weighted / secs)
+    }
+
     fn client_cpu_s(&self) -> Option<f64> {
         sum(self.scenarios.iter().filter_map(|s| s.client_cpu_s))
     }
@@ -69,6 +81,10 @@ pub fn num(v: f64) -> String {
     } else {
         format!("{v:.2}")
     }
+}
+
+fn percent(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
 }
 
 fn mib(kib: u64) -> String {
@@ -106,7 +122,7 @@ pub fn run_row(s: &ScenarioResult) -> String {
         notes.insert(0, format!("{} s", num(s.secs)));
     }
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
         cell(&s.title),
         cell(&result),
         opt(s.latency.map(|l| format!("{} ms", num(l.p50_ms)))),
@@ -114,6 +130,7 @@ pub fn run_row(s: &ScenarioResult) -> String {
         opt(s.peak_rss_kib.map(mib)),
         opt(s.server_cpu_s.map(|c| format!("{} s", num(c)))),
         opt(s.client_cpu_s.map(|c| format!("{} s", num(c)))),
+        opt(s.others_share.map(percent)),
         cell(&notes.join("; ")),
     )
 }
@@ -193,6 +210,12 @@ pub fn compare(base: &Report, cand: Option<&Report>, missing_label: &str) -> Str
         "| bench client CPU time, all scenarios | {} | {} | – |\n",
         client(Some(base)).map_or("–".into(), |c| format!("{} s", num(c))),
         client(cand).map_or("–".into(), |c| format!("{} s", num(c))),
+    ));
+    let others = |r: Option<&Report>| r.and_then(|r| r.others_share());
+    out.push_str(&format!(
+        "| other processes' share of the CPUs meanwhile | {} | {} | – |\n",
+        others(Some(base)).map_or("–".into(), percent),
+        others(cand).map_or("–".into(), percent),
     ));
     out.push_str(
         "\nRatio above 1 is better for throughput rows, below 1 better for latency, RSS and CPU. \

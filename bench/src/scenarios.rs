@@ -142,6 +142,9 @@ pub struct ScenarioResult {
     pub peak_rss_kib: Option<u64>,
     pub server_cpu_s: Option<f64>,
     pub client_cpu_s: Option<f64>,
+    /// Share of the machine's CPU (0–1) that other processes used meanwhile.
+    #[serde(default)]
+    pub others_share: Option<f64>,
     pub notes: Vec<String>,
 }
 
@@ -241,6 +244,7 @@ impl Bench {
         result.peak_rss_kib = usage.peak_rss_kib;
         result.server_cpu_s = usage.server_cpu_s;
         result.client_cpu_s = usage.client_cpu_s;
+        result.others_share = usage.others_share;
         match measured {
             Ok(m) => {
                 result.ok = m.requests > m.errors;
