@@ -101,9 +101,8 @@ fn cell(text: &str) -> String {
     }
 }
 
-pub const RUN_HEADER: &str =
-    "| scenario | result | p50 | p99 | peak RSS | server CPU | client CPU | notes |\n\
-                              |---|---:|---:|---:|---:|---:|---:|---|";
+pub const RUN_HEADER: &str = "| scenario | result | p50 | p99 | peak RSS | server CPU | client CPU \
+                              | others' CPU | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---|";
 
 /// One Markdown row of a run's own table.
 pub fn run_row(s: &ScenarioResult) -> String {
@@ -318,6 +317,24 @@ mod tests {
         );
         let alone = compare(&a, None, "Wharf");
         assert!(alone.contains("| 200 MB/s | n/a | – |"), "{alone}");
+    }
+
+    #[test]
+    fn header_matches_rows() {
+        let mut lines = RUN_HEADER.lines();
+        let head = lines.next().unwrap();
+        let rule = lines.next().unwrap();
+        let row = run_row(&ScenarioResult::default());
+        assert_eq!(
+            head.matches('|').count(),
+            row.matches('|').count(),
+            "{head}\n{row}"
+        );
+        assert_eq!(
+            head.matches('|').count(),
+            rule.matches('|').count(),
+            "{head}\n{rule}"
+        );
     }
 
     #[test]
