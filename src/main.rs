@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use wharf::config::Config;
 
 #[derive(Parser)]
-#[command(name = "wharf", version, about = "A container registry (OCI Distribution Spec v1.1)")]
+#[command(
+    name = "wharf",
+    version,
+    about = "A container registry (OCI Distribution Spec v1.1)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,7 +62,9 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve { .. } => actix_web::rt::System::new().block_on(wharf::server::serve(config)),
+        Command::Serve { .. } => {
+            actix_web::rt::System::new().block_on(wharf::server::serve(config))
+        }
         Command::Migrate { .. } => runtime.block_on(async {
             wharf::metadata::open(&config.database.url, 1)
                 .await

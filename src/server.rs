@@ -84,7 +84,9 @@ pub fn http_server(
         App::new()
             .app_data(state.clone())
             .wrap(from_fn(crate::http::metrics::record))
-            .wrap(tracing_actix_web::TracingLogger::<crate::http::spans::RegistryRootSpan>::new())
+            .wrap(tracing_actix_web::TracingLogger::<
+                crate::http::spans::RegistryRootSpan,
+            >::new())
             .wrap(headers)
             .configure(configure)
     })

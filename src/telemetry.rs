@@ -20,22 +20,31 @@ pub struct Metrics {
 }
 
 fn build() -> Metrics {
-    let registry = Registry::new_custom(Some("wharf".into()), None).expect("static metrics registry");
+    let registry =
+        Registry::new_custom(Some("wharf".into()), None).expect("static metrics registry");
     let http_requests = IntCounterVec::new(
-        Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+        Opts::new(
+            "http_requests_total",
+            "HTTP requests by route, method and status",
+        ),
         &["route", "method", "status"],
     )
     .expect("static metric");
     let http_duration = HistogramVec::new(
-        HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
-            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0]),
+        HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+        ]),
         &["route", "method"],
     )
     .expect("static metric");
-    let upload_bytes = IntCounter::new("upload_bytes_total", "Blob bytes received").expect("static metric");
-    let download_bytes = IntCounter::new("download_bytes_total", "Blob bytes served").expect("static metric");
-    let blobs_committed = IntCounter::new("blobs_committed_total", "Blob uploads committed").expect("static metric");
-    let manifests_pushed = IntCounter::new("manifests_pushed_total", "Manifests stored").expect("static metric");
+    let upload_bytes =
+        IntCounter::new("upload_bytes_total", "Blob bytes received").expect("static metric");
+    let download_bytes =
+        IntCounter::new("download_bytes_total", "Blob bytes served").expect("static metric");
+    let blobs_committed =
+        IntCounter::new("blobs_committed_total", "Blob uploads committed").expect("static metric");
+    let manifests_pushed =
+        IntCounter::new("manifests_pushed_total", "Manifests stored").expect("static metric");
     for m in [
         Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(http_duration.clone()),
@@ -76,9 +85,13 @@ pub fn render() -> String {
 /// Installs the global tracing subscriber. `RUST_LOG` overrides `level`.
 pub fn init_tracing(level: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{level},sqlx=warn,actix_server=warn,h2=warn,hyper=warn"))
+        EnvFilter::new(format!(
+            "{level},sqlx=warn,actix_server=warn,h2=warn,hyper=warn"
+        ))
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
     } else {

@@ -4,7 +4,8 @@
 //! every PATCH continues the same file at its offset, so assembling is a truncate and an
 //! fsync — never a copy or a rename. Writes and reads run on blocking threads with large
 //! buffers; data is `fdatasync`ed (and a new file's directory `fsync`ed) before a chunk
-//! counts as stored. An exclusive `flock` keeps two requests from writing one upload.
+//! counts as stored. An exclusive `flock`, taken before anything is changed and held
+//! until the caller has recorded the chunk, keeps two requests from writing one upload.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
@@ -17,7 +18,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, Result};
+use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, FinishedChunk, Result};
 use crate::metadata::ChunkRecord;
 
 /// Read size when streaming a blob out.
@@ -41,7 +42,10 @@ impl FsBackend {
 
     fn path(&self, key: &str) -> Result<PathBuf> {
         // Keys are ours, but refuse anything that could leave the root.
-        if key.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        if key
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+        {
             return Err(BlobError::Io(std::io::Error::new(
                 ErrorKind::InvalidInput,
                 format!("invalid storage key {key:?}"),
@@ -93,7 +97,7 @@ struct FsChunkWriter {
     written: u64,
     buffer: BytesMut,
     tx: Option<mpsc::Sender<WriteMsg>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<Option<File>>>>,
 }
 
 impl FsChunkWriter {
@@ -106,19 +110,22 @@ impl FsChunkWriter {
             return Ok(());
         }
         // The writer thread stopped: report its error.
-        Err(self.join().await.err().unwrap_or_else(|| {
-            BlobError::Io(std::io::Error::other("blob writer stopped"))
-        }))
+        Err(self
+            .join()
+            .await
+            .err()
+            .unwrap_or_else(|| BlobError::Io(std::io::Error::other("blob writer stopped"))))
     }
 
-    async fn join(&mut self) -> Result<()> {
+    /// Waits for the writer thread; returns the (still locked) file if it finished.
+    async fn join(&mut self) -> Result<Option<File>> {
         self.tx = None;
         match self.task.take() {
             Some(task) => match task.await {
                 Ok(r) => r.map_err(BlobError::Io),
                 Err(e) => Err(BlobError::Io(std::io::Error::other(e.to_string()))),
             },
-            None => Ok(()),
+            None => Ok(None),
         }
     }
 }
@@ -138,23 +145,27 @@ impl ChunkWriter for FsChunkWriter {
         Ok(())
     }
 
-    async fn finish(mut self: Box<Self>) -> Result<Option<ChunkRecord>> {
+    async fn finish(mut self: Box<Self>) -> Result<FinishedChunk> {
         if !self.buffer.is_empty() {
             let rest = self.buffer.split().freeze();
             self.send(WriteMsg::Data(rest)).await?;
         }
         self.send(WriteMsg::Finish).await?;
-        self.join().await?;
-        Ok((self.written > 0).then(|| ChunkRecord {
-            key: self.key.clone(),
-            offset: self.offset,
-            len: self.written,
-        }))
+        let file = self.join().await?;
+        Ok(FinishedChunk {
+            chunk: (self.written > 0).then(|| ChunkRecord {
+                key: self.key.clone(),
+                offset: self.offset,
+                len: self.written,
+            }),
+            hold: file.map(|f| Box::new(f) as Box<dyn Send + Sync>),
+        })
     }
 
     async fn abort(mut self: Box<Self>) {
         // Closing the channel without Finish stops the thread without syncing; the bytes
         // past the session's offset are truncated by the next writer or at assembly.
+        // Dropping the file releases the lock.
         let _ = self.join().await;
     }
 }
@@ -173,13 +184,20 @@ fn write_behind(file: &File, started_at: &mut u64, position: u64) {
         // SAFETY: plain syscalls on an owned, open descriptor; failures only lose the hint.
         unsafe {
             let fd = file.as_raw_fd();
-            libc::sync_file_range(fd, start as i64, WRITEBACK_WINDOW as i64, libc::SYNC_FILE_RANGE_WRITE);
+            libc::sync_file_range(
+                fd,
+                start as i64,
+                WRITEBACK_WINDOW as i64,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
             if start >= WRITEBACK_WINDOW {
                 libc::sync_file_range(
                     fd,
                     (start - WRITEBACK_WINDOW) as i64,
                     WRITEBACK_WINDOW as i64,
-                    libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
                 );
             }
         }
@@ -189,16 +207,26 @@ fn write_behind(file: &File, started_at: &mut u64, position: u64) {
     }
 }
 
-/// Body of the writer thread: owns the file (and its lock) until the chunk is done.
+/// Body of the writer thread: owns the file (and its lock) until the chunk is done, then
+/// hands it back so the lock outlives the caller's bookkeeping.
 fn write_loop(
     file: File,
     path: PathBuf,
     mut position: u64,
     created: bool,
     mut rx: mpsc::Receiver<WriteMsg>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Option<File>> {
     let mut writeback_from = position;
+    let mut truncated = false;
     while let Some(msg) = rx.blocking_recv() {
+        if !truncated {
+            // Drop what an interrupted request wrote past the recorded offset; only now,
+            // after the caller has confirmed the offset under the lock.
+            if file.metadata()?.len() > position {
+                file.set_len(position)?;
+            }
+            truncated = true;
+        }
         match msg {
             WriteMsg::Data(data) => {
                 file.write_all_at(&data, position)?;
@@ -210,11 +238,11 @@ fn write_loop(
                 if created {
                     sync_dir(&path)?;
                 }
-                return Ok(());
+                return Ok(Some(file));
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 #[async_trait]
@@ -224,12 +252,20 @@ impl BlobBackend for FsBackend {
     }
 
     fn new_storage_key(&self, upload_id: &str) -> String {
-        let prefix: String = upload_id.chars().filter(|c| c.is_ascii_hexdigit()).take(2).collect();
+        let prefix: String = upload_id
+            .chars()
+            .filter(|c| c.is_ascii_hexdigit())
+            .take(2)
+            .collect();
         format!("blobs/{prefix:0<2}/{upload_id}")
     }
 
     fn min_chunk_len(&self) -> u64 {
         1
+    }
+
+    fn writes_in_place(&self) -> bool {
+        true
     }
 
     async fn chunk_writer(&self, storage_key: &str, offset: u64) -> Result<Box<dyn ChunkWriter>> {
@@ -239,17 +275,17 @@ impl BlobBackend for FsBackend {
             let path = path.clone();
             move || -> Result<(File, bool)> {
                 let created = !path.exists();
-                let file = OpenOptions::new().create(true).write(true).truncate(false).open(&path)?;
+                let file = OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(false)
+                    .open(&path)?;
                 lock_exclusive(&file)?;
                 let len = file.metadata()?.len();
                 if len < offset {
                     return Err(BlobError::Io(std::io::Error::other(format!(
                         "upload file is {len} bytes, shorter than the recorded offset {offset}"
                     ))));
-                }
-                // Drop what an interrupted request wrote past the recorded offset.
-                if len > offset {
-                    file.set_len(offset)?;
                 }
                 Ok((file, created))
             }
@@ -283,7 +319,11 @@ impl BlobBackend for FsBackend {
         let path = self.path(storage_key)?;
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let created = !path.exists();
-            let file = OpenOptions::new().create(true).write(true).truncate(false).open(&path)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)?;
             let len = file.metadata()?.len();
             if len < total {
                 return Err(std::io::Error::other(format!(

@@ -38,12 +38,20 @@ pub type Result<T> = std::result::Result<T, BlobError>;
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 
+/// A durably written chunk. `hold` keeps the backend's exclusive hold on the upload
+/// (the filesystem's file lock) until the caller has recorded the chunk and drops it.
+pub struct FinishedChunk {
+    pub chunk: Option<ChunkRecord>,
+    pub hold: Option<Box<dyn Send + Sync>>,
+}
+
 /// Writes one chunk of an upload as its bytes arrive.
 #[async_trait]
 pub trait ChunkWriter: Send {
     async fn write(&mut self, data: Bytes) -> Result<()>;
-    /// Makes the chunk durable and returns where it is. `None` if nothing was written.
-    async fn finish(self: Box<Self>) -> Result<Option<ChunkRecord>>;
+    /// Makes the chunk durable and returns where it is (`chunk` is `None` if nothing
+    /// was written).
+    async fn finish(self: Box<Self>) -> Result<FinishedChunk>;
     /// Drops what was written; the upload stays as it was before this chunk.
     async fn abort(self: Box<Self>);
 }
@@ -57,13 +65,24 @@ pub trait BlobBackend: Send + Sync + 'static {
     fn new_storage_key(&self, upload_id: &str) -> String;
     /// The smallest chunk the backend composes without copying (advertised to clients).
     fn min_chunk_len(&self) -> u64;
+    /// True if every chunk of an upload is written into one shared object (the
+    /// filesystem): the writer then holds the upload exclusively from `chunk_writer`
+    /// until its [`FinishedChunk::hold`] is dropped, changes nothing before its first
+    /// `write`/`finish`, and the caller must re-check the upload's offset once it holds it.
+    fn writes_in_place(&self) -> bool {
+        false
+    }
     /// Starts writing the chunk that begins at `offset` of the upload.
     async fn chunk_writer(&self, storage_key: &str, offset: u64) -> Result<Box<dyn ChunkWriter>>;
     /// Turns an upload's chunks (in order, covering `0..total`) into one blob object and
     /// returns its key. The chunks stay until [`BlobBackend::release_chunks`], so a
     /// commit that fails afterwards can be retried.
-    async fn assemble(&self, storage_key: &str, chunks: &[ChunkRecord], total: u64)
-        -> Result<String>;
+    async fn assemble(
+        &self,
+        storage_key: &str,
+        chunks: &[ChunkRecord],
+        total: u64,
+    ) -> Result<String>;
     /// Reads `range` (or everything) of an object.
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream>;
     /// Deletes an object; deleting a missing one is not an error.

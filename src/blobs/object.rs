@@ -16,7 +16,7 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore};
 use tokio::io::AsyncWriteExt;
 
-use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, Result};
+use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, FinishedChunk, Result};
 use crate::metadata::ChunkRecord;
 
 /// Below this, a chunk is one PUT; above, a multipart upload of parts this big.
@@ -70,17 +70,23 @@ impl ChunkWriter for ObjectChunkWriter {
         Ok(())
     }
 
-    async fn finish(mut self: Box<Self>) -> Result<Option<ChunkRecord>> {
+    async fn finish(mut self: Box<Self>) -> Result<FinishedChunk> {
         if self.written == 0 {
             self.writer.abort().await.ok();
-            return Ok(None);
+            return Ok(FinishedChunk {
+                chunk: None,
+                hold: None,
+            });
         }
         self.writer.shutdown().await?;
-        Ok(Some(ChunkRecord {
-            key: self.key.clone(),
-            offset: self.offset,
-            len: self.written,
-        }))
+        Ok(FinishedChunk {
+            chunk: Some(ChunkRecord {
+                key: self.key.clone(),
+                offset: self.offset,
+                len: self.written,
+            }),
+            hold: None,
+        })
     }
 
     async fn abort(mut self: Box<Self>) {

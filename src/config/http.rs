@@ -48,7 +48,10 @@ impl HttpConfig {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| {
-                ConfigError::key("http.addr", format!("{:?} is not a host:port address", self.addr))
+                ConfigError::key(
+                    "http.addr",
+                    format!("{:?} is not a host:port address", self.addr),
+                )
             })
     }
 

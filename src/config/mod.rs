@@ -118,7 +118,14 @@ impl Config {
             let path = e.path().to_string();
             let message = e.into_inner().to_string();
             // serde names the unknown field itself; keep the path to its parent.
-            ConfigError::key(if path == "." { "(top level)".into() } else { path }, message)
+            ConfigError::key(
+                if path == "." {
+                    "(top level)".into()
+                } else {
+                    path
+                },
+                message,
+            )
         })?;
         config.validate()?;
         Ok(config)
@@ -128,14 +135,20 @@ impl Config {
         self.http.validate()?;
         self.storage.validate()?;
         let url = &self.database.url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
             return Err(ConfigError::key(
                 "database.url",
                 format!("{url:?} is neither sqlite:… nor postgres://…"),
             ));
         }
         if self.database.maxconnections == 0 {
-            return Err(ConfigError::key("database.maxconnections", "must be at least 1"));
+            return Err(ConfigError::key(
+                "database.maxconnections",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -159,7 +172,10 @@ mod tests {
     fn embedded_default() {
         let c = Config::load(None, Vec::new()).unwrap();
         assert_eq!(c.http.addr, "127.0.0.1:5000");
-        assert!(matches!(c.storage.driver(), StorageDriver::Filesystem { .. }));
+        assert!(matches!(
+            c.storage.driver(),
+            StorageDriver::Filesystem { .. }
+        ));
         assert!(c.storage.delete.enabled);
         assert_eq!(c.database.url, "sqlite://./wharf-data/wharf.db");
     }
@@ -183,15 +199,25 @@ mod tests {
     fn unknown_keys_and_bad_values_name_the_key() {
         let e = load("http:\n  adr: x\n", &[]).unwrap_err().to_string();
         assert!(e.contains("http") && e.contains("adr"), "{e}");
-        let e = load("http:\n  addr: nonsense\n", &[]).unwrap_err().to_string();
+        let e = load("http:\n  addr: nonsense\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http.addr"), "{e}");
-        let e = load("storage:\n  delete:\n    enabled: maybe\n", &[]).unwrap_err().to_string();
+        let e = load("storage:\n  delete:\n    enabled: maybe\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("storage.delete.enabled"), "{e}");
-        let e = load("", &[("REGISTRY_HTTP_NOPE", "1")]).unwrap_err().to_string();
+        let e = load("", &[("REGISTRY_HTTP_NOPE", "1")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http") && e.contains("nope"), "{e}");
-        let e = load("storage:\n  filesystem: {}\n  inmemory: {}\n", &[]).unwrap_err().to_string();
+        let e = load("storage:\n  filesystem: {}\n  inmemory: {}\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("storage"), "{e}");
-        let e = load("database:\n  url: mysql://x\n", &[]).unwrap_err().to_string();
+        let e = load("database:\n  url: mysql://x\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("database.url"), "{e}");
         assert!(matches!(load("http: [", &[]), Err(ConfigError::Yaml(_))));
     }

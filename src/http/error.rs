@@ -23,7 +23,13 @@ pub struct ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -85,16 +91,16 @@ impl From<RegistryError> for ApiError {
             E::Name(_) => ApiError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", msg),
             E::NameUnknown(_) => ApiError::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", msg),
             E::BlobUnknown(_) => ApiError::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", msg),
-            E::UploadUnknown(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", msg)
-            }
+            E::UploadUnknown(_) => ApiError::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", msg),
             E::UploadInvalid(_) | E::BodyRead(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", msg)
             }
-            E::ChunkOutOfOrder { offset } => {
-                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID", msg)
-                    .with_header(actix_web::http::header::RANGE, upload_range(offset))
-            }
+            E::ChunkOutOfOrder { offset } => ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "BLOB_UPLOAD_INVALID",
+                msg,
+            )
+            .with_header(actix_web::http::header::RANGE, upload_range(offset)),
             E::UploadBusy => ApiError::new(StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID", msg),
             E::DigestMismatch { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", msg)
@@ -108,9 +114,7 @@ impl From<RegistryError> for ApiError {
             E::ManifestBlobUnknown(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", msg)
             }
-            E::ManifestUnknown(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", msg)
-            }
+            E::ManifestUnknown(_) => ApiError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", msg),
             E::SizeInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "SIZE_INVALID", msg),
             E::RangeNotSatisfiable { size } => {
                 ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "SIZE_INVALID", msg).with_header(

@@ -29,11 +29,18 @@ pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> 
         .map(|(_, v)| v.as_str())
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &actix_web::http::header::HeaderName) -> Result<Option<&'a str>, ApiError> {
+fn header_str<'a>(
+    headers: &'a HeaderMap,
+    name: &actix_web::http::header::HeaderName,
+) -> Result<Option<&'a str>, ApiError> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => v.to_str().map(Some).map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "UNSUPPORTED", format!("{name} header is not ASCII"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "UNSUPPORTED",
+                format!("{name} header is not ASCII"),
+            )
         }),
     }
 }
@@ -99,7 +106,8 @@ pub fn chunk_range(headers: &HeaderMap) -> Result<Option<ChunkRange>, ApiError> 
     let (start, end) = spec.split_once('-').ok_or_else(bad)?;
     let start: u64 = start.trim().parse().map_err(|_| bad())?;
     let end: u64 = end.trim().parse().map_err(|_| bad())?;
-    if end < start {
+    // end == u64::MAX would make the length overflow.
+    if end < start || end == u64::MAX {
         return Err(bad());
     }
     Ok(Some(ChunkRange { start, end }))
@@ -132,16 +140,37 @@ mod tests {
 
     #[test]
     fn parses_ranges() {
-        assert_eq!(byte_range(&with(RANGE, "bytes=0-9")).unwrap(), Some(ByteRange::From { start: 0, end: Some(9) }));
-        assert_eq!(byte_range(&with(RANGE, "bytes=5-")).unwrap(), Some(ByteRange::From { start: 5, end: None }));
-        assert_eq!(byte_range(&with(RANGE, "bytes=-5")).unwrap(), Some(ByteRange::Suffix(5)));
+        assert_eq!(
+            byte_range(&with(RANGE, "bytes=0-9")).unwrap(),
+            Some(ByteRange::From {
+                start: 0,
+                end: Some(9)
+            })
+        );
+        assert_eq!(
+            byte_range(&with(RANGE, "bytes=5-")).unwrap(),
+            Some(ByteRange::From {
+                start: 5,
+                end: None
+            })
+        );
+        assert_eq!(
+            byte_range(&with(RANGE, "bytes=-5")).unwrap(),
+            Some(ByteRange::Suffix(5))
+        );
         assert_eq!(byte_range(&with(RANGE, "bytes=0-1,4-5")).unwrap(), None);
         for bad in ["bytes=", "bytes=a-b", "items=0-1", "bytes=9-1", "bytes=-"] {
             assert!(byte_range(&with(RANGE, bad)).is_err(), "{bad}");
         }
-        assert_eq!(chunk_range(&with(CONTENT_RANGE, "0-99")).unwrap(), Some(ChunkRange { start: 0, end: 99 }));
-        assert_eq!(chunk_range(&with(CONTENT_RANGE, "bytes 10-19/*")).unwrap(), Some(ChunkRange { start: 10, end: 19 }));
-        for bad in ["x", "5-1", "-1", "1-"] {
+        assert_eq!(
+            chunk_range(&with(CONTENT_RANGE, "0-99")).unwrap(),
+            Some(ChunkRange { start: 0, end: 99 })
+        );
+        assert_eq!(
+            chunk_range(&with(CONTENT_RANGE, "bytes 10-19/*")).unwrap(),
+            Some(ChunkRange { start: 10, end: 19 })
+        );
+        for bad in ["x", "5-1", "-1", "1-", "0-18446744073709551615"] {
             assert!(chunk_range(&with(CONTENT_RANGE, bad)).is_err(), "{bad}");
         }
     }

@@ -128,34 +128,62 @@ mod tests {
         assert_eq!(p("/v2/a/b/c/tags/list"), Some(Tags { name: n() }));
         assert_eq!(
             p("/v2/a/b/c/manifests/latest"),
-            Some(Manifest { name: n(), reference: "latest".into() })
+            Some(Manifest {
+                name: n(),
+                reference: "latest".into()
+            })
         );
-        assert_eq!(p("/v2/a/b/c/blobs/uploads/"), Some(UploadStart { name: n() }));
-        assert_eq!(p("/v2/a/b/c/blobs/uploads"), Some(UploadStart { name: n() }));
+        assert_eq!(
+            p("/v2/a/b/c/blobs/uploads/"),
+            Some(UploadStart { name: n() })
+        );
+        assert_eq!(
+            p("/v2/a/b/c/blobs/uploads"),
+            Some(UploadStart { name: n() })
+        );
         assert_eq!(
             p("/v2/a/b/c/blobs/uploads/xyz"),
-            Some(Upload { name: n(), id: "xyz".into() })
+            Some(Upload {
+                name: n(),
+                id: "xyz".into()
+            })
         );
         assert_eq!(
             p("/v2/a/b/c/blobs/sha256:00"),
-            Some(Blob { name: n(), digest: "sha256:00".into() })
+            Some(Blob {
+                name: n(),
+                digest: "sha256:00".into()
+            })
         );
         assert_eq!(
             p("/v2/a/b/c/referrers/sha256:00"),
-            Some(Referrers { name: n(), digest: "sha256:00".into() })
+            Some(Referrers {
+                name: n(),
+                digest: "sha256:00".into()
+            })
         );
         // Keywords inside a name are just name components.
         assert_eq!(
             p("/v2/blobs/manifests/manifests/v1"),
-            Some(Manifest { name: "blobs/manifests".into(), reference: "v1".into() })
+            Some(Manifest {
+                name: "blobs/manifests".into(),
+                reference: "v1".into()
+            })
         );
     }
 
     #[test]
     fn rejects_non_routes() {
         for bad in [
-            "/v3/", "/v2x", "/v2/a", "/v2/a/manifests/", "/v2/manifests/x", "/v2/a/blobs/",
-            "/v2//blobs/uploads/", "/v2/a/other/x", "/v2/tags/list",
+            "/v3/",
+            "/v2x",
+            "/v2/a",
+            "/v2/a/manifests/",
+            "/v2/manifests/x",
+            "/v2/a/blobs/",
+            "/v2//blobs/uploads/",
+            "/v2/a/other/x",
+            "/v2/tags/list",
         ] {
             assert_eq!(p(bad), None, "{bad}");
         }

@@ -153,8 +153,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
 
     // Manifests and tags.
-    async fn put_manifest(&self, repo: &RepoName, manifest: &NewManifest)
-        -> Result<PutManifestOutcome>;
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        manifest: &NewManifest,
+    ) -> Result<PutManifestOutcome>;
     async fn manifest_by_digest(
         &self,
         repo: &RepoName,

@@ -129,7 +129,9 @@ impl FromStr for Digest {
         }
         let algorithm: Algorithm = alg.parse()?;
         let valid = hex.len() == algorithm.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !valid {
             return Err(DigestError::BadEncoding(truncate(s)));
         }

@@ -132,7 +132,7 @@ impl ResumableHasher {
         let bit_len = (self.length as u128) * 8;
         let mut pad = std::mem::take(&mut self.tail);
         pad.push(0x80);
-        while (pad.len() + len_bytes) % block != 0 {
+        while !(pad.len() + len_bytes).is_multiple_of(block) {
             pad.push(0);
         }
         pad.extend_from_slice(&bit_len.to_be_bytes()[16 - len_bytes..]);
@@ -151,11 +151,13 @@ impl ResumableHasher {
         match &self.state {
             State::Sha256(s) => {
                 out.push(1);
-                s.iter().for_each(|w| out.extend_from_slice(&w.to_be_bytes()));
+                s.iter()
+                    .for_each(|w| out.extend_from_slice(&w.to_be_bytes()));
             }
             State::Sha512(s) => {
                 out.push(2);
-                s.iter().for_each(|w| out.extend_from_slice(&w.to_be_bytes()));
+                s.iter()
+                    .for_each(|w| out.extend_from_slice(&w.to_be_bytes()));
             }
         }
         out.extend_from_slice(&self.length.to_be_bytes());
@@ -169,14 +171,22 @@ impl ResumableHasher {
             1 if rest.len() >= 32 + 8 => {
                 let mut s = [0u32; 8];
                 for (i, w) in s.iter_mut().enumerate() {
-                    *w = u32::from_be_bytes(rest[i * 4..i * 4 + 4].try_into().map_err(|_| CorruptHashState)?);
+                    *w = u32::from_be_bytes(
+                        rest[i * 4..i * 4 + 4]
+                            .try_into()
+                            .map_err(|_| CorruptHashState)?,
+                    );
                 }
                 (State::Sha256(s), &rest[32..], 64)
             }
             2 if rest.len() >= 64 + 8 => {
                 let mut s = [0u64; 8];
                 for (i, w) in s.iter_mut().enumerate() {
-                    *w = u64::from_be_bytes(rest[i * 8..i * 8 + 8].try_into().map_err(|_| CorruptHashState)?);
+                    *w = u64::from_be_bytes(
+                        rest[i * 8..i * 8 + 8]
+                            .try_into()
+                            .map_err(|_| CorruptHashState)?,
+                    );
                 }
                 (State::Sha512(s), &rest[64..], 128)
             }
@@ -206,7 +216,9 @@ mod tests {
 
     #[test]
     fn matches_sha2_across_splits_and_restores() {
-        for n in [0usize, 1, 55, 56, 63, 64, 65, 111, 112, 127, 128, 129, 1000, 70_000] {
+        for n in [
+            0usize, 1, 55, 56, 63, 64, 65, 111, 112, 127, 128, 129, 1000, 70_000,
+        ] {
             let d = data(n);
             for split in [0, n / 3, n / 2, n.saturating_sub(1), n] {
                 for alg in [Algorithm::Sha256, Algorithm::Sha512] {

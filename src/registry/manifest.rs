@@ -110,7 +110,11 @@ fn descriptor(d: &RawDescriptor, what: &str) -> Result<Digest, ManifestError> {
         .map_err(|e| ManifestError::Invalid(format!("{what}: {e}")))?;
     match d.size {
         Some(s) if s >= 0 => {}
-        Some(_) => return Err(ManifestError::Invalid(format!("{what} has a negative size"))),
+        Some(_) => {
+            return Err(ManifestError::Invalid(format!(
+                "{what} has a negative size"
+            )))
+        }
         None => return Err(ManifestError::Invalid(format!("{what} has no size"))),
     }
     match d.media_type.as_deref() {

@@ -145,7 +145,9 @@ impl Registry {
                 if let Some(a) = r.artifact_type {
                     d["artifactType"] = Value::String(a);
                 }
-                if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<Value>(&a).ok())
+                if let Some(a) = r
+                    .annotations
+                    .and_then(|a| serde_json::from_str::<Value>(&a).ok())
                 {
                     d["annotations"] = a;
                 }

@@ -12,9 +12,8 @@ use regex::Regex;
 
 use super::digest::{Digest, DigestError};
 
-static NAME_COMPONENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$").expect("static regex")
-});
+static NAME_COMPONENT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$").expect("static regex"));
 static TAG: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$").expect("static regex"));
 
@@ -120,7 +119,14 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["a", "library/alpine", "a-b/c__d/e.f", "a--b", "0/1/2", "x_y"] {
+        for ok in [
+            "a",
+            "library/alpine",
+            "a-b/c__d/e.f",
+            "a--b",
+            "0/1/2",
+            "x_y",
+        ] {
             assert!(RepoName::parse(ok).is_ok(), "{ok}");
         }
         for bad in [

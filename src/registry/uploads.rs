@@ -54,6 +54,8 @@ struct WrittenChunk {
     chunk: Option<ChunkRecord>,
     hasher: ResumableHasher,
     len: u64,
+    /// The backend's exclusive hold on the upload; dropped once the chunk is recorded.
+    _hold: Option<Box<dyn Send + Sync>>,
 }
 
 impl Registry {
@@ -101,12 +103,16 @@ impl Registry {
     }
 
     /// Streams `body` into storage as the chunk at `offset`, hashing as it goes.
+    /// `session` names the upload when it has a session row: on backends that write in
+    /// place, its offset is checked again once the writer holds the upload, so a request
+    /// that lost a race never touches bytes another request has recorded.
     async fn write_chunk<S, E>(
         &self,
         storage_key: &str,
         offset: u64,
         mut hasher: ResumableHasher,
         declared: Option<u64>,
+        session: Option<(&RepoName, &str)>,
         mut body: S,
     ) -> Result<WrittenChunk>
     where
@@ -114,6 +120,19 @@ impl Registry {
         E: std::fmt::Display,
     {
         let mut writer = self.blobs.chunk_writer(storage_key, offset).await?;
+        if let (true, Some((repo, id))) = (self.blobs.writes_in_place(), session) {
+            let current = match self.load_upload(repo, id).await {
+                Ok(u) => u.offset,
+                Err(e) => {
+                    writer.abort().await;
+                    return Err(e);
+                }
+            };
+            if current != offset {
+                writer.abort().await;
+                return Err(RegistryError::ChunkOutOfOrder { offset: current });
+            }
+        }
         let mut len = 0u64;
         while let Some(piece) = body.next().await {
             let data = match piece {
@@ -143,9 +162,14 @@ impl Registry {
                 declared.unwrap_or_default()
             )));
         }
-        let chunk = writer.finish().await?;
+        let finished = writer.finish().await?;
         crate::telemetry::metrics().upload_bytes.inc_by(len);
-        Ok(WrittenChunk { chunk, hasher, len })
+        Ok(WrittenChunk {
+            chunk: finished.chunk,
+            hasher,
+            len,
+            _hold: finished.hold,
+        })
     }
 
     fn check_range(upload: &UploadRecord, range: Option<ChunkRange>) -> Result<Option<u64>> {
@@ -181,10 +205,17 @@ impl Registry {
         let declared = Self::check_range(&upload, range)?;
         let hasher = Self::restore_hasher(&upload)?;
         let written = self
-            .write_chunk(&upload.storage_key, upload.offset, hasher, declared, body)
+            .write_chunk(
+                &upload.storage_key,
+                upload.offset,
+                hasher,
+                declared,
+                Some((repo, id)),
+                body,
+            )
             .await?;
         let mut chunks = upload.chunks.clone();
-        let Some(chunk) = written.chunk else {
+        let Some(chunk) = written.chunk.clone() else {
             return Ok(UploadStatus {
                 id: upload.id,
                 repository: upload.repository,
@@ -248,15 +279,33 @@ impl Registry {
         let declared = Self::check_range(&upload, range)?;
         let hasher = Self::restore_hasher(&upload)?;
         let written = self
-            .write_chunk(&upload.storage_key, upload.offset, hasher, declared, body)
+            .write_chunk(
+                &upload.storage_key,
+                upload.offset,
+                hasher,
+                declared,
+                Some((repo, id)),
+                body,
+            )
             .await?;
         let mut chunks = upload.chunks.clone();
-        if let Some(chunk) = written.chunk {
+        if let Some(chunk) = written.chunk.clone() {
             push_chunk(&mut chunks, chunk);
         }
         let size = upload.offset + written.len;
-        self.commit(repo, &upload, chunks, size, written.hasher, expected)
-            .await
+        // The hold on the upload (written._hold) lasts until the commit is recorded.
+        let committed = self
+            .commit(
+                repo,
+                &upload,
+                chunks,
+                size,
+                written.hasher.clone(),
+                expected,
+            )
+            .await;
+        drop(written);
+        committed
     }
 
     /// Assembles, verifies and records the blob; on a digest mismatch the upload is gone.
@@ -361,10 +410,11 @@ impl Registry {
                 0,
                 ResumableHasher::new(expected.algorithm()),
                 None,
+                None,
                 body,
             )
             .await?;
-        let chunks: Vec<ChunkRecord> = written.chunk.into_iter().collect();
+        let chunks: Vec<ChunkRecord> = written.chunk.iter().cloned().collect();
         self.commit(repo, &upload, chunks, written.len, written.hasher, expected)
             .await
     }

@@ -43,7 +43,10 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Http
     let mut response = match &content.range {
         Some(r) => {
             let mut b = HttpResponse::PartialContent();
-            b.insert_header((CONTENT_RANGE, format!("bytes {}-{}/{}", r.start, r.end - 1, size)));
+            b.insert_header((
+                CONTENT_RANGE,
+                format!("bytes {}-{}/{}", r.start, r.end - 1, size),
+            ));
             b
         }
         None => HttpResponse::Ok(),

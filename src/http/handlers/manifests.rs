@@ -77,8 +77,7 @@ pub async fn put(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
-    let reference =
-        Reference::parse(&segment(&req)).map_err(RegistryError::from)?;
+    let reference = Reference::parse(&segment(&req)).map_err(RegistryError::from)?;
     let content_type = headers::content_type(req.headers())?.map(str::to_string);
     let body = read_manifest_body(body).await?;
     let pushed = state
@@ -104,7 +103,12 @@ pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<H
 }
 
 /// `Link: <path?n=…&last=…>; rel="next"` when another page exists.
-fn with_next_link(mut response: actix_web::HttpResponseBuilder, path: &str, page: &Page, n: Option<u32>) -> actix_web::HttpResponseBuilder {
+fn with_next_link(
+    mut response: actix_web::HttpResponseBuilder,
+    path: &str,
+    page: &Page,
+    n: Option<u32>,
+) -> actix_web::HttpResponseBuilder {
     if let Some(last) = &page.next_last {
         let mut query = url_pairs(&[("last", last.as_str())]);
         if let Some(n) = n {
@@ -157,9 +161,7 @@ pub async fn catalog(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<
 
 pub async fn referrers(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
-    let subject: Digest = segment(&req)
-        .parse()
-        .map_err(RegistryError::Digest)?;
+    let subject: Digest = segment(&req).parse().map_err(RegistryError::Digest)?;
     let params = headers::query(req.query_string())?;
     let artifact_type = param(&params, "artifactType").filter(|a| !a.is_empty());
     let referrers = state

@@ -39,6 +39,9 @@ pub fn not_found(req: &HttpRequest) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "NAME_UNKNOWN",
-        format!("no such endpoint: {}", req.path().chars().take(200).collect::<String>()),
+        format!(
+            "no such endpoint: {}",
+            req.path().chars().take(200).collect::<String>()
+        ),
     )
 }

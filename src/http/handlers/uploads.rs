@@ -44,14 +44,15 @@ fn created(repo: &RepoName, blob: &BlobRecord) -> HttpResponse {
 }
 
 fn parse_digest(value: &str) -> ApiResult<Digest> {
-    value
-        .parse()
-        .map_err(|e| RegistryError::Digest(e).into())
+    value.parse().map_err(|e| RegistryError::Digest(e).into())
 }
 
 /// Adds the session's `Location` to errors that the client recovers from by resuming.
 fn with_session(repo: &RepoName, id: &str, e: RegistryError) -> ApiError {
-    let resumable = matches!(e, RegistryError::ChunkOutOfOrder { .. } | RegistryError::UploadBusy);
+    let resumable = matches!(
+        e,
+        RegistryError::ChunkOutOfOrder { .. } | RegistryError::UploadBusy
+    );
     let err = ApiError::from(e);
     if resumable {
         err.with_header(LOCATION, location(repo, id))
@@ -71,15 +72,22 @@ pub async fn start(
     let registry = &state.registry;
 
     if let Some(mount) = param(&params, "mount") {
-        let digest = parse_digest(mount)?;
-        let from = match param(&params, "from") {
-            Some(f) => Some(RepoName::parse(f).map_err(RegistryError::from)?),
-            None => None,
-        };
-        return Ok(match registry.mount_blob(&repo, &digest, from.as_ref()).await? {
-            MountOutcome::Mounted(blob) => created(&repo, &blob),
-            MountOutcome::Started(status) => in_progress(&state, &status),
-        });
+        // A mount that cannot be done, malformed arguments included, falls back to an
+        // ordinary upload session (the spec's SHOULD; clients then push the blob).
+        let digest = mount.parse::<Digest>().ok();
+        let from = param(&params, "from").map(RepoName::parse);
+        if let (Some(digest), None | Some(Ok(_))) = (&digest, &from) {
+            let from = from.and_then(|f| f.ok());
+            return Ok(
+                match registry.mount_blob(&repo, digest, from.as_ref()).await? {
+                    MountOutcome::Mounted(blob) => created(&repo, &blob),
+                    MountOutcome::Started(status) => in_progress(&state, &status),
+                },
+            );
+        }
+        let algorithm = digest.map_or(Algorithm::Sha256, |d| d.algorithm());
+        let status = registry.start_upload(&repo, algorithm).await?;
+        return Ok(in_progress(&state, &status));
     }
     if let Some(d) = param(&params, "digest") {
         let digest = parse_digest(d)?;
@@ -151,9 +159,6 @@ pub async fn finish(
 
 pub async fn cancel(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
-    state
-        .registry
-        .cancel_upload(&repo, &segment(&req))
-        .await?;
+    state.registry.cancel_upload(&repo, &segment(&req)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -414,10 +414,11 @@ impl MetadataStore for PostgresStore {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Option<Vec<String>>> {
-        let repo_id: Option<i64> = sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
-            .bind(repo.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let repo_id: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+                .bind(repo.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(repo_id) = repo_id else {
             return Ok(None);
         };

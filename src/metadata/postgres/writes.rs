@@ -22,10 +22,12 @@ use crate::registry::name::RepoName;
 
 /// The repository's id, if it exists.
 async fn repository_id(conn: &mut PgConnection, repo: &str) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
-        .bind(repo)
-        .fetch_optional(&mut *conn)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
+            .bind(repo)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
 }
 
 /// The repository's id, creating the repository if needed. Two instances creating it

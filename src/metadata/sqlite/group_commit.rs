@@ -22,7 +22,8 @@ const MAX_BATCH: usize = 128;
 type Deliver = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 /// A write job: runs its statements on the writer connection, says whether they
 /// succeeded, and hands back how to deliver its result.
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+type Job =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
 
 /// Handle for submitting write jobs.
 #[derive(Clone)]
@@ -65,7 +66,9 @@ impl GroupCommitter {
                 let deliver: Deliver = Box::new(move |commit| {
                     let result = match (outcome, commit) {
                         (Ok(v), Ok(())) => Ok(v),
-                        (Ok(_), Err(e)) => Err(MetadataError::Corrupt(format!("commit failed: {e}"))),
+                        (Ok(_), Err(e)) => {
+                            Err(MetadataError::Corrupt(format!("commit failed: {e}")))
+                        }
                         (Err(e), _) => Err(e),
                     };
                     let _ = reply_tx.send(result);
@@ -82,7 +85,11 @@ impl GroupCommitter {
     }
 }
 
-async fn run(mut conn: SqliteConnection, options: SqliteConnectOptions, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(
+    mut conn: SqliteConnection,
+    options: SqliteConnectOptions,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -114,7 +121,11 @@ async fn run(mut conn: SqliteConnection, options: SqliteConnectOptions, mut rx: 
             }
             deliveries.push(deliver);
         }
-        let commit = conn.execute("COMMIT").await.map(|_| ()).map_err(|e| e.to_string());
+        let commit = conn
+            .execute("COMMIT")
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
         if let Err(e) = &commit {
             tracing::error!(error = %e, "sqlite writer: COMMIT failed");
             let _ = conn.execute("ROLLBACK").await;

@@ -104,10 +104,12 @@ impl SqliteStore {
     }
 
     async fn repository_id(pool: &SqlitePool, repo: &RepoName) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
-            .bind(repo.as_str())
-            .fetch_optional(pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+                .bind(repo.as_str())
+                .fetch_optional(pool)
+                .await?,
+        )
     }
 }
 
@@ -277,13 +279,15 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+        Ok(
+            sqlx::query_scalar(
+                "SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+            )
+            .bind(last.unwrap_or(""))
+            .bind(limit as i64)
+            .fetch_all(&self.reader)
+            .await?,
         )
-        .bind(last.unwrap_or(""))
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await?)
     }
 
     async fn referrers(

@@ -10,15 +10,19 @@ use crate::registry::digest::Digest;
 use crate::registry::name::{RepoName, Tag};
 
 async fn ensure_repository(conn: &mut SqliteConnection, repo: &str) -> Result<i64> {
-    sqlx::query("INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING")
-        .bind(repo)
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await?;
-    Ok(sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
-        .bind(repo)
-        .fetch_one(&mut *conn)
-        .await?)
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(repo)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(
+        sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+            .bind(repo)
+            .fetch_one(&mut *conn)
+            .await?,
+    )
 }
 
 async fn link(conn: &mut SqliteConnection, repo_id: i64, digest: &str) -> Result<()> {
@@ -112,7 +116,11 @@ impl SqliteStore {
         blob: &BlobRecord,
         upload_id: Option<&str>,
     ) -> Result<BlobCommit> {
-        let (repo, blob, upload_id) = (repo.to_string(), blob.clone(), upload_id.map(str::to_string));
+        let (repo, blob, upload_id) = (
+            repo.to_string(),
+            blob.clone(),
+            upload_id.map(str::to_string),
+        );
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
@@ -164,10 +172,11 @@ impl SqliteStore {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
-                    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = ?")
-                        .bind(&digest)
-                        .fetch_optional(&mut *conn)
-                        .await?;
+                    let exists: Option<i64> =
+                        sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = ?")
+                            .bind(&digest)
+                            .fetch_optional(&mut *conn)
+                            .await?;
                     if exists.is_none() {
                         return Ok(false);
                     }
@@ -289,7 +298,11 @@ impl SqliteStore {
             .await
     }
 
-    pub(super) async fn write_delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    pub(super) async fn write_delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool> {
         let (repo, digest) = (repo.to_string(), digest.to_string());
         self.writer
             .write(move |conn| {
