@@ -1,10 +1,15 @@
 -- Wharf metadata schema (PostgreSQL). Kept in step with ../sqlite/0001_initial.sql.
 -- Blobs are content-addressed here, not by their storage path: storage_key says where
 -- the bytes are, so committing an upload never renames or copies it.
+--
+-- Names and tags are COLLATE "C": the spec pages `_catalog` and `tags/list` in lexical
+-- (byte) order, which is what SQLite's default BINARY collation gives; a database
+-- created with en_US.UTF-8 or an ICU locale (the default on managed services) would
+-- otherwise order "a-b" after "ab" and break `last=` pagination.
 
 CREATE TABLE repositories (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    name        TEXT    NOT NULL UNIQUE,
+    name        TEXT    COLLATE "C" NOT NULL UNIQUE,
     created_at  BIGINT NOT NULL
 );
 
@@ -51,7 +56,7 @@ CREATE INDEX manifest_references_child ON manifest_references (repository_id, ch
 
 CREATE TABLE tags (
     repository_id   BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
-    name            TEXT    NOT NULL,
+    name            TEXT    COLLATE "C" NOT NULL,
     manifest_digest TEXT    NOT NULL,
     updated_at      BIGINT NOT NULL,
     PRIMARY KEY (repository_id, name),
