@@ -1,0 +1,125 @@
+//! The metadata store suite: one set of async test functions, each taking an
+//! `Arc<dyn MetadataStore>`, run once against a fresh SQLite file and once against a
+//! fresh PostgreSQL database (the `sqlite::` and `postgres::` tests).
+//!
+//! PostgreSQL comes from `WHARF_TEST_POSTGRES_URL`, a server URL such as
+//! `postgres://postgres@127.0.0.1:5432/postgres` (`scripts/test` starts a throwaway
+//! server and sets it); each test creates its own database `wharf_test_<random>` and
+//! drops it afterwards. Without it the `postgres::` tests print
+//! `SKIPPED: WHARF_TEST_POSTGRES_URL not set` and do nothing.
+//!
+//! `cases` is the contract one call at a time; `races` is what must hold when
+//! instances race on the same rows.
+
+mod cases;
+mod races;
+mod support;
+
+/// Declares every suite function as a test per engine.
+macro_rules! suite {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    crate::support::run_sqlite(crate::$module::$case).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    crate::support::run_postgres(
+                        concat!("postgres::", stringify!($case)),
+                        crate::$module::$case,
+                    )
+                    .await;
+                }
+            )*
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn many_instances() {
+                crate::support::run_postgres_url("postgres::many_instances", crate::many_instances)
+                    .await;
+            }
+        }
+    };
+}
+
+suite!(
+    cases::ping,
+    cases::upload_lifecycle,
+    cases::upload_ids_from_clients,
+    cases::stale_uploads,
+    cases::commit_blob_new_and_existing,
+    cases::link_and_unlink,
+    cases::put_manifest_missing_child,
+    cases::manifests_and_tags,
+    cases::list_tags_order_and_pages,
+    cases::list_repositories_order_and_pages,
+    cases::referrers,
+    races::race_commit_same_digest,
+    races::race_tag_push,
+    races::race_same_manifest_many_tags,
+    races::race_advance_upload,
+    races::race_delete_upload,
+    races::race_put_against_unlink,
+    races::race_put_against_delete_manifest,
+    races::race_index_against_child_delete,
+);
+
+/// PostgreSQL only (SQLite is one process): several instances opened at once on one
+/// new database — their migrations race — then racing each other through separate
+/// pools, as instances behind a load balancer do.
+async fn many_instances(url: String) {
+    use wharf::metadata::PutManifestOutcome;
+
+    let opened =
+        futures_util::future::join_all((0..4).map(|_| wharf::metadata::open(&url, 4))).await;
+    let stores: Vec<support::Store> = opened
+        .into_iter()
+        .map(|s| s.expect("every instance opens (migrations under the advisory lock)"))
+        .collect();
+
+    let content = "layer pushed through every instance";
+    let r = support::repo("many/instances");
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let (r, b) = (r.clone(), support::blob(content, &format!("k/{i}")));
+            tokio::spawn(async move { store.commit_blob(&r, &b, None).await })
+        })
+        .collect();
+    let commits: Vec<_> = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|t| t.expect("task").expect("commit_blob"))
+        .collect();
+    assert_eq!(commits.iter().filter(|c| c.stored_new).count(), 1);
+
+    let layer = support::blob(content, "unused");
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let r = r.clone();
+            let m = support::manifest(&format!("m{i}"), &[&layer], Some("latest"));
+            tokio::spawn(async move { store.put_manifest(&r, &m).await })
+        })
+        .collect();
+    for t in futures_util::future::join_all(tasks).await {
+        assert_eq!(
+            t.expect("task").expect("put_manifest"),
+            PutManifestOutcome::Stored
+        );
+    }
+    // Every instance sees the same state.
+    let latest = support::tag("latest");
+    let seen: Vec<_> =
+        futures_util::future::join_all(stores.iter().map(|s| s.manifest_by_tag(&r, &latest))).await;
+    let first = seen[0].as_ref().unwrap().as_ref().unwrap().digest.clone();
+    for s in &seen {
+        assert_eq!(s.as_ref().unwrap().as_ref().unwrap().digest, first);
+    }
+}

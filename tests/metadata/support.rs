@@ -1,0 +1,258 @@
+//! Fresh stores for the suite: a SQLite file in a temporary directory, or a PostgreSQL
+//! database of its own (`wharf_test_<random>`, created on the server that
+//! `WHARF_TEST_POSTGRES_URL` names and dropped afterwards, also when the test fails),
+//! and small builders for the records the tests store.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use sqlx::{Connection as _, PgConnection};
+
+use wharf::metadata::{
+    BlobRecord, ChunkRecord, ManifestRecord, MetadataStore, NewManifest, UploadRecord,
+};
+use wharf::registry::digest::{Algorithm, Digest};
+use wharf::registry::name::{RepoName, Tag};
+
+pub type Store = Arc<dyn MetadataStore>;
+
+pub const POSTGRES_ENV: &str = "WHARF_TEST_POSTGRES_URL";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Pool size the stores are opened with: fewer connections than the 16 racing tasks,
+/// so the races also exercise waiting for a connection.
+const POOL_SIZE: u32 = 8;
+
+/// Runs `case` on a fresh SQLite store.
+pub async fn run_sqlite<F, Fut>(case: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}/wharf.db", dir.path().display());
+    let store = wharf::metadata::open(&url, POOL_SIZE)
+        .await
+        .expect("open sqlite store");
+    case(store).await;
+}
+
+/// Says, past the test harness's output capture, that a test did not run.
+pub fn skipped(test: &str) {
+    let line = format!("SKIPPED: {POSTGRES_ENV} not set ({test})\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// A PostgreSQL database of the test's own, dropped when the test is over.
+pub struct TestDatabase {
+    server_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Creates the database, or returns None (after saying so) when no server is set.
+    pub async fn create(test: &str) -> Option<TestDatabase> {
+        let Ok(server_url) = std::env::var(POSTGRES_ENV) else {
+            skipped(test);
+            return None;
+        };
+        let name = format!("wharf_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&server_url)
+            .await
+            .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={server_url}: cannot connect: {e}"));
+        // A non-C collation, as managed services default to, so that ordering bugs
+        // (`ORDER BY name` without byte order) show; plain if ICU is not built in.
+        let icu = format!(
+            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' \
+             LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        );
+        if sqlx::raw_sql(&icu).execute(&mut admin).await.is_err() {
+            sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
+        }
+        let _ = admin.close().await;
+        let url = with_database(&server_url, &name);
+        Some(TestDatabase {
+            server_url,
+            name,
+            url,
+        })
+    }
+
+    pub async fn drop_database(self) {
+        match PgConnection::connect(&self.server_url).await {
+            Ok(mut admin) => {
+                let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+                if let Err(e) = sqlx::raw_sql(&sql).execute(&mut admin).await {
+                    eprintln!("could not drop test database {}: {e}", self.name);
+                }
+                let _ = admin.close().await;
+            }
+            Err(e) => eprintln!("could not drop test database {}: {e}", self.name),
+        }
+    }
+}
+
+/// `url` with its database replaced by `db` (query parameters kept).
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+/// Runs `case` with a fresh PostgreSQL database's URL; skipped without a server.
+pub async fn run_postgres_url<F, Fut>(test: &str, case: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(db) = TestDatabase::create(test).await else {
+        return;
+    };
+    let outcome = AssertUnwindSafe(case(db.url.clone())).catch_unwind().await;
+    db.drop_database().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Runs `case` on a fresh PostgreSQL store; skipped without a server.
+pub async fn run_postgres<F, Fut>(test: &str, case: F)
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    run_postgres_url(test, |url| async move {
+        let store = wharf::metadata::open(&url, POOL_SIZE)
+            .await
+            .expect("open postgres store");
+        case(store).await;
+    })
+    .await;
+}
+
+// ---- builders ------------------------------------------------------------------
+
+pub fn repo(name: &str) -> RepoName {
+    RepoName::parse(name).expect("valid repository name")
+}
+
+pub fn tag(name: &str) -> Tag {
+    Tag::parse(name).expect("valid tag")
+}
+
+pub fn digest_of(data: &[u8]) -> Digest {
+    Algorithm::Sha256.digest_of(data)
+}
+
+/// A blob record for `content` stored under `key`.
+pub fn blob(content: &str, key: &str) -> BlobRecord {
+    BlobRecord {
+        digest: digest_of(content.as_bytes()),
+        size: content.len() as u64,
+        storage_key: key.to_string(),
+    }
+}
+
+pub fn upload(id: &str, repository: &str, updated_at: i64) -> UploadRecord {
+    UploadRecord {
+        id: id.to_string(),
+        repository: repo(repository),
+        offset: 0,
+        storage_key: format!("uploads/{id}"),
+        chunks: Vec::new(),
+        hash_state: vec![1, 2, 3, 0, 255],
+        created_at: updated_at,
+        updated_at,
+    }
+}
+
+pub fn chunk(key: &str, offset: u64, len: u64) -> ChunkRecord {
+    ChunkRecord {
+        key: key.to_string(),
+        offset,
+        len,
+    }
+}
+
+/// An image manifest whose payload is unique to `seed`, requiring `blobs`.
+pub fn manifest(seed: &str, blobs: &[&BlobRecord], tag_name: Option<&str>) -> NewManifest {
+    let layers: Vec<String> = blobs.iter().map(|b| b.digest.to_string()).collect();
+    let payload = format!(r#"{{"schemaVersion":2,"seed":"{seed}","layers":{layers:?}}}"#);
+    NewManifest {
+        record: ManifestRecord {
+            digest: digest_of(payload.as_bytes()),
+            media_type: OCI_MANIFEST.to_string(),
+            payload: payload.into_bytes(),
+            subject: None,
+            artifact_type: None,
+            annotations: None,
+        },
+        required_blobs: blobs.iter().map(|b| b.digest.clone()).collect(),
+        required_manifests: Vec::new(),
+        tag: tag_name.map(tag),
+    }
+}
+
+/// An index whose payload is unique to `seed`, requiring the manifests `children`.
+pub fn index(seed: &str, children: &[&Digest], tag_name: Option<&str>) -> NewManifest {
+    let list: Vec<String> = children.iter().map(|d| d.to_string()).collect();
+    let payload = format!(r#"{{"schemaVersion":2,"seed":"{seed}","manifests":{list:?}}}"#);
+    NewManifest {
+        record: ManifestRecord {
+            digest: digest_of(payload.as_bytes()),
+            media_type: OCI_INDEX.to_string(),
+            payload: payload.into_bytes(),
+            subject: None,
+            artifact_type: None,
+            annotations: None,
+        },
+        required_blobs: Vec::new(),
+        required_manifests: children.iter().map(|d| (*d).clone()).collect(),
+        tag: tag_name.map(tag),
+    }
+}
+
+/// A referrer of `subject` (no children), with an optional artifact type.
+pub fn referrer(seed: &str, subject: &Digest, artifact_type: Option<&str>) -> NewManifest {
+    let mut m = manifest(seed, &[], None);
+    let payload = format!(
+        r#"{{"schemaVersion":2,"seed":"{seed}","subject":"{subject}","artifactType":{artifact_type:?}}}"#
+    );
+    m.record.digest = digest_of(payload.as_bytes());
+    m.record.payload = payload.into_bytes();
+    m.record.subject = Some(subject.clone());
+    m.record.artifact_type = artifact_type.map(str::to_string);
+    m.record.annotations = Some(format!(r#"{{"seed":"{seed}"}}"#));
+    m
+}
+
+#[test]
+fn with_database_replaces_the_path() {
+    assert_eq!(
+        with_database("postgres://u@h:5/postgres", "x"),
+        "postgres://u@h:5/x"
+    );
+    assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
+    assert_eq!(
+        with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
+        "postgresql://u:p@h/x?sslmode=disable"
+    );
+}
