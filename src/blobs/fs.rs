@@ -351,7 +351,7 @@ impl BlobBackend for FsBackend {
             .await
             .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?
             .map_err(not_found(key))?;
-        let (tx, rx) = mpsc::channel::<Result<Bytes>>(4);
+        let (tx, rx) = mpsc::channel::<Result<Bytes>>(2);
         tokio::task::spawn_blocking(move || {
             let run = || -> std::io::Result<()> {
                 let (start, end) = match range {
@@ -361,18 +361,18 @@ impl BlobBackend for FsBackend {
                 file.seek(SeekFrom::Start(start))?;
                 let mut remaining = end.saturating_sub(start);
                 while remaining > 0 {
-                    let want = remaining.min(READ_BUFFER as u64) as usize;
-                    let mut buf = BytesMut::zeroed(want);
-                    let n = file.read(&mut buf)?;
+                    let want = remaining.min(READ_BUFFER as u64);
+                    // read_to_end through Take fills spare capacity without zeroing it first.
+                    let mut buf = Vec::with_capacity(want as usize);
+                    let n = (&mut file).take(want).read_to_end(&mut buf)?;
                     if n == 0 {
                         return Err(std::io::Error::new(
                             ErrorKind::UnexpectedEof,
                             "blob file is shorter than recorded",
                         ));
                     }
-                    buf.truncate(n);
                     remaining -= n as u64;
-                    if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                         return Ok(()); // client went away
                     }
                 }
