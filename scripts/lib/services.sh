@@ -11,6 +11,10 @@
 # free_port, write its config under "$WHARF_TMP/<name>", call start_service,
 # then wait_for_port or wait_for_http, and export what the tests need.
 #
+# A service that daemonizes itself (PostgreSQL under pg_ctl) is not started
+# through start_service; it records itself with register_service and names the
+# function cleanup calls to stop it.
+#
 # Functions that start things set globals; never call them inside $(...),
 # or the pid is recorded in a subshell and cleanup cannot see it.
 
@@ -20,9 +24,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 WHARF_SERVICE_PIDS=()
 WHARF_SERVICE_NAMES=()
 WHARF_SERVICE_LOGS=()
+WHARF_SERVICE_STOPS=()
 WHARF_TMP="${WHARF_TMP:-}"
 WHARF_PID=""
 DISTRIBUTION_PID=""
+POSTGRES_PID=""
 
 # services_init: create the scratch directory and install the cleanup trap.
 services_init() {
@@ -107,7 +113,18 @@ start_service() {
   WHARF_SERVICE_PIDS+=("$REPLY")
   WHARF_SERVICE_NAMES+=("$name")
   WHARF_SERVICE_LOGS+=("$logfile")
+  WHARF_SERVICE_STOPS+=("")
   log "started $name (pid $REPLY, log $logfile)"
+}
+
+# register_service NAME PID LOGFILE STOPFN: record a service started some other
+# way (a daemon) so that cleanup stops it by calling STOPFN PID.
+register_service() {
+  WHARF_SERVICE_NAMES+=("$1")
+  WHARF_SERVICE_PIDS+=("$2")
+  WHARF_SERVICE_LOGS+=("$3")
+  WHARF_SERVICE_STOPS+=("$4")
+  log "started $1 (pid $2, log $3)"
 }
 
 # stop_service PID: TERM the service's process group, KILL it after 10 s.
@@ -160,7 +177,11 @@ cleanup() {
     stop_service "$_WHARF_FG_PID"
   fi
   for ((i = ${#WHARF_SERVICE_PIDS[@]} - 1; i >= 0; i--)); do
-    stop_service "${WHARF_SERVICE_PIDS[$i]}"
+    if [[ -n "${WHARF_SERVICE_STOPS[$i]:-}" ]]; then
+      "${WHARF_SERVICE_STOPS[$i]}" "${WHARF_SERVICE_PIDS[$i]}" || stop_service "${WHARF_SERVICE_PIDS[$i]}"
+    else
+      stop_service "${WHARF_SERVICE_PIDS[$i]}"
+    fi
   done
   WHARF_SERVICE_PIDS=()
   if [[ -n "${_WHARF_TMP_OWNED:-}" && -d "$WHARF_TMP" ]]; then
@@ -265,4 +286,88 @@ YAML
   DISTRIBUTION_URL="http://${DISTRIBUTION_ADDR}"
   export DISTRIBUTION_ADDR DISTRIBUTION_URL DISTRIBUTION_PID
   log "distribution is up at $DISTRIBUTION_URL"
+}
+
+# PostgreSQL's server programs (initdb, pg_ctl, postgres).
+POSTGRES_BINDIR="${POSTGRES_BINDIR:-/usr/lib/postgresql/15/bin}"
+
+# _as_postgres CMD...: run CMD as the postgres user (PostgreSQL refuses to run
+# as root), from a directory that user can read; as ourselves when not root.
+_as_postgres() {
+  if [[ "$(id -u)" == 0 ]]; then
+    (cd / && runuser -u postgres -- "$@")
+  else
+    (cd / && "$@")
+  fi
+}
+
+# _stop_postgres PID: fast shutdown (clients disconnected, no waiting for them).
+_stop_postgres() {
+  _as_postgres "$POSTGRES_BINDIR/pg_ctl" stop -D "$WHARF_TMP/postgres/data" -m fast -w -t 30 >/dev/null 2>&1 || return 1
+  ! _alive "$1"
+}
+
+# start_postgres: a throwaway PostgreSQL cluster for the metadata store tests:
+# initdb'd under $WHARF_TMP/postgres as the postgres user, trust auth,
+# listening on 127.0.0.1 only on a free port, its unix socket in the scratch
+# directory (never the system's /var/run/postgresql), fsync off. Started with
+# pg_ctl; cleanup stops it (pg_ctl stop -m fast). Sets and exports
+# WHARF_TEST_POSTGRES_URL (postgres://postgres@127.0.0.1:PORT/postgres; the
+# tests create and drop their own databases), POSTGRES_PORT, POSTGRES_PID.
+# Returns non-zero (after showing the log) if the server did not start.
+start_postgres() {
+  local dir="$WHARF_TMP/postgres" attempt port
+  [[ -x "$POSTGRES_BINDIR/initdb" ]] || {
+    warn "no $POSTGRES_BINDIR/initdb (scripts/install-tools installs postgresql-15)"
+    return 1
+  }
+  mkdir -p "$dir"
+  if [[ "$(id -u)" == 0 ]]; then
+    # The scratch directory is private (mktemp -d); let the postgres user
+    # through it to its own directory, without listing it.
+    chmod o+x "$WHARF_TMP"
+    chown postgres: "$dir"
+    chmod 700 "$dir"
+  fi
+  if ! _as_postgres "$POSTGRES_BINDIR/initdb" -D "$dir/data" -U postgres -E UTF8 --locale=C.UTF-8 \
+    --auth-local=trust --auth-host=trust >"$dir/initdb.log" 2>&1; then
+    tail -n 20 "$dir/initdb.log" >&2
+    warn "initdb failed (log $dir/initdb.log)"
+    return 1
+  fi
+  cat >>"$dir/data/postgresql.conf" <<CONF
+
+# wharf scripts/lib/services.sh: a throwaway test cluster.
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+include_if_exists = 'wharf-port.conf'
+CONF
+  for attempt in 1 2 3; do
+    port="$(free_port)"
+    echo "port = $port" >"$dir/data/wharf-port.conf"
+    [[ "$(id -u)" == 0 ]] && chown postgres: "$dir/data/wharf-port.conf"
+    if _as_postgres "$POSTGRES_BINDIR/pg_ctl" start -D "$dir/data" -l "$dir/postgres.log" -w -t 60 >/dev/null \
+      && wait_for_port "$port" 30; then
+      POSTGRES_PID="$(head -n 1 "$dir/data/postmaster.pid")"
+      register_service postgres "$POSTGRES_PID" "$dir/postgres.log" _stop_postgres
+      POSTGRES_PORT="$port"
+      WHARF_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:${port}/postgres"
+      export WHARF_TEST_POSTGRES_URL POSTGRES_PORT POSTGRES_PID
+      log "postgres is up at $WHARF_TEST_POSTGRES_URL"
+      return 0
+    fi
+    _as_postgres "$POSTGRES_BINDIR/pg_ctl" stop -D "$dir/data" -m immediate >/dev/null 2>&1 || true
+    if ! grep -qiE 'address (already )?in use' "$dir/postgres.log" 2>/dev/null; then
+      break
+    fi
+    warn "port $port was taken meanwhile (attempt $attempt); retrying"
+  done
+  echo "----- last 40 lines of $dir/postgres.log -----" >&2
+  tail -n 40 "$dir/postgres.log" >&2 || true
+  warn "postgres did not start"
+  return 1
 }
