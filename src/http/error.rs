@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::blobs::BlobError;
+use crate::metadata::MetadataError;
 use crate::registry::manifest::ManifestError;
 use crate::registry::name::NameError;
 use crate::registry::RegistryError;
@@ -66,7 +67,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
-            "storage is temporarily unavailable; retry",
+            "the registry's storage is temporarily unavailable; retry",
         )
         .with_header(actix_web::http::header::RETRY_AFTER, "1")
     }
@@ -125,6 +126,7 @@ impl From<RegistryError> for ApiError {
             E::Unsupported(_) => ApiError::unsupported(msg),
             E::PaginationInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "UNSUPPORTED", msg),
             E::Storage(BlobError::ObjectStore(ref inner)) => ApiError::unavailable(inner),
+            E::Metadata(ref inner @ MetadataError::Unavailable(_)) => ApiError::unavailable(inner),
             E::Metadata(ref inner) => ApiError::internal(inner),
             E::Storage(ref inner) => ApiError::internal(inner),
         }

@@ -18,13 +18,46 @@ pub mod sqlite;
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The database could not answer now (pool exhausted, timeouts, lost connection,
+    /// busy): the request may be retried.
+    #[error("database temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// `commit_blob` was told to close an upload session that no longer exists (it was
+    /// cancelled, purged or committed by another request); nothing was written.
+    #[error("upload session no longer exists")]
+    UploadGone,
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("unsupported database url {0:?}")]
     UnsupportedUrl(String),
+}
+
+impl From<sqlx::Error> for MetadataError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        let transient = match &e {
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: connection exceptions (08), statement/lock timeouts,
+                // too many connections, shutdown. SQLite: BUSY and LOCKED.
+                code.starts_with("08")
+                    || matches!(
+                        code.as_ref(),
+                        "57014" | "55P03" | "53300" | "57P01" | "57P02" | "57P03" | "5" | "6" | "517" | "262"
+                    )
+            }
+            _ => false,
+        };
+        if transient {
+            MetadataError::Unavailable(e.to_string())
+        } else {
+            MetadataError::Database(e)
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, MetadataError>;
@@ -134,9 +167,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>>;
 
     // Blobs.
-    /// In one transaction: ensure the repository, record the blob (or keep the existing
-    /// record of the same digest), link it to the repository, and delete the upload
-    /// session `upload_id` if given. Returns false in `stored_new` when the digest existed.
+    /// In one transaction: delete the upload session `upload_id` if given (failing with
+    /// [`MetadataError::UploadGone`], writing nothing, if it no longer exists), ensure the
+    /// repository, record the blob (or keep the existing record of the same digest) and
+    /// link it to the repository. `stored_new` is false when the digest existed.
     async fn commit_blob(
         &self,
         repo: &RepoName,

@@ -131,6 +131,18 @@ fn is_foreign(d: &RawDescriptor) -> bool {
     foreign_type && d.urls.as_ref().is_some_and(|u| !u.is_empty())
 }
 
+/// RFC 6838 `type/subtype` (no parameters): what `artifactType` must be.
+fn is_media_type(s: &str) -> bool {
+    let name = |p: &str| {
+        !p.is_empty()
+            && p.len() <= 127
+            && p.as_bytes()[0].is_ascii_alphanumeric()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    };
+    matches!(s.split_once('/'), Some((t, sub)) if name(t) && name(sub))
+}
+
 /// Validates a manifest body. `content_type` is the request's Content-Type, if any;
 /// `digest_algorithm` is the algorithm the manifest will be addressed by.
 pub fn validate(
@@ -225,6 +237,14 @@ pub fn validate(
         other if DOCKER_SCHEMA1.contains(&other) => return Err(ManifestError::Schema1),
         other => return Err(ManifestError::UnsupportedMediaType(other.to_string())),
     }
+    if let Some(a) = &artifact_type {
+        if !is_media_type(a) {
+            return Err(ManifestError::Invalid(format!(
+                "artifact type {:?} is not a media type (type/subtype)",
+                a.chars().take(128).collect::<String>()
+            )));
+        }
+    }
     let subject = match &raw.subject {
         Some(s) => Some(descriptor(s, "subject")?),
         None => None,
@@ -283,6 +303,11 @@ mod tests {
         assert!(matches!(
             validate(image("").as_bytes(), Some(OCI_INDEX), Algorithm::Sha256),
             Err(ManifestError::MediaTypeMismatch { .. })
+        ));
+        let bad_type = image(r#","artifactType":"a\u0000b/c""#);
+        assert!(matches!(
+            validate(bad_type.as_bytes(), None, Algorithm::Sha256),
+            Err(ManifestError::Invalid(_))
         ));
         let bad_digest = image("").replace(D2, "sha256:zz");
         assert!(matches!(

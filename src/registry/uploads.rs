@@ -49,6 +49,13 @@ pub enum MountOutcome {
     Started(UploadStatus),
 }
 
+/// Everything an upload received: its chunks, their total size, the hash over them.
+struct Received {
+    chunks: Vec<ChunkRecord>,
+    size: u64,
+    hasher: ResumableHasher,
+}
+
 /// A chunk streamed into storage: where it went and the hash advanced over it.
 struct WrittenChunk {
     chunk: Option<ChunkRecord>,
@@ -298,9 +305,12 @@ impl Registry {
             .commit(
                 repo,
                 &upload,
-                chunks,
-                size,
-                written.hasher.clone(),
+                true,
+                Received {
+                    chunks,
+                    size,
+                    hasher: written.hasher.clone(),
+                },
                 expected,
             )
             .await;
@@ -308,17 +318,22 @@ impl Registry {
         committed
     }
 
-    /// Assembles, verifies and records the blob; on a digest mismatch the upload is gone.
+    /// Assembles, verifies and records the blob, closing the upload's session row if it
+    /// has one; on a digest mismatch the upload is gone.
     #[tracing::instrument(level = "debug", skip_all, fields(size))]
     async fn commit(
         &self,
         repo: &RepoName,
         upload: &UploadRecord,
-        chunks: Vec<ChunkRecord>,
-        size: u64,
-        hasher: ResumableHasher,
+        has_session_row: bool,
+        received: Received,
         expected: &Digest,
     ) -> Result<BlobRecord> {
+        let Received {
+            chunks,
+            size,
+            hasher,
+        } = received;
         let storage_key = self
             .blobs
             .assemble(&upload.storage_key, &chunks, size)
@@ -342,10 +357,16 @@ impl Registry {
             size,
             storage_key: storage_key.clone(),
         };
-        let commit = self
-            .meta
-            .commit_blob(repo, &record, Some(&upload.id))
-            .await?;
+        let session = has_session_row.then_some(upload.id.as_str());
+        let commit = match self.meta.commit_blob(repo, &record, session).await {
+            Ok(c) => c,
+            // Cancelled, purged or finished by another request meanwhile: its data is
+            // not ours to keep or delete.
+            Err(crate::metadata::MetadataError::UploadGone) => {
+                return Err(RegistryError::UploadUnknown(upload.id.clone()))
+            }
+            Err(e) => return Err(e.into()),
+        };
         if let Err(e) = self.blobs.release_chunks(&chunks, &storage_key).await {
             warn!(upload = %upload.id, error = %e, "could not delete composed chunks");
         }
@@ -415,8 +436,12 @@ impl Registry {
             )
             .await?;
         let chunks: Vec<ChunkRecord> = written.chunk.iter().cloned().collect();
-        self.commit(repo, &upload, chunks, written.len, written.hasher, expected)
-            .await
+        let received = Received {
+            chunks,
+            size: written.len,
+            hasher: written.hasher,
+        };
+        self.commit(repo, &upload, false, received, expected).await
     }
 
     /// `DELETE` of an upload: cancels it and frees its storage.

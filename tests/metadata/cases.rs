@@ -126,9 +126,16 @@ pub async fn commit_blob_new_and_existing(store: Store) {
         store.repo_blob(&two, &b.digest).await.unwrap(),
         Some(b.clone())
     );
-    let third = store.commit_blob(&one, &again, Some("gone")).await.unwrap();
-    assert!(!third.stored_new);
-    assert_eq!(third.blob.storage_key, "blobs/first");
+    // Closing a session that no longer exists (cancelled, purged, committed by another
+    // request) fails and writes nothing.
+    let two_only = repo("only-two");
+    let gone = store.commit_blob(&two_only, &again, Some("gone")).await;
+    assert!(
+        matches!(gone, Err(wharf::metadata::MetadataError::UploadGone)),
+        "{gone:?}"
+    );
+    assert_eq!(store.repo_blob(&two_only, &again.digest).await.unwrap(), None);
+    assert!(store.list_tags(&two_only, None, 10).await.unwrap().is_none());
 
     let unknown = digest_of(b"never stored");
     assert_eq!(store.repo_blob(&one, &unknown).await.unwrap(), None);

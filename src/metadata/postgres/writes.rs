@@ -83,6 +83,20 @@ impl PostgresStore {
         upload_id: Option<&str>,
     ) -> Result<BlobCommit> {
         let mut tx = self.begin().await?;
+        if let Some(id) = upload_id {
+            let closed = if super::has_nul(id) {
+                0
+            } else {
+                sqlx::query("DELETE FROM upload_sessions WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            };
+            if closed == 0 {
+                return Err(MetadataError::UploadGone);
+            }
+        }
         let repo_id = ensure_repository(&mut tx, repo.as_str()).await?;
         let digest = blob.digest.to_string();
         // Two commits of the same digest: the second INSERT waits for the first
@@ -110,12 +124,6 @@ impl PostgresStore {
             blob_from_row(&blob.digest, &row)?
         };
         link(&mut tx, repo_id, &digest).await?;
-        if let Some(id) = upload_id.filter(|id| !super::has_nul(id)) {
-            sqlx::query("DELETE FROM upload_sessions WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await?;
         Ok(BlobCommit {
             blob: stored,

@@ -78,10 +78,10 @@ impl GroupCommitter {
         });
         self.jobs
             .send(job)
-            .map_err(|_| MetadataError::Corrupt("sqlite writer has stopped".into()))?;
+            .map_err(|_| MetadataError::Unavailable("sqlite writer has stopped".into()))?;
         reply_rx
             .await
-            .map_err(|_| MetadataError::Corrupt("sqlite writer dropped a job".into()))?
+            .map_err(|_| MetadataError::Unavailable("sqlite writer dropped a job".into()))?
     }
 }
 

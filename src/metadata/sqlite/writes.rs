@@ -124,6 +124,16 @@ impl SqliteStore {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
+                    if let Some(id) = upload_id {
+                        let closed = sqlx::query("DELETE FROM upload_sessions WHERE id = ?")
+                            .bind(id)
+                            .execute(&mut *conn)
+                            .await?
+                            .rows_affected();
+                        if closed == 0 {
+                            return Err(MetadataError::UploadGone);
+                        }
+                    }
                     let repo_id = ensure_repository(conn, &repo).await?;
                     let digest = blob.digest.to_string();
                     let inserted = sqlx::query(
@@ -152,12 +162,6 @@ impl SqliteStore {
                         }
                     };
                     link(conn, repo_id, &digest).await?;
-                    if let Some(id) = upload_id {
-                        sqlx::query("DELETE FROM upload_sessions WHERE id = ?")
-                            .bind(id)
-                            .execute(&mut *conn)
-                            .await?;
-                    }
                     Ok(BlobCommit {
                         blob: stored,
                         stored_new: inserted,
@@ -216,7 +220,24 @@ impl SqliteStore {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
-                    let repo_id = ensure_repository(conn, &repo).await?;
+                    // Children are checked before the repository is created, so a refused
+                    // manifest leaves no trace (not even a new, empty repository).
+                    let existing: Option<i64> =
+                        sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
+                            .bind(&repo)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                    let repo_id = match existing {
+                        Some(id) => id,
+                        None => {
+                            let first_missing =
+                                m.required_blobs.iter().chain(&m.required_manifests).next();
+                            if let Some(d) = first_missing {
+                                return Ok(PutManifestOutcome::MissingChild(d.clone()));
+                            }
+                            ensure_repository(conn, &repo).await?
+                        }
+                    };
                     for d in &m.required_blobs {
                         let present: Option<i64> = sqlx::query_scalar(
                             "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
