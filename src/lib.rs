@@ -2,6 +2,7 @@
 //! registry/2.0 API. See `DESIGN.md` for the architecture; the modules are its layers:
 //! `http` (actix-web) → `registry` (the spec's rules) → `metadata` and `blobs` (stores).
 
+pub mod auth;
 pub mod blobs;
 pub mod config;
 pub mod http;

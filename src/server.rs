@@ -17,6 +17,8 @@ use crate::registry::{Policy, Registry};
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthSetupError),
     #[error("metadata store: {0}")]
     Metadata(#[from] crate::metadata::MetadataError),
     #[error("blob storage at {path}: {source}")]
@@ -66,7 +68,9 @@ pub fn http_server(
     config: &Config,
     listener: TcpListener,
 ) -> Result<Server, StartError> {
-    let state = web::Data::new(AppState { registry });
+    let auth = crate::auth::Authorizer::from_config(&config.auth)?;
+    tracing::info!(?auth, "authentication");
+    let state = web::Data::new(AppState { registry, auth });
     let extra_headers = config.http.headers.clone();
     let addr = listener
         .local_addr()

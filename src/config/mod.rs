@@ -8,10 +8,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+mod auth;
 mod env;
 mod http;
 mod storage;
 
+pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerConfig};
 pub use http::{HttpConfig, LogConfig};
 pub use storage::{StorageConfig, StorageDriver};
 
@@ -84,6 +86,8 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub database: DatabaseConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 impl Config {
@@ -134,6 +138,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.http.validate()?;
         self.storage.validate()?;
+        self.auth.validate()?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")

@@ -24,6 +24,8 @@ use route::Endpoint;
 /// Application state shared by every worker.
 pub struct AppState {
     pub registry: crate::registry::Registry,
+    /// Who may do what; decided in [`dispatch`] before any handler runs.
+    pub auth: crate::auth::Authorizer,
 }
 
 /// Registers every route: the operational endpoints by exact path, and every `/v2/`
@@ -32,6 +34,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/metrics").route(web::get().to(ops::metrics)))
         .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
         .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
+        .service(
+            web::resource("/auth/token")
+                .route(web::get().to(crate::auth::token_server::get))
+                .route(web::post().to(crate::auth::token_server::post)),
+        )
         .default_service(web::to(dispatch));
 }
 
@@ -46,6 +53,9 @@ async fn dispatch(
     };
     tracing::Span::current().record("http.route", endpoint.label());
     req.extensions_mut().insert(endpoint.clone());
+    if !state.auth.is_open() {
+        authorize(&req, &endpoint, &state.auth).await?;
+    }
     use Endpoint as E;
     match (&endpoint, req.method().as_str()) {
         (E::Base, "GET" | "HEAD") => Ok(base::version_check().await),
@@ -69,4 +79,33 @@ async fn dispatch(
             endpoint.label()
         ))),
     }
+}
+
+/// Authorizes the request once, before dispatch. A cross-repository mount whose source
+/// the caller may not pull is marked with [`crate::auth::MountDenied`]: the upload
+/// handler then opens an ordinary session instead (no error, no existence leak).
+async fn authorize(
+    req: &HttpRequest,
+    endpoint: &Endpoint,
+    auth: &crate::auth::Authorizer,
+) -> ApiResult<()> {
+    let need = crate::auth::need(endpoint, req.method().as_str());
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let grant = auth.authorize(&need, header).await?;
+    if let Endpoint::UploadStart { .. } = endpoint {
+        let params = headers::query(req.query_string()).unwrap_or_default();
+        if headers::param(&params, "mount").is_some() {
+            let allowed = match headers::param(&params, "from") {
+                Some(from) => grant.allows(from, crate::auth::Action::Pull),
+                None => grant.is_everything(),
+            };
+            if !allowed {
+                req.extensions_mut().insert(crate::auth::MountDenied);
+            }
+        }
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! cross-repository mount) and `GET`/`PATCH`/`PUT`/`DELETE …/uploads/{id}`.
 
 use actix_web::http::header::{HeaderName, LOCATION, RANGE};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
 use super::{repo_name, segment};
 use crate::http::error::{upload_range, ApiError, ApiResult};
@@ -71,12 +71,14 @@ pub async fn start(
     let params = headers::query(req.query_string())?;
     let registry = &state.registry;
 
+    let mount_denied = req.extensions().get::<crate::auth::MountDenied>().is_some();
     if let Some(mount) = param(&params, "mount") {
         // A mount that cannot be done, malformed arguments included, falls back to an
         // ordinary upload session (the spec's SHOULD; clients then push the blob).
         let digest = mount.parse::<Digest>().ok();
         let from = param(&params, "from").map(RepoName::parse);
-        if let (Some(digest), None | Some(Ok(_))) = (&digest, &from) {
+        // A mount from a repository the caller may not pull: an ordinary session.
+        if let (Some(digest), None | Some(Ok(_)), false) = (&digest, &from, mount_denied) {
             let from = from.and_then(|f| f.ok());
             return Ok(
                 match registry.mount_blob(&repo, digest, from.as_ref()).await? {

@@ -1,0 +1,393 @@
+//! Authentication and authorization, decided once per request before dispatch.
+//!
+//! [`need`] says what a request needs from its parsed [`Endpoint`] and method (pull,
+//! push, delete on a repository; `registry:catalog:*`; or only being authenticated for
+//! `GET /v2/`). The [`Authorizer`] checks the request's credentials against the
+//! configured mechanism — none, `htpasswd` (Basic; any valid user may do everything) or
+//! `token` (JWT bearer; the token's `access` claim decides) — and answers with a
+//! [`Grant`] or the spec's 401 `UNAUTHORIZED` with its `WWW-Authenticate` challenge.
+//!
+//! - `htpasswd.rs`: the users file (bcrypt), re-read when it changes.
+//! - `token.rs`: bearer token validation (keys from a JWK set, a certificate bundle, or
+//!   the built-in token server's own key).
+//! - `policy.rs`: the built-in token server's access rules.
+//! - `token_server.rs`: `/auth/token` (Docker token flow and OAuth2 password/refresh).
+//!
+//! Passwords and tokens are never logged.
+
+use std::sync::Arc;
+
+use actix_web::http::header::WWW_AUTHENTICATE;
+use actix_web::http::StatusCode;
+use base64::Engine as _;
+
+use crate::config::AuthConfig;
+use crate::http::error::ApiError;
+use crate::http::route::Endpoint;
+
+pub mod htpasswd;
+pub mod policy;
+pub mod token;
+pub mod token_server;
+
+use htpasswd::Htpasswd;
+use token::{Claims, TokenError, TokenValidator};
+
+/// A repository action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    Pull,
+    Push,
+    Delete,
+}
+
+impl Action {
+    pub const ALL: [Action; 3] = [Action::Pull, Action::Push, Action::Delete];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Delete => "delete",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        match s {
+            "pull" => Some(Action::Pull),
+            "push" => Some(Action::Push),
+            "delete" => Some(Action::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// What one request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Need {
+    /// Any authenticated caller (`GET /v2/`).
+    Authenticated,
+    /// `action` on repository `name`.
+    Repository { name: String, action: Action },
+    /// `registry:catalog:*`.
+    Catalog,
+}
+
+impl Need {
+    /// The scope a client should ask the token server for.
+    pub fn scope(&self) -> Option<String> {
+        match self {
+            Need::Authenticated => None,
+            // Clients that push also pull (and docker asks for both).
+            Need::Repository {
+                name,
+                action: Action::Push,
+            } => Some(format!("repository:{name}:pull,push")),
+            Need::Repository { name, action } => {
+                Some(format!("repository:{name}:{}", action.as_str()))
+            }
+            Need::Catalog => Some("registry:catalog:*".into()),
+        }
+    }
+}
+
+/// What `method` on `endpoint` needs.
+pub fn need(endpoint: &Endpoint, method: &str) -> Need {
+    use Endpoint as E;
+    let repo = |name: &str, action| Need::Repository {
+        name: name.to_string(),
+        action,
+    };
+    match (endpoint, method) {
+        (E::Base, _) => Need::Authenticated,
+        (E::Catalog, _) => Need::Catalog,
+        (
+            E::Tags { name }
+            | E::Manifest { name, .. }
+            | E::Blob { name, .. }
+            | E::Referrers { name, .. },
+            "GET" | "HEAD",
+        ) => repo(name, Action::Pull),
+        (E::Manifest { name, .. } | E::Blob { name, .. }, "DELETE") => repo(name, Action::Delete),
+        (E::Manifest { name, .. }, "PUT") => repo(name, Action::Push),
+        (E::UploadStart { name } | E::Upload { name, .. }, _) => repo(name, Action::Push),
+        // Methods no route takes: authenticated callers get the 405.
+        _ => Need::Authenticated,
+    }
+}
+
+/// What an authorized request may do, beyond what it needed (e.g. the source of a mount).
+#[derive(Debug, Clone)]
+pub enum Grant {
+    /// No authentication configured, or an htpasswd user: everything.
+    Everything,
+    /// A bearer token's claims.
+    Token(Arc<Claims>),
+}
+
+impl Grant {
+    pub fn allows(&self, repository: &str, action: Action) -> bool {
+        match self {
+            Grant::Everything => true,
+            Grant::Token(claims) => claims.allows_repository(repository, action),
+        }
+    }
+
+    /// True for grants not limited to named repositories (mounts without `from`).
+    pub fn is_everything(&self) -> bool {
+        matches!(self, Grant::Everything)
+    }
+}
+
+/// Marker put in a request's extensions when it asks for a cross-repository mount whose
+/// source it may not pull: the upload handler then opens an ordinary session.
+#[derive(Debug, Clone, Copy)]
+pub struct MountDenied;
+
+/// Why the configured authentication cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}`: {message}")]
+pub struct AuthSetupError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+enum Mode {
+    Open,
+    Htpasswd { realm: String, users: Arc<Htpasswd> },
+    Token(Arc<TokenValidator>),
+}
+
+/// Decides, per request, from the configured mechanism.
+pub struct Authorizer {
+    mode: Mode,
+    token_server: Option<Arc<token_server::TokenServer>>,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match self.mode {
+            Mode::Open => "none",
+            Mode::Htpasswd { .. } => "htpasswd",
+            Mode::Token(_) => "token",
+        };
+        f.debug_struct("Authorizer").field("mode", &mode).finish()
+    }
+}
+
+/// Credentials from an `Authorization` header.
+enum Credentials<'a> {
+    None,
+    Basic { user: String, password: String },
+    Bearer(&'a str),
+    Malformed,
+}
+
+fn credentials(header: Option<&str>) -> Credentials<'_> {
+    let Some(value) = header else {
+        return Credentials::None;
+    };
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("basic") {
+        basic(rest).map_or(Credentials::Malformed, |(user, password)| {
+            Credentials::Basic { user, password }
+        })
+    } else if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
+        Credentials::Bearer(rest)
+    } else {
+        Credentials::Malformed
+    }
+}
+
+/// Decodes the payload of a Basic `Authorization` header.
+pub fn basic(b64: &str) -> Option<(String, String)> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// A 401 `UNAUTHORIZED` with its challenge.
+pub fn unauthorized(message: impl Into<String>, challenge: String) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+        .with_header(WWW_AUTHENTICATE, challenge)
+}
+
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+impl Authorizer {
+    /// No authentication: every request is allowed.
+    pub fn open() -> Authorizer {
+        Authorizer {
+            mode: Mode::Open,
+            token_server: None,
+        }
+    }
+
+    /// Builds the configured mechanism, reading its files now so mistakes stop start-up.
+    pub fn from_config(config: &AuthConfig) -> Result<Authorizer, AuthSetupError> {
+        let users = match &config.htpasswd {
+            Some(h) => Some(Arc::new(Htpasswd::open(&h.path).map_err(|e| {
+                AuthSetupError {
+                    key: "auth.htpasswd.path",
+                    message: format!("{}: {e}", h.path),
+                }
+            })?)),
+            None => None,
+        };
+        let token_server = match (&config.tokenserver, &config.token, &users) {
+            (Some(server), Some(token), Some(users)) => Some(Arc::new(
+                token_server::TokenServer::new(server, token, users.clone())?,
+            )),
+            _ => None,
+        };
+        let mode = match (&config.token, &config.htpasswd, users) {
+            (Some(token), _, _) => Mode::Token(Arc::new(TokenValidator::from_config(
+                token,
+                token_server.as_ref().map(|s| s.public_key()),
+            )?)),
+            (None, Some(h), Some(users)) => Mode::Htpasswd {
+                realm: h.realm.clone(),
+                users,
+            },
+            _ => Mode::Open,
+        };
+        Ok(Authorizer { mode, token_server })
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(self.mode, Mode::Open)
+    }
+
+    /// The built-in token server, when configured.
+    pub fn token_server(&self) -> Option<&Arc<token_server::TokenServer>> {
+        self.token_server.as_ref()
+    }
+
+    /// Checks the request's `Authorization` header against what it needs.
+    pub async fn authorize(&self, need: &Need, header: Option<&str>) -> Result<Grant, ApiError> {
+        match &self.mode {
+            Mode::Open => Ok(Grant::Everything),
+            Mode::Htpasswd { realm, users } => {
+                let challenge = format!("Basic realm=\"{}\"", quote(realm));
+                let Credentials::Basic { user, password } = credentials(header) else {
+                    return Err(unauthorized("authentication required", challenge));
+                };
+                let users = users.clone();
+                let ok = actix_web::web::block(move || users.verify(&user, &password))
+                    .await
+                    .unwrap_or(false);
+                if ok {
+                    Ok(Grant::Everything)
+                } else {
+                    Err(unauthorized("invalid username or password", challenge))
+                }
+            }
+            Mode::Token(validator) => {
+                let token = match credentials(header) {
+                    Credentials::Bearer(token) => token,
+                    Credentials::None | Credentials::Basic { .. } => {
+                        return Err(validator.challenge(need, None, "authentication required"))
+                    }
+                    Credentials::Malformed => {
+                        return Err(validator.challenge(
+                            need,
+                            Some("invalid_request"),
+                            "malformed Authorization header",
+                        ))
+                    }
+                };
+                let claims = match validator.validate(token) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::info!(reason = %e, "bearer token refused");
+                        let message = match e {
+                            TokenError::Malformed(_) => "malformed token",
+                            _ => "invalid token",
+                        };
+                        return Err(validator.challenge(need, Some("invalid_token"), message));
+                    }
+                };
+                let allowed = match need {
+                    Need::Authenticated => true,
+                    Need::Repository { name, action } => claims.allows_repository(name, *action),
+                    Need::Catalog => claims.allows_catalog(),
+                };
+                if allowed {
+                    Ok(Grant::Token(Arc::new(claims)))
+                } else {
+                    Err(validator.challenge(
+                        need,
+                        Some("insufficient_scope"),
+                        "the token does not grant this access",
+                    ))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_each_request_needs() {
+        let e = |p: &str| Endpoint::parse(p).unwrap();
+        let r = |action| Need::Repository {
+            name: "a/b".into(),
+            action,
+        };
+        assert_eq!(need(&e("/v2/"), "GET"), Need::Authenticated);
+        assert_eq!(need(&e("/v2/_catalog"), "GET"), Need::Catalog);
+        assert_eq!(need(&e("/v2/a/b/tags/list"), "GET"), r(Action::Pull));
+        assert_eq!(need(&e("/v2/a/b/manifests/x"), "HEAD"), r(Action::Pull));
+        assert_eq!(need(&e("/v2/a/b/manifests/x"), "PUT"), r(Action::Push));
+        assert_eq!(need(&e("/v2/a/b/manifests/x"), "DELETE"), r(Action::Delete));
+        assert_eq!(need(&e("/v2/a/b/blobs/sha256:0"), "GET"), r(Action::Pull));
+        assert_eq!(
+            need(&e("/v2/a/b/blobs/sha256:0"), "DELETE"),
+            r(Action::Delete)
+        );
+        assert_eq!(need(&e("/v2/a/b/blobs/uploads/"), "POST"), r(Action::Push));
+        assert_eq!(need(&e("/v2/a/b/blobs/uploads/u"), "GET"), r(Action::Push));
+        assert_eq!(
+            need(&e("/v2/a/b/blobs/uploads/u"), "PATCH"),
+            r(Action::Push)
+        );
+        assert_eq!(
+            need(&e("/v2/a/b/referrers/sha256:0"), "GET"),
+            r(Action::Pull)
+        );
+        assert_eq!(
+            r(Action::Push).scope().as_deref(),
+            Some("repository:a/b:pull,push")
+        );
+    }
+
+    #[test]
+    fn parses_authorization_headers() {
+        assert!(matches!(
+            credentials(Some("Basic YWxpY2U6cDpx")),
+            Credentials::Basic { user, password } if user == "alice" && password == "p:q"
+        ));
+        assert!(matches!(
+            credentials(Some("bearer abc")),
+            Credentials::Bearer("abc")
+        ));
+        assert!(matches!(
+            credentials(Some("Basic !!")),
+            Credentials::Malformed
+        ));
+        assert!(matches!(
+            credentials(Some("Digest x")),
+            Credentials::Malformed
+        ));
+        assert!(matches!(credentials(None), Credentials::None));
+    }
+}

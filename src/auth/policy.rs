@@ -1,0 +1,156 @@
+//! The built-in token server's access policy: rules from `auth.tokenserver.access`
+//! naming who (users, groups, anonymous), which repositories (globs) and which actions.
+//! A subject's actions on a repository are the union over every rule that applies.
+//! With no rules at all, authenticated users may do everything and anonymous nothing.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::Action;
+use crate::config::TokenServerConfig;
+
+#[derive(Debug, Clone)]
+struct Rule {
+    users: Vec<String>,
+    groups: Vec<String>,
+    anonymous: bool,
+    repositories: Vec<String>,
+    actions: BTreeSet<Action>,
+    catalog: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    /// user → groups
+    memberships: HashMap<String, Vec<String>>,
+}
+
+/// `*` matches any run of characters (including `/`); everything else matches itself.
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+impl Policy {
+    pub fn from_config(config: &TokenServerConfig) -> Policy {
+        let mut memberships: HashMap<String, Vec<String>> = HashMap::new();
+        for (group, users) in &config.groups {
+            for user in users {
+                memberships
+                    .entry(user.clone())
+                    .or_default()
+                    .push(group.clone());
+            }
+        }
+        let rules = config
+            .access
+            .iter()
+            .map(|r| Rule {
+                users: r.users.clone(),
+                groups: r.groups.clone(),
+                anonymous: r.anonymous,
+                repositories: r.repositories.clone(),
+                actions: r
+                    .actions
+                    .iter()
+                    .flat_map(|a| match a.as_str() {
+                        "*" => Action::ALL.to_vec(),
+                        other => Action::parse(other).into_iter().collect(),
+                    })
+                    .collect(),
+                catalog: r.catalog,
+            })
+            .collect();
+        Policy { rules, memberships }
+    }
+
+    fn applies(&self, rule: &Rule, subject: Option<&str>) -> bool {
+        match subject {
+            None => rule.anonymous,
+            Some(user) => {
+                rule.users.iter().any(|u| u == user || u == "*")
+                    || self
+                        .memberships
+                        .get(user)
+                        .is_some_and(|groups| groups.iter().any(|g| rule.groups.contains(g)))
+            }
+        }
+    }
+
+    /// Every action `subject` (`None`: anonymous) may take on `repository`.
+    pub fn repository_actions(&self, subject: Option<&str>, repository: &str) -> BTreeSet<Action> {
+        if self.rules.is_empty() {
+            return match subject {
+                Some(_) => Action::ALL.into_iter().collect(),
+                None => BTreeSet::new(),
+            };
+        }
+        self.rules
+            .iter()
+            .filter(|r| self.applies(r, subject))
+            .filter(|r| r.repositories.iter().any(|p| glob(p, repository)))
+            .flat_map(|r| r.actions.iter().copied())
+            .collect()
+    }
+
+    /// May `subject` list the catalog?
+    pub fn catalog(&self, subject: Option<&str>) -> bool {
+        if self.rules.is_empty() {
+            return subject.is_some();
+        }
+        self.rules
+            .iter()
+            .any(|r| r.catalog && self.applies(r, subject))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("team-a/*", "team-a/app"));
+        assert!(glob("team-a/*", "team-a/x/y"));
+        assert!(!glob("team-a/*", "team-ab/app"));
+        assert!(!glob("team-a/*", "team-a"));
+        assert!(glob("*", "anything/at/all"));
+        assert!(glob("a*c*e", "abcde"));
+        assert!(!glob("a*c*e", "abcd"));
+        assert!(glob("exact", "exact"));
+    }
+
+    #[test]
+    fn rules_users_groups_anonymous() {
+        let config: TokenServerConfig = serde_yaml::from_str(
+            "key: k\ngroups:\n  team-a: [alice]\naccess:\n  - groups: [team-a]\n    repositories: ['team-a/*']\n    actions: ['*']\n  - users: ['*']\n    anonymous: true\n    repositories: ['public/*']\n    actions: [pull]\n  - users: [admin]\n    catalog: true\n",
+        )
+        .unwrap();
+        let p = Policy::from_config(&config);
+        let all: BTreeSet<_> = Action::ALL.into_iter().collect();
+        let pull: BTreeSet<_> = [Action::Pull].into_iter().collect();
+        assert_eq!(p.repository_actions(Some("alice"), "team-a/app"), all);
+        assert!(p.repository_actions(Some("alice"), "team-b/app").is_empty());
+        assert_eq!(p.repository_actions(Some("bob"), "public/x"), pull);
+        assert_eq!(p.repository_actions(None, "public/x"), pull);
+        assert!(p.repository_actions(None, "team-a/app").is_empty());
+        assert!(p.catalog(Some("admin")) && !p.catalog(Some("alice")) && !p.catalog(None));
+    }
+}
