@@ -202,3 +202,31 @@ impl AuthConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn load(yaml: &str) -> Result<Config, String> {
+        let tree = serde_yaml::from_str(yaml).unwrap();
+        Config::from_tree(tree).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn auth_keys_checked() {
+        assert!(!load("{}").unwrap().auth.enabled());
+        let c = load("auth:\n  htpasswd:\n    path: /etc/htpasswd\n").unwrap();
+        assert_eq!(c.auth.htpasswd.unwrap().realm, "Registry Realm");
+        for (yaml, key) in [
+            ("auth:\n  htpasswd:\n    path: x\n    nope: 1\n", "nope"),
+            ("auth:\n  token:\n    realm: r\n    service: s\n    issuer: i\n", "auth.token"),
+            ("auth:\n  token:\n    realm: r\n    service: s\n    issuer: i\n    jwks: j\n    signingalgorithms: [HS256]\n", "auth.token.signingalgorithms"),
+            ("auth:\n  token:\n    realm: r\n    service: s\n    issuer: i\n    jwks: j\n  htpasswd:\n    path: p\n", "auth"),
+            ("auth:\n  token:\n    realm: r\n    service: s\n    issuer: i\n  tokenserver:\n    key: k\n", "auth.tokenserver"),
+            ("auth:\n  token:\n    realm: r\n    service: s\n    issuer: i\n  htpasswd:\n    path: p\n  tokenserver:\n    key: k\n    access:\n      - actions: [write]\n", "auth.tokenserver.access[0].actions"),
+        ] {
+            let e = load(yaml).unwrap_err();
+            assert!(e.contains(key), "{yaml}: {e}");
+        }
+    }
+}
