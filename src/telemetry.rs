@@ -85,8 +85,11 @@ pub fn render() -> String {
 /// Installs the global tracing subscriber. `RUST_LOG` overrides `level`.
 pub fn init_tracing(level: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // actix_http's dispatcher logs every malformed request at ERROR — clients probing
+        // HTTPS on a plain-HTTP port (skopeo with --tls-verify=false) — though the error
+        // is the client's, not the server's.
         EnvFilter::new(format!(
-            "{level},sqlx=warn,actix_server=warn,h2=warn,hyper=warn"
+            "{level},sqlx=warn,actix_server=warn,actix_http::h1::dispatcher=off,h2=warn,hyper=warn"
         ))
     });
     let builder = tracing_subscriber::fmt()
