@@ -8,7 +8,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 
-use crate::blobs::{fs::FsBackend, object::ObjectBackend, BlobBackend, BlobStore};
+use crate::blobs::{cloud, fs::FsBackend, object::ObjectBackend, BlobBackend, BlobStore};
 use crate::config::{Config, StorageDriver};
 use crate::http::{configure, AppState};
 use crate::registry::{Policy, Registry};
@@ -47,7 +47,16 @@ pub fn blob_store(config: &Config) -> Result<BlobStore, StartError> {
             Arc::new(object_store::memory::InMemory::new()),
             "",
         )),
+        StorageDriver::S3(s3) => Arc::new(cloud::s3(&s3).map_err(cloud_error)?),
+        StorageDriver::Azure(azure) => Arc::new(cloud::azure(&azure).map_err(cloud_error)?),
+        StorageDriver::Gcs(gcs) => Arc::new(cloud::gcs(&gcs).map_err(cloud_error)?),
     };
+    fn cloud_error(e: cloud::CloudError) -> StartError {
+        StartError::Storage {
+            path: e.key.to_string(),
+            source: std::io::Error::other(e.message),
+        }
+    }
     Ok(BlobStore::new(backend))
 }
 

@@ -2,11 +2,11 @@
 //!
 //! [`BlobStore`] is what the registry core uses: write an upload's chunk as it streams,
 //! assemble an upload's chunks into the blob (in place on a filesystem; the single chunk
-//! itself, or a server-side compose, on object stores), read a blob or a byte range of
-//! it, delete. Each backend is one module implementing [`BlobBackend`]; the generic one
-//! wraps any `object_store::ObjectStore` (in-memory now, the clouds later) rather than
-//! duplicating that trait. Storage keys are opaque strings recorded in the metadata
-//! database; nothing here is addressed by digest.
+//! itself, or a copy, on object stores), read a blob or a byte range of it, delete.
+//! Each backend is one module implementing [`BlobBackend`]; the generic one wraps any
+//! `object_store::ObjectStore` (in-memory; S3, Azure Blob and GCS, built in `cloud`)
+//! rather than duplicating that trait. Storage keys are opaque strings recorded in the
+//! metadata database; nothing here is addressed by digest.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use futures_util::stream::BoxStream;
 
 use crate::metadata::ChunkRecord;
 
+pub mod cloud;
 pub mod fs;
 pub mod object;
 

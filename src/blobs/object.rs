@@ -1,5 +1,5 @@
-//! Blob backend over any `object_store::ObjectStore` (in-memory today; the clouds use it
-//! too, with their server-side compose added per store).
+//! Blob backend over any `object_store::ObjectStore`: in-memory, and the clouds
+//! (S3, Azure Blob, GCS; see `cloud`), each with its own part size and smallest chunk.
 //!
 //! Every chunk is its own object under a unique key, so two racing requests can never
 //! overwrite each other's bytes; an upload that ends as one chunk *is* its blob (no copy).
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore};
+use object_store::{Attributes, GetOptions, GetRange, ObjectStore, PutOptions};
 use tokio::io::AsyncWriteExt;
 
 use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, FinishedChunk, Result};
@@ -26,6 +26,9 @@ pub struct ObjectBackend {
     name: &'static str,
     store: Arc<dyn ObjectStore>,
     prefix: String,
+    part_size: usize,
+    min_chunk_len: u64,
+    attributes: Attributes,
 }
 
 impl ObjectBackend {
@@ -36,7 +39,33 @@ impl ObjectBackend {
             name,
             store,
             prefix,
+            part_size: PART_SIZE,
+            min_chunk_len: 1,
+            attributes: Attributes::new(),
         }
+    }
+
+    /// Objects are written in one PUT up to `bytes`, else in parts of `bytes`.
+    pub fn with_part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes.max(1);
+        self
+    }
+
+    /// The chunk size advertised to clients (`OCI-Chunk-Min-Length`).
+    pub fn with_min_chunk_len(mut self, bytes: u64) -> Self {
+        self.min_chunk_len = bytes.max(1);
+        self
+    }
+
+    /// Attributes set on every object written (a storage class).
+    pub fn with_attributes(mut self, attributes: Attributes) -> Self {
+        self.attributes = attributes;
+        self
+    }
+
+    fn writer(&self, key: &str) -> BufWriter {
+        BufWriter::with_capacity(self.store.clone(), self.path(key), self.part_size)
+            .with_attributes(self.attributes.clone())
     }
 
     fn path(&self, key: &str) -> Path {
@@ -45,6 +74,18 @@ impl ObjectBackend {
         } else {
             Path::from(format!("{}/{}", self.prefix, key))
         }
+    }
+}
+
+/// `BufWriter::shutdown` (tokio's `AsyncWrite`) wraps the store's error in an
+/// `io::Error`; unwrapped, it is reported as a store error (503, retry) like the rest.
+fn unwrap_io(e: std::io::Error) -> BlobError {
+    if !e.get_ref().is_some_and(|i| i.is::<object_store::Error>()) {
+        return BlobError::Io(e);
+    }
+    match e.into_inner().map(|i| i.downcast::<object_store::Error>()) {
+        Some(Ok(store)) => BlobError::ObjectStore(*store),
+        _ => BlobError::Io(std::io::Error::other("object store write failed")),
     }
 }
 
@@ -78,7 +119,7 @@ impl ChunkWriter for ObjectChunkWriter {
                 hold: None,
             });
         }
-        self.writer.shutdown().await?;
+        self.writer.shutdown().await.map_err(unwrap_io)?;
         Ok(FinishedChunk {
             chunk: Some(ChunkRecord {
                 key: self.key.clone(),
@@ -107,13 +148,13 @@ impl BlobBackend for ObjectBackend {
     }
 
     fn min_chunk_len(&self) -> u64 {
-        1
+        self.min_chunk_len
     }
 
     async fn chunk_writer(&self, storage_key: &str, offset: u64) -> Result<Box<dyn ChunkWriter>> {
         let nonce = &uuid::Uuid::new_v4().simple().to_string()[..12];
         let key = format!("{storage_key}.{offset}.{nonce}");
-        let writer = BufWriter::with_capacity(self.store.clone(), self.path(&key), PART_SIZE);
+        let writer = self.writer(&key);
         Ok(Box::new(ObjectChunkWriter {
             key,
             offset,
@@ -130,28 +171,34 @@ impl BlobBackend for ObjectBackend {
     ) -> Result<String> {
         match chunks {
             [] => {
+                let options = PutOptions {
+                    attributes: self.attributes.clone(),
+                    ..Default::default()
+                };
                 self.store
-                    .put(&self.path(storage_key), Bytes::new().into())
+                    .put_opts(&self.path(storage_key), Bytes::new().into(), options)
                     .await?;
                 Ok(storage_key.to_string())
             }
             [only] if only.len == total => Ok(only.key.clone()),
             _ => {
-                let mut out =
-                    BufWriter::with_capacity(self.store.clone(), self.path(storage_key), PART_SIZE);
-                for c in chunks {
-                    let mut stream = self.get(&c.key, None).await?;
-                    while let Some(piece) = stream.next().await {
-                        match piece {
-                            Ok(bytes) => out.put(bytes).await?,
-                            Err(e) => {
-                                out.abort().await.ok();
-                                return Err(e);
-                            }
+                let mut out = self.writer(storage_key);
+                let copied = async {
+                    for c in chunks {
+                        let mut stream = self.get(&c.key, None).await?;
+                        while let Some(piece) = stream.next().await {
+                            out.put(piece?).await?;
                         }
                     }
+                    Ok::<(), BlobError>(())
                 }
-                out.shutdown().await?;
+                .await;
+                if let Err(e) = copied {
+                    // Leaves no half-written multipart upload behind.
+                    out.abort().await.ok();
+                    return Err(e);
+                }
+                out.shutdown().await.map_err(unwrap_io)?;
                 Ok(storage_key.to_string())
             }
         }

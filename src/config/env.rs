@@ -1,12 +1,21 @@
 //! `REGISTRY_*` environment overrides, as distribution does them: the variable name,
 //! lowercased and split at `_`, is the key path (`REGISTRY_STORAGE_DELETE_ENABLED` →
-//! `storage.delete.enabled`); the value is read as a YAML scalar.
+//! `storage.delete.enabled`); the value is read as a YAML scalar. As in distribution,
+//! `REGISTRY_STORAGE=s3` chooses the storage driver: the file's other driver section is
+//! dropped (its switches such as `storage.delete` stay) and `REGISTRY_STORAGE_S3_*`
+//! fill the chosen one.
 
 use serde_yaml::{Mapping, Value};
 
+use super::storage::DRIVERS;
 use super::ConfigError;
 
 const PREFIX: &str = "REGISTRY_";
+
+/// `REGISTRY_*` variables that belong to container clients, not to the registry
+/// (podman, skopeo and buildah keep their credentials file path in `REGISTRY_AUTH_FILE`);
+/// they are skipped so a shell set up for those tools can still start Wharf.
+const CLIENT_VARIABLES: [&str; 1] = ["REGISTRY_AUTH_FILE"];
 
 pub fn apply_overrides(
     tree: &mut Value,
@@ -15,6 +24,13 @@ pub fn apply_overrides(
     let mut vars: Vec<(String, String)> = vars
         .into_iter()
         .filter(|(k, _)| k.starts_with(PREFIX) && k.len() > PREFIX.len())
+        .filter(|(k, _)| {
+            let client = CLIENT_VARIABLES.contains(&k.as_str());
+            if client {
+                eprintln!("wharf: ignoring {k}: it is a container client's setting, not a registry key");
+            }
+            !client
+        })
         .collect();
     // Shorter paths first, so REGISTRY_STORAGE_FILESYSTEM can be set before its children.
     vars.sort_by_key(|(k, _)| k.matches('_').count());
@@ -30,11 +46,52 @@ pub fn apply_overrides(
             });
         }
         let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+        if path == ["storage"] {
+            if let Value::String(driver) = &value {
+                select_driver(tree, driver).map_err(|message| ConfigError::Env {
+                    var: var.clone(),
+                    message,
+                })?;
+                continue;
+            }
+        }
         set(tree, &path, value).map_err(|message| ConfigError::Env {
             var: var.clone(),
             message,
         })?;
     }
+    Ok(())
+}
+
+/// `REGISTRY_STORAGE=<driver>`: keeps `storage`'s switches, replaces its driver.
+fn select_driver(tree: &mut Value, driver: &str) -> Result<(), String> {
+    let driver = driver.to_ascii_lowercase();
+    if !DRIVERS.contains(&driver.as_str()) {
+        return Err(format!(
+            "{driver:?} is not a storage driver ({})",
+            DRIVERS.join(", ")
+        ));
+    }
+    let root = match tree {
+        Value::Mapping(map) => map,
+        _ => return Err("the configuration is not a mapping".into()),
+    };
+    let storage = root
+        .entry(Value::String("storage".into()))
+        .or_insert(Value::Null);
+    if !storage.is_mapping() {
+        *storage = Value::Mapping(Mapping::new());
+    }
+    let Some(storage) = storage.as_mapping_mut() else {
+        return Err("`storage` is not a section".into());
+    };
+    storage.retain(|k, _| match k.as_str() {
+        Some(name) => name == driver || !DRIVERS.contains(&name),
+        None => true,
+    });
+    storage
+        .entry(Value::String(driver))
+        .or_insert(Value::Mapping(Mapping::new()));
     Ok(())
 }
 

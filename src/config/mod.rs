@@ -9,11 +9,13 @@ use std::path::Path;
 use serde::Deserialize;
 
 mod auth;
+mod cloud;
 mod env;
 mod http;
 mod storage;
 
 pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerConfig};
+pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
 pub use http::{HttpConfig, LogConfig};
 pub use storage::{StorageConfig, StorageDriver};
 
@@ -225,5 +227,150 @@ mod tests {
             .to_string();
         assert!(e.contains("database.url"), "{e}");
         assert!(matches!(load("http: [", &[]), Err(ConfigError::Yaml(_))));
+    }
+
+    #[test]
+    fn s3_with_distribution_keys() {
+        let c = load(
+            "storage:\n  s3:\n    bucket: layers\n    region: eu-west-1\n    regionendpoint: minio:9000\n    secure: false\n    accesskey: AKIA\n    secretkey: hush\n    forcepathstyle: true\n    rootdirectory: /registry\n    chunksize: 5242880\n    storageclass: standard_ia\n    encrypt: true\n    keyid: arn:aws:kms:k\n    v4auth: true\n",
+            &[],
+        )
+        .unwrap();
+        let StorageDriver::S3(s3) = c.storage.driver() else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.bucket.as_deref(), Some("layers"));
+        assert_eq!(s3.region(), "eu-west-1");
+        assert_eq!(s3.endpoint().as_deref(), Some("http://minio:9000"));
+        assert!(s3.forcepathstyle && s3.encrypt);
+        assert_eq!(s3.chunksize(), 5 * 1024 * 1024);
+        assert_eq!(s3.storage_class().as_deref(), Some("STANDARD_IA"));
+        assert_eq!(s3.rootdirectory.as_deref(), Some("/registry"));
+        let shown = format!("{s3:?}");
+        assert!(!shown.contains("hush"), "secret in Debug output: {shown}");
+    }
+
+    #[test]
+    fn s3_from_the_environment_alone() {
+        let c = load(
+            "",
+            &[
+                ("REGISTRY_STORAGE_S3_BUCKET", "2024"),
+                (
+                    "REGISTRY_STORAGE_S3_REGIONENDPOINT",
+                    "http://127.0.0.1:9000",
+                ),
+                ("REGISTRY_STORAGE_S3_ACCESSKEY", "12345"),
+                ("REGISTRY_STORAGE_S3_SECRETKEY", "true"),
+                ("REGISTRY_STORAGE_S3_CHUNKSIZE", "6000000"),
+            ],
+        )
+        .unwrap();
+        let StorageDriver::S3(s3) = c.storage.driver() else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.bucket.as_deref(), Some("2024"));
+        assert_eq!(s3.accesskey.as_deref(), Some("12345"));
+        assert_eq!(s3.secretkey, Some(Secret("true".into())));
+        assert_eq!(s3.region(), "us-east-1");
+        assert_eq!(s3.chunksize(), 6_000_000);
+        assert_eq!(s3.endpoint().as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(s3.secure);
+    }
+
+    #[test]
+    fn registry_storage_chooses_the_driver() {
+        let c = load(
+            "storage:\n  filesystem:\n    rootdirectory: /x\n  delete:\n    enabled: false\n",
+            &[
+                ("REGISTRY_STORAGE", "azure"),
+                ("REGISTRY_STORAGE_AZURE_ACCOUNTNAME", "acct"),
+                ("REGISTRY_STORAGE_AZURE_CONTAINER", "blobs"),
+            ],
+        )
+        .unwrap();
+        assert!(!c.storage.delete.enabled);
+        let StorageDriver::Azure(az) = c.storage.driver() else {
+            panic!("not azure")
+        };
+        assert_eq!(az.endpoint(), "https://acct.blob.core.windows.net");
+        let e = load("", &[("REGISTRY_STORAGE", "ftp")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("REGISTRY_STORAGE") && e.contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn azure_and_gcs() {
+        let c = load(
+            "storage:\n  azure:\n    accountname: devstoreaccount1\n    accountkey: Zm9vYmFy\n    container: wharf\n    endpoint: http://127.0.0.1:10000/devstoreaccount1/\n",
+            &[],
+        )
+        .unwrap();
+        let StorageDriver::Azure(az) = c.storage.driver() else {
+            panic!("not azure")
+        };
+        assert_eq!(az.endpoint(), "http://127.0.0.1:10000/devstoreaccount1");
+        assert!(!format!("{az:?}").contains("Zm9vYmFy"));
+
+        let c = load(
+            "storage:\n  gcs:\n    bucket: b\n    credentials:\n      type: service_account\n      private_key: sekrit\n    endpoint: http://127.0.0.1:4443\n",
+            &[],
+        )
+        .unwrap();
+        let StorageDriver::Gcs(gcs) = c.storage.driver() else {
+            panic!("not gcs")
+        };
+        assert_eq!(gcs.endpoint.as_deref(), Some("http://127.0.0.1:4443"));
+        assert!(!format!("{gcs:?}").contains("sekrit"));
+    }
+
+    #[test]
+    fn cloud_errors_name_the_key() {
+        let cases: [(&str, &str); 12] = [
+            ("storage:\n  s3:\n    region: x\n", "storage.s3.bucket"),
+            ("storage:\n  s3:\n    bucket: b\n    bukket: c\n", "bukket"),
+            (
+                "storage:\n  s3:\n    bucket: b\n    accesskey: a\n",
+                "storage.s3.secretkey",
+            ),
+            (
+                "storage:\n  s3:\n    bucket: b\n    chunksize: 1000\n",
+                "storage.s3.chunksize",
+            ),
+            (
+                "storage:\n  s3:\n    bucket: b\n    chunksize: [1]\n",
+                "storage.s3.chunksize",
+            ),
+            (
+                "storage:\n  s3:\n    bucket: b\n    storageclass: COLD\n",
+                "storage.s3.storageclass",
+            ),
+            (
+                "storage:\n  s3:\n    bucket: b\n    keyid: k\n",
+                "storage.s3.keyid",
+            ),
+            (
+                "storage:\n  s3:\n    bucket: b\n    regionendpoint: ftp://x.example\n",
+                "storage.s3.regionendpoint",
+            ),
+            (
+                "storage:\n  azure:\n    accountname: a\n",
+                "storage.azure.container",
+            ),
+            (
+                "storage:\n  azure:\n    accountname: a\n    container: c\n    accountkey: '%%%'\n",
+                "storage.azure.accountkey",
+            ),
+            (
+                "storage:\n  gcs:\n    bucket: b\n    keyfile: /k.json\n    credentials: {type: x}\n",
+                "storage.gcs.credentials",
+            ),
+            ("storage:\n  gcs:\n    bucket: b\n  s3:\n    bucket: b\n", "s3 and gcs"),
+        ];
+        for (yaml, key) in cases {
+            let e = load(yaml, &[]).unwrap_err().to_string();
+            assert!(e.contains(key), "{yaml:?}: {e}");
+        }
     }
 }

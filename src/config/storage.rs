@@ -2,7 +2,11 @@
 
 use serde::Deserialize;
 
+use super::cloud::{AzureConfig, GcsConfig, S3Config};
 use super::ConfigError;
+
+/// The storage drivers, as the keys under `storage` that choose them.
+pub const DRIVERS: [&str; 5] = ["filesystem", "inmemory", "s3", "azure", "gcs"];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +58,12 @@ pub struct StorageConfig {
     #[serde(default)]
     pub inmemory: Option<InMemoryConfig>,
     #[serde(default)]
+    pub s3: Option<S3Config>,
+    #[serde(default)]
+    pub azure: Option<AzureConfig>,
+    #[serde(default)]
+    pub gcs: Option<GcsConfig>,
+    #[serde(default)]
     pub delete: DeleteConfig,
     #[serde(default)]
     pub redirect: RedirectConfig,
@@ -68,30 +78,55 @@ pub struct StorageConfig {
 pub enum StorageDriver {
     Filesystem { rootdirectory: String },
     InMemory,
+    S3(Box<S3Config>),
+    Azure(Box<AzureConfig>),
+    Gcs(Box<GcsConfig>),
 }
 
 impl StorageConfig {
+    /// The configured driver (the filesystem under `./wharf-data` if none is).
+    /// Assumes [`StorageConfig::validate`] passed: at most one driver is set.
     pub fn driver(&self) -> StorageDriver {
-        match (&self.filesystem, &self.inmemory) {
-            (_, Some(_)) => StorageDriver::InMemory,
-            (Some(fs), None) => StorageDriver::Filesystem {
-                rootdirectory: fs.rootdirectory.clone(),
-            },
-            (None, None) => StorageDriver::Filesystem {
-                rootdirectory: default_root(),
-            },
+        if self.inmemory.is_some() {
+            StorageDriver::InMemory
+        } else if let Some(s3) = &self.s3 {
+            StorageDriver::S3(Box::new(s3.clone()))
+        } else if let Some(azure) = &self.azure {
+            StorageDriver::Azure(Box::new(azure.clone()))
+        } else if let Some(gcs) = &self.gcs {
+            StorageDriver::Gcs(Box::new(gcs.clone()))
+        } else {
+            StorageDriver::Filesystem {
+                rootdirectory: self
+                    .filesystem
+                    .as_ref()
+                    .map_or_else(default_root, |fs| fs.rootdirectory.clone()),
+            }
         }
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        let chosen = [self.filesystem.is_some(), self.inmemory.is_some()]
+        let chosen = [
+            self.filesystem.is_some(),
+            self.inmemory.is_some(),
+            self.s3.is_some(),
+            self.azure.is_some(),
+            self.gcs.is_some(),
+        ];
+        let names: Vec<&str> = DRIVERS
             .iter()
-            .filter(|c| **c)
-            .count();
-        if chosen > 1 {
+            .zip(chosen)
+            .filter(|(_, c)| *c)
+            .map(|(n, _)| *n)
+            .collect();
+        if names.len() > 1 {
             return Err(ConfigError::key(
                 "storage",
-                "configure exactly one storage driver (filesystem or inmemory)",
+                format!(
+                    "configure exactly one storage driver ({}), not {}",
+                    DRIVERS.join(", "),
+                    names.join(" and ")
+                ),
             ));
         }
         if let Some(fs) = &self.filesystem {
@@ -101,6 +136,15 @@ impl StorageConfig {
                     "must not be empty",
                 ));
             }
+        }
+        if let Some(s3) = &self.s3 {
+            s3.validate()?;
+        }
+        if let Some(azure) = &self.azure {
+            azure.validate()?;
+        }
+        if let Some(gcs) = &self.gcs {
+            gcs.validate()?;
         }
         Ok(())
     }

@@ -1,6 +1,13 @@
 //! Test harness: a real Wharf server started in-process on a free port, with a fresh
 //! temporary directory for blobs and SQLite, and small helpers to talk to it.
 //!
+//! `WHARF_TEST_STORAGE` chooses the blob storage: `filesystem` (the default), `inmemory`,
+//! or a cloud emulator that `scripts/lib/services.sh` started: `s3` (moto; with
+//! `WHARF_TEST_S3_ENDPOINT` and `WHARF_TEST_S3_BUCKET`), `azure` (Azurite;
+//! `WHARF_TEST_AZURE_ENDPOINT`, `WHARF_TEST_AZURE_CONTAINER`) or `gcs` (fake-gcs-server;
+//! `WHARF_TEST_GCS_ENDPOINT`, `WHARF_TEST_GCS_BUCKET`). Each server then keeps its
+//! objects under its own `rootdirectory` in the shared bucket, so tests never collide.
+//!
 //! Every request made through [`TestRegistry::send`] is checked for what must hold of
 //! *every* response: the `Docker-Distribution-API-Version: registry/2.0` header, never a
 //! 5xx, and on every 4xx (except to `HEAD`) the spec's JSON error body.
@@ -104,6 +111,69 @@ fn scratch_dir() -> tempfile::TempDir {
     }
 }
 
+/// The blob storage the tests run on (`WHARF_TEST_STORAGE`; `filesystem` by default).
+fn storage_kind() -> String {
+    std::env::var("WHARF_TEST_STORAGE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "filesystem".into())
+}
+
+/// A variable a cloud storage test run needs.
+fn need(var: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "WHARF_TEST_STORAGE={} needs {var} (scripts/test starts the emulator and sets it)",
+                storage_kind()
+            )
+        })
+}
+
+/// The `storage` section for one test server.
+fn storage_section(fs_root: &str) -> Value {
+    static UNSET: std::sync::Once = std::sync::Once::new();
+    let kind = storage_kind();
+    if kind != "filesystem" {
+        // Some S3 clients fail to start when this names a missing file.
+        UNSET.call_once(|| std::env::remove_var("AWS_CA_BUNDLE"));
+    }
+    // Each server's objects under a prefix of their own in the shared bucket.
+    let prefix = format!("t-{}", uuid::Uuid::new_v4().simple());
+    match kind.as_str() {
+        "filesystem" => json!({ "filesystem": { "rootdirectory": fs_root } }),
+        "inmemory" => json!({ "inmemory": {} }),
+        "s3" => json!({ "s3": {
+            "bucket": need("WHARF_TEST_S3_BUCKET"),
+            "region": "us-east-1",
+            "regionendpoint": need("WHARF_TEST_S3_ENDPOINT"),
+            "forcepathstyle": true,
+            "accesskey": "test",
+            "secretkey": "test",
+            "rootdirectory": prefix,
+        }}),
+        "azure" => json!({ "azure": {
+            "accountname": "devstoreaccount1",
+            "accountkey": AZURITE_KEY,
+            "container": need("WHARF_TEST_AZURE_CONTAINER"),
+            "endpoint": need("WHARF_TEST_AZURE_ENDPOINT"),
+            "rootdirectory": prefix,
+        }}),
+        "gcs" => json!({ "gcs": {
+            "bucket": need("WHARF_TEST_GCS_BUCKET"),
+            "endpoint": need("WHARF_TEST_GCS_ENDPOINT"),
+            "rootdirectory": prefix,
+        }}),
+        other => panic!("WHARF_TEST_STORAGE={other:?}: use filesystem, inmemory, s3, azure or gcs"),
+    }
+}
+
+/// Azurite's well-known development account key (public, documented by Microsoft).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
 /// A Wharf server on 127.0.0.1:<free port>, stopped (and its data removed) on drop.
 pub struct TestRegistry {
     pub base: String,
@@ -122,14 +192,13 @@ impl TestRegistry {
         let dir = scratch_dir();
         let root = dir.path().join("blobs");
         let db = dir.path().join("wharf.db");
-        let yaml = format!(
-            "storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: {delete}\n\
-             database:\n  url: sqlite://{db}\n",
-            root = root.display(),
-            db = db.display(),
-            delete = options.delete_enabled,
-        );
-        let tree: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("test config yaml");
+        let mut storage = storage_section(&root.display().to_string());
+        storage["delete"] = json!({ "enabled": options.delete_enabled });
+        let tree = json!({
+            "storage": storage,
+            "database": { "url": format!("sqlite://{}", db.display()) },
+        });
+        let tree = serde_yaml::to_value(tree).expect("test config as YAML");
         let config = wharf::config::Config::from_tree(tree).expect("test config");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
