@@ -203,6 +203,13 @@ mod tests {
     }
 
     #[test]
+    fn container_client_variables_are_not_registry_keys() {
+        // podman/skopeo/buildah's credentials file; must not stop start-up.
+        let c = load("", &[("REGISTRY_AUTH_FILE", "/run/containers/auth.json")]).unwrap();
+        assert_eq!(c.http.addr, "127.0.0.1:5000");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         let e = load("http:\n  adr: x\n", &[]).unwrap_err().to_string();
         assert!(e.contains("http") && e.contains("adr"), "{e}");
