@@ -27,7 +27,9 @@ pub fn apply_overrides(
         .filter(|(k, _)| {
             let client = CLIENT_VARIABLES.contains(&k.as_str());
             if client {
-                eprintln!("wharf: ignoring {k}: it is a container client's setting, not a registry key");
+                eprintln!(
+                    "wharf: ignoring {k}: it is a container client's setting, not a registry key"
+                );
             }
             !client
         })

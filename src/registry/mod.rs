@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use crate::blobs::BlobStore;
+pub(crate) use crate::clock::now_ms;
 use crate::metadata::MetadataStore;
 
 pub mod blobs;
@@ -100,11 +101,4 @@ impl Page {
         let next_last = if more { items.last().cloned() } else { None };
         Page { items, next_last }
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

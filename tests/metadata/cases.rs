@@ -134,8 +134,15 @@ pub async fn commit_blob_new_and_existing(store: Store) {
         matches!(gone, Err(wharf::metadata::MetadataError::UploadGone)),
         "{gone:?}"
     );
-    assert_eq!(store.repo_blob(&two_only, &again.digest).await.unwrap(), None);
-    assert!(store.list_tags(&two_only, None, 10).await.unwrap().is_none());
+    assert_eq!(
+        store.repo_blob(&two_only, &again.digest).await.unwrap(),
+        None
+    );
+    assert!(store
+        .list_tags(&two_only, None, 10)
+        .await
+        .unwrap()
+        .is_none());
 
     let unknown = digest_of(b"never stored");
     assert_eq!(store.repo_blob(&one, &unknown).await.unwrap(), None);

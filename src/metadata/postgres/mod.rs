@@ -30,6 +30,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Row};
 
 use super::*;
+pub(super) use crate::clock::now_ms;
 use crate::registry::digest::Digest;
 
 mod writes;
@@ -52,13 +53,6 @@ const MAX_ATTEMPTS: u32 = 6;
 
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn parse_digest(s: &str) -> Result<Digest> {

@@ -21,6 +21,7 @@ use crate::registry::digest::Digest;
 mod group_commit;
 mod writes;
 
+pub(super) use crate::clock::now_ms;
 use group_commit::GroupCommitter;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -28,13 +29,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: GroupCommitter,
     reader: SqlitePool,
-}
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn parse_digest(s: &str) -> Result<Digest> {
