@@ -371,3 +371,104 @@ CONF
   warn "postgres did not start"
   return 1
 }
+
+# ---- cloud storage emulators (for the API tests on S3 and Azure Blob) ----
+#
+# Each starts on a free port on 127.0.0.1, creates one bucket (container) that
+# the tests share (every test server writes under a rootdirectory of its own),
+# and exports what tests/api/support.rs reads with WHARF_TEST_STORAGE=s3|azure.
+# scripts/install-tools installs them: moto (PyPI), Azurite (npm). No GCS
+# emulator works with object_store's client: see tests/README-backends.md.
+
+# _start_emulator NAME DIR PATH CODES CMD...: start CMD, with every {PORT} in
+# its arguments replaced by a free port, until http://127.0.0.1:PORT/PATH
+# answers one of CODES; another port if the first was taken meanwhile.
+# Sets REPLY to the pid and EMULATOR_PORT to the port. Logs to DIR/NAME.log.
+_start_emulator() {
+  local name="$1" dir="$2" path="$3" codes="$4" attempt port pid arg
+  shift 4
+  mkdir -p "$dir"
+  for attempt in 1 2 3; do
+    port="$(free_port)"
+    local -a cmd=()
+    for arg in "$@"; do
+      cmd+=("${arg//\{PORT\}/$port}")
+    done
+    start_service "$name" "$dir/$name.log" "${cmd[@]}"
+    pid=$REPLY
+    if wait_for_http "http://127.0.0.1:${port}/${path}" 60 "$pid" "$codes"; then
+      REPLY=$pid
+      EMULATOR_PORT=$port
+      return 0
+    fi
+    stop_service "$pid"
+    if ! grep -qiE 'address (already )?in use|EADDRINUSE' "$dir/$name.log"; then
+      break
+    fi
+    warn "port $port was taken meanwhile (attempt $attempt); retrying"
+  done
+  show_service_log "$name" 40
+  warn "$name did not start"
+  return 1
+}
+
+# start_s3: moto's S3 server with bucket wharf-test. Exports
+# WHARF_TEST_S3_ENDPOINT (http://127.0.0.1:PORT), WHARF_TEST_S3_BUCKET, S3_PID.
+start_s3() {
+  local bucket=wharf-test
+  have moto_server || { warn "no moto_server (scripts/install-tools installs moto[server])"; return 1; }
+  _start_emulator s3 "$WHARF_TMP/s3" "" "200" \
+    env -u AWS_CA_BUNDLE moto_server -H 127.0.0.1 -p '{PORT}' || return 1
+  S3_PID=$REPLY
+  WHARF_TEST_S3_ENDPOINT="http://127.0.0.1:${EMULATOR_PORT}"
+  WHARF_TEST_S3_BUCKET=$bucket
+  env -u AWS_CA_BUNDLE python3 - "$WHARF_TEST_S3_ENDPOINT" "$bucket" <<'PY' || { warn "cannot create the S3 bucket"; return 1; }
+import sys
+import boto3
+endpoint, bucket = sys.argv[1:3]
+boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+             aws_access_key_id="test", aws_secret_access_key="test").create_bucket(Bucket=bucket)
+PY
+  export WHARF_TEST_S3_ENDPOINT WHARF_TEST_S3_BUCKET S3_PID
+  log "s3 (moto) is up at $WHARF_TEST_S3_ENDPOINT, bucket $bucket"
+}
+
+# Azurite's well-known development account (public, documented by Microsoft).
+AZURITE_ACCOUNT=devstoreaccount1
+AZURITE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+
+# start_azurite: Azurite's blob service with container wharf-test. Exports
+# WHARF_TEST_AZURE_ENDPOINT (http://127.0.0.1:PORT/devstoreaccount1),
+# WHARF_TEST_AZURE_CONTAINER, AZURITE_PID.
+start_azurite() {
+  local container=wharf-test dir="$WHARF_TMP/azurite"
+  have azurite-blob || { warn "no azurite-blob (scripts/install-tools installs azurite)"; return 1; }
+  # Any HTTP answer means it is listening (400 to a bare GET /).
+  _start_emulator azurite "$dir" "" "400" \
+    azurite-blob --blobHost 127.0.0.1 --blobPort '{PORT}' --location "$dir/data" \
+    --skipApiVersionCheck --loose --silent || return 1
+  AZURITE_PID=$REPLY
+  WHARF_TEST_AZURE_ENDPOINT="http://127.0.0.1:${EMULATOR_PORT}/${AZURITE_ACCOUNT}"
+  WHARF_TEST_AZURE_CONTAINER=$container
+  # Create Container, signed with the account's shared key.
+  python3 - "$WHARF_TEST_AZURE_ENDPOINT" "$AZURITE_ACCOUNT" "$AZURITE_KEY" "$container" <<'PY' || { warn "cannot create the Azure container"; return 1; }
+import base64, hashlib, hmac, sys, urllib.error, urllib.parse, urllib.request
+from email.utils import formatdate
+url, account, key, container = sys.argv[1:5]
+date, version = formatdate(usegmt=True), "2021-08-06"
+path = urllib.parse.urlparse(url).path.rstrip("/")
+to_sign = ("PUT\n" + "\n" * 11 + f"x-ms-date:{date}\nx-ms-version:{version}\n"
+           + f"/{account}{path}/{container}\nrestype:container")
+sig = base64.b64encode(hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()).decode()
+req = urllib.request.Request(f"{url}/{container}?restype=container", method="PUT", headers={
+    "x-ms-date": date, "x-ms-version": version, "Content-Length": "0",
+    "Authorization": f"SharedKey {account}:{sig}"})
+try:
+    urllib.request.urlopen(req, timeout=30)
+except urllib.error.HTTPError as e:
+    if e.code != 409:  # 409: it exists already
+        sys.exit(f"{e.code} {e.read().decode()}")
+PY
+  export WHARF_TEST_AZURE_ENDPOINT WHARF_TEST_AZURE_CONTAINER AZURITE_PID
+  log "azure (azurite) is up at $WHARF_TEST_AZURE_ENDPOINT, container $container"
+}

@@ -228,3 +228,23 @@ impl BlobBackend for ObjectBackend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_inside_io_errors_stay_store_errors() {
+        let store = object_store::Error::Generic {
+            store: "S3",
+            source: "SlowDown".into(),
+        };
+        let wrapped: std::io::Error = store.into();
+        assert!(matches!(unwrap_io(wrapped), BlobError::ObjectStore(_)));
+        let plain = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone");
+        match unwrap_io(plain) {
+            BlobError::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe),
+            other => panic!("{other:?}"),
+        }
+    }
+}
