@@ -77,9 +77,15 @@ fn part_size(bytes: u64) -> usize {
 pub fn s3(config: &S3Config) -> Result<ObjectBackend, CloudError> {
     let bucket = config.bucket.clone().unwrap_or_default();
     let endpoint = config.endpoint();
-    // `AWS_*` variables give the default credential chain (and other defaults);
-    // what the configuration says wins.
-    let mut builder = AmazonS3Builder::from_env()
+    // Without keys in the configuration, the default credential chain: `AWS_*`
+    // variables, web identity, container or instance credentials. With them, nothing
+    // from the environment (an `AWS_SESSION_TOKEN` there would spoil them).
+    let builder = if config.accesskey.is_some() {
+        AmazonS3Builder::new()
+    } else {
+        AmazonS3Builder::from_env()
+    };
+    let mut builder = builder
         .with_bucket_name(&bucket)
         .with_region(config.region())
         .with_retry(retry_config())
@@ -152,9 +158,15 @@ fn virtual_host_capable(endpoint: &str) -> bool {
 /// `storage.azure`: Azure Blob Storage (or Azurite, through `endpoint`).
 pub fn azure(config: &AzureConfig) -> Result<ObjectBackend, CloudError> {
     let endpoint = config.endpoint();
-    // `AZURE_*` variables give workload identity or a client secret; without them and
-    // without `accountkey`, the managed identity of the machine.
-    let mut builder = MicrosoftAzureBuilder::from_env()
+    // Without `accountkey`, `AZURE_*` variables (workload identity, a client secret),
+    // else the managed identity of the machine. With it, nothing from the environment
+    // (a bearer token there would take precedence over the key).
+    let builder = if config.accountkey.is_some() {
+        MicrosoftAzureBuilder::new()
+    } else {
+        MicrosoftAzureBuilder::from_env()
+    };
+    let mut builder = builder
         .with_account(config.accountname.clone().unwrap_or_default())
         .with_container_name(config.container.clone().unwrap_or_default())
         .with_endpoint(endpoint.clone())
@@ -177,7 +189,16 @@ pub fn azure(config: &AzureConfig) -> Result<ObjectBackend, CloudError> {
 /// `storage.gcs`: Google Cloud Storage (or an emulator, through `endpoint`).
 pub fn gcs(config: &GcsConfig) -> Result<ObjectBackend, CloudError> {
     let endpoint = config.endpoint.as_deref().map(|e| e.trim_end_matches('/'));
-    let mut builder = GoogleCloudStorageBuilder::from_env()
+    // Without a key or an endpoint, `GOOGLE_*` variables, application default
+    // credentials, else the instance's service account. With one, nothing from the
+    // environment (a second key there would be refused as ambiguous).
+    let configured = config.keyfile.is_some() || config.credentials.is_some() || endpoint.is_some();
+    let builder = if configured {
+        GoogleCloudStorageBuilder::new()
+    } else {
+        GoogleCloudStorageBuilder::from_env()
+    };
+    let mut builder = builder
         .with_bucket_name(config.bucket.clone().unwrap_or_default())
         .with_retry(retry_config())
         .with_client_options(client_options(endpoint, false));
