@@ -193,21 +193,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn write_unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repo.to_string(), digest.to_string());
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "DELETE FROM repository_blobs WHERE digest = ?
-                         AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
-                    )
-                    .bind(digest)
-                    .bind(repo)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(done.rows_affected() > 0)
-                })
-            })
+        self.delete_in_repo("repository_blobs", "digest", digest.to_string(), repo)
             .await
     }
 
@@ -324,38 +310,38 @@ impl SqliteStore {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<bool> {
-        let (repo, digest) = (repo.to_string(), digest.to_string());
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    // Tags and references go with it (ON DELETE CASCADE).
-                    let done = sqlx::query(
-                        "DELETE FROM manifests WHERE digest = ?
-                         AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
-                    )
-                    .bind(digest)
-                    .bind(repo)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(done.rows_affected() > 0)
-                })
-            })
+        // Tags and references go with it (ON DELETE CASCADE).
+        self.delete_in_repo("manifests", "digest", digest.to_string(), repo)
             .await
     }
 
     pub(super) async fn write_delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let (repo, tag) = (repo.to_string(), tag.to_string());
+        self.delete_in_repo("tags", "name", tag.to_string(), repo)
+            .await
+    }
+
+    /// Deletes the row of `table` whose `column` is `key` in repository `repo`; true if
+    /// one was there. `table` and `column` are always literals of this file.
+    async fn delete_in_repo(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        key: String,
+        repo: &RepoName,
+    ) -> Result<bool> {
+        let repo = repo.to_string();
+        let sql = format!(
+            "DELETE FROM {table} WHERE {column} = ?
+             AND repository_id = (SELECT id FROM repositories WHERE name = ?)"
+        );
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
-                    let done = sqlx::query(
-                        "DELETE FROM tags WHERE name = ?
-                         AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
-                    )
-                    .bind(tag)
-                    .bind(repo)
-                    .execute(&mut *conn)
-                    .await?;
+                    let done = sqlx::query(&sql)
+                        .bind(key)
+                        .bind(repo)
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(done.rows_affected() > 0)
                 })
             })
