@@ -21,6 +21,8 @@ pub enum StartError {
     Auth(#[from] crate::auth::AuthSetupError),
     #[error("metadata store: {0}")]
     Metadata(#[from] crate::metadata::MetadataError),
+    #[error("metadata cache: {0}")]
+    Cache(#[from] crate::cache::CacheError),
     #[error("blob storage at {path}: {source}")]
     Storage {
         path: String,
@@ -63,6 +65,7 @@ pub fn blob_store(config: &Config) -> Result<BlobStore, StartError> {
 /// Builds the registry core with its stores (running migrations).
 pub async fn registry(config: &Config) -> Result<Registry, StartError> {
     let meta = crate::metadata::open(&config.database.url, config.database.maxconnections).await?;
+    let meta = crate::cache::wrap(config, meta).await?;
     let blobs = blob_store(config)?;
     let policy = Policy {
         delete_enabled: config.storage.delete.enabled,

@@ -9,12 +9,14 @@ use std::path::Path;
 use serde::Deserialize;
 
 mod auth;
+mod cache;
 mod cloud;
 mod env;
 mod http;
 mod storage;
 
 pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerConfig};
+pub use cache::{CacheConfig, CacheKind, RedisConfig, RedisTlsConfig};
 pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
 pub use http::{HttpConfig, LogConfig};
 pub use storage::{StorageConfig, StorageDriver};
@@ -90,6 +92,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The shared cache's server(s), for `storage.cache.blobdescriptor: redis`.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
 }
 
 impl Config {
@@ -140,6 +145,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.http.validate()?;
         self.storage.validate()?;
+        cache::validate(&self.storage.cache, self.redis.as_ref())?;
         self.auth.validate()?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::cache::CacheConfig;
 use super::cloud::{AzureConfig, GcsConfig, S3Config};
 use super::ConfigError;
 
@@ -67,6 +68,8 @@ pub struct StorageConfig {
     pub delete: DeleteConfig,
     #[serde(default)]
     pub redirect: RedirectConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Accepted for compatibility: distribution's upload purging settings. Wharf purges
     /// stale uploads from the database on its own.
     #[serde(default)]

@@ -8,11 +8,18 @@
 //! drops it afterwards. Without it the `postgres::` tests print
 //! `SKIPPED: WHARF_TEST_POSTGRES_URL not set` and do nothing.
 //!
+//! The `sqlite_redis_cached::` tests run the same suite through the Redis metadata cache
+//! (a `redis-server` of their own; SKIPPED without the program), and `cache` tests what
+//! the cache itself promises.
+//!
 //! `cases` is the contract one call at a time; `races` is what must hold when
 //! instances race on the same rows.
 
+mod cache;
 mod cases;
 mod races;
+#[path = "../common/redis_server.rs"]
+mod redis_server;
 mod support;
 
 /// Declares every suite function as a test per engine.
@@ -23,6 +30,20 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
                     crate::support::run_sqlite(crate::$module::$case).await;
+                }
+            )*
+        }
+
+        /// SQLite behind the Redis cache: the contract holds through the decorator.
+        mod sqlite_redis_cached {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    crate::cache::with_redis(
+                        concat!("sqlite_redis_cached::", stringify!($case)),
+                        crate::$module::$case,
+                    )
+                    .await;
                 }
             )*
         }
