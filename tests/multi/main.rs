@@ -11,6 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
+
+mod cache;
+#[path = "../common/redis_server.rs"]
+mod redis_server;
 use sha2::{Digest as _, Sha256};
 use sqlx::{Connection, Executor};
 
@@ -51,6 +55,12 @@ fn storage_yaml(dir: &std::path::Path) -> String {
 impl Cluster {
     /// Starts `n` instances, or returns None (after saying so) without PostgreSQL.
     async fn start(n: usize) -> Option<Cluster> {
+        Self::start_with(n, "", "").await
+    }
+
+    /// Like [`Cluster::start`], with more YAML under `storage:` (indented two spaces)
+    /// and at the top level.
+    async fn start_with(n: usize, more_storage: &str, more_top: &str) -> Option<Cluster> {
         let Ok(server_url) = std::env::var("WHARF_TEST_POSTGRES_URL") else {
             eprintln!(
                 "SKIPPED: WHARF_TEST_POSTGRES_URL not set (multi-instance tests need PostgreSQL)"
@@ -74,7 +84,7 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n{}database:\n  url: {db_url}\n  maxconnections: 4\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n{}{more_storage}database:\n  url: {db_url}\n  maxconnections: 4\n{more_top}",
                 storage_yaml(dir.path())
             ),
         )
