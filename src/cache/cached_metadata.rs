@@ -180,6 +180,8 @@ impl CachedMetadata {
 
     /// Reads through the cache: an entry stored under the repository's current
     /// generation, else `load` from the database and store what it found.
+    #[tracing::instrument(level = "debug", name = "cache", skip_all,
+        fields(repo = %repo, entry = entry.label(), result = tracing::field::Empty))]
     async fn read_through<T, L, F>(
         &self,
         repo: &RepoName,
@@ -193,7 +195,8 @@ impl CachedMetadata {
         L: FnOnce() -> F,
         F: std::future::Future<Output = Result<Option<T>>>,
     {
-        let counter = |result: &str| {
+        let counter = |result: &'static str| {
+            tracing::Span::current().record("result", result);
             metrics()
                 .lookups
                 .with_label_values(&[entry.label(), result])
