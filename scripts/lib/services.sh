@@ -472,3 +472,30 @@ PY
   export WHARF_TEST_AZURE_ENDPOINT WHARF_TEST_AZURE_CONTAINER AZURITE_PID
   log "azure (azurite) is up at $WHARF_TEST_AZURE_ENDPOINT, container $container"
 }
+
+# start_redis: a redis-server with no persistence on a free port (Debian's
+# redis-server; scripts/install-tools installs it). Exports REDIS_ADDR
+# (127.0.0.1:PORT) and REDIS_PID.
+start_redis() {
+  local dir="$WHARF_TMP/redis" attempt port
+  have redis-server || { warn "no redis-server (scripts/install-tools installs it)"; return 1; }
+  mkdir -p "$dir"
+  for attempt in 1 2 3; do
+    port="$(free_port)"
+    start_service redis "$dir/redis.log" redis-server --port "$port" --bind 127.0.0.1 \
+      --save '' --appendonly no --dir "$dir"
+    REDIS_PID=$REPLY
+    if wait_for_port "$port" 20 "$REDIS_PID"; then
+      REDIS_ADDR="127.0.0.1:${port}"
+      export REDIS_ADDR REDIS_PID
+      log "redis is up at $REDIS_ADDR"
+      return 0
+    fi
+    stop_service "$REDIS_PID"
+    grep -qi 'address already in use' "$dir/redis.log" || break
+    warn "port $port was taken meanwhile (attempt $attempt); retrying"
+  done
+  show_service_log redis 20
+  warn "redis did not start"
+  return 1
+}
