@@ -12,6 +12,7 @@
 //!   the built-in token server's own key).
 //! - `policy.rs`: the built-in token server's access rules.
 //! - `token_server.rs`: `/auth/token` (Docker token flow and OAuth2 password/refresh).
+//! - `x5c.rs`: certificate chains in token headers, verified up to `rootcertbundle`.
 //!
 //! Passwords and tokens are never logged.
 
@@ -29,6 +30,7 @@ pub mod htpasswd;
 pub mod policy;
 pub mod token;
 pub mod token_server;
+pub mod x5c;
 
 use htpasswd::Htpasswd;
 use token::{Claims, TokenError, TokenValidator};

@@ -7,3 +7,4 @@ mod support;
 mod htpasswd;
 mod token;
 mod token_server;
+mod x5c;
