@@ -451,3 +451,39 @@ async fn signing_algorithms_restrict() {
     .expect("HS256 refused");
     assert!(err.contains("auth.token.signingalgorithms"), "{err}");
 }
+
+/// `wharf_auth_decisions_total{mechanism, outcome}` on `/metrics`. The counters are the
+/// process's, shared with the tests running alongside: they only ever grow.
+#[tokio::test]
+async fn decisions_are_counted() {
+    let t = Setup::new().await;
+    let count = |outcome: &'static str| {
+        let s = &t.server;
+        async move {
+            let r = s.send(Method::GET, "/metrics", Auth::None).await;
+            assert_eq!(r.status, 200);
+            let text = String::from_utf8(r.body).unwrap();
+            let prefix =
+                format!("wharf_auth_decisions_total{{mechanism=\"token\",outcome=\"{outcome}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+        }
+    };
+    let before = (count("invalid_token").await, count("granted").await);
+    let bad = t
+        .server
+        .send(Method::GET, "/v2/", Auth::Bearer("x.y.z"))
+        .await;
+    bad.assert_unauthorized();
+    let good = t.token(&claims(json!([])));
+    assert_eq!(
+        t.server
+            .send(Method::GET, "/v2/", Auth::Bearer(&good))
+            .await
+            .status,
+        200
+    );
+    assert!(count("invalid_token").await > before.0);
+    assert!(count("granted").await > before.1);
+}
