@@ -12,6 +12,7 @@
 //!   the built-in token server's own key).
 //! - `policy.rs`: the built-in token server's access rules.
 //! - `token_server.rs`: `/auth/token` (Docker token flow and OAuth2 password/refresh).
+//! - `x5c.rs`: certificate chains in token headers, verified up to `rootcertbundle`.
 //!
 //! Passwords and tokens are never logged.
 
@@ -29,6 +30,7 @@ pub mod htpasswd;
 pub mod policy;
 pub mod token;
 pub mod token_server;
+pub mod x5c;
 
 use htpasswd::Htpasswd;
 use token::{Claims, TokenError, TokenValidator};
@@ -271,65 +273,118 @@ impl Authorizer {
 
     /// Checks the request's `Authorization` header against what it needs.
     pub async fn authorize(&self, need: &Need, header: Option<&str>) -> Result<Grant, ApiError> {
-        match &self.mode {
-            Mode::Open => Ok(Grant::Everything),
+        let (mechanism, (result, outcome)) = match &self.mode {
+            Mode::Open => return Ok(Grant::Everything),
             Mode::Htpasswd { realm, users } => {
-                let challenge = format!("Basic realm=\"{}\"", quote(realm));
-                let Credentials::Basic { user, password } = credentials(header) else {
-                    return Err(unauthorized("authentication required", challenge));
-                };
-                let users = users.clone();
-                let ok = actix_web::web::block(move || users.verify(&user, &password))
-                    .await
-                    .unwrap_or(false);
-                if ok {
-                    Ok(Grant::Everything)
-                } else {
-                    Err(unauthorized("invalid username or password", challenge))
-                }
+                ("htpasswd", Self::basic(realm, users, header).await)
             }
-            Mode::Token(validator) => {
-                let token = match credentials(header) {
-                    Credentials::Bearer(token) => token,
-                    Credentials::None | Credentials::Basic { .. } => {
-                        return Err(validator.challenge(need, None, "authentication required"))
-                    }
-                    Credentials::Malformed => {
-                        return Err(validator.challenge(
-                            need,
-                            Some("invalid_request"),
-                            "malformed Authorization header",
-                        ))
-                    }
-                };
-                let claims = match validator.validate(token) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::info!(reason = %e, "bearer token refused");
-                        let message = match e {
-                            TokenError::Malformed(_) => "malformed token",
-                            _ => "invalid token",
-                        };
-                        return Err(validator.challenge(need, Some("invalid_token"), message));
-                    }
-                };
-                let allowed = match need {
-                    Need::Authenticated => true,
-                    Need::Repository { name, action } => claims.allows_repository(name, *action),
-                    Need::Catalog => claims.allows_catalog(),
-                };
-                if allowed {
-                    Ok(Grant::Token(Arc::new(claims)))
-                } else {
-                    Err(validator.challenge(
-                        need,
-                        Some("insufficient_scope"),
-                        "the token does not grant this access",
-                    ))
-                }
-            }
+            Mode::Token(validator) => ("token", Self::bearer(validator, need, header)),
+        };
+        decisions().with_label_values(&[mechanism, outcome]).inc();
+        result
+    }
+
+    async fn basic(realm: &str, users: &Arc<Htpasswd>, header: Option<&str>) -> Decision {
+        let challenge = format!("Basic realm=\"{}\"", quote(realm));
+        let Credentials::Basic { user, password } = credentials(header) else {
+            return (
+                Err(unauthorized("authentication required", challenge)),
+                "no_credentials",
+            );
+        };
+        let users = users.clone();
+        let ok = actix_web::web::block(move || users.verify(&user, &password))
+            .await
+            .unwrap_or(false);
+        if ok {
+            (Ok(Grant::Everything), "granted")
+        } else {
+            (
+                Err(unauthorized("invalid username or password", challenge)),
+                "invalid_credentials",
+            )
         }
     }
+
+    fn bearer(validator: &TokenValidator, need: &Need, header: Option<&str>) -> Decision {
+        let token = match credentials(header) {
+            Credentials::Bearer(token) => token,
+            Credentials::None | Credentials::Basic { .. } => {
+                return (
+                    Err(validator.challenge(need, None, "authentication required")),
+                    "no_credentials",
+                )
+            }
+            Credentials::Malformed => {
+                return (
+                    Err(validator.challenge(
+                        need,
+                        Some("invalid_request"),
+                        "malformed Authorization header",
+                    )),
+                    "invalid_request",
+                )
+            }
+        };
+        let claims = match validator.validate(token) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(reason = %e, "bearer token refused");
+                let message = match e {
+                    TokenError::Malformed(_) => "malformed token",
+                    _ => "invalid token",
+                };
+                return (
+                    Err(validator.challenge(need, Some("invalid_token"), message)),
+                    "invalid_token",
+                );
+            }
+        };
+        let allowed = match need {
+            Need::Authenticated => true,
+            Need::Repository { name, action } => claims.allows_repository(name, *action),
+            Need::Catalog => claims.allows_catalog(),
+        };
+        if allowed {
+            (Ok(Grant::Token(Arc::new(claims))), "granted")
+        } else {
+            (
+                Err(validator.challenge(
+                    need,
+                    Some("insufficient_scope"),
+                    "the token does not grant this access",
+                )),
+                "insufficient_scope",
+            )
+        }
+    }
+}
+
+/// A decision and its `outcome` label.
+type Decision = (Result<Grant, ApiError>, &'static str);
+
+/// `wharf_auth_decisions_total{mechanism, outcome}`, registered with the process's
+/// metrics on first use. Outcomes: granted, no_credentials, invalid_credentials,
+/// invalid_request, invalid_token, insufficient_scope.
+fn decisions() -> &'static prometheus::IntCounterVec {
+    static DECISIONS: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
+    DECISIONS.get_or_init(|| {
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "auth_decisions_total",
+                "Authorization decisions by mechanism and outcome",
+            ),
+            &["mechanism", "outcome"],
+        )
+        .expect("static metric");
+        if let Err(e) = crate::telemetry::metrics()
+            .registry
+            .register(Box::new(c.clone()))
+        {
+            tracing::warn!(error = %e, "auth metrics not registered");
+        }
+        c
+    })
 }
 
 #[cfg(test)]

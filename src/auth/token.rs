@@ -5,8 +5,9 @@
 //! issuer and audience are the configured ones, and `exp`/`nbf` hold within the leeway.
 //! Trusted keys come from a JWK set (under the JWK's `kid` and its RFC 7638
 //! thumbprint), from the certificates of `rootcertbundle` (under the libtrust-style key
-//! id distribution uses and the thumbprint), and from the built-in token server.
-//! Not supported: `x5c` chains in the token header.
+//! id distribution uses and the thumbprint), and from the built-in token server; or,
+//! when the header carries an `x5c` chain, from the chain's leaf once `x5c.rs` has
+//! verified it up to a certificate of `rootcertbundle`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +17,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{unauthorized, Action, AuthSetupError, Need};
+use x509_parser::prelude::FromDer as _;
+
+use super::{unauthorized, x5c, Action, AuthSetupError, Need};
 use crate::config::TokenConfig;
 use crate::http::error::ApiError;
 
@@ -63,6 +66,8 @@ pub enum TokenError {
     Algorithm(String),
     #[error("no trusted key with kid {0:?}")]
     UnknownKey(Option<String>),
+    #[error("x5c chain refused: {0}")]
+    Certificate(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -211,36 +216,35 @@ impl PublicKey {
         }
     }
 
-    /// A key from a DER SubjectPublicKeyInfo.
+    /// A key from a DER SubjectPublicKeyInfo (RSA, EC P-256/P-384, Ed25519).
     pub fn from_spki(spki: &[u8]) -> Result<PublicKey, String> {
-        const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
-        const EC: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-        const P256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-        const P384: &[u8] = &[0x2b, 0x81, 0x04, 0x00, 0x22];
-        const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+        use x509_parser::oid_registry::{OID_EC_P256, OID_NIST_EC_P384, OID_SIG_ED25519};
+        use x509_parser::public_key::PublicKey as Parsed;
+        use x509_parser::x509::SubjectPublicKeyInfo;
         let bad = || "malformed SubjectPublicKeyInfo".to_string();
-        let (seq, _) = der::expect(spki, 0x30).ok_or_else(bad)?;
-        let (alg, rest) = der::expect(seq, 0x30).ok_or_else(bad)?;
-        let (bits, _) = der::expect(rest, 0x03).ok_or_else(bad)?;
-        let key = bits.get(1..).ok_or_else(bad)?; // skip the unused-bits byte
-        let (oid, params) = der::expect(alg, 0x06).ok_or_else(bad)?;
-        if oid == RSA {
-            let (rsa, _) = der::expect(key, 0x30).ok_or_else(bad)?;
-            let (n, rest) = der::expect(rsa, 0x02).ok_or_else(bad)?;
-            let (e, _) = der::expect(rest, 0x02).ok_or_else(bad)?;
-            Ok(PublicKey::rsa(n, e))
-        } else if oid == EC {
-            let (curve, _) = der::expect(params, 0x06).ok_or_else(bad)?;
-            let family = match curve {
-                c if c == P256 => Family::P256,
-                c if c == P384 => Family::P384,
-                _ => return Err("unsupported EC curve".into()),
-            };
-            PublicKey::ec(family, key)
-        } else if oid == ED25519 {
-            PublicKey::ed25519(key)
-        } else {
-            Err("unsupported public key algorithm".into())
+        let info = match SubjectPublicKeyInfo::from_der(spki) {
+            Ok(([], info)) => info,
+            _ => return Err(bad()),
+        };
+        if info.algorithm.algorithm == OID_SIG_ED25519 {
+            return PublicKey::ed25519(&info.subject_public_key.data);
+        }
+        match info.parsed().map_err(|_| bad())? {
+            Parsed::RSA(rsa) => Ok(PublicKey::rsa(rsa.modulus, rsa.exponent)),
+            Parsed::EC(point) => {
+                let curve = info
+                    .algorithm
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.as_oid().ok());
+                let family = match curve {
+                    Some(c) if c == OID_EC_P256 => Family::P256,
+                    Some(c) if c == OID_NIST_EC_P384 => Family::P384,
+                    _ => return Err("unsupported EC curve".into()),
+                };
+                PublicKey::ec(family, point.data())
+            }
+            _ => Err("unsupported public key algorithm".into()),
         }
     }
 }
@@ -248,73 +252,20 @@ impl PublicKey {
 /// The key id distribution (libtrust) gives a key: the first 240 bits of the SHA-256 of
 /// its DER SubjectPublicKeyInfo, base32, in twelve groups of four joined by `:`.
 pub fn libtrust_key_id(spki: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let hash = Sha256::digest(spki);
-    let mut out = String::with_capacity(59);
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &byte in &hash[..30] {
-        buffer = (buffer << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            if !out.is_empty() && out.len() % 5 == 4 {
-                out.push(':');
-            }
-            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
-        }
-    }
-    out
+    let b32 = data_encoding::BASE32_NOPAD.encode(&hash[..30]);
+    let groups: Vec<&str> = (0..b32.len())
+        .step_by(4)
+        .map(|i| &b32[i..(i + 4).min(b32.len())])
+        .collect();
+    groups.join(":")
 }
 
 /// The SubjectPublicKeyInfo (DER) of a DER X.509 certificate.
 pub fn certificate_spki(cert: &[u8]) -> Option<&[u8]> {
-    let (cert, _) = der::expect(cert, 0x30)?;
-    let (mut tbs, _) = der::expect(cert, 0x30)?;
-    if tbs.first() == Some(&0xa0) {
-        tbs = der::next(tbs)?.2;
-    }
-    // serial, signature algorithm, issuer, validity, subject
-    for _ in 0..5 {
-        tbs = der::next(tbs)?.2;
-    }
-    let (tag, _, _, whole) = der::next(tbs)?;
-    (tag == 0x30).then_some(whole)
-}
-
-/// Just enough DER to find a certificate's key.
-pub(crate) mod der {
-    /// (tag, contents, rest, whole element)
-    pub type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
-
-    /// (tag, contents, rest, whole element)
-    pub fn next(input: &[u8]) -> Option<Element<'_>> {
-        let tag = *input.first()?;
-        let first = *input.get(1)?;
-        let (len, header) = if first < 0x80 {
-            (first as usize, 2)
-        } else {
-            let n = (first & 0x7f) as usize;
-            if n == 0 || n > 4 {
-                return None;
-            }
-            let mut len = 0usize;
-            for i in 0..n {
-                len = (len << 8) | *input.get(2 + i)? as usize;
-            }
-            (len, 2 + n)
-        };
-        let end = header.checked_add(len)?;
-        if end > input.len() {
-            return None;
-        }
-        Some((tag, &input[header..end], &input[end..], &input[..end]))
-    }
-
-    /// The contents of the next element if it has `tag`, and what follows it.
-    pub fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-        let (t, contents, rest, _) = next(input)?;
-        (t == tag).then_some((contents, rest))
-    }
+    x5c::parse(cert)
+        .ok()
+        .map(|c| c.tbs_certificate.subject_pki.raw)
 }
 
 const DEFAULT_ALGORITHMS: [Algorithm; 9] = [
@@ -337,6 +288,7 @@ pub struct TokenValidator {
     leeway: u64,
     algorithms: Vec<Algorithm>,
     keys: HashMap<String, Arc<PublicKey>>,
+    roots: x5c::Roots,
 }
 
 fn setup(key: &'static str, message: impl Into<String>) -> AuthSetupError {
@@ -353,6 +305,7 @@ impl TokenValidator {
         extra: Option<(String, Arc<PublicKey>)>,
     ) -> Result<TokenValidator, AuthSetupError> {
         let mut keys = HashMap::new();
+        let mut roots = x5c::Roots::default();
         if let Some(path) = &config.jwks {
             let key = "auth.token.jwks";
             let text =
@@ -378,7 +331,7 @@ impl TokenValidator {
             let key = "auth.token.rootcertbundle";
             let text = std::fs::read(path).map_err(|e| setup(key, format!("{path}: {e}")))?;
             let blocks = pem::parse_many(&text).map_err(|e| setup(key, format!("{path}: {e}")))?;
-            let mut found = 0;
+            let mut ders = Vec::new();
             for block in blocks.iter().filter(|b| b.tag() == "CERTIFICATE") {
                 let spki = certificate_spki(block.contents())
                     .ok_or_else(|| setup(key, format!("{path}: malformed certificate")))?;
@@ -387,11 +340,12 @@ impl TokenValidator {
                 );
                 keys.insert(libtrust_key_id(spki), public.clone());
                 keys.insert(public.thumbprint.clone(), public);
-                found += 1;
+                ders.push(block.contents().to_vec());
             }
-            if found == 0 {
+            if ders.is_empty() {
                 return Err(setup(key, format!("{path}: no certificates")));
             }
+            roots = x5c::Roots::new(ders).map_err(|e| setup(key, format!("{path}: {e}")))?;
         }
         if let Some((kid, public)) = extra {
             keys.insert(public.thumbprint.clone(), public.clone());
@@ -414,6 +368,7 @@ impl TokenValidator {
             leeway: config.leeway,
             algorithms,
             keys,
+            roots,
         })
     }
 
@@ -424,11 +379,22 @@ impl TokenValidator {
         if !self.algorithms.contains(&header.alg) || !DEFAULT_ALGORITHMS.contains(&header.alg) {
             return Err(TokenError::Algorithm(format!("{:?}", header.alg)));
         }
-        let key = header
-            .kid
-            .as_ref()
-            .and_then(|kid| self.keys.get(kid))
-            .ok_or_else(|| TokenError::UnknownKey(header.kid.clone()))?;
+        // As distribution: an `x5c` chain, when present, decides the key (not `kid`).
+        let key = match &header.x5c {
+            Some(chain) => {
+                let spki = self
+                    .roots
+                    .verify(chain, x509_parser::time::ASN1Time::now())
+                    .map_err(TokenError::Certificate)?;
+                Arc::new(PublicKey::from_spki(&spki).map_err(TokenError::Certificate)?)
+            }
+            None => header
+                .kid
+                .as_ref()
+                .and_then(|kid| self.keys.get(kid))
+                .cloned()
+                .ok_or_else(|| TokenError::UnknownKey(header.kid.clone()))?,
+        };
         if !key.family.verifies(header.alg) {
             return Err(TokenError::Algorithm(format!(
                 "{:?} with a {:?} key",
@@ -492,11 +458,79 @@ mod tests {
         );
     }
 
+    // Published pairs of (public key, libtrust key id): the fixtures of libtrust-py
+    // (github.com/realityone/libtrust-py, tests/fixtures/{ec-public,public}.pem and
+    // tests/test_{ec,rsa}_key.py), a port of docker/libtrust whose tests assert these ids;
+    // `openssl pkey -pubin -outform DER | openssl dgst -sha256 -binary | head -c 30 |
+    // base32` gives the same.
+    const LIBTRUST_EC: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE4pBqYlc5IU5pJh5AOvijtEccStyJ
+u0dSAiz4OlDGGFk5PvSlSh+wqUcSyp1ZRSP5kX7Pluof72g5MniaoFrLKg==
+-----END PUBLIC KEY-----
+";
+    const LIBTRUST_RSA: &str = "-----BEGIN PUBLIC KEY-----
+MIICIjANBgkqhkiG9w0BAQEFAAOCAg8AMIICCgKCAgEAwq1mCmgn460MC6MnCqra
+nQNTgmKuKPl7bNH7Qc6hBDGHlnIjU6q/h2KXF37TC5Y9tsKvQ4b8jd0Sf0dXFHml
+8qunSvNnqsSvoD8tSPUKqXS6jrlbGSQXhya7BL1RPGccD5K1xrV73QlI6uFPd3AP
+RQYij5EOB8IOWEQujJk/8Mjc0EC9zvk5TUJb59hkOUPZ3CkvSBNLNS8wpQI98FRn
+IzHjuaNicqve8054oxmDKifHWy0nnF135cXW8zkH3Zto1q89zD2g+zcVxLcRP84U
+he0nSQyg7vEYl4Wl74Eo6/89qL2yE0mEiQN245ACA5B8WFV/t3j/OD3ydOCaAOg2
+8vQtzcZ1gh2Ev4RxeR7bKq58g+R0+MMwl7nnW29mbCkcgdVVR4YPmglP7Vb6w7/N
+bqFhnxx4E3A05AeevHdMdYCrtgQwogvIhdOHLcVQxJgwy1d2Lg/mv9rovhCJ7d3X
+aNEYym6CplCHPMtfnU1LCVkA6b44pFaOVjsAQ8FviFtGXQAToRtwoszSarzslHKY
+dPoSGFOsgNJgW67iViOYqGPD97rgJA0VPm0POMNHGw/R6o+08KhDF/OI1EDckmjX
+hUggY/WCqWDxD77Ezd/wr9Zlbv/uSIEL9ifvBLq06lLcXMLrQbJrwMbDrngMZMAc
+UkTzThmtxNs4uwu45R+zfKcCAwEAAQ==
+-----END PUBLIC KEY-----
+";
+
+    #[test]
+    fn libtrust_key_ids_of_published_keys() {
+        for (pem_text, id) in [
+            (
+                LIBTRUST_EC,
+                "UEV2:PPF2:4DMU:WZYF:WOWU:677P:B7XU:SGFA:BMUG:NCTC:R7CL:XFKZ",
+            ),
+            (
+                LIBTRUST_RSA,
+                "IIYO:OWAZ:MBMG:2SIK:IK2I:OP5Z:H6QR:KN6Y:QUGO:BUWN:TYW3:JXVW",
+            ),
+        ] {
+            let spki = pem::parse(pem_text).unwrap().into_contents();
+            assert_eq!(libtrust_key_id(&spki), id);
+            PublicKey::from_spki(&spki).expect("a supported key");
+        }
+        // libtrust-py's JWK of the EC key (x, y) gives the same key.
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-256",
+            "x": "4pBqYlc5IU5pJh5AOvijtEccStyJu0dSAiz4OlDGGFk",
+            "y": "OT70pUofsKlHEsqdWUUj-ZF-z5bqH-9oOTJ4mqBayyo",
+        });
+        let spki = pem::parse(LIBTRUST_EC).unwrap().into_contents();
+        assert_eq!(
+            PublicKey::from_jwk(&jwk).unwrap().thumbprint,
+            PublicKey::from_spki(&spki).unwrap().thumbprint
+        );
+    }
+
     #[test]
     fn libtrust_key_id_shape() {
         let id = libtrust_key_id(b"anything");
         assert_eq!(id.len(), 59);
         assert_eq!(id.split(':').count(), 12);
         assert!(id.split(':').all(|g| g.len() == 4));
+    }
+
+    #[test]
+    fn malformed_keys_are_errors() {
+        for bad in [
+            &b""[..],
+            b"\x30\x00",
+            b"\x30\x03\x30\x01\x00",
+            &[0xff; 40][..],
+        ] {
+            assert!(PublicKey::from_spki(bad).is_err());
+            assert!(certificate_spki(bad).is_none());
+        }
     }
 }

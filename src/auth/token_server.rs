@@ -126,18 +126,10 @@ fn load_key(pem_bytes: &[u8]) -> Result<(Algorithm, EncodingKey, PublicKey), Str
 
 /// A PKCS#1 RSAPublicKey (DER) as a [`PublicKey`].
 fn rsa_public(der: &[u8]) -> Result<PublicKey, String> {
-    // SEQUENCE { INTEGER n, INTEGER e }
-    let bad = || "malformed RSA public key".to_string();
-    let (n, e) = parse_rsa(der).ok_or_else(bad)?;
-    Ok(PublicKey::rsa(n, e))
-}
-
-fn parse_rsa(der: &[u8]) -> Option<(&[u8], &[u8])> {
-    use super::token::der::expect;
-    let (seq, _) = expect(der, 0x30)?;
-    let (n, rest) = expect(seq, 0x02)?;
-    let (e, _) = expect(rest, 0x02)?;
-    Some((n, e))
+    use x509_parser::prelude::FromDer as _;
+    let (_, key) = x509_parser::public_key::RSAPublicKey::from_der(der)
+        .map_err(|_| "malformed RSA public key".to_string())?;
+    Ok(PublicKey::rsa(key.modulus, key.exponent))
 }
 
 /// One requested scope, `type:name:actions` (`type` may carry a `(class)`).

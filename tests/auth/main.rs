@@ -5,5 +5,7 @@
 mod support;
 
 mod htpasswd;
+mod logs;
 mod token;
 mod token_server;
+mod x5c;

@@ -78,6 +78,47 @@ async fn challenge_without_a_token() {
 }
 
 #[tokio::test]
+async fn challenge_scope_for_every_endpoint_kind() {
+    let t = Setup::new().await;
+    let blob = format!("/v2/a/b/blobs/{}", sha256(b"x"));
+    let upload = "/v2/a/b/blobs/uploads/0f6a6c5e-1d1b-4a7e-9d0c-2f2b6f0e6d1a";
+    let referrers = format!("/v2/a/b/referrers/{}", sha256(b"x"));
+    let pull = "repository:a/b:pull";
+    let push = "repository:a/b:pull,push";
+    let delete = "repository:a/b:delete";
+    let cases = [
+        (Method::GET, "/v2/a/b/tags/list", pull),
+        (Method::GET, "/v2/a/b/manifests/latest", pull),
+        (Method::HEAD, "/v2/a/b/manifests/latest", pull),
+        (Method::PUT, "/v2/a/b/manifests/latest", push),
+        (Method::DELETE, "/v2/a/b/manifests/latest", delete),
+        (Method::GET, blob.as_str(), pull),
+        (Method::HEAD, blob.as_str(), pull),
+        (Method::DELETE, blob.as_str(), delete),
+        (Method::POST, "/v2/a/b/blobs/uploads/", push),
+        (Method::GET, upload, push),
+        (Method::PATCH, upload, push),
+        (Method::PUT, upload, push),
+        (Method::DELETE, upload, push),
+        (Method::GET, referrers.as_str(), pull),
+        (Method::GET, "/v2/_catalog", "registry:catalog:*"),
+    ];
+    for (method, path, scope) in cases {
+        let r = t.server.send(method.clone(), path, Auth::None).await;
+        if method == Method::HEAD {
+            assert_eq!(r.status, 401, "HEAD {path}");
+        } else {
+            r.assert_unauthorized();
+        }
+        assert_eq!(
+            r.challenge(),
+            format!("Bearer realm=\"{REALM}\",service=\"{SERVICE}\",scope=\"{scope}\""),
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn valid_tokens_by_scope() {
     let t = Setup::new().await;
     let s = &t.server;
@@ -409,4 +450,40 @@ async fn signing_algorithms_restrict() {
     .err()
     .expect("HS256 refused");
     assert!(err.contains("auth.token.signingalgorithms"), "{err}");
+}
+
+/// `wharf_auth_decisions_total{mechanism, outcome}` on `/metrics`. The counters are the
+/// process's, shared with the tests running alongside: they only ever grow.
+#[tokio::test]
+async fn decisions_are_counted() {
+    let t = Setup::new().await;
+    let count = |outcome: &'static str| {
+        let s = &t.server;
+        async move {
+            let r = s.send(Method::GET, "/metrics", Auth::None).await;
+            assert_eq!(r.status, 200);
+            let text = String::from_utf8(r.body).unwrap();
+            let prefix =
+                format!("wharf_auth_decisions_total{{mechanism=\"token\",outcome=\"{outcome}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+        }
+    };
+    let before = (count("invalid_token").await, count("granted").await);
+    let bad = t
+        .server
+        .send(Method::GET, "/v2/", Auth::Bearer("x.y.z"))
+        .await;
+    bad.assert_unauthorized();
+    let good = t.token(&claims(json!([])));
+    assert_eq!(
+        t.server
+            .send(Method::GET, "/v2/", Auth::Bearer(&good))
+            .await
+            .status,
+        200
+    );
+    assert!(count("invalid_token").await > before.0);
+    assert!(count("granted").await > before.1);
 }

@@ -361,6 +361,73 @@ async fn token_endpoint_absent_without_a_token_server() {
         s.send(Method::GET, "/auth/token", Auth::None).await.status,
         404
     );
+    // containerd POSTs first and falls back to GET on 400/401/404/405.
+    let r = post_form(&s, &[("grant_type", "password")]).await;
+    assert_eq!(r.status, 404);
     // And no authentication at all by default.
     assert_eq!(s.push_blob("any/repo", b"x", Auth::None).await.status, 201);
+}
+
+/// containerd's resolver: POST the OAuth2 password grant (client_id
+/// `containerd-client`); on 400, 401, 404 or 405 fall back to GET with Basic.
+#[tokio::test]
+async fn containerd_post_then_get() {
+    let t = setup(None);
+    let s = Server::start(t.auth.clone()).await;
+    let scope = "repository:team-a/app:pull,push";
+    let form = |password: &'static str| {
+        vec![
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", password),
+            ("service", SERVICE),
+            ("scope", scope),
+            ("client_id", "containerd-client"),
+        ]
+    };
+    let r = post_form(&s, &form("a-pass")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let access = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["expires_in"], 300);
+    assert_eq!(
+        s.push_blob("team-a/app", b"c", Auth::Bearer(&access))
+            .await
+            .status,
+        201
+    );
+    // Every failure is one of the statuses containerd falls back on, never a 5xx.
+    let r = post_form(&s, &form("wrong")).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    for bad in [
+        vec![("grant_type", "client_credentials")],
+        vec![("grant_type", "password"), ("username", "alice")],
+        vec![("grant_type", "refresh_token")],
+        vec![("username", "alice"), ("password", "a-pass")],
+        vec![("grant_type", "password"), ("service", "another-registry")],
+    ] {
+        let r = post_form(&s, &bad).await;
+        assert_eq!(r.status, 400, "{bad:?}");
+        assert!(r.json()["error"].is_string(), "{bad:?}");
+    }
+    let r = s
+        .client
+        .post(format!("{}/auth/token", s.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![0xff, 0xfe, b'%', b'z'])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400, "malformed form");
+    for method in [Method::PUT, Method::DELETE, Method::PATCH] {
+        let r = s.send(method.clone(), "/auth/token", Auth::None).await;
+        assert_eq!(r.status, 405, "{method}");
+    }
+    // The GET fallback with the same credentials.
+    let r = get_token(&s, Some(("alice", "a-pass")), &[scope]).await;
+    assert_eq!(r.status, 200);
+    let r = get_token(&s, Some(("alice", "wrong")), &[scope]).await;
+    assert_eq!(r.status, 401);
+    assert!(r.challenge().starts_with("Basic realm="));
 }
