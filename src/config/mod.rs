@@ -10,13 +10,17 @@ use serde::Deserialize;
 
 mod auth;
 mod cloud;
+mod duration;
 mod env;
 mod http;
+mod middleware;
 mod storage;
 
 pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerConfig};
 pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
+pub use duration::ConfigDuration;
 pub use http::{HttpConfig, LogConfig};
+pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
 pub use storage::{StorageConfig, StorageDriver};
 
 /// Why the configuration was refused.
@@ -90,6 +94,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub middleware: MiddlewareConfig,
 }
 
 impl Config {
@@ -141,6 +147,7 @@ impl Config {
         self.http.validate()?;
         self.storage.validate()?;
         self.auth.validate()?;
+        self.middleware.validate(self.storage.s3.is_some())?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")
