@@ -19,8 +19,18 @@ impl ConfigDuration {
 
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        ConfigDuration::parse(&text).map_err(serde::de::Error::custom)
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(serde_yaml::Number),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(text) => ConfigDuration::parse(&text).map_err(serde::de::Error::custom),
+            Raw::Number(n) => Err(serde::de::Error::custom(format!(
+                "{n} has no unit: write a duration such as \"{n}s\" or \"20m\""
+            ))),
+        }
     }
 }
 

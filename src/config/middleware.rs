@@ -156,3 +156,130 @@ impl MiddlewareConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, IpFilteredBy, StorageMiddleware};
+
+    fn load(yaml: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
+        let mut tree: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+        if tree.is_null() {
+            tree = serde_yaml::Value::Mapping(Default::default());
+        }
+        super::super::env::apply_overrides(
+            &mut tree,
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .map_err(|e| e.to_string())?;
+        Config::from_tree(tree).map_err(|e| e.to_string())
+    }
+
+    const S3: &str = "storage:\n  s3:\n    bucket: b\n";
+
+    fn cloudfront(options: &str) -> String {
+        format!("{S3}middleware:\n  storage:\n    - name: cloudfront\n      options:\n{options}")
+    }
+
+    #[test]
+    fn redirect_keys_and_defaults() {
+        let c = load("", &[]).unwrap();
+        assert!(!c.storage.redirect.disable);
+        assert_eq!(c.storage.redirect.expiry.0.as_secs(), 1200);
+        assert!(c.http.trusted_proxies().unwrap().is_empty());
+        let c = load(
+            "storage:\n  redirect:\n    expiry: 5m\nhttp:\n  trustedproxies: [10.0.0.0/8, '::1']\n",
+            &[("REGISTRY_STORAGE_REDIRECT_DISABLE", "true")],
+        )
+        .unwrap();
+        assert!(c.storage.redirect.disable);
+        assert_eq!(c.storage.redirect.expiry.0.as_secs(), 300);
+        assert_eq!(c.http.trusted_proxies().unwrap().len(), 2);
+        let c = load(
+            "",
+            &[
+                ("REGISTRY_STORAGE_REDIRECT_EXPIRY", "1h"),
+                ("REGISTRY_HTTP_TRUSTEDPROXIES", "[192.0.2.0/24]"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.storage.redirect.expiry.0.as_secs(), 3600);
+        assert_eq!(
+            c.http.trusted_proxies().unwrap()[0].to_string(),
+            "192.0.2.0/24"
+        );
+    }
+
+    #[test]
+    fn cloudfront_with_distribution_options() {
+        let c = load(
+            &cloudfront(
+                "        baseurl: https://d111111abcdef8.cloudfront.net/\n        privatekey: /etc/wharf/cf.pem\n        keypairid: K2JCJMDEHXQW5F\n        duration: 3000s\n        ipfilteredby: awsregion\n        awsregion: us-east-1, use-east-2\n        iprangesfile: /etc/wharf/ip-ranges.json\n        updatefrequency: 12h\n",
+            ),
+            &[],
+        )
+        .unwrap();
+        let (i, o) = c.middleware.cloudfront().unwrap();
+        assert_eq!(i, 0);
+        assert_eq!(o.duration.0.as_secs(), 3000);
+        assert_eq!(o.updatefrequency.0.as_secs(), 43200);
+        assert_eq!(o.ipfilteredby, IpFilteredBy::AwsRegion);
+        assert_eq!(o.regions(), ["us-east-1", "use-east-2"]);
+        // Defaults: 20 minutes, no filter, 12 hours.
+        let c = load(
+            &cloudfront("        baseurl: https://d1.cloudfront.net\n        privatekey: /k.pem\n        keypairid: K1\n"),
+            &[],
+        )
+        .unwrap();
+        let StorageMiddleware::CloudFront(o) = &c.middleware.storage[0];
+        assert_eq!(o.duration.0.as_secs(), 1200);
+        assert_eq!(o.ipfilteredby, IpFilteredBy::None);
+        // The whole list from the environment, as YAML.
+        let c = load(
+            S3,
+            &[(
+                "REGISTRY_MIDDLEWARE_STORAGE",
+                "[{name: cloudfront, options: {baseurl: 'https://d1.cloudfront.net', privatekey: /k.pem, keypairid: K1, duration: 60s}}]",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            c.middleware.cloudfront().unwrap().1.duration.0.as_secs(),
+            60
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let base = "        baseurl: https://d1.cloudfront.net\n        privatekey: /k.pem\n        keypairid: K1\n";
+        let cases: Vec<(String, &str)> = vec![
+            ("storage:\n  redirect:\n    expiry: soon\n".into(), "storage.redirect.expiry"),
+            ("storage:\n  redirect:\n    expiry: 0s\n".into(), "storage.redirect.expiry"),
+            ("storage:\n  redirect:\n    expiry: 8days\n".into(), "storage.redirect.expiry"),
+            ("storage:\n  redirect:\n    expire: 5m\n".into(), "expire"),
+            ("http:\n  trustedproxies: [10.0.0.0/33]\n".into(), "http.trustedproxies[0]"),
+            (cloudfront(&format!("{base}        duration: 20\n")), "middleware.storage[0].options.duration"),
+            (cloudfront(&format!("{base}        duration: x\n")), "middleware.storage[0].options.duration"),
+            (cloudfront(&format!("{base}        ipfilteredby: gcp\n")), "middleware.storage[0].options.ipfilteredby"),
+            (cloudfront(&format!("{base}        ipfilteredby: aws\n")), "middleware.storage[0].options.iprangesfile"),
+            (
+                cloudfront(&format!("{base}        ipfilteredby: awsregion\n        iprangesfile: /r.json\n")),
+                "middleware.storage[0].options.awsregion",
+            ),
+            (cloudfront(&format!("{base}        colour: blue\n")), "colour"),
+            (cloudfront("        privatekey: /k.pem\n        keypairid: K1\n"), "baseurl"),
+            (
+                cloudfront("        baseurl: d1.cloudfront.net\n        privatekey: /k.pem\n        keypairid: K1\n"),
+                "middleware.storage[0].options.baseurl",
+            ),
+            (
+                "middleware:\n  storage:\n    - name: cloudfront\n      options: {baseurl: 'https://d1', privatekey: /k, keypairid: K}\n".into(),
+                "middleware.storage[0].name",
+            ),
+        ];
+        for (yaml, key) in cases {
+            let e = load(&yaml, &[]).unwrap_err();
+            assert!(e.contains(key), "{yaml:?}: {e}");
+            assert!(!e.contains("untagged"), "{e}");
+        }
+    }
+}
