@@ -159,3 +159,97 @@ fn cloudfront_needs_s3() {
         "{e}"
     );
 }
+
+/// `openssl genrsa` into `dir`: the CloudFront key pair's private key.
+fn cloudfront_key(dir: &std::path::Path) -> String {
+    let key = dir.join("cf.pem");
+    let ok = std::process::Command::new("openssl")
+        .args(["genrsa", "-out", key.to_str().unwrap(), "2048"])
+        .output()
+        .expect("openssl")
+        .status
+        .success();
+    assert!(ok, "openssl genrsa failed");
+    key.display().to_string()
+}
+
+/// The `cloudfront` middleware through HTTP on S3: clients outside the AWS ranges get
+/// CloudFront, clients inside get S3; `X-Forwarded-For` counts only from a trusted
+/// proxy. (Signatures are checked against the public key in `src/redirect/tests.rs`.)
+/// The middleware needs S3: on other storages `cloudfront_needs_s3` covers the refusal.
+#[tokio::test]
+async fn cloudfront_or_s3_by_client_address() {
+    if storage_kind() != "s3" {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = cloudfront_key(dir.path());
+    let ranges = dir.path().join("ip-ranges.json");
+    std::fs::write(
+        &ranges,
+        r#"{"prefixes": [{"ip_prefix": "52.94.0.0/22", "region": "us-east-1", "service": "AMAZON"}]}"#,
+    )
+    .unwrap();
+    let middleware = json!({ "storage": [{ "name": "cloudfront", "options": {
+        "baseurl": "https://d111111abcdef8.cloudfront.net",
+        "privatekey": key, "keypairid": "K2JCJMDEHXQW5F", "duration": "600s",
+        "ipfilteredby": "aws", "iprangesfile": ranges.display().to_string(),
+    } }] });
+    let start = |trusted: bool| {
+        let mut extra = json!({ "middleware": middleware.clone() });
+        if trusted {
+            extra["http"] = json!({ "trustedproxies": ["127.0.0.1/32"] });
+        }
+        TestRegistry::start_with(Options {
+            extra: Some(extra),
+            ..Options::default()
+        })
+    };
+    let s3 = need("WHARF_TEST_S3_ENDPOINT");
+    let location = |reg: &TestRegistry, path: &str, xff: Option<&'static str>| {
+        let mut rb = reg.client.get(reg.url(path));
+        if let Some(xff) = xff {
+            rb = rb.header("X-Forwarded-For", xff);
+        }
+        async move {
+            let r = rb.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 307);
+            r.headers()["Location"].to_str().unwrap().to_string()
+        }
+    };
+
+    let reg = start(true).await;
+    let data = pseudo_random(3000, 43);
+    let digest = reg.push_blob(REPO, &data).await;
+    let path = format!("/v2/{REPO}/blobs/{digest}");
+    // The peer (a trusted proxy, no header) is outside AWS: CloudFront.
+    let cf = location(&reg, &path, None).await;
+    assert!(
+        cf.starts_with("https://d111111abcdef8.cloudfront.net/") && cf.contains("/blobs/"),
+        "{cf}"
+    );
+    for param in ["Expires=", "&Signature=", "&Key-Pair-Id=K2JCJMDEHXQW5F"] {
+        assert!(cf.contains(param), "{cf} lacks {param}");
+    }
+    // A client in AWS behind the trusted proxy: S3, which serves the bytes.
+    let direct = location(&reg, &path, Some("198.51.100.1, 52.94.1.2")).await;
+    assert!(direct.starts_with(&format!("{s3}/")), "{direct}");
+    let got = reg.client.get(&direct).send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), data.as_slice());
+    // An outside client claiming an AWS address behind it: the right-most one counts.
+    let spoofed = location(&reg, &path, Some("52.94.1.2, 198.51.100.1")).await;
+    assert!(
+        spoofed.starts_with("https://d111111abcdef8.cloudfront.net/"),
+        "{spoofed}"
+    );
+    drop(reg);
+
+    // Without trusted proxies, the header is ignored.
+    let reg = start(false).await;
+    reg.push_blob(REPO, &data).await;
+    let ignored = location(&reg, &path, Some("52.94.1.2")).await;
+    assert!(
+        ignored.starts_with("https://d111111abcdef8.cloudfront.net/"),
+        "{ignored}"
+    );
+}

@@ -78,6 +78,8 @@ pub struct Options {
     pub delete_enabled: bool,
     /// `storage.redirect.disable`: blob GETs on a cloud store stream instead of `307`.
     pub redirect_disable: bool,
+    /// More top-level configuration sections (`http`, `middleware`).
+    pub extra: Option<Value>,
 }
 
 impl Default for Options {
@@ -85,6 +87,7 @@ impl Default for Options {
         Options {
             delete_enabled: true,
             redirect_disable: false,
+            extra: None,
         }
     }
 }
@@ -198,10 +201,15 @@ impl TestRegistry {
         let mut storage = storage_section(&root.display().to_string());
         storage["delete"] = json!({ "enabled": options.delete_enabled });
         storage["redirect"] = json!({ "disable": options.redirect_disable });
-        let tree = json!({
+        let mut tree = json!({
             "storage": storage,
             "database": { "url": format!("sqlite://{}", db.display()) },
         });
+        if let Some(Value::Object(extra)) = options.extra {
+            for (k, v) in extra {
+                tree[k] = v;
+            }
+        }
         let tree = serde_yaml::to_value(tree).expect("test config as YAML");
         let config = wharf::config::Config::from_tree(tree).expect("test config");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
