@@ -82,6 +82,7 @@ impl Redirector {
     /// Reads the CloudFront private key and the AWS ranges file, and starts re-reading
     /// the latter every `updatefrequency` (given a Tokio runtime).
     pub fn from_config(config: &Config) -> Result<Option<Redirector>, ConfigError> {
+        metrics(); // registered at start-up, so they are scraped (as 0) before any pull
         let cloudfront_config = config.middleware.cloudfront();
         if config.storage.redirect.disable {
             if cloudfront_config.is_some() {
@@ -119,7 +120,6 @@ impl Redirector {
                 Some(CloudFront { signer, bypass })
             }
         };
-        metrics(); // registered at start-up, so they are scraped as 0 before any pull
         Ok(Some(Redirector {
             expiry: config.storage.redirect.expiry.0,
             cloudfront,

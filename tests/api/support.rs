@@ -10,7 +10,9 @@
 //!
 //! Every request made through [`TestRegistry::send`] is checked for what must hold of
 //! *every* response: the `Docker-Distribution-API-Version: registry/2.0` header, never a
-//! 5xx, and on every 4xx (except to `HEAD`) the spec's JSON error body.
+//! 5xx, and on every 4xx (except to `HEAD`) the spec's JSON error body. A blob `GET`
+//! that a cloud store's registry answers with a `307` is followed to the store, as a
+//! client does (`follow_blob_redirect`), so the blob tests check what clients receive.
 
 use std::net::TcpListener;
 use std::thread::JoinHandle;
