@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use rsa::pkcs1::DecodeRsaPrivateKey;
 use rsa::pkcs8::DecodePrivateKey;
+use rsa::rand_core::OsRng;
 use rsa::{Pkcs1v15Sign, RsaPrivateKey};
 use sha1::{Digest as _, Sha1};
 use url::Url;
@@ -80,9 +81,11 @@ impl CloudFrontSigner {
             .as_secs();
         let policy = canned_policy(url.as_str(), expires);
         let digest = Sha1::digest(policy.as_bytes());
+        // With an RNG, `rsa` blinds the private-key operation: a mitigation for its
+        // non-constant-time arithmetic (RUSTSEC-2023-0071, no fixed release yet).
         let signature = self
             .key
-            .sign(Pkcs1v15Sign::new::<Sha1>(), &digest)
+            .sign_with_rng(&mut OsRng, Pkcs1v15Sign::new::<Sha1>(), &digest)
             .map_err(|e| format!("RSA signing failed: {e}"))?;
         // Set as a whole: form encoding would turn CloudFront's `~` into `%7E`.
         url.set_query(Some(&format!(
