@@ -59,7 +59,8 @@ pub fn blob_store(config: &Config) -> Result<BlobStore, StartError> {
             source: std::io::Error::other(e.message),
         }
     }
-    Ok(BlobStore::new(backend))
+    let redirector = crate::redirect::Redirector::from_config(config)?;
+    Ok(BlobStore::new(backend).with_redirector(redirector))
 }
 
 /// Builds the registry core with its stores (running migrations).

@@ -133,11 +133,13 @@ pub fn s3(config: &S3Config) -> Result<ObjectBackend, CloudError> {
     if let Some(class) = config.storage_class() {
         attributes.insert(Attribute::StorageClass, class.into());
     }
+    let store = Arc::new(store);
     Ok(ObjectBackend::new(
         "s3",
-        Arc::new(store),
+        store.clone(),
         config.rootdirectory.as_deref().unwrap_or_default(),
     )
+    .with_signer(store)
     .with_part_size(part_size(config.chunksize()))
     .with_min_chunk_len(S3_MIN_PART)
     .with_attributes(attributes))
@@ -175,14 +177,18 @@ pub fn azure(config: &AzureConfig) -> Result<ObjectBackend, CloudError> {
     if let Some(key) = &config.accountkey {
         builder = builder.with_access_key(&key.0);
     }
-    let store = builder
-        .build()
-        .map_err(|e| CloudError::new("storage.azure", e))?;
+    let store = Arc::new(
+        builder
+            .build()
+            .map_err(|e| CloudError::new("storage.azure", e))?,
+    );
+    // SAS URLs: from the account key, else a user delegation key (bearer credentials).
     Ok(ObjectBackend::new(
         "azure",
-        Arc::new(store),
+        store.clone(),
         config.rootdirectory.as_deref().unwrap_or_default(),
     )
+    .with_signer(store)
     .with_part_size(part_size(config.chunksize())))
 }
 
@@ -202,6 +208,7 @@ pub fn gcs(config: &GcsConfig) -> Result<ObjectBackend, CloudError> {
         .with_bucket_name(config.bucket.clone().unwrap_or_default())
         .with_retry(retry_config())
         .with_client_options(client_options(endpoint, false));
+    let configured_key = config.keyfile.is_some() || config.credentials.is_some();
     // A service account key as JSON, if one is configured.
     let key: Option<serde_json::Value> = match (&config.keyfile, &config.credentials) {
         (Some(path), _) => {
@@ -239,15 +246,25 @@ pub fn gcs(config: &GcsConfig) -> Result<ObjectBackend, CloudError> {
     if let Some(key) = key {
         builder = builder.with_service_account_key(key.to_string());
     }
-    let store = builder
-        .build()
-        .map_err(|e| CloudError::new("storage.gcs", e))?;
-    Ok(ObjectBackend::new(
+    let store = Arc::new(
+        builder
+            .build()
+            .map_err(|e| CloudError::new("storage.gcs", e))?,
+    );
+    let backend = ObjectBackend::new(
         "gcs",
-        Arc::new(store),
+        store.clone(),
         config.rootdirectory.as_deref().unwrap_or_default(),
     )
-    .with_part_size(part_size(config.chunksize())))
+    .with_part_size(part_size(config.chunksize()));
+    // Signed URLs need a key (a service account's, or the IAM signBlob API through the
+    // machine's account); an emulator without one streams instead.
+    let can_sign = configured_key || endpoint.is_none();
+    Ok(if can_sign {
+        backend.with_signer(store)
+    } else {
+        backend
+    })
 }
 
 #[cfg(test)]

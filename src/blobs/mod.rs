@@ -95,6 +95,21 @@ pub trait BlobBackend: Send + Sync + 'static {
         }
         Ok(())
     }
+    /// A URL from which a client can GET the object (honouring `Range`) for `expiry`
+    /// without the registry, if the backend can presign one (the cloud stores); `None`:
+    /// the registry streams it.
+    async fn presigned_get(
+        &self,
+        _key: &str,
+        _expiry: std::time::Duration,
+    ) -> Result<Option<url::Url>> {
+        Ok(None)
+    }
+    /// The object's path in its bucket (what a CDN in front of the bucket serves it
+    /// under); `None` where there is no bucket.
+    fn object_path(&self, _key: &str) -> Option<String> {
+        None
+    }
     /// Deletes everything an unfinished upload wrote.
     async fn discard_upload(&self, storage_key: &str, chunks: &[ChunkRecord]) -> Result<()> {
         self.delete(storage_key).await?;
@@ -111,11 +126,25 @@ pub trait BlobBackend: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct BlobStore {
     backend: Arc<dyn BlobBackend>,
+    redirector: Option<Arc<crate::redirect::Redirector>>,
 }
 
 impl BlobStore {
     pub fn new(backend: Arc<dyn BlobBackend>) -> Self {
-        BlobStore { backend }
+        BlobStore {
+            backend,
+            redirector: None,
+        }
+    }
+
+    /// Blob GETs are redirected as `redirector` decides (`None`: always streamed).
+    pub fn with_redirector(mut self, redirector: Option<crate::redirect::Redirector>) -> Self {
+        self.redirector = redirector.map(Arc::new);
+        self
+    }
+
+    pub fn redirector(&self) -> Option<&crate::redirect::Redirector> {
+        self.redirector.as_deref()
     }
 
     pub fn backend(&self) -> &dyn BlobBackend {

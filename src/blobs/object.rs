@@ -13,7 +13,8 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{Attributes, GetOptions, GetRange, ObjectStore, PutOptions};
+use object_store::signer::Signer;
+use object_store::{Attribute, Attributes, GetOptions, GetRange, ObjectStore, PutOptions};
 use tokio::io::AsyncWriteExt;
 
 use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, FinishedChunk, Result};
@@ -29,6 +30,8 @@ pub struct ObjectBackend {
     part_size: usize,
     min_chunk_len: u64,
     attributes: Attributes,
+    /// Presigns blob GETs for redirects (the cloud stores that can).
+    signer: Option<Arc<dyn Signer>>,
 }
 
 impl ObjectBackend {
@@ -41,8 +44,18 @@ impl ObjectBackend {
             prefix,
             part_size: PART_SIZE,
             min_chunk_len: 1,
-            attributes: Attributes::new(),
+            attributes: Attributes::from_iter([(
+                Attribute::ContentType,
+                "application/octet-stream",
+            )]),
+            signer: None,
         }
+    }
+
+    /// Blob GETs may be redirected to URLs `signer` presigns.
+    pub fn with_signer(mut self, signer: Arc<dyn Signer>) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// Objects are written in one PUT up to `bytes`, else in parts of `bytes`.
@@ -57,9 +70,12 @@ impl ObjectBackend {
         self
     }
 
-    /// Attributes set on every object written (a storage class).
+    /// Attributes set on every object written (a storage class), besides its
+    /// `Content-Type: application/octet-stream` (what a redirected GET answers with).
     pub fn with_attributes(mut self, attributes: Attributes) -> Self {
-        self.attributes = attributes;
+        for (k, v) in attributes.iter() {
+            self.attributes.insert(k.clone(), v.clone());
+        }
         self
     }
 
@@ -219,6 +235,24 @@ impl BlobBackend for ObjectBackend {
             .into_stream()
             .map_err(move |e| map_err(&owned)(e))
             .boxed())
+    }
+
+    async fn presigned_get(
+        &self,
+        key: &str,
+        expiry: std::time::Duration,
+    ) -> Result<Option<url::Url>> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let url = signer
+            .signed_url(http::Method::GET, &self.path(key), expiry)
+            .await?;
+        Ok(Some(url))
+    }
+
+    fn object_path(&self, key: &str) -> Option<String> {
+        Some(self.path(key).to_string())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -20,6 +20,10 @@ pub struct HttpConfig {
     /// Extra headers added to every response.
     #[serde(default)]
     pub headers: BTreeMap<String, Vec<String>>,
+    /// `http.trustedproxies` (a Wharf extension): the addresses or CIDR ranges of the
+    /// proxies whose `X-Forwarded-For` is believed when finding a client's address.
+    #[serde(default)]
+    pub trustedproxies: Vec<String>,
 }
 
 fn default_addr() -> String {
@@ -32,6 +36,7 @@ impl Default for HttpConfig {
             addr: default_addr(),
             secret: None,
             headers: BTreeMap::new(),
+            trustedproxies: Vec::new(),
         }
     }
 }
@@ -55,8 +60,28 @@ impl HttpConfig {
             })
     }
 
+    /// `http.trustedproxies` as networks (a plain address is a /32 or /128).
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trustedproxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let p = p.trim();
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::key(
+                            format!("http.trustedproxies[{i}]"),
+                            format!("{p:?} is neither an IP address nor a CIDR range"),
+                        )
+                    })
+            })
+            .collect()
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.socket_addr()?;
+        self.trusted_proxies()?;
         for name in self.headers.keys() {
             if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(ConfigError::key(

@@ -11,14 +11,18 @@ use serde::Deserialize;
 mod auth;
 mod cache;
 mod cloud;
+mod duration;
 mod env;
 mod http;
+mod middleware;
 mod storage;
 
 pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerConfig};
 pub use cache::{CacheConfig, CacheKind, RedisConfig, RedisTlsConfig};
 pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
+pub use duration::ConfigDuration;
 pub use http::{HttpConfig, LogConfig};
+pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
 pub use storage::{StorageConfig, StorageDriver};
 
 /// Why the configuration was refused.
@@ -95,6 +99,8 @@ pub struct Config {
     /// The shared cache's server(s), for `storage.cache.blobdescriptor: redis`.
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    #[serde(default)]
+    pub middleware: MiddlewareConfig,
 }
 
 impl Config {
@@ -147,6 +153,7 @@ impl Config {
         self.storage.validate()?;
         cache::validate(&self.storage.cache, self.redis.as_ref())?;
         self.auth.validate()?;
+        self.middleware.validate(self.storage.s3.is_some())?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")

@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use super::cache::CacheConfig;
 use super::cloud::{AzureConfig, GcsConfig, S3Config};
+use super::duration::ConfigDuration;
 use super::ConfigError;
 
 /// The storage drivers, as the keys under `storage` that choose them.
@@ -44,11 +45,30 @@ impl Default for DeleteConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectConfig {
+    /// `storage.redirect.disable`: stream blob bytes through the registry instead of
+    /// answering a cloud store's blob GET with a `307` to a presigned URL.
     #[serde(default)]
     pub disable: bool,
+    /// `storage.redirect.expiry` (a Wharf key): how long a presigned URL is valid
+    /// (default 20 minutes, at most 7 days).
+    #[serde(default = "default_expiry")]
+    pub expiry: ConfigDuration,
+}
+
+fn default_expiry() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(20 * 60))
+}
+
+impl Default for RedirectConfig {
+    fn default() -> Self {
+        RedirectConfig {
+            disable: false,
+            expiry: default_expiry(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -148,6 +168,13 @@ impl StorageConfig {
         }
         if let Some(gcs) = &self.gcs {
             gcs.validate()?;
+        }
+        let expiry = self.redirect.expiry.0;
+        if expiry.is_zero() || expiry > std::time::Duration::from_secs(7 * 24 * 3600) {
+            return Err(ConfigError::key(
+                "storage.redirect.expiry",
+                "must be more than 0 and at most 7 days (S3's and GCS's limit)",
+            ));
         }
         Ok(())
     }

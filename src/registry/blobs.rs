@@ -1,5 +1,6 @@
 //! Reading and deleting blobs of a repository.
 
+use std::net::IpAddr;
 use std::ops::Range;
 
 use super::digest::Digest;
@@ -7,6 +8,7 @@ use super::name::RepoName;
 use super::{Registry, RegistryError, Result};
 use crate::blobs::ByteStream;
 use crate::metadata::BlobRecord;
+use crate::redirect::Redirect;
 
 /// A byte range a client asked for, before it is resolved against the blob's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +47,61 @@ pub struct BlobContent {
     pub stream: ByteStream,
 }
 
+/// Where a blob GET's bytes come from.
+pub enum BlobLocation {
+    /// Sent elsewhere (a presigned object-store URL, a CDN); the registry moves no bytes.
+    Redirect {
+        blob: BlobRecord,
+        redirect: Redirect,
+    },
+    /// Streamed by the registry.
+    Stream(BlobContent),
+}
+
 impl Registry {
+    /// Where to read the blob (or a range of it) from: a redirect when the blob store
+    /// has a redirector and can make a URL for it, else its opened content. A range
+    /// the blob cannot satisfy is refused here either way; an empty blob is streamed.
+    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, digest = %digest, redirect = tracing::field::Empty))]
+    pub async fn locate_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+        client: Option<IpAddr>,
+    ) -> Result<BlobLocation> {
+        let Some(redirector) = self.blobs.redirector() else {
+            return self
+                .open_blob(repo, digest, range)
+                .await
+                .map(BlobLocation::Stream);
+        };
+        let blob = self.stat_blob(repo, digest).await?;
+        let resolved = range.map(|r| r.resolve(blob.size)).transpose()?;
+        if blob.size > 0 {
+            let suffix = matches!(range, Some(ByteRange::Suffix(_)));
+            let backend = self.blobs.backend();
+            if let Some(redirect) = redirector
+                .redirect(backend, &blob.storage_key, suffix, client)
+                .await
+            {
+                tracing::Span::current().record("redirect", redirect.target.label());
+                return Ok(BlobLocation::Redirect { blob, redirect });
+            }
+        }
+        let stream = if blob.size == 0 {
+            Box::pin(futures_util::stream::empty()) as ByteStream
+        } else {
+            let selected = resolved.clone().unwrap_or(0..blob.size);
+            self.blobs.get(&blob.storage_key, Some(selected)).await?
+        };
+        Ok(BlobLocation::Stream(BlobContent {
+            blob,
+            range: resolved,
+            stream,
+        }))
+    }
+
     /// The blob's record if it is in `repo`.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobRecord> {
         self.meta

@@ -9,6 +9,7 @@ const REPO: &str = "nodelete/repo";
 async fn deletes_are_405_unsupported_when_disabled() {
     let reg = TestRegistry::start_with(Options {
         delete_enabled: false,
+        ..Options::default()
     })
     .await;
     let (body, digest) = reg.push_image(REPO, "latest", 80).await;
@@ -41,6 +42,7 @@ async fn deletes_are_405_unsupported_when_disabled() {
 async fn unknown_targets_are_still_refused_as_unsupported_or_unknown() {
     let reg = TestRegistry::start_with(Options {
         delete_enabled: false,
+        ..Options::default()
     })
     .await;
     reg.push_image(REPO, "latest", 81).await;
@@ -65,6 +67,7 @@ async fn unknown_targets_are_still_refused_as_unsupported_or_unknown() {
 async fn uploads_and_their_cancel_still_work_when_deletes_are_disabled() {
     let reg = TestRegistry::start_with(Options {
         delete_enabled: false,
+        ..Options::default()
     })
     .await;
     // Cancelling an upload is not a content delete.

@@ -9,6 +9,7 @@ mod blobs;
 mod config_delete;
 mod errors;
 mod manifests;
+mod redirect;
 mod referrers;
 mod tags_catalog;
 mod uploads;

@@ -10,14 +10,16 @@
 //!
 //! Every request made through [`TestRegistry::send`] is checked for what must hold of
 //! *every* response: the `Docker-Distribution-API-Version: registry/2.0` header, never a
-//! 5xx, and on every 4xx (except to `HEAD`) the spec's JSON error body.
+//! 5xx, and on every 4xx (except to `HEAD`) the spec's JSON error body. A blob `GET`
+//! that a cloud store's registry answers with a `307` is followed to the store, as a
+//! client does (`follow_blob_redirect`), so the blob tests check what clients receive.
 
 use std::net::TcpListener;
 use std::thread::JoinHandle;
 
 use actix_web::dev::ServerHandle;
 use bytes::Bytes;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
 use sha2::Digest as _;
@@ -76,12 +78,18 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub delete_enabled: bool,
+    /// `storage.redirect.disable`: blob GETs on a cloud store stream instead of `307`.
+    pub redirect_disable: bool,
+    /// More top-level configuration sections (`http`, `middleware`).
+    pub extra: Option<Value>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             delete_enabled: true,
+            redirect_disable: false,
+            extra: None,
         }
     }
 }
@@ -112,7 +120,7 @@ fn scratch_dir() -> tempfile::TempDir {
 }
 
 /// The blob storage the tests run on (`WHARF_TEST_STORAGE`; `filesystem` by default).
-fn storage_kind() -> String {
+pub fn storage_kind() -> String {
     std::env::var("WHARF_TEST_STORAGE")
         .ok()
         .filter(|s| !s.is_empty())
@@ -120,7 +128,7 @@ fn storage_kind() -> String {
 }
 
 /// A variable a cloud storage test run needs.
-fn need(var: &str) -> String {
+pub fn need(var: &str) -> String {
     std::env::var(var)
         .ok()
         .filter(|v| !v.is_empty())
@@ -194,10 +202,16 @@ impl TestRegistry {
         let db = dir.path().join("wharf.db");
         let mut storage = storage_section(&root.display().to_string());
         storage["delete"] = json!({ "enabled": options.delete_enabled });
-        let tree = json!({
+        storage["redirect"] = json!({ "disable": options.redirect_disable });
+        let mut tree = json!({
             "storage": storage,
             "database": { "url": format!("sqlite://{}", db.display()) },
         });
+        if let Some(Value::Object(extra)) = options.extra {
+            for (k, v) in extra {
+                tree[k] = v;
+            }
+        }
         let tree = serde_yaml::to_value(tree).expect("test config as YAML");
         let config = wharf::config::Config::from_tree(tree).expect("test config");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -265,6 +279,12 @@ impl TestRegistry {
         let request = rb.build().expect("request builds");
         let what = format!("{} {}", request.method(), request.url());
         let is_head = request.method() == Method::HEAD;
+        // `/v2/<name>/blobs/<digest>` (an upload's path ends in `/blobs/uploads/<id>`).
+        let is_blob_get = request.method() == Method::GET && {
+            let segments: Vec<&str> = request.url().path().rsplit('/').take(2).collect();
+            matches!(segments.as_slice(), [digest, "blobs"] if digest.contains(':'))
+        };
+        let range = request.headers().get("Range").cloned();
         let response = self
             .client
             .execute(request)
@@ -281,7 +301,11 @@ impl TestRegistry {
             status,
             headers,
             body,
+            redirected_to: None,
         };
+        if is_blob_get && status == 307 {
+            return self.follow_blob_redirect(resp, range).await;
+        }
         assert!(
             status < 500,
             "{}: server error {status}: {}",
@@ -304,6 +328,67 @@ impl TestRegistry {
             resp.error_code();
         }
         resp
+    }
+
+    /// A blob GET answered with a redirect (cloud stores, `storage.redirect`): checks
+    /// the registry's part of it, then does what a client does, `GET`s the `Location`
+    /// (with the same `Range`) from the store, and returns the store's answer with the
+    /// registry's `Docker-Content-Digest` and API version headers added, so blob tests
+    /// check the bytes and headers a client ends up with on every storage.
+    async fn follow_blob_redirect(&self, redirect: Resp, range: Option<HeaderValue>) -> Resp {
+        assert_eq!(
+            redirect.header("Docker-Distribution-API-Version"),
+            Some("registry/2.0"),
+            "{}: redirect lacks the API version header",
+            redirect.what
+        );
+        let digest = redirect.must_header("Docker-Content-Digest").to_string();
+        let location = redirect.must_header("Location").to_string();
+        assert!(
+            location.starts_with("http://") || location.starts_with("https://"),
+            "{}: redirect to a relative Location {location:?}",
+            redirect.what
+        );
+        assert!(
+            redirect.body.is_empty(),
+            "{}: redirect with a body",
+            redirect.what
+        );
+        let mut rb = self.client.get(&location);
+        if let Some(range) = range {
+            rb = rb.header("Range", range);
+        }
+        let what = format!("{} → GET {location}", redirect.what);
+        let response = rb
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: request failed: {e:?}"));
+        let status = response.status().as_u16();
+        let mut headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: reading the body failed: {e:?}"));
+        assert!(
+            status == 200 || status == 206,
+            "{what}: the store answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        headers.insert(
+            "Docker-Content-Digest",
+            HeaderValue::from_str(&digest).expect("digest header"),
+        );
+        headers.insert(
+            "Docker-Distribution-API-Version",
+            HeaderValue::from_static("registry/2.0"),
+        );
+        Resp {
+            what,
+            status,
+            headers,
+            body,
+            redirected_to: Some(location),
+        }
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -449,6 +534,8 @@ pub struct Resp {
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The store URL a blob GET was redirected to and followed (see `send`).
+    pub redirected_to: Option<String>,
 }
 
 impl Resp {

@@ -1,7 +1,7 @@
 //! `GET`, `HEAD`, `DELETE /v2/{name}/blobs/{digest}`.
 
 use actix_web::body::SizedStream;
-use actix_web::http::header::{ACCEPT_RANGES, CONTENT_RANGE, CONTENT_TYPE};
+use actix_web::http::header::{ACCEPT_RANGES, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::TryStreamExt;
 
@@ -9,6 +9,7 @@ use super::{repo_name, segment};
 use crate::http::error::ApiResult;
 use crate::http::headers;
 use crate::http::AppState;
+use crate::registry::blobs::BlobLocation;
 use crate::registry::digest::Digest;
 use crate::registry::RegistryError;
 
@@ -38,7 +39,27 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Http
     let repo = repo_name(&req)?;
     let digest = digest(&req)?;
     let range = headers::byte_range(req.headers())?;
-    let content = state.registry.open_blob(&repo, &digest, range).await?;
+    let client = state.registry.blob_store().redirector().and_then(|r| {
+        let forwarded = req
+            .headers()
+            .get_all("X-Forwarded-For")
+            .filter_map(|v| v.to_str().ok());
+        r.client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
+    });
+    let content = match state
+        .registry
+        .locate_blob(&repo, &digest, range, client)
+        .await?
+    {
+        // The store answers the client's `Range` itself; no Content-Length of the blob's.
+        BlobLocation::Redirect { blob, redirect } => {
+            return Ok(HttpResponse::TemporaryRedirect()
+                .insert_header((LOCATION, redirect.url.as_str()))
+                .insert_header((DIGEST_HEADER, blob.digest.to_string()))
+                .finish())
+        }
+        BlobLocation::Stream(content) => content,
+    };
     let size = content.blob.size;
     let mut response = match &content.range {
         Some(r) => {
