@@ -192,19 +192,9 @@ pub(super) fn validate(
     }
 }
 
-/// A duration written as Go does (`250ms`, `20m`, `1h30m`) or as a number of seconds.
-pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    use serde::de::Error;
-    match serde_yaml::Value::deserialize(d)? {
-        serde_yaml::Value::Number(n) => n
-            .as_u64()
-            .map(Duration::from_secs)
-            .ok_or_else(|| D::Error::custom("expected a whole number of seconds")),
-        serde_yaml::Value::String(s) => humantime::parse_duration(s.trim()).map_err(|e| {
-            D::Error::custom(format!("{s:?} is not a duration like 250ms or 20m: {e}"))
-        }),
-        _ => Err(D::Error::custom("expected a duration like 250ms or 20m")),
-    }
+/// A duration as distribution writes them (`250ms`, `20m`, `1h30m`).
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    super::duration::ConfigDuration::deserialize(d).map(|c| c.0)
 }
 
 #[cfg(test)]
@@ -228,7 +218,7 @@ mod tests {
         assert_eq!(r.writetimeout, Duration::from_secs(90));
         assert!(redis("addr: localhost:6379\nreadtimeout: soon\n")
             .unwrap_err()
-            .contains("not a duration"));
+            .contains("is not a duration"));
     }
 
     #[test]
