@@ -70,15 +70,9 @@ impl Registry {
         range: Option<ByteRange>,
         client: Option<IpAddr>,
     ) -> Result<BlobLocation> {
-        let Some(redirector) = self.blobs.redirector() else {
-            return self
-                .open_blob(repo, digest, range)
-                .await
-                .map(BlobLocation::Stream);
-        };
         let blob = self.stat_blob(repo, digest).await?;
         let resolved = range.map(|r| r.resolve(blob.size)).transpose()?;
-        if blob.size > 0 {
+        if let (Some(redirector), true) = (self.blobs.redirector(), blob.size > 0) {
             let suffix = matches!(range, Some(ByteRange::Suffix(_)));
             let backend = self.blobs.backend();
             if let Some(redirect) = redirector
@@ -89,17 +83,9 @@ impl Registry {
                 return Ok(BlobLocation::Redirect { blob, redirect });
             }
         }
-        let stream = if blob.size == 0 {
-            Box::pin(futures_util::stream::empty()) as ByteStream
-        } else {
-            let selected = resolved.clone().unwrap_or(0..blob.size);
-            self.blobs.get(&blob.storage_key, Some(selected)).await?
-        };
-        Ok(BlobLocation::Stream(BlobContent {
-            blob,
-            range: resolved,
-            stream,
-        }))
+        self.stream_blob(blob, resolved)
+            .await
+            .map(BlobLocation::Stream)
     }
 
     /// The blob's record if it is in `repo`.
@@ -110,16 +96,12 @@ impl Registry {
             .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
     }
 
-    /// Opens the blob (or a range of it) for reading.
-    #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, digest = %digest))]
-    pub async fn open_blob(
+    /// Opens `range` (or all) of a blob for reading.
+    async fn stream_blob(
         &self,
-        repo: &RepoName,
-        digest: &Digest,
-        range: Option<ByteRange>,
+        blob: BlobRecord,
+        range: Option<Range<u64>>,
     ) -> Result<BlobContent> {
-        let blob = self.stat_blob(repo, digest).await?;
-        let range = range.map(|r| r.resolve(blob.size)).transpose()?;
         let stream = if blob.size == 0 {
             Box::pin(futures_util::stream::empty()) as ByteStream
         } else {
