@@ -3,7 +3,9 @@
 //!
 //! Every chunk is its own object under a unique key, so two racing requests can never
 //! overwrite each other's bytes; an upload that ends as one chunk *is* its blob (no copy).
-//! Several chunks are copied once into the blob object, streaming.
+//! Several chunks are composed inside the store by its [`Composer`] (S3's
+//! `UploadPartCopy`, `s3_compose`) where it has one and can, else copied once into the
+//! blob object, streaming.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -22,6 +24,16 @@ use crate::metadata::ChunkRecord;
 /// Below this, a chunk is one PUT; above, a multipart upload of parts this big.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// Joins an upload's chunk objects into its blob object inside the store, without the
+/// bytes passing through Wharf.
+#[async_trait]
+pub trait Composer: Send + Sync {
+    /// Composes `sources` (store paths and lengths, in order) into `dest`. `Ok(false)`
+    /// when this layout cannot be composed (the caller then copies by streaming); an
+    /// error leaves nothing visible at `dest`.
+    async fn compose(&self, dest: &Path, sources: &[(Path, u64)]) -> Result<bool>;
+}
+
 pub struct ObjectBackend {
     name: &'static str,
     store: Arc<dyn ObjectStore>,
@@ -29,6 +41,7 @@ pub struct ObjectBackend {
     part_size: usize,
     min_chunk_len: u64,
     attributes: Attributes,
+    composer: Option<Arc<dyn Composer>>,
 }
 
 impl ObjectBackend {
@@ -42,6 +55,7 @@ impl ObjectBackend {
             part_size: PART_SIZE,
             min_chunk_len: 1,
             attributes: Attributes::new(),
+            composer: None,
         }
     }
 
@@ -60,6 +74,12 @@ impl ObjectBackend {
     /// Attributes set on every object written (a storage class).
     pub fn with_attributes(mut self, attributes: Attributes) -> Self {
         self.attributes = attributes;
+        self
+    }
+
+    /// Composes several chunks server-side where `composer` can.
+    pub fn with_composer(mut self, composer: Arc<dyn Composer>) -> Self {
+        self.composer = Some(composer);
         self
     }
 
@@ -87,6 +107,14 @@ fn unwrap_io(e: std::io::Error) -> BlobError {
         Some(Ok(store)) => BlobError::ObjectStore(*store),
         _ => BlobError::Io(std::io::Error::other("object store write failed")),
     }
+}
+
+/// Counts how an upload of several chunks became its blob.
+fn compose_metric(backend: &str, method: &str) {
+    crate::telemetry::metrics()
+        .blob_compose
+        .with_label_values(&[backend, method])
+        .inc();
 }
 
 fn map_err(key: &str) -> impl Fn(object_store::Error) -> BlobError + '_ {
@@ -182,6 +210,14 @@ impl BlobBackend for ObjectBackend {
             }
             [only] if only.len == total => Ok(only.key.clone()),
             _ => {
+                if let Some(composer) = &self.composer {
+                    let sources: Vec<_> =
+                        chunks.iter().map(|c| (self.path(&c.key), c.len)).collect();
+                    if composer.compose(&self.path(storage_key), &sources).await? {
+                        compose_metric(self.name, "server_copy");
+                        return Ok(storage_key.to_string());
+                    }
+                }
                 let mut out = self.writer(storage_key);
                 let copied = async {
                     for c in chunks {
@@ -199,6 +235,7 @@ impl BlobBackend for ObjectBackend {
                     return Err(e);
                 }
                 out.shutdown().await.map_err(unwrap_io)?;
+                compose_metric(self.name, "stream_copy");
                 Ok(storage_key.to_string())
             }
         }

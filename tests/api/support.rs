@@ -112,7 +112,7 @@ fn scratch_dir() -> tempfile::TempDir {
 }
 
 /// The blob storage the tests run on (`WHARF_TEST_STORAGE`; `filesystem` by default).
-fn storage_kind() -> String {
+pub fn storage_kind() -> String {
     std::env::var("WHARF_TEST_STORAGE")
         .ok()
         .filter(|s| !s.is_empty())
