@@ -110,3 +110,50 @@ async fn a_small_chunk_before_the_last_is_copied_by_streaming() {
         assert!(stream >= 1, "{kind}: no stream copy counted");
     }
 }
+
+/// A compose that fails part-way (a chunk object is gone) is aborted: an error, and no
+/// object at the blob's key. S3 only: it drives the S3 backend directly.
+#[tokio::test]
+async fn a_failed_compose_leaves_no_blob() {
+    if storage_kind() != "s3" {
+        eprintln!("SKIPPED: S3 only (WHARF_TEST_STORAGE=s3)");
+        return;
+    }
+    std::env::remove_var("AWS_CA_BUNDLE");
+    let yaml = format!(
+        "bucket: {}\nregion: us-east-1\nregionendpoint: {}\nforcepathstyle: true\naccesskey: test\nsecretkey: test\nrootdirectory: abort-{}\n",
+        std::env::var("WHARF_TEST_S3_BUCKET").unwrap(),
+        std::env::var("WHARF_TEST_S3_ENDPOINT").unwrap(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let config: wharf::config::S3Config = serde_yaml::from_str(&yaml).unwrap();
+    let backend = wharf::blobs::cloud::s3(&config).unwrap();
+    use wharf::blobs::BlobBackend as _;
+    // One real chunk of 5 MiB, then one that was never written.
+    let mut writer = backend.chunk_writer("blobs/up", 0).await.unwrap();
+    writer
+        .write(bytes::Bytes::from(pseudo_random(5 * MIB, 73)))
+        .await
+        .unwrap();
+    let real = writer.finish().await.unwrap().chunk.unwrap();
+    let missing = wharf::metadata::ChunkRecord {
+        key: "blobs/up.5242880.gone".into(),
+        offset: 5 * MIB as u64,
+        len: 10,
+    };
+    let total = 5 * MIB as u64 + 10;
+    let err = backend
+        .assemble("blobs/up", &[real.clone(), missing], total)
+        .await
+        .expect_err("a compose with a missing chunk must fail");
+    assert!(
+        matches!(err, wharf::blobs::BlobError::ObjectStore(_)),
+        "{err:?}"
+    );
+    match backend.get("blobs/up", None).await {
+        Err(wharf::blobs::BlobError::NotFound(_)) => {}
+        Err(e) => panic!("{e:?}"),
+        Ok(_) => panic!("a half-composed blob is visible"),
+    }
+    backend.delete(&real.key).await.unwrap();
+}
