@@ -17,6 +17,7 @@ pub struct Metrics {
     pub download_bytes: IntCounter,
     pub blobs_committed: IntCounter,
     pub manifests_pushed: IntCounter,
+    pub blob_compose: IntCounterVec,
 }
 
 fn build() -> Metrics {
@@ -45,6 +46,15 @@ fn build() -> Metrics {
         IntCounter::new("blobs_committed_total", "Blob uploads committed").expect("static metric");
     let manifests_pushed =
         IntCounter::new("manifests_pushed_total", "Manifests stored").expect("static metric");
+    let blob_compose = IntCounterVec::new(
+        Opts::new(
+            "blob_compose_total",
+            "Uploads of several chunks made into one blob object, by backend and method \
+             (server_copy inside the store, stream_copy through Wharf)",
+        ),
+        &["backend", "method"],
+    )
+    .expect("static metric");
     for m in [
         Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(http_duration.clone()),
@@ -52,6 +62,7 @@ fn build() -> Metrics {
         Box::new(download_bytes.clone()),
         Box::new(blobs_committed.clone()),
         Box::new(manifests_pushed.clone()),
+        Box::new(blob_compose.clone()),
     ] {
         registry.register(m).expect("metric names are unique");
     }
@@ -63,6 +74,7 @@ fn build() -> Metrics {
         download_bytes,
         blobs_committed,
         manifests_pushed,
+        blob_compose,
     }
 }
 

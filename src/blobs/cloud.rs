@@ -17,6 +17,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::{Attribute, Attributes, BackoffConfig, ClientOptions, RetryConfig};
 
 use super::object::ObjectBackend;
+use super::s3_compose::S3Composer;
 use crate::config::{AzureConfig, GcsConfig, S3Config};
 
 /// Why a cloud client could not be built (a bad key file, an unusable endpoint).
@@ -85,6 +86,10 @@ pub fn s3(config: &S3Config) -> Result<ObjectBackend, CloudError> {
     } else {
         AmazonS3Builder::from_env()
     };
+    let path_style = match &endpoint {
+        Some(endpoint) => config.forcepathstyle || !virtual_host_capable(endpoint),
+        None => config.forcepathstyle,
+    };
     let mut builder = builder
         .with_bucket_name(&bucket)
         .with_region(config.region())
@@ -126,23 +131,31 @@ pub fn s3(config: &S3Config) -> Result<ObjectBackend, CloudError> {
             }
         };
     }
-    let store = builder
-        .build()
-        .map_err(|e| CloudError::new("storage.s3", e))?;
+    let store = Arc::new(
+        builder
+            .build()
+            .map_err(|e| CloudError::new("storage.s3", e))?,
+    );
     let mut attributes = Attributes::new();
     if let Some(class) = config.storage_class() {
         attributes.insert(Attribute::StorageClass, class.into());
     }
-    let store = Arc::new(store);
-    Ok(ObjectBackend::new(
+    let backend = ObjectBackend::new(
         "s3",
         store.clone(),
         config.rootdirectory.as_deref().unwrap_or_default(),
     )
-    .with_signer(store)
+    .with_signer(store.clone())
     .with_part_size(part_size(config.chunksize()))
     .with_min_chunk_len(S3_MIN_PART)
-    .with_attributes(attributes))
+    .with_attributes(attributes);
+    // The SDK's HTTPS client cannot be told to accept any certificate: with
+    // `skipverify`, chunks are stream-copied.
+    if config.skipverify {
+        return Ok(backend);
+    }
+    let composer = S3Composer::new(config, store, path_style);
+    Ok(backend.with_composer(Arc::new(composer)))
 }
 
 /// True unless the endpoint's host is an IP address or `localhost`, which cannot take

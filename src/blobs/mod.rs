@@ -20,6 +20,7 @@ use crate::metadata::ChunkRecord;
 pub mod cloud;
 pub mod fs;
 pub mod object;
+pub mod s3_compose;
 
 /// Errors of the blob store.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ mod support;
 
 mod base;
 mod blobs;
+mod compose;
 mod config_delete;
 mod errors;
 mod manifests;

@@ -6,6 +6,11 @@
 //! it every test prints SKIPPED and returns. The blob store is the one
 //! `WHARF_TEST_STORAGE` names (`s3` with `WHARF_TEST_S3_ENDPOINT`/`_BUCKET`), else one
 //! filesystem directory shared by the processes.
+//!
+//! `huge` (blobs over 5 GiB on S3) runs only with `WHARF_TEST_HUGE_BLOB=1`: it takes
+//! many minutes and some 16 GiB of the S3 server's disk.
+
+mod huge;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -21,6 +26,8 @@ use sqlx::{Connection, Executor};
 struct Cluster {
     instances: Vec<Option<Child>>,
     urls: Vec<String>,
+    /// The blob store's `rootdirectory` on S3.
+    root: String,
     client: reqwest::Client,
     server_url: String,
     database: String,
@@ -34,15 +41,18 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn storage_yaml(dir: &std::path::Path) -> String {
+fn on_s3() -> bool {
+    std::env::var("WHARF_TEST_STORAGE").as_deref() == Ok("s3")
+}
+
+fn storage_yaml(dir: &std::path::Path, root: &str) -> String {
     match std::env::var("WHARF_TEST_STORAGE").as_deref() {
         Ok("s3") => {
             let need = |v: &str| std::env::var(v).unwrap_or_else(|_| panic!("{v} is not set"));
             format!(
-                "  s3:\n    bucket: {}\n    region: us-east-1\n    regionendpoint: {}\n    forcepathstyle: true\n    accesskey: test\n    secretkey: test\n    rootdirectory: multi-{}\n",
+                "  s3:\n    bucket: {}\n    region: us-east-1\n    regionendpoint: {}\n    forcepathstyle: true\n    accesskey: test\n    secretkey: test\n    rootdirectory: {root}\n",
                 need("WHARF_TEST_S3_BUCKET"),
                 need("WHARF_TEST_S3_ENDPOINT"),
-                uuid::Uuid::new_v4().simple()
             )
         }
         _ => format!(
@@ -80,18 +90,20 @@ impl Cluster {
             None => panic!("WHARF_TEST_POSTGRES_URL has no database part"),
         };
         let dir = tempfile::tempdir().expect("tempdir");
+        let root = format!("multi-{}", uuid::Uuid::new_v4().simple());
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n{}{more_storage}database:\n  url: {db_url}\n  maxconnections: 4\n{more_top}",
-                storage_yaml(dir.path())
+                storage_yaml(dir.path(), &root)
             ),
         )
         .expect("write config");
         let mut cluster = Cluster {
             instances: Vec::new(),
             urls: Vec::new(),
+            root,
             client: reqwest::Client::new(),
             server_url,
             database,
@@ -129,6 +141,27 @@ impl Cluster {
 
     fn url(&self, i: usize) -> &str {
         &self.urls[i % self.urls.len()]
+    }
+
+    fn pid(&self, i: usize) -> u32 {
+        self.instances[i].as_ref().expect("a running instance").id()
+    }
+
+    /// Instance `i`'s `wharf_blob_compose_total` for `method` on S3 (0 before its first use).
+    async fn s3_composes(&self, i: usize, method: &str) -> u64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.url(i)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let series = format!("wharf_blob_compose_total{{backend=\"s3\",method=\"{method}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .map_or(0, |v| v.trim().parse().expect("a counter"))
     }
 
     fn kill(&mut self, i: usize) {
@@ -234,6 +267,10 @@ async fn chunked_upload_alternating_between_instances() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    if on_s3() {
+        // Chunks of 1 MiB are under S3's part minimum: one streaming copy.
+        assert_eq!(c.s3_composes(1, "stream_copy").await, 1);
+    }
     // What one instance accepted, every other serves at once.
     for i in 0..3 {
         let r = c
@@ -256,7 +293,9 @@ async fn instance_killed_mid_patch_upload_completes_elsewhere() {
     let Some(mut c) = Cluster::start(2).await else {
         return;
     };
-    let first = data(3 * 1024 * 1024, 2);
+    // 6 MiB: at least S3's smallest part, so on S3 the two chunks are composed
+    // server-side by the surviving instance.
+    let first = data(6 * 1024 * 1024, 2);
     let rest = data(4 * 1024 * 1024, 3);
     let r = c
         .client
@@ -318,6 +357,10 @@ async fn instance_killed_mid_patch_upload_completes_elsewhere() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    if on_s3() {
+        assert_eq!(c.s3_composes(1, "server_copy").await, 1);
+        assert_eq!(c.s3_composes(1, "stream_copy").await, 0);
+    }
     let r = c
         .client
         .get(format!("{}/v2/multi/kill/blobs/{d}", c.url(1)))
