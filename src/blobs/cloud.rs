@@ -16,6 +16,7 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::{Attribute, Attributes, BackoffConfig, ClientOptions, RetryConfig};
 
+use super::azure_compose::AzureComposer;
 use super::object::ObjectBackend;
 use super::s3_compose::S3Composer;
 use crate::config::{AzureConfig, GcsConfig, S3Config};
@@ -195,14 +196,16 @@ pub fn azure(config: &AzureConfig) -> Result<ObjectBackend, CloudError> {
             .build()
             .map_err(|e| CloudError::new("storage.azure", e))?,
     );
-    // SAS URLs: from the account key, else a user delegation key (bearer credentials).
+    // SAS URLs: from the account key, else a user delegation key (bearer credentials);
+    // they also authorize the block copies of a server-side compose.
     Ok(ObjectBackend::new(
         "azure",
         store.clone(),
         config.rootdirectory.as_deref().unwrap_or_default(),
     )
-    .with_signer(store)
-    .with_part_size(part_size(config.chunksize())))
+    .with_signer(store.clone())
+    .with_part_size(part_size(config.chunksize()))
+    .with_composer(Arc::new(AzureComposer::new(store))))
 }
 
 /// `storage.gcs`: Google Cloud Storage (or an emulator, through `endpoint`).

@@ -17,6 +17,7 @@ use futures_util::stream::BoxStream;
 
 use crate::metadata::ChunkRecord;
 
+pub mod azure_compose;
 pub mod cloud;
 pub mod fs;
 pub mod object;

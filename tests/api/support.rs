@@ -141,7 +141,7 @@ pub fn need(var: &str) -> String {
 }
 
 /// The `storage` section for one test server.
-fn storage_section(fs_root: &str) -> Value {
+pub fn storage_section(fs_root: &str) -> Value {
     static UNSET: std::sync::Once = std::sync::Once::new();
     let kind = storage_kind();
     if kind != "filesystem" {
