@@ -362,8 +362,60 @@ async fn verify(server: &Arc<TokenServer>, user: String, password: String) -> bo
         .unwrap_or(false)
 }
 
+/// `wharf_token_requests_total{method, grant, outcome}`, registered with the process's
+/// metrics on first use: what the built-in token server was asked (`GET` with `basic`
+/// credentials or `anonymous`; `POST` with the `password`, `refresh_token` or an
+/// `other` grant) and what it answered (`issued`, `refused` for bad credentials,
+/// `bad_request`, `not_configured`, `error`).
+fn token_requests() -> &'static prometheus::IntCounterVec {
+    static REQUESTS: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
+    REQUESTS.get_or_init(|| {
+        let c = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "token_requests_total",
+                "Token server requests by method, grant and outcome",
+            ),
+            &["method", "grant", "outcome"],
+        )
+        .expect("static metric");
+        if let Err(e) = crate::telemetry::metrics()
+            .registry
+            .register(Box::new(c.clone()))
+        {
+            tracing::warn!(error = %e, "token server metrics not registered");
+        }
+        c
+    })
+}
+
+/// Counts one answer of the token server and hands it on.
+fn counted(method: &str, grant: &str, response: HttpResponse) -> HttpResponse {
+    let status = response.status();
+    let outcome = match status.as_u16() {
+        200 => "issued",
+        401 => "refused",
+        404 => "not_configured",
+        400..=499 => "bad_request",
+        _ => "error",
+    };
+    token_requests()
+        .with_label_values(&[method, grant, outcome])
+        .inc();
+    tracing::debug!(method, grant, outcome, "token request");
+    response
+}
+
 /// `GET /auth/token`: Docker's token flow.
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let grant = if req.headers().contains_key(AUTHORIZATION) {
+        "basic"
+    } else {
+        "anonymous"
+    };
+    counted("GET", grant, get_token(req, state).await)
+}
+
+async fn get_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let Some(server) = state.auth.token_server().cloned() else {
         return not_configured();
     };
@@ -409,6 +461,18 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 
 /// `POST /auth/token`: OAuth2 password and refresh_token grants (form-encoded).
 pub async fn post(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let grant = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+        .ok()
+        .and_then(|pairs| match param(&pairs, "grant_type") {
+            Some("password") => Some("password"),
+            Some("refresh_token") => Some("refresh_token"),
+            _ => None,
+        })
+        .unwrap_or("other");
+    counted("POST", grant, post_token(body, state).await)
+}
+
+async fn post_token(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
     use actix_web::http::StatusCode;
     let Some(server) = state.auth.token_server().cloned() else {
         return not_configured();

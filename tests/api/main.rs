@@ -2,6 +2,8 @@
 //! OCI Distribution Spec v1.1 (and Docker registry/2.0) API. Every test starts its own
 //! server in-process on a free port with fresh storage (see `support`).
 
+#[path = "../common/postgres_url.rs"]
+mod postgres_url;
 mod support;
 
 mod base;

@@ -1,6 +1,11 @@
 //! Test harness: a real Wharf server started in-process on a free port, with a fresh
 //! temporary directory for blobs and SQLite, and small helpers to talk to it.
 //!
+//! `WHARF_TEST_METADATA` chooses the metadata store: `sqlite` (the default, a file in
+//! the server's directory) or `postgres`: a database of the server's own
+//! (`wharf_api_<random>`, created on the server `WHARF_TEST_POSTGRES_URL` names and
+//! dropped when the test server stops), so the same suite runs on both engines.
+//!
 //! `WHARF_TEST_STORAGE` chooses the blob storage: `filesystem` (the default), `inmemory`,
 //! or a cloud emulator that `scripts/lib/services.sh` started: `s3` (moto; with
 //! `WHARF_TEST_S3_ENDPOINT` and `WHARF_TEST_S3_BUCKET`), `azure` (Azurite;
@@ -178,6 +183,94 @@ pub fn storage_section(fs_root: &str) -> Value {
     }
 }
 
+/// The metadata store the tests run on (`WHARF_TEST_METADATA`; `sqlite` by default).
+pub fn metadata_kind() -> String {
+    std::env::var("WHARF_TEST_METADATA")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "sqlite".into())
+}
+
+/// One test server's metadata database.
+enum TestDatabase {
+    /// A file in the server's scratch directory, removed with it.
+    Sqlite(String),
+    /// A database of its own on a PostgreSQL server, dropped with this value.
+    Postgres { server_url: String, name: String },
+}
+
+impl TestDatabase {
+    async fn create(dir: &tempfile::TempDir) -> TestDatabase {
+        match metadata_kind().as_str() {
+            "sqlite" => TestDatabase::Sqlite(format!(
+                "sqlite://{}",
+                dir.path().join("wharf.db").display()
+            )),
+            "postgres" => {
+                use sqlx::Connection as _;
+                let server_url = std::env::var("WHARF_TEST_POSTGRES_URL")
+                    .ok()
+                    .filter(|v| !v.is_empty())
+                    .expect(
+                        "WHARF_TEST_METADATA=postgres needs WHARF_TEST_POSTGRES_URL \
+                         (scripts/test starts a throwaway cluster and sets it)",
+                    );
+                let name = format!("wharf_api_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = sqlx::PgConnection::connect(&server_url)
+                    .await
+                    .unwrap_or_else(|e| panic!("WHARF_TEST_POSTGRES_URL: cannot connect: {e}"));
+                sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create the test server's database");
+                let _ = admin.close().await;
+                TestDatabase::Postgres { server_url, name }
+            }
+            other => panic!("WHARF_TEST_METADATA={other:?}: use sqlite or postgres"),
+        }
+    }
+
+    /// `database.url` for the server.
+    fn url(&self) -> String {
+        match self {
+            TestDatabase::Sqlite(url) => url.clone(),
+            TestDatabase::Postgres { server_url, name } => {
+                crate::postgres_url::with_database(server_url, name)
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let TestDatabase::Postgres { server_url, name } = self else {
+            return;
+        };
+        let (server_url, sql) = (
+            server_url.clone(),
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        // Drop may run inside the test's runtime: a thread of its own with its own
+        // runtime does the asynchronous work, and is waited for.
+        let dropped = std::thread::spawn(move || {
+            use sqlx::Connection as _;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut admin = sqlx::PgConnection::connect(&server_url).await?;
+                sqlx::raw_sql(&sql).execute(&mut admin).await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop a test database: {dropped:?}");
+        }
+    }
+}
+
 /// Azurite's well-known development account key (public, documented by Microsoft).
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
@@ -189,6 +282,8 @@ pub struct TestRegistry {
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
+    // Dropped after the server has stopped (fields drop after `Drop::drop`).
+    _database: TestDatabase,
 }
 
 impl TestRegistry {
@@ -199,13 +294,13 @@ impl TestRegistry {
     pub async fn start_with(options: Options) -> Self {
         let dir = scratch_dir();
         let root = dir.path().join("blobs");
-        let db = dir.path().join("wharf.db");
+        let database = TestDatabase::create(&dir).await;
         let mut storage = storage_section(&root.display().to_string());
         storage["delete"] = json!({ "enabled": options.delete_enabled });
         storage["redirect"] = json!({ "disable": options.redirect_disable });
         let mut tree = json!({
             "storage": storage,
-            "database": { "url": format!("sqlite://{}", db.display()) },
+            "database": { "url": database.url() },
         });
         if let Some(Value::Object(extra)) = options.extra {
             for (k, v) in extra {
@@ -254,6 +349,7 @@ impl TestRegistry {
             handle,
             thread: Some(thread),
             _dir: dir,
+            _database: database,
         }
     }
 

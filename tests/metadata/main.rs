@@ -18,6 +18,8 @@
 mod cache;
 mod cases;
 mod races;
+#[path = "../common/postgres_url.rs"]
+mod postgres_url;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
 mod support;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use futures_util::FutureExt as _;
 use sqlx::{Connection as _, PgConnection};
 
+use crate::postgres_url::with_database;
 use wharf::metadata::{
     BlobRecord, ChunkRecord, ManifestRecord, MetadataStore, NewManifest, UploadRecord,
 };
@@ -97,23 +98,6 @@ impl TestDatabase {
             }
             Err(e) => eprintln!("could not drop test database {}: {e}", self.name),
         }
-    }
-}
-
-/// `url` with its database replaced by `db` (query parameters kept).
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
     }
 }
 
@@ -242,17 +226,4 @@ pub fn referrer(seed: &str, subject: &Digest, artifact_type: Option<&str>) -> Ne
     m.record.artifact_type = artifact_type.map(str::to_string);
     m.record.annotations = Some(format!(r#"{{"seed":"{seed}"}}"#));
     m
-}
-
-#[test]
-fn with_database_replaces_the_path() {
-    assert_eq!(
-        with_database("postgres://u@h:5/postgres", "x"),
-        "postgres://u@h:5/x"
-    );
-    assert_eq!(with_database("postgres://u@h:5", "x"), "postgres://u@h:5/x");
-    assert_eq!(
-        with_database("postgresql://u:p@h/db?sslmode=disable", "x"),
-        "postgresql://u:p@h/x?sslmode=disable"
-    );
 }

@@ -18,6 +18,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 mod cache;
+#[path = "../common/postgres_url.rs"]
+mod postgres_url;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
 use sha2::{Digest as _, Sha256};
@@ -85,10 +87,7 @@ impl Cluster {
             .execute(format!("CREATE DATABASE {database}").as_str())
             .await
             .expect("create database");
-        let db_url = match server_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{database}"),
-            None => panic!("WHARF_TEST_POSTGRES_URL has no database part"),
-        };
+        let db_url = postgres_url::with_database(&server_url, &database);
         let dir = tempfile::tempdir().expect("tempdir");
         let root = format!("multi-{}", uuid::Uuid::new_v4().simple());
         let config = dir.path().join("config.yml");
