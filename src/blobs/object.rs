@@ -4,7 +4,8 @@
 //! Every chunk is its own object under a unique key, so two racing requests can never
 //! overwrite each other's bytes; an upload that ends as one chunk *is* its blob (no copy).
 //! Several chunks are composed inside the store by its [`Composer`] (S3's
-//! `UploadPartCopy`, `s3_compose`) where it has one and can, else copied once into the
+//! `UploadPartCopy`, `s3_compose`; Azure's Put Block From URL, `azure_compose`; GCS's
+//! `objects.compose`, `gcs_compose`) where it has one and can, else copied once into the
 //! blob object, streaming.
 
 use std::ops::Range;
