@@ -17,9 +17,9 @@
 
 mod cache;
 mod cases;
-mod races;
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
+mod races;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
 mod support;
