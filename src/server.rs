@@ -70,6 +70,7 @@ pub async fn registry(config: &Config) -> Result<Registry, StartError> {
     let blobs = blob_store(config)?;
     let policy = Policy {
         delete_enabled: config.storage.delete.enabled,
+        read_only: config.storage.maintenance.readonly.enabled,
         ..Policy::default()
     };
     Ok(Registry::new(meta, blobs, policy))
@@ -123,7 +124,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         source,
     })?;
     tracing::info!(%addr, storage = registry.blob_store().name(), database = %redact(&config.database.url), "wharf listening");
-    crate::maintenance::spawn(registry.clone());
+    crate::maintenance::spawn(registry.clone(), &config);
     http_server(registry, &config, listener)?
         .await
         .map_err(|source| StartError::Listen {

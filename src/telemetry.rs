@@ -18,6 +18,7 @@ pub struct Metrics {
     pub blobs_committed: IntCounter,
     pub manifests_pushed: IntCounter,
     pub blob_compose: IntCounterVec,
+    pub uploads_purged: IntCounter,
 }
 
 fn build() -> Metrics {
@@ -55,6 +56,11 @@ fn build() -> Metrics {
         &["backend", "method"],
     )
     .expect("static metric");
+    let uploads_purged = IntCounter::new(
+        "uploads_purged_total",
+        "Stale upload sessions purged (storage.maintenance.uploadpurging)",
+    )
+    .expect("static metric");
     for m in [
         Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(http_duration.clone()),
@@ -63,6 +69,7 @@ fn build() -> Metrics {
         Box::new(blobs_committed.clone()),
         Box::new(manifests_pushed.clone()),
         Box::new(blob_compose.clone()),
+        Box::new(uploads_purged.clone()),
     ] {
         registry.register(m).expect("metric names are unique");
     }
@@ -75,7 +82,19 @@ fn build() -> Metrics {
         blobs_committed,
         manifests_pushed,
         blob_compose,
+        uploads_purged,
     }
+}
+
+/// A counter family registered with the process's metrics on its first use (for
+/// modules that keep their own, in a `OnceLock`): a registration failure is logged,
+/// never fatal.
+pub fn lazy_counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("static metric");
+    if let Err(e) = metrics().registry.register(Box::new(c.clone())) {
+        tracing::warn!(error = %e, metric = name, "metric not registered");
+    }
+    c
 }
 
 /// The process-wide metrics.

@@ -369,21 +369,11 @@ type Decision = (Result<Grant, ApiError>, &'static str);
 fn decisions() -> &'static prometheus::IntCounterVec {
     static DECISIONS: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
     DECISIONS.get_or_init(|| {
-        let c = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "auth_decisions_total",
-                "Authorization decisions by mechanism and outcome",
-            ),
+        crate::telemetry::lazy_counter_vec(
+            "auth_decisions_total",
+            "Authorization decisions by mechanism and outcome",
             &["mechanism", "outcome"],
         )
-        .expect("static metric");
-        if let Err(e) = crate::telemetry::metrics()
-            .registry
-            .register(Box::new(c.clone()))
-        {
-            tracing::warn!(error = %e, "auth metrics not registered");
-        }
-        c
     })
 }
 

@@ -370,21 +370,11 @@ async fn verify(server: &Arc<TokenServer>, user: String, password: String) -> bo
 fn token_requests() -> &'static prometheus::IntCounterVec {
     static REQUESTS: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
     REQUESTS.get_or_init(|| {
-        let c = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "token_requests_total",
-                "Token server requests by method, grant and outcome",
-            ),
+        crate::telemetry::lazy_counter_vec(
+            "token_requests_total",
+            "Token server requests by method, grant and outcome",
             &["method", "grant", "outcome"],
         )
-        .expect("static metric");
-        if let Err(e) = crate::telemetry::metrics()
-            .registry
-            .register(Box::new(c.clone()))
-        {
-            tracing::warn!(error = %e, "token server metrics not registered");
-        }
-        c
     })
 }
 

@@ -14,6 +14,7 @@ mod cloud;
 mod duration;
 mod env;
 mod http;
+mod maintenance;
 mod middleware;
 mod storage;
 
@@ -22,6 +23,7 @@ pub use cache::{CacheConfig, CacheKind, RedisConfig, RedisTlsConfig};
 pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
 pub use duration::ConfigDuration;
 pub use http::{HttpConfig, LogConfig};
+pub use maintenance::{MaintenanceConfig, ReadOnlyConfig, UploadPurgingConfig};
 pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
 pub use storage::{StorageConfig, StorageDriver};
 
@@ -247,6 +249,45 @@ mod tests {
             .to_string();
         assert!(e.contains("database.url"), "{e}");
         assert!(matches!(load("http: [", &[]), Err(ConfigError::Yaml(_))));
+    }
+
+    #[test]
+    fn maintenance_keys() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        let p = &c.storage.maintenance.uploadpurging;
+        assert!(p.enabled && !p.dryrun);
+        assert_eq!(p.age.0.as_secs(), 168 * 3600);
+        assert_eq!(p.interval.0.as_secs(), 24 * 3600);
+        assert!(!c.storage.maintenance.readonly.enabled);
+
+        let c = load(
+            "storage:\n  maintenance:\n    uploadpurging:\n      enabled: true\n      age: 72h\n      interval: 30m\n      dryrun: true\n    readonly:\n      enabled: true\n",
+            &[("REGISTRY_STORAGE_MAINTENANCE_UPLOADPURGING_ENABLED", "false")],
+        )
+        .unwrap();
+        let p = &c.storage.maintenance.uploadpurging;
+        assert!(!p.enabled && p.dryrun);
+        assert_eq!(p.age.0.as_secs(), 72 * 3600);
+        assert_eq!(p.interval.0.as_secs(), 1800);
+        assert!(c.storage.maintenance.readonly.enabled);
+
+        for (yaml, key) in [
+            ("uploadpurging:\n  age: soon\n", "storage.maintenance.uploadpurging.age"),
+            ("uploadpurging:\n  age: 0s\n", "storage.maintenance.uploadpurging.age"),
+            ("uploadpurging:\n  interval: 0s\n", "storage.maintenance.uploadpurging.interval"),
+            ("uploadpurging:\n  enabled: perhaps\n", "storage.maintenance.uploadpurging.enabled"),
+            ("readonly:\n  enabled: 2\n", "storage.maintenance.readonly.enabled"),
+        ] {
+            let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
+            let e = load(&format!("storage:\n  maintenance:\n{indented}"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{yaml:?}: {e}");
+        }
+        let e = load("storage:\n  maintenance:\n    purging: {}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("purging"), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use super::cache::CacheConfig;
 use super::cloud::{AzureConfig, GcsConfig, S3Config};
 use super::duration::ConfigDuration;
+use super::maintenance::MaintenanceConfig;
 use super::ConfigError;
 
 /// The storage drivers, as the keys under `storage` that choose them.
@@ -90,10 +91,8 @@ pub struct StorageConfig {
     pub redirect: RedirectConfig,
     #[serde(default)]
     pub cache: CacheConfig,
-    /// Accepted for compatibility: distribution's upload purging settings. Wharf purges
-    /// stale uploads from the database on its own.
     #[serde(default)]
-    pub maintenance: Option<serde_yaml::Value>,
+    pub maintenance: MaintenanceConfig,
 }
 
 /// The chosen blob backend.
@@ -169,6 +168,7 @@ impl StorageConfig {
         if let Some(gcs) = &self.gcs {
             gcs.validate()?;
         }
+        self.maintenance.validate()?;
         let expiry = self.redirect.expiry.0;
         if expiry.is_zero() || expiry > std::time::Duration::from_secs(7 * 24 * 3600) {
             return Err(ConfigError::key(

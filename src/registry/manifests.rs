@@ -33,6 +33,7 @@ impl Registry {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<PushedManifest> {
+        self.require_writable()?;
         let algorithm = match reference {
             Reference::Digest(d) => d.algorithm(),
             Reference::Tag(_) => super::digest::Algorithm::Sha256,

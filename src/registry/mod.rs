@@ -27,6 +27,8 @@ pub use error::{RegistryError, Result};
 pub struct Policy {
     /// `storage.delete.enabled`: blob and manifest deletes are allowed.
     pub delete_enabled: bool,
+    /// `storage.maintenance.readonly.enabled`: every push and delete is refused.
+    pub read_only: bool,
     /// Upper bound on one page of tags or repositories.
     pub max_page: u32,
 }
@@ -35,6 +37,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             delete_enabled: true,
+            read_only: false,
             max_page: 10_000,
         }
     }
@@ -69,7 +72,19 @@ impl Registry {
         &self.policy
     }
 
+    /// Refuses writes while the registry is read-only.
+    fn require_writable(&self) -> Result<()> {
+        if self.policy.read_only {
+            Err(RegistryError::Unsupported(
+                "the registry is read-only (storage.maintenance.readonly.enabled: true)".into(),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     fn require_delete(&self) -> Result<()> {
+        self.require_writable()?;
         if self.policy.delete_enabled {
             Ok(())
         } else {

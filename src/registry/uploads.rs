@@ -72,6 +72,7 @@ impl Registry {
         repo: &RepoName,
         algorithm: Algorithm,
     ) -> Result<UploadStatus> {
+        self.require_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
         let record = UploadRecord {
@@ -208,6 +209,7 @@ impl Registry {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        self.require_writable()?;
         let upload = self.load_upload(repo, id).await?;
         let declared = Self::check_range(&upload, range)?;
         let hasher = Self::restore_hasher(&upload)?;
@@ -282,6 +284,7 @@ impl Registry {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        self.require_writable()?;
         let upload = self.load_upload(repo, id).await?;
         let declared = Self::check_range(&upload, range)?;
         let hasher = Self::restore_hasher(&upload)?;
@@ -413,6 +416,7 @@ impl Registry {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        self.require_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = now_ms();
         let upload = UploadRecord {
@@ -446,6 +450,7 @@ impl Registry {
 
     /// `DELETE` of an upload: cancels it and frees its storage.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
+        self.require_writable()?;
         let upload = self.load_upload(repo, id).await?;
         if let Some(u) = self.meta.delete_upload(&upload.id).await? {
             self.blobs.discard_upload(&u.storage_key, &u.chunks).await?;
@@ -462,6 +467,7 @@ impl Registry {
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<MountOutcome> {
+        self.require_writable()?;
         let source = match from {
             Some(from) => self.meta.repo_blob(from, digest).await?,
             None => self.meta.any_blob(digest).await?,
@@ -478,18 +484,41 @@ impl Registry {
 }
 
 impl Registry {
-    /// Deletes upload sessions idle for longer than `max_age`, with their data.
-    /// Returns how many were purged.
-    pub async fn purge_stale_uploads(&self, max_age: std::time::Duration) -> Result<usize> {
-        let before = now_ms() - max_age.as_millis() as i64;
+    /// Deletes upload sessions idle for longer than `max_age`, with their data, and
+    /// returns how many went. With `dry_run`, deletes nothing and returns how many
+    /// (of the first batch) would go. Safe on every instance at once: only the instance
+    /// whose delete removes a session's row frees its data.
+    pub async fn purge_stale_uploads(
+        &self,
+        max_age: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<usize> {
+        const BATCH: u32 = 500;
+        let before = now_ms() - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+        if dry_run {
+            let stale = self.meta.stale_uploads(before, BATCH).await?;
+            for u in &stale {
+                tracing::info!(upload = %u.id, repo = %u.repository, "dry run: would purge upload session");
+            }
+            return Ok(stale.len());
+        }
         let mut purged = 0;
-        for upload in self.meta.stale_uploads(before, 500).await? {
-            // Only the instance that deletes the row frees the data.
-            if let Some(u) = self.meta.delete_upload(&upload.id).await? {
-                self.blobs.discard_upload(&u.storage_key, &u.chunks).await?;
-                purged += 1;
+        loop {
+            let stale = self.meta.stale_uploads(before, BATCH).await?;
+            let full = stale.len() == BATCH as usize;
+            let mut progress = false;
+            for upload in stale {
+                if let Some(u) = self.meta.delete_upload(&upload.id).await? {
+                    self.blobs.discard_upload(&u.storage_key, &u.chunks).await?;
+                    purged += 1;
+                    progress = true;
+                }
+            }
+            // Another instance may be sweeping the same rows: stop when a full batch
+            // freed nothing here, so two sweepers never spin on each other's rows.
+            if !full || !progress {
+                return Ok(purged);
             }
         }
-        Ok(purged)
     }
 }

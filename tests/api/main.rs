@@ -11,6 +11,7 @@ mod blobs;
 mod compose;
 mod config_delete;
 mod errors;
+mod maintenance;
 mod manifests;
 mod redirect;
 mod referrers;

@@ -85,6 +85,8 @@ pub struct Options {
     pub delete_enabled: bool,
     /// `storage.redirect.disable`: blob GETs on a cloud store stream instead of `307`.
     pub redirect_disable: bool,
+    /// `storage.maintenance` (upload purging, read-only mode).
+    pub maintenance: Option<Value>,
     /// More top-level configuration sections (`http`, `middleware`).
     pub extra: Option<Value>,
 }
@@ -94,6 +96,7 @@ impl Default for Options {
         Options {
             delete_enabled: true,
             redirect_disable: false,
+            maintenance: None,
             extra: None,
         }
     }
@@ -298,6 +301,9 @@ impl TestRegistry {
         let mut storage = storage_section(&root.display().to_string());
         storage["delete"] = json!({ "enabled": options.delete_enabled });
         storage["redirect"] = json!({ "disable": options.redirect_disable });
+        if let Some(maintenance) = options.maintenance {
+            storage["maintenance"] = maintenance;
+        }
         let mut tree = json!({
             "storage": storage,
             "database": { "url": database.url() },
@@ -323,6 +329,8 @@ impl TestRegistry {
                             return;
                         }
                     };
+                    // As `wharf serve` does: upload purging, if configured.
+                    wharf::maintenance::spawn(registry.clone(), &config);
                     let server = match wharf::server::http_server(registry, &config, listener) {
                         Ok(s) => s,
                         Err(e) => {
