@@ -18,7 +18,9 @@ pub fn spawn(registry: Registry, config: &Config) {
     let maintenance = &config.storage.maintenance;
     let purging = maintenance.uploadpurging.clone();
     if !purging.enabled {
-        tracing::info!("upload purging disabled (storage.maintenance.uploadpurging.enabled: false)");
+        tracing::info!(
+            "upload purging disabled (storage.maintenance.uploadpurging.enabled: false)"
+        );
         return;
     }
     if maintenance.readonly.enabled {
@@ -31,12 +33,22 @@ pub fn spawn(registry: Registry, config: &Config) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            let span = tracing::info_span!("maintenance.purge_uploads", age_secs = age.as_secs(), dry_run);
-            let purged = registry.purge_stale_uploads(age, dry_run).instrument(span).await;
+            let span = tracing::info_span!(
+                "maintenance.purge_uploads",
+                age_secs = age.as_secs(),
+                dry_run
+            );
+            let purged = registry
+                .purge_stale_uploads(age, dry_run)
+                .instrument(span)
+                .await;
             let counter = &crate::telemetry::metrics().uploads_purged;
             match purged {
                 Ok(0) => {}
-                Ok(n) if dry_run => tracing::info!(stale = n, "dry run: stale upload sessions found, none purged"),
+                Ok(n) if dry_run => tracing::info!(
+                    stale = n,
+                    "dry run: stale upload sessions found, none purged"
+                ),
                 Ok(n) => {
                     counter.inc_by(n as u64);
                     tracing::info!(purged = n, "purged stale upload sessions");

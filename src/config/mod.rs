@@ -272,11 +272,26 @@ mod tests {
         assert!(c.storage.maintenance.readonly.enabled);
 
         for (yaml, key) in [
-            ("uploadpurging:\n  age: soon\n", "storage.maintenance.uploadpurging.age"),
-            ("uploadpurging:\n  age: 0s\n", "storage.maintenance.uploadpurging.age"),
-            ("uploadpurging:\n  interval: 0s\n", "storage.maintenance.uploadpurging.interval"),
-            ("uploadpurging:\n  enabled: perhaps\n", "storage.maintenance.uploadpurging.enabled"),
-            ("readonly:\n  enabled: 2\n", "storage.maintenance.readonly.enabled"),
+            (
+                "uploadpurging:\n  age: soon\n",
+                "storage.maintenance.uploadpurging.age",
+            ),
+            (
+                "uploadpurging:\n  age: 0s\n",
+                "storage.maintenance.uploadpurging.age",
+            ),
+            (
+                "uploadpurging:\n  interval: 0s\n",
+                "storage.maintenance.uploadpurging.interval",
+            ),
+            (
+                "uploadpurging:\n  enabled: perhaps\n",
+                "storage.maintenance.uploadpurging.enabled",
+            ),
+            (
+                "readonly:\n  enabled: 2\n",
+                "storage.maintenance.readonly.enabled",
+            ),
         ] {
             let indented: String = yaml.lines().map(|l| format!("    {l}\n")).collect();
             let e = load(&format!("storage:\n  maintenance:\n{indented}"), &[])

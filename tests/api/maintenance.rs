@@ -13,7 +13,12 @@ const REPO: &str = "maint/repo";
 
 /// Polls the upload's status until it answers `want` (or `deadline` passes); returns
 /// the last status seen.
-async fn upload_status_until(reg: &TestRegistry, location: &str, want: u16, deadline: Duration) -> u16 {
+async fn upload_status_until(
+    reg: &TestRegistry,
+    location: &str,
+    want: u16,
+    deadline: Duration,
+) -> u16 {
     let start = Instant::now();
     loop {
         let status = reg.get(location).await.status;
@@ -48,7 +53,9 @@ async fn stale_upload_sessions_are_purged_and_fresh_ones_kept() {
         404,
         "the idle upload session was not purged"
     );
-    reg.get(&stale).await.expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    reg.get(&stale)
+        .await
+        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
     let metrics = reg.get("/metrics").await.text();
     let purged: u64 = metrics
         .lines()
@@ -103,8 +110,11 @@ async fn read_only_refuses_every_write_with_405_and_still_reads() {
     let manifest = image_manifest(b"{}", &[b"a layer"], None);
     let writes = [
         reg.req(Method::POST, &format!("/v2/{REPO}/blobs/uploads/")),
-        reg.req(Method::POST, &format!("/v2/{REPO}/blobs/uploads/?digest={blob}"))
-            .body(b"a blob".to_vec()),
+        reg.req(
+            Method::POST,
+            &format!("/v2/{REPO}/blobs/uploads/?digest={blob}"),
+        )
+        .body(b"a blob".to_vec()),
         reg.req(
             Method::POST,
             &format!("/v2/{REPO}/blobs/uploads/?mount={blob}&from=other/repo"),
