@@ -23,6 +23,7 @@ use object_store::signer::Signer;
 use reqwest::Method;
 use tracing::Instrument;
 
+use super::http_retry::{retryable_error, retryable_status, ATTEMPTS, FIRST_BACKOFF, GROWTH};
 use super::object::Composer;
 use super::{BlobError, Result};
 
@@ -36,8 +37,6 @@ const CONCURRENCY: usize = 4;
 const SAS_LIFETIME: Duration = Duration::from_secs(3600);
 /// REST API version of the requests (the one object_store speaks).
 const API_VERSION: &str = "2023-11-03";
-/// Attempts per block copy (throttling, 500/503, timeouts).
-const ATTEMPTS: u32 = 5;
 
 /// One block of the composed blob: `range` (end exclusive) of chunk `chunk`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +100,7 @@ impl AzureComposer {
         url.query_pairs_mut()
             .append_pair("comp", "block")
             .append_pair("blockid", &BASE64_STANDARD.encode(&content_id));
-        let mut delay = Duration::from_millis(200);
+        let mut delay = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
             let mut request = self
                 .http
@@ -130,26 +129,19 @@ impl AzureComposer {
                         return Err(BlobError::ObjectStore(object_store::Error::NotImplemented));
                     }
                     let message = format!("Put Block From URL: {status} {code}");
-                    if !(status.is_server_error()
-                        || status.as_u16() == 408
-                        || status.as_u16() == 429)
-                        || attempt == ATTEMPTS
-                    {
+                    if !retryable_status(status) || attempt == ATTEMPTS {
                         return Err(store_error(message));
                     }
                     message
                 }
-                Err(e)
-                    if attempt == ATTEMPTS
-                        || !(e.is_timeout() || e.is_connect() || e.is_request()) =>
-                {
+                Err(e) if attempt == ATTEMPTS || !retryable_error(&e) => {
                     return Err(store_error(format!("Put Block From URL: {e}")))
                 }
                 Err(e) => e.to_string(),
             };
             tracing::debug!(attempt, error = %retryable, "block copy failed; retrying");
             tokio::time::sleep(delay).await;
-            delay *= 3;
+            delay *= GROWTH;
         }
         unreachable!("the last attempt returns")
     }

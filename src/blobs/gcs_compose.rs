@@ -25,7 +25,9 @@ use object_store::path::Path;
 use reqwest::{Method, StatusCode};
 use tracing::Instrument;
 
+use super::http_retry::{retryable_error, retryable_status, ATTEMPTS, FIRST_BACKOFF, GROWTH};
 use super::object::Composer;
+use super::url_encoding::encode_segment;
 use super::{BlobError, Result};
 
 /// The most source objects one compose call takes.
@@ -36,10 +38,6 @@ pub const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
 const CONTENT_TYPE: &str = "application/octet-stream";
 /// Compose (and delete) calls in flight at once.
 const CONCURRENCY: usize = 4;
-/// Attempts per call (throttling, 5xx, timeouts).
-const ATTEMPTS: u32 = 5;
-/// The wait before the first retry; each further one waits three times longer.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Why one JSON API call failed (boxed as the source of an `object_store::Error`).
 #[derive(Debug, thiserror::Error)]
@@ -205,14 +203,8 @@ impl GcsComposer {
                 },
             };
             let retryable = match &error {
-                GcsCallError::Status { status, .. } => {
-                    (status.is_server_error() && *status != StatusCode::NOT_IMPLEMENTED)
-                        || *status == StatusCode::REQUEST_TIMEOUT
-                        || *status == StatusCode::TOO_MANY_REQUESTS
-                }
-                GcsCallError::Http { source, .. } => {
-                    source.is_timeout() || source.is_connect() || source.is_request()
-                }
+                GcsCallError::Status { status, .. } => retryable_status(*status),
+                GcsCallError::Http { source, .. } => retryable_error(source),
                 GcsCallError::Credentials(_) => false,
             };
             if !retryable || attempt == ATTEMPTS {
@@ -220,7 +212,7 @@ impl GcsComposer {
             }
             tracing::debug!(attempt, error = %error, "GCS call failed; retrying");
             tokio::time::sleep(delay).await;
-            delay *= 3;
+            delay *= GROWTH;
             attempt += 1;
         }
     }
@@ -378,20 +370,6 @@ fn error_message(body: &[u8]) -> String {
     }
 }
 
-/// A bucket or object name as one URL path segment: everything but RFC 3986's
-/// unreserved characters percent-encoded (`/` too).
-fn encode_segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod emulator_tests;
 
@@ -428,15 +406,6 @@ mod tests {
             }
             assert_eq!(inputs, 1);
         }
-    }
-
-    #[test]
-    fn names_are_one_path_segment() {
-        assert_eq!(
-            encode_segment("root dir/blobs/a.0.b~c_d-e"),
-            "root%20dir%2Fblobs%2Fa.0.b~c_d-e"
-        );
-        assert_eq!(encode_segment("é+?#"), "%C3%A9%2B%3F%23");
     }
 
     #[test]

@@ -21,8 +21,10 @@ pub mod azure_compose;
 pub mod cloud;
 pub mod fs;
 pub mod gcs_compose;
+mod http_retry;
 pub mod object;
 pub mod s3_compose;
+mod url_encoding;
 
 /// Errors of the blob store.
 #[derive(Debug, thiserror::Error)]
