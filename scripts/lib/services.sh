@@ -253,7 +253,9 @@ YAML
 }
 
 # start_distribution: run the CNCF registry (Debian's docker-registry,
-# distribution 2.8) on a free port, filesystem storage, delete enabled.
+# distribution 2.8) on a free port, filesystem storage, delete enabled,
+# manifests with `urls` (non-distributable layers) allowed: unset, its
+# validation.manifests.urls.allow refuses every such manifest.
 # A reference to compare with. Sets and exports DISTRIBUTION_ADDR,
 # DISTRIBUTION_URL, DISTRIBUTION_PID.
 start_distribution() {
@@ -276,6 +278,11 @@ storage:
     blobdescriptor: inmemory
 http:
   addr: ${DISTRIBUTION_ADDR}
+validation:
+  manifests:
+    urls:
+      allow:
+        - ^https?://
 YAML
   start_service distribution "$dir/registry.log" "$bin" serve "$dir/config.yml"
   DISTRIBUTION_PID=$REPLY
