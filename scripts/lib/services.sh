@@ -212,44 +212,157 @@ find_wharf_bin() {
 # (host:port), WHARF_URL, WHARF_PID, WHARF_DATA_DIR, WHARF_CONFIG.
 # Extra YAML for the config can be passed in WHARF_EXTRA_CONFIG.
 start_wharf() {
-  local bin attempt port dir
-  bin="$(find_wharf_bin)" || die "no wharf binary (set WHARF_BIN or build with cargo build --release)"
-  dir="$WHARF_TMP/wharf"
+  local dir="$WHARF_TMP/wharf"
   mkdir -p "$dir/blobs"
-  for attempt in 1 2 3; do
-    port="$(free_port)"
-    WHARF_ADDR="127.0.0.1:${port}"
-    WHARF_CONFIG="$dir/config.yml"
-    cat >"$WHARF_CONFIG" <<YAML
+  cat >"$dir/config.template.yml" <<YAML
 version: 0.1
 http:
-  addr: ${WHARF_ADDR}
+  addr: @ADDR@
 storage:
   filesystem:
-    rootdirectory: ${dir}/blobs
+    rootdirectory: @DATA@/blobs
   delete:
     enabled: true
 database:
-  url: sqlite://${dir}/wharf.db
+  url: sqlite://@DATA@/wharf.db
 ${WHARF_EXTRA_CONFIG:-}
 YAML
-    start_service wharf "$dir/wharf.log" env RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 "$bin" serve --config "$WHARF_CONFIG"
+  _launch_wharf wharf "$dir/config.template.yml" || die "wharf did not start"
+}
+
+# start_wharf_with_config FILE [NAME]: run `wharf serve` with the config FILE
+# (any backend: S3, Azure, PostgreSQL, Redis...), on a free port, logging to
+# $WHARF_TMP/NAME/wharf.log (NAME defaults to wharf-custom; give each wharf
+# started this way a NAME of its own). FILE is a template: every @DATA@ in it
+# becomes the scratch directory $WHARF_TMP/NAME (for filesystem roots, SQLite
+# files, unique bucket prefixes) and every @ADDR@ the chosen host:port; the
+# address is also passed as REGISTRY_HTTP_ADDR, so http.addr in FILE may be
+# anything. The result is $WHARF_TMP/NAME/config.yml. Sets and exports what
+# start_wharf does (WHARF_ADDR, WHARF_URL, WHARF_PID, WHARF_DATA_DIR,
+# WHARF_CONFIG); stop it with stop_service "$WHARF_PID" (cleanup does too).
+# Returns non-zero (after showing the log) if it did not start.
+start_wharf_with_config() {
+  local file="$1" name="${2:-wharf-custom}"
+  [[ -f "$file" ]] || { warn "start_wharf_with_config: no config file $file"; return 1; }
+  mkdir -p "$WHARF_TMP/$name"
+  _launch_wharf "$name" "$file"
+}
+
+# _launch_wharf NAME TEMPLATE: start_wharf and start_wharf_with_config's
+# common part: a free port (another one if it was taken meanwhile), the
+# config written from TEMPLATE, wait for /v2/.
+_launch_wharf() {
+  local name="$1" template="$2" bin attempt port dir="$WHARF_TMP/$1" addr
+  bin="$(find_wharf_bin)" || { warn "no wharf binary (set WHARF_BIN or build with cargo build --release)"; return 1; }
+  mkdir -p "$dir"
+  for attempt in 1 2 3; do
+    port="$(free_port)"
+    addr="127.0.0.1:${port}"
+    WHARF_CONFIG="$dir/config.yml"
+    sed -e "s|@DATA@|${dir}|g" -e "s|@ADDR@|${addr}|g" "$template" >"$WHARF_CONFIG"
+    start_service "$name" "$dir/wharf.log" env REGISTRY_HTTP_ADDR="$addr" RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
+      "$bin" serve --config "$WHARF_CONFIG"
     WHARF_PID=$REPLY
-    if wait_for_http "http://${WHARF_ADDR}/v2/" 60 "$WHARF_PID"; then
-      WHARF_URL="http://${WHARF_ADDR}"
+    if wait_for_http "http://${addr}/v2/" 60 "$WHARF_PID"; then
+      WHARF_ADDR="$addr"
+      WHARF_URL="http://${addr}"
       WHARF_DATA_DIR="$dir"
       export WHARF_ADDR WHARF_URL WHARF_PID WHARF_DATA_DIR WHARF_CONFIG
-      log "wharf is up at $WHARF_URL"
+      log "$name is up at $WHARF_URL"
       return 0
     fi
-    show_service_log wharf 40
+    show_service_log "$name" 40
     stop_service "$WHARF_PID"
     if ! grep -qiE 'address (already )?in use' "$dir/wharf.log"; then
       break
     fi
     warn "port $port was taken meanwhile (attempt $attempt); retrying"
   done
-  die "wharf did not start"
+  warn "$name did not start"
+  return 1
+}
+
+# write_wharf_config FILE STORAGE [METADATA] [CACHE]: write a config
+# template for start_wharf_with_config: blobs on STORAGE (filesystem, s3 or
+# azure: the emulators started by start_s3 / start_azurite, under a prefix of
+# this wharf's own), metadata on METADATA (sqlite, the default, or postgres:
+# a new database on $WHARF_TEST_POSTGRES_URL's server, from start_postgres),
+# CACHE none (default), inmemory or redis ($REDIS_ADDR, from start_redis).
+# Deletes enabled; blob redirects left on (so S3 and Azure answer blob GETs
+# with a 307 to the store). Extra YAML in WHARF_EXTRA_CONFIG is appended.
+write_wharf_config() {
+  local file="$1" storage="$2" metadata="${3:-sqlite}" cache="${4:-none}" prefix db
+  prefix="e2e-$(date +%s)-$RANDOM"
+  {
+    echo "version: 0.1"
+    echo "http:"
+    echo "  addr: @ADDR@"
+    echo "storage:"
+    case "$storage" in
+      filesystem)
+        echo "  filesystem:"
+        echo "    rootdirectory: @DATA@/blobs"
+        ;;
+      s3)
+        [[ -n "${WHARF_TEST_S3_ENDPOINT:-}" ]] || { warn "write_wharf_config s3: no WHARF_TEST_S3_ENDPOINT (start_s3)"; return 1; }
+        echo "  s3:"
+        echo "    bucket: ${WHARF_TEST_S3_BUCKET}"
+        echo "    region: us-east-1"
+        echo "    regionendpoint: ${WHARF_TEST_S3_ENDPOINT}"
+        echo "    forcepathstyle: true"
+        echo "    accesskey: test"
+        echo "    secretkey: test"
+        echo "    rootdirectory: ${prefix}"
+        ;;
+      azure)
+        [[ -n "${WHARF_TEST_AZURE_ENDPOINT:-}" ]] || { warn "write_wharf_config azure: no WHARF_TEST_AZURE_ENDPOINT (start_azurite)"; return 1; }
+        echo "  azure:"
+        echo "    accountname: ${AZURITE_ACCOUNT}"
+        echo "    accountkey: '${AZURITE_KEY}'"
+        echo "    container: ${WHARF_TEST_AZURE_CONTAINER}"
+        echo "    endpoint: ${WHARF_TEST_AZURE_ENDPOINT}"
+        echo "    rootdirectory: ${prefix}"
+        ;;
+      *) warn "write_wharf_config: storage filesystem, s3 or azure, not $storage"; return 1 ;;
+    esac
+    echo "  delete:"
+    echo "    enabled: true"
+    case "$cache" in
+      none) ;;
+      inmemory | redis)
+        echo "  cache:"
+        echo "    blobdescriptor: $cache"
+        ;;
+      *) warn "write_wharf_config: cache none, inmemory or redis, not $cache"; return 1 ;;
+    esac
+    echo "database:"
+    case "$metadata" in
+      sqlite) echo "  url: sqlite://@DATA@/wharf.db" ;;
+      postgres)
+        [[ -n "${WHARF_TEST_POSTGRES_URL:-}" ]] || { warn "write_wharf_config postgres: no WHARF_TEST_POSTGRES_URL (start_postgres)"; return 1; }
+        db="wharf_e2e_${prefix//-/_}"
+        _psql "$WHARF_TEST_POSTGRES_URL" -q -c "CREATE DATABASE ${db}" >/dev/null \
+          || { warn "write_wharf_config: cannot create database ${db}"; return 1; }
+        echo "  url: ${WHARF_TEST_POSTGRES_URL%/*}/${db}"
+        ;;
+      *) warn "write_wharf_config: metadata sqlite or postgres, not $metadata"; return 1 ;;
+    esac
+    if [[ "$cache" == redis ]]; then
+      [[ -n "${REDIS_ADDR:-}" ]] || { warn "write_wharf_config redis: no REDIS_ADDR (start_redis)"; return 1; }
+      echo "redis:"
+      echo "  addr: ${REDIS_ADDR}"
+    fi
+    [[ -z "${WHARF_EXTRA_CONFIG:-}" ]] || echo "${WHARF_EXTRA_CONFIG}"
+  } >"$file"
+}
+
+# _psql ARGS...: PostgreSQL's client (the cluster's own, else the one on PATH).
+_psql() {
+  if [[ -x "$POSTGRES_BINDIR/psql" ]]; then
+    "$POSTGRES_BINDIR/psql" "$@"
+  else
+    psql "$@"
+  fi
 }
 
 # start_distribution: run the CNCF registry (Debian's docker-registry,
