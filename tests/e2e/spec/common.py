@@ -173,7 +173,7 @@ def expect(what, resp, status=200, body=None, headers=None, dcd=None, empty_body
             if got not in wants:
                 problems[name] = f"{name} {got!r}, expected {' or '.join(map(repr, wants))}"
         if dcd is not None:
-            got = resp.headers.get("Docker-Content-Digest")
+            got = registry_header(resp, "Docker-Content-Digest")
             if isinstance(dcd, str):
                 if got != dcd:
                     problems["Docker-Content-Digest"] = f"Docker-Content-Digest {got!r}, expected {dcd!r}"
@@ -189,6 +189,17 @@ def expect(what, resp, status=200, body=None, headers=None, dcd=None, empty_body
     else:
         not_ok(f"{label}: {detail}")
     return False
+
+
+def registry_header(resp, name):
+    """A header of the registry's answer: after redirects were followed (a
+    blob GET sent on to the object store), the registry's own response is the
+    first one in the chain; the store's final answer does not carry registry
+    headers such as Docker-Content-Digest."""
+    for r in [resp] + list(reversed(resp.history)):
+        if r.headers.get(name) is not None:
+            return r.headers.get(name)
+    return None
 
 
 # ---- digests --------------------------------------------------------------------
