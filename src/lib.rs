@@ -14,3 +14,4 @@ pub mod redirect;
 pub mod registry;
 pub mod server;
 pub mod telemetry;
+pub mod types;

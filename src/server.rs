@@ -8,10 +8,10 @@ use actix_web::dev::Server;
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 
-use crate::blobs::{cloud, fs::FsBackend, object::ObjectBackend, BlobBackend, BlobStore};
+use crate::blobs::{cloud, fs::FsBackend, object::ObjectBackend, BlobBackend};
 use crate::config::{Config, StorageDriver};
 use crate::http::{configure, AppState};
-use crate::registry::{Policy, Registry};
+use crate::registry::{Registry, RegistryOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -36,7 +36,7 @@ pub enum StartError {
 }
 
 /// Opens the configured blob backend.
-pub fn blob_store(config: &Config) -> Result<BlobStore, StartError> {
+pub fn blob_backend(config: &Config) -> Result<Arc<dyn BlobBackend>, StartError> {
     let backend: Arc<dyn BlobBackend> = match config.storage.driver() {
         StorageDriver::Filesystem { rootdirectory } => Arc::new(
             FsBackend::open(&rootdirectory).map_err(|source| StartError::Storage {
@@ -59,21 +59,21 @@ pub fn blob_store(config: &Config) -> Result<BlobStore, StartError> {
             source: std::io::Error::other(e.message),
         }
     }
-    let redirector = crate::redirect::Redirector::from_config(config)?;
-    Ok(BlobStore::new(backend).with_redirector(redirector))
+    Ok(backend)
 }
 
 /// Builds the registry core with its stores (running migrations).
 pub async fn registry(config: &Config) -> Result<Registry, StartError> {
     let meta = crate::metadata::open(&config.database.url, config.database.maxconnections).await?;
     let meta = crate::cache::wrap(config, meta).await?;
-    let blobs = blob_store(config)?;
-    let policy = Policy {
+    let blobs = blob_backend(config)?;
+    let redirector = crate::redirect::Redirector::from_config(config)?;
+    let options = RegistryOptions {
         delete_enabled: config.storage.delete.enabled,
         read_only: config.storage.maintenance.readonly.enabled,
-        ..Policy::default()
+        ..RegistryOptions::default()
     };
-    Ok(Registry::new(meta, blobs, policy))
+    Ok(Registry::new(meta, blobs, redirector, options))
 }
 
 /// Starts the HTTP server on `listener` (already bound, so tests can use port 0).
@@ -84,7 +84,12 @@ pub fn http_server(
 ) -> Result<Server, StartError> {
     let auth = crate::auth::Authorizer::from_config(&config.auth)?;
     tracing::info!(?auth, "authentication");
-    let state = web::Data::new(AppState { registry, auth });
+    let clients = crate::http::client_addr::ClientAddr::new(config.http.trusted_proxies()?);
+    let state = web::Data::new(AppState {
+        registry,
+        auth,
+        clients,
+    });
     let extra_headers = config.http.headers.clone();
     let addr = listener
         .local_addr()
@@ -123,7 +128,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         addr: addr.to_string(),
         source,
     })?;
-    tracing::info!(%addr, storage = registry.blob_store().name(), database = %redact(&config.database.url), "wharf listening");
+    tracing::info!(%addr, storage = registry.storage_name(), database = %redact(&config.database.url), "wharf listening");
     crate::maintenance::spawn(registry.clone(), &config);
     http_server(registry, &config, listener)?
         .await

@@ -1,33 +1,32 @@
 //! Authentication and authorization, decided once per request before dispatch.
 //!
-//! [`need`] says what a request needs from its parsed [`Endpoint`] and method (pull,
-//! push, delete on a repository; `registry:catalog:*`; or only being authenticated for
-//! `GET /v2/`). The [`Authorizer`] checks the request's credentials against the
+//! The HTTP layer says what a request [`Need`]s from its parsed endpoint and method
+//! (pull, push, delete on a repository; `registry:catalog:*`; or only being
+//! authenticated for `GET /v2/`). The [`Authorizer`] checks the request's credentials against the
 //! configured mechanism — none, `htpasswd` (Basic; any valid user may do everything) or
 //! `token` (JWT bearer; the token's `access` claim decides) — and answers with a
-//! [`Grant`] or the spec's 401 `UNAUTHORIZED` with its `WWW-Authenticate` challenge.
+//! [`Grant`] or an [`AuthError`] (the HTTP layer answers it with the spec's 401
+//! `UNAUTHORIZED` and its `WWW-Authenticate` challenge).
 //!
 //! - `htpasswd.rs`: the users file (bcrypt), re-read when it changes.
 //! - `token.rs`: bearer token validation (keys from a JWK set, a certificate bundle, or
 //!   the built-in token server's own key).
-//! - `policy.rs`: the built-in token server's access rules.
-//! - `token_server.rs`: `/auth/token` (Docker token flow and OAuth2 password/refresh).
+//! - `access_policy.rs`: the built-in token server's access rules.
+//! - `token_server.rs`: the built-in token server's grants (Docker token flow and OAuth2
+//!   password/refresh); `http::handlers::token` serves it at `/auth/token`.
 //! - `x5c.rs`: certificate chains in token headers, verified up to `rootcertbundle`.
 //!
-//! Passwords and tokens are never logged.
+//! Passwords and tokens are never logged. Nothing here knows HTTP: this module imports
+//! only `config`, `telemetry` and `types`.
 
 use std::sync::Arc;
 
-use actix_web::http::header::WWW_AUTHENTICATE;
-use actix_web::http::StatusCode;
 use base64::Engine as _;
 
 use crate::config::AuthConfig;
-use crate::http::error::ApiError;
-use crate::http::route::Endpoint;
 
+pub mod access_policy;
 pub mod htpasswd;
-pub mod policy;
 pub mod token;
 pub mod token_server;
 pub mod x5c;
@@ -90,31 +89,6 @@ impl Need {
             }
             Need::Catalog => Some("registry:catalog:*".into()),
         }
-    }
-}
-
-/// What `method` on `endpoint` needs.
-pub fn need(endpoint: &Endpoint, method: &str) -> Need {
-    use Endpoint as E;
-    let repo = |name: &str, action| Need::Repository {
-        name: name.to_string(),
-        action,
-    };
-    match (endpoint, method) {
-        (E::Base, _) => Need::Authenticated,
-        (E::Catalog, _) => Need::Catalog,
-        (
-            E::Tags { name }
-            | E::Manifest { name, .. }
-            | E::Blob { name, .. }
-            | E::Referrers { name, .. },
-            "GET" | "HEAD",
-        ) => repo(name, Action::Pull),
-        (E::Manifest { name, .. } | E::Blob { name, .. }, "DELETE") => repo(name, Action::Delete),
-        (E::Manifest { name, .. }, "PUT") => repo(name, Action::Push),
-        (E::UploadStart { name } | E::Upload { name, .. }, _) => repo(name, Action::Push),
-        // Methods no route takes: authenticated callers get the 405.
-        _ => Need::Authenticated,
     }
 }
 
@@ -212,10 +186,21 @@ pub fn basic(b64: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
-/// A 401 `UNAUTHORIZED` with its challenge.
-pub fn unauthorized(message: impl Into<String>, challenge: String) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
-        .with_header(WWW_AUTHENTICATE, challenge)
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No, malformed or insufficient credentials: the client should authenticate as
+    /// `challenge` (a `WWW-Authenticate` value) says and try again.
+    #[error("{message}")]
+    Unauthorized { message: String, challenge: String },
+}
+
+/// An [`AuthError::Unauthorized`] with its challenge.
+pub fn unauthorized(message: impl Into<String>, challenge: String) -> AuthError {
+    AuthError::Unauthorized {
+        message: message.into(),
+        challenge,
+    }
 }
 
 fn quote(s: &str) -> String {
@@ -272,7 +257,7 @@ impl Authorizer {
     }
 
     /// Checks the request's `Authorization` header against what it needs.
-    pub async fn authorize(&self, need: &Need, header: Option<&str>) -> Result<Grant, ApiError> {
+    pub async fn authorize(&self, need: &Need, header: Option<&str>) -> Result<Grant, AuthError> {
         let (mechanism, (result, outcome)) = match &self.mode {
             Mode::Open => return Ok(Grant::Everything),
             Mode::Htpasswd { realm, users } => {
@@ -293,7 +278,8 @@ impl Authorizer {
             );
         };
         let users = users.clone();
-        let ok = actix_web::web::block(move || users.verify(&user, &password))
+        // bcrypt is deliberately slow: off the async workers.
+        let ok = tokio::task::spawn_blocking(move || users.verify(&user, &password))
             .await
             .unwrap_or(false);
         if ok {
@@ -361,7 +347,7 @@ impl Authorizer {
 }
 
 /// A decision and its `outcome` label.
-type Decision = (Result<Grant, ApiError>, &'static str);
+type Decision = (Result<Grant, AuthError>, &'static str);
 
 /// `wharf_auth_decisions_total{mechanism, outcome}`, registered with the process's
 /// metrics on first use. Outcomes: granted, no_credentials, invalid_credentials,
@@ -380,40 +366,6 @@ fn decisions() -> &'static prometheus::IntCounterVec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn what_each_request_needs() {
-        let e = |p: &str| Endpoint::parse(p).unwrap();
-        let r = |action| Need::Repository {
-            name: "a/b".into(),
-            action,
-        };
-        assert_eq!(need(&e("/v2/"), "GET"), Need::Authenticated);
-        assert_eq!(need(&e("/v2/_catalog"), "GET"), Need::Catalog);
-        assert_eq!(need(&e("/v2/a/b/tags/list"), "GET"), r(Action::Pull));
-        assert_eq!(need(&e("/v2/a/b/manifests/x"), "HEAD"), r(Action::Pull));
-        assert_eq!(need(&e("/v2/a/b/manifests/x"), "PUT"), r(Action::Push));
-        assert_eq!(need(&e("/v2/a/b/manifests/x"), "DELETE"), r(Action::Delete));
-        assert_eq!(need(&e("/v2/a/b/blobs/sha256:0"), "GET"), r(Action::Pull));
-        assert_eq!(
-            need(&e("/v2/a/b/blobs/sha256:0"), "DELETE"),
-            r(Action::Delete)
-        );
-        assert_eq!(need(&e("/v2/a/b/blobs/uploads/"), "POST"), r(Action::Push));
-        assert_eq!(need(&e("/v2/a/b/blobs/uploads/u"), "GET"), r(Action::Push));
-        assert_eq!(
-            need(&e("/v2/a/b/blobs/uploads/u"), "PATCH"),
-            r(Action::Push)
-        );
-        assert_eq!(
-            need(&e("/v2/a/b/referrers/sha256:0"), "GET"),
-            r(Action::Pull)
-        );
-        assert_eq!(
-            r(Action::Push).scope().as_deref(),
-            Some("repository:a/b:pull,push")
-        );
-    }
 
     #[test]
     fn parses_authorization_headers() {

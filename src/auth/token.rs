@@ -19,9 +19,8 @@ use sha2::{Digest as _, Sha256};
 
 use x509_parser::prelude::FromDer as _;
 
-use super::{unauthorized, x5c, Action, AuthSetupError, Need};
+use super::{unauthorized, x5c, Action, AuthError, AuthSetupError, Need};
 use crate::config::TokenConfig;
-use crate::http::error::ApiError;
 
 /// One entry of a token's `access` claim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -421,7 +420,7 @@ impl TokenValidator {
     }
 
     /// A 401 with the `Bearer` challenge for `need`.
-    pub fn challenge(&self, need: &Need, error: Option<&str>, message: &str) -> ApiError {
+    pub fn challenge(&self, need: &Need, error: Option<&str>, message: &str) -> AuthError {
         let mut value = format!(
             "Bearer realm=\"{}\",service=\"{}\"",
             super::quote(&self.realm),

@@ -1,4 +1,5 @@
-//! The built-in token server, `/auth/token`:
+//! The built-in token server's grants (served at `/auth/token` by
+//! `http::handlers::token`):
 //!
 //! - `GET ?service=&scope=…[&offline_token=true]`, Basic credentials optional (none:
 //!   anonymous), as Docker's token flow does it;
@@ -14,20 +15,16 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix_web::http::header::{AUTHORIZATION, CACHE_CONTROL, WWW_AUTHENTICATE};
-use actix_web::{web, HttpRequest, HttpResponse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
+use super::access_policy::AccessPolicy;
 use super::htpasswd::Htpasswd;
-use super::policy::Policy;
 use super::token::{Family, PublicKey, ResourceActions};
 use super::{Action, AuthSetupError};
 use crate::config::{TokenConfig, TokenServerConfig};
-use crate::http::AppState;
 
 pub struct TokenServer {
     users: Arc<Htpasswd>,
@@ -39,7 +36,7 @@ pub struct TokenServer {
     public: Arc<PublicKey>,
     expiration: u64,
     refresh_expiration: u64,
-    policy: Policy,
+    policy: AccessPolicy,
 }
 
 #[derive(Serialize)]
@@ -66,32 +63,15 @@ fn setup(message: impl Into<String>) -> AuthSetupError {
     }
 }
 
+/// RFC 3339 UTC time for `issued_at`.
+fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// RFC 3339 UTC time for `issued_at`.
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Loads a PEM private key: PKCS#8 P-256 (ES256), PKCS#8 or PKCS#1 RSA (RS256).
@@ -184,7 +164,7 @@ impl TokenServer {
             public: Arc::new(public),
             expiration: config.expiration,
             refresh_expiration: config.refreshexpiration,
-            policy: Policy::from_config(config),
+            policy: AccessPolicy::from_config(config),
         })
     }
 
@@ -296,238 +276,108 @@ impl TokenServer {
         self.public.decoding_key().clone()
     }
 
-    /// Requests naming another service get no token from us.
-    fn check_service(&self, service: Option<&str>) -> Result<(), Box<HttpResponse>> {
-        match service {
-            Some(s) if s != self.service => Err(Box::new(oauth_error(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "unknown service",
-            ))),
-            _ => Ok(()),
+    /// Answers a token request: checks the service and the grant's credentials, then
+    /// issues a token with what the policy allows the subject on the scopes asked for.
+    pub async fn grant(
+        self: &Arc<Self>,
+        request: TokenRequest,
+    ) -> Result<TokenResponse, TokenRequestError> {
+        if request
+            .service
+            .as_deref()
+            .is_some_and(|s| s != self.service)
+        {
+            return Err(TokenRequestError::UnknownService);
         }
-    }
-}
-
-fn oauth_error(
-    status: actix_web::http::StatusCode,
-    error: &str,
-    description: &str,
-) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .json(json!({ "error": error, "error_description": description }))
-}
-
-fn ok(response: TokenResponse) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((CACHE_CONTROL, "no-store"))
-        .json(response)
-}
-
-fn server_error(e: jsonwebtoken::errors::Error) -> HttpResponse {
-    tracing::error!(error = %e, "cannot sign a token");
-    oauth_error(
-        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-        "server_error",
-        "cannot issue a token",
-    )
-}
-
-fn not_configured() -> HttpResponse {
-    HttpResponse::NotFound().json(json!({
-        "errors": [{ "code": "UNSUPPORTED", "message": "no token server is configured", "detail": null }]
-    }))
-}
-
-fn scopes<'a>(pairs: impl Iterator<Item = &'a (String, String)>) -> Vec<Scope> {
-    pairs
-        .filter(|(k, _)| k == "scope")
-        .flat_map(|(_, v)| v.split(' '))
-        .filter_map(parse_scope)
-        .collect()
-}
-
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-async fn verify(server: &Arc<TokenServer>, user: String, password: String) -> bool {
-    let server = server.clone();
-    web::block(move || server.users.verify(&user, &password))
-        .await
-        .unwrap_or(false)
-}
-
-/// `wharf_token_requests_total{method, grant, outcome}`, registered with the process's
-/// metrics on first use: what the built-in token server was asked (`GET` with `basic`
-/// credentials or `anonymous`; `POST` with the `password`, `refresh_token` or an
-/// `other` grant) and what it answered (`issued`, `refused` for bad credentials,
-/// `bad_request`, `not_configured`, `error`).
-fn token_requests() -> &'static prometheus::IntCounterVec {
-    static REQUESTS: std::sync::OnceLock<prometheus::IntCounterVec> = std::sync::OnceLock::new();
-    REQUESTS.get_or_init(|| {
-        crate::telemetry::lazy_counter_vec(
-            "token_requests_total",
-            "Token server requests by method, grant and outcome",
-            &["method", "grant", "outcome"],
-        )
-    })
-}
-
-/// Counts one answer of the token server and hands it on.
-fn counted(method: &str, grant: &str, response: HttpResponse) -> HttpResponse {
-    let status = response.status();
-    let outcome = match status.as_u16() {
-        200 => "issued",
-        401 => "refused",
-        404 => "not_configured",
-        400..=499 => "bad_request",
-        _ => "error",
-    };
-    token_requests()
-        .with_label_values(&[method, grant, outcome])
-        .inc();
-    tracing::debug!(method, grant, outcome, "token request");
-    response
-}
-
-/// `GET /auth/token`: Docker's token flow.
-pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let grant = if req.headers().contains_key(AUTHORIZATION) {
-        "basic"
-    } else {
-        "anonymous"
-    };
-    counted("GET", grant, get_token(req, state).await)
-}
-
-async fn get_token(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let Some(server) = state.auth.token_server().cloned() else {
-        return not_configured();
-    };
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
-    if let Err(r) = server.check_service(param(&pairs, "service")) {
-        return *r;
-    }
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let subject = match header {
-        None => None,
-        Some(value) => {
-            let creds = value
-                .split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
-                .and_then(|(_, b64)| super::basic(b64));
-            let verified = match creds {
-                Some((user, password)) => verify(&server, user.clone(), password)
-                    .await
-                    .then_some(user),
-                None => None,
-            };
-            match verified {
-                Some(user) => Some(user),
+        let (subject, refresh) = match request.grant {
+            TokenGrant::Anonymous => (None, false),
+            TokenGrant::Basic {
+                user,
+                password,
+                offline,
+            } => match self.verify(user, password).await {
+                Some(user) => (Some(user), offline),
+                None => return Err(TokenRequestError::BadCredentials),
+            },
+            TokenGrant::Password {
+                user,
+                password,
+                offline,
+            } => match self.verify(user, password).await {
+                Some(user) => (Some(user), offline),
                 None => {
-                    return HttpResponse::Unauthorized()
-                        .insert_header((WWW_AUTHENTICATE, "Basic realm=\"token\""))
-                        .json(json!({ "errors": [{ "code": "UNAUTHORIZED",
-                            "message": "invalid username or password", "detail": null }] }))
+                    return Err(TokenRequestError::InvalidGrant(
+                        "invalid username or password",
+                    ))
                 }
-            }
-        }
-    };
-    let refresh = param(&pairs, "offline_token") == Some("true");
-    match server.issue(subject.as_deref(), &scopes(pairs.iter()), refresh) {
-        Ok(r) => ok(r),
-        Err(e) => server_error(e),
+            },
+            TokenGrant::Refresh { token } => match self.refresh_subject(&token) {
+                Some(user) => (Some(user), true),
+                None => return Err(TokenRequestError::InvalidGrant("invalid refresh token")),
+            },
+        };
+        Ok(self.issue(subject.as_deref(), &request.scopes, refresh)?)
+    }
+
+    /// The user if the password is theirs (bcrypt, off the async workers).
+    async fn verify(self: &Arc<Self>, user: String, password: String) -> Option<String> {
+        let server = self.clone();
+        tokio::task::spawn_blocking(move || server.users.verify(&user, &password).then_some(user))
+            .await
+            .ok()
+            .flatten()
     }
 }
 
-/// `POST /auth/token`: OAuth2 password and refresh_token grants (form-encoded).
-pub async fn post(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    let grant = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
-        .ok()
-        .and_then(|pairs| match param(&pairs, "grant_type") {
-            Some("password") => Some("password"),
-            Some("refresh_token") => Some("refresh_token"),
-            _ => None,
-        })
-        .unwrap_or("other");
-    counted("POST", grant, post_token(body, state).await)
+/// What a token request asks for, parsed from the HTTP request by the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    /// `service=`: must be this registry's when given.
+    pub service: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub grant: TokenGrant,
 }
 
-async fn post_token(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
-    use actix_web::http::StatusCode;
-    let Some(server) = state.auth.token_server().cloned() else {
-        return not_configured();
-    };
-    let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form");
-    };
-    if let Err(r) = server.check_service(param(&pairs, "service")) {
-        return *r;
-    }
-    let scopes = scopes(pairs.iter());
-    let (user, refresh) = match param(&pairs, "grant_type") {
-        Some("password") => {
-            let (Some(user), Some(password)) =
-                (param(&pairs, "username"), param(&pairs, "password"))
-            else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "username and password required",
-                );
-            };
-            if !verify(&server, user.to_string(), password.to_string()).await {
-                return oauth_error(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_grant",
-                    "invalid username or password",
-                );
-            }
-            (
-                user.to_string(),
-                param(&pairs, "access_type") == Some("offline"),
-            )
-        }
-        Some("refresh_token") => {
-            let Some(token) = param(&pairs, "refresh_token") else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "refresh_token required",
-                );
-            };
-            match server.refresh_subject(token) {
-                Some(user) => (user, true),
-                None => {
-                    return oauth_error(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_grant",
-                        "invalid refresh token",
-                    )
-                }
-            }
-        }
-        _ => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "grant_type must be password or refresh_token",
-            )
-        }
-    };
-    match server.issue(Some(&user), &scopes, refresh) {
-        Ok(r) => ok(r),
-        Err(e) => server_error(e),
-    }
+/// How the caller authenticates.
+#[derive(Debug, Clone)]
+pub enum TokenGrant {
+    /// `GET` without credentials.
+    Anonymous,
+    /// `GET` with Basic credentials; `offline`: `offline_token=true`.
+    Basic {
+        user: String,
+        password: String,
+        offline: bool,
+    },
+    /// OAuth2 `grant_type=password`; `offline`: `access_type=offline`.
+    Password {
+        user: String,
+        password: String,
+        offline: bool,
+    },
+    /// OAuth2 `grant_type=refresh_token`.
+    Refresh { token: String },
+}
+
+/// Why no token was issued.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenRequestError {
+    /// `service=` names another registry.
+    #[error("unknown service")]
+    UnknownService,
+    /// Basic credentials (Docker's token flow) that do not verify.
+    #[error("invalid username or password")]
+    BadCredentials,
+    /// A malformed request (OAuth2 `invalid_request`).
+    #[error("{0}")]
+    InvalidRequest(&'static str),
+    /// An OAuth2 grant whose credentials do not verify (`invalid_grant`).
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    #[error("grant_type must be password or refresh_token")]
+    UnsupportedGrant,
+    #[error("cannot sign a token: {0}")]
+    Signing(#[from] jsonwebtoken::errors::Error),
 }
 
 #[cfg(test)]

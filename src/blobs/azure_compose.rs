@@ -126,7 +126,7 @@ impl AzureComposer {
                         .to_string();
                     if status.as_u16() == 501 {
                         // An emulator without it (Azurite before 3.37): copy by streaming.
-                        return Err(BlobError::ObjectStore(object_store::Error::NotImplemented));
+                        return Err(BlobError::Unsupported("Put Block From URL".into()));
                     }
                     let message = format!("Put Block From URL: {status} {code}");
                     if !retryable_status(status) || attempt == ATTEMPTS {
@@ -186,7 +186,7 @@ impl Composer for AzureComposer {
                 .try_collect()
                 .await;
             let parts = match copied {
-                Err(BlobError::ObjectStore(object_store::Error::NotImplemented)) => {
+                Err(BlobError::Unsupported(_)) => {
                     tracing::warn!(
                         "the store does not implement Put Block From URL; copying by streaming"
                     );
@@ -204,11 +204,9 @@ impl Composer for AzureComposer {
     }
 }
 
+/// A failed Azure call after its retries: transient (503 with `Retry-After`).
 fn store_error(message: String) -> BlobError {
-    BlobError::ObjectStore(object_store::Error::Generic {
-        store: "MicrosoftAzure",
-        source: message.into(),
-    })
+    BlobError::Unavailable(format!("MicrosoftAzure: {message}").into())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, FinishedChunk, Result};
-use crate::metadata::ChunkRecord;
+use crate::types::ChunkRecord;
 
 /// Read size when streaming a blob out.
 const READ_BUFFER: usize = 1024 * 1024;
@@ -391,6 +391,19 @@ impl BlobBackend for FsBackend {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The root directory is there and is a directory.
+    async fn check(&self) -> Result<()> {
+        let meta = tokio::fs::metadata(&self.root).await?;
+        if meta.is_dir() {
+            Ok(())
+        } else {
+            Err(BlobError::Io(std::io::Error::new(
+                ErrorKind::NotADirectory,
+                format!("{} is not a directory", self.root.display()),
+            )))
         }
     }
 }

@@ -39,7 +39,7 @@ const CONTENT_TYPE: &str = "application/octet-stream";
 /// Compose (and delete) calls in flight at once.
 const CONCURRENCY: usize = 4;
 
-/// Why one JSON API call failed (boxed as the source of an `object_store::Error`).
+/// Why one JSON API call failed (boxed as the source of a [`BlobError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum GcsCallError {
     #[error("GCS {call} of {object:?}: {status} {message}")]
@@ -60,28 +60,24 @@ pub enum GcsCallError {
 }
 
 impl GcsCallError {
-    /// As the store error Wharf reports (a 503 with `Retry-After` at the HTTP layer).
+    /// As the store error Wharf reports: a missing object, a refusal (credentials,
+    /// permissions, preconditions; a 500 at the HTTP layer) or a transient failure
+    /// (a 503 with `Retry-After`).
     fn into_blob_error(self) -> BlobError {
         let (status, path) = match self {
             GcsCallError::Status {
                 status, ref object, ..
             } => (Some(status), object.clone()),
             GcsCallError::Http { ref object, .. } => (None, object.clone()),
-            GcsCallError::Credentials(e) => return BlobError::ObjectStore(e),
+            GcsCallError::Credentials(e) => return BlobError::from(e),
         };
-        let source = Box::new(self);
-        BlobError::ObjectStore(match status {
-            Some(StatusCode::NOT_FOUND) => object_store::Error::NotFound { path, source },
-            Some(StatusCode::FORBIDDEN) => object_store::Error::PermissionDenied { path, source },
-            Some(StatusCode::UNAUTHORIZED) => object_store::Error::Unauthenticated { path, source },
-            Some(StatusCode::PRECONDITION_FAILED) => {
-                object_store::Error::Precondition { path, source }
-            }
-            _ => object_store::Error::Generic {
-                store: "GCS",
-                source,
-            },
-        })
+        match status {
+            Some(StatusCode::NOT_FOUND) => BlobError::NotFound(path),
+            Some(
+                StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED | StatusCode::PRECONDITION_FAILED,
+            ) => BlobError::Refused(Box::new(self)),
+            _ => BlobError::Unavailable(Box::new(self)),
+        }
     }
 }
 
@@ -422,9 +418,6 @@ mod tests {
             status: StatusCode::NOT_FOUND,
             message: "gone".into(),
         };
-        assert!(matches!(
-            e.into_blob_error(),
-            BlobError::ObjectStore(object_store::Error::NotFound { .. })
-        ));
+        assert!(matches!(e.into_blob_error(), BlobError::NotFound(_)));
     }
 }

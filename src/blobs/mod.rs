@@ -1,6 +1,6 @@
 //! The blob store: where blob bytes live.
 //!
-//! [`BlobStore`] is what the registry core uses: write an upload's chunk as it streams,
+//! [`BlobBackend`] is what the registry core uses: write an upload's chunk as it streams,
 //! assemble an upload's chunks into the blob (in place on a filesystem; the single chunk
 //! itself, or a copy, on object stores), read a blob or a byte range of it, delete.
 //! Each backend is one module implementing [`BlobBackend`]; the generic one wraps any
@@ -9,13 +9,12 @@
 //! metadata database; nothing here is addressed by digest.
 
 use std::ops::Range;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-use crate::metadata::ChunkRecord;
+use crate::types::ChunkRecord;
 
 pub mod azure_compose;
 pub mod cloud;
@@ -26,7 +25,11 @@ pub mod object;
 pub mod s3_compose;
 mod url_encoding;
 
-/// Errors of the blob store.
+/// A failure's cause, as the store's client reported it (its type stays in here).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the blob store. No client type appears here: each backend classifies its
+/// client's errors (`object::store_error` for `object_store`) as one of these.
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("blob object {0:?} not found in storage")]
@@ -35,8 +38,32 @@ pub enum BlobError {
     Busy,
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("object store error: {0}")]
-    ObjectStore(#[from] object_store::Error),
+    /// The store could not answer now (timeouts, lost connections, throttling, its own
+    /// 5xx after the client's retries): the request may be retried.
+    #[error("object store temporarily unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The store refused the request for good: bad credentials, permission denied, a
+    /// missing bucket, a request it considers invalid.
+    #[error("object store refused the request: {0}")]
+    Refused(#[source] BoxError),
+    /// The store does not implement an operation (callers fall back where they can).
+    #[error("operation not supported by the store: {0}")]
+    Unsupported(String),
+}
+
+impl BlobError {
+    /// True for failures a retry may cure (answered with 503 and `Retry-After`).
+    pub fn is_transient(&self) -> bool {
+        use std::io::ErrorKind as K;
+        match self {
+            BlobError::Unavailable(_) | BlobError::Busy => true,
+            BlobError::Io(e) => matches!(
+                e.kind(),
+                K::TimedOut | K::Interrupted | K::ConnectionReset | K::ConnectionAborted
+            ),
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, BlobError>;
@@ -115,6 +142,11 @@ pub trait BlobBackend: Send + Sync + 'static {
     fn object_path(&self, _key: &str) -> Option<String> {
         None
     }
+    /// Checks the store is reachable with the configured location and credentials
+    /// (readiness): a missing bucket or refused credentials is an error here.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
     /// Deletes everything an unfinished upload wrote.
     async fn discard_upload(&self, storage_key: &str, chunks: &[ChunkRecord]) -> Result<()> {
         self.delete(storage_key).await?;
@@ -125,54 +157,4 @@ pub trait BlobBackend: Send + Sync + 'static {
         }
         Ok(())
     }
-}
-
-/// The registry's handle on blob storage.
-#[derive(Clone)]
-pub struct BlobStore {
-    backend: Arc<dyn BlobBackend>,
-    redirector: Option<Arc<crate::redirect::Redirector>>,
-}
-
-impl BlobStore {
-    pub fn new(backend: Arc<dyn BlobBackend>) -> Self {
-        BlobStore {
-            backend,
-            redirector: None,
-        }
-    }
-
-    /// Blob GETs are redirected as `redirector` decides (`None`: always streamed).
-    pub fn with_redirector(mut self, redirector: Option<crate::redirect::Redirector>) -> Self {
-        self.redirector = redirector.map(Arc::new);
-        self
-    }
-
-    pub fn redirector(&self) -> Option<&crate::redirect::Redirector> {
-        self.redirector.as_deref()
-    }
-
-    pub fn backend(&self) -> &dyn BlobBackend {
-        self.backend.as_ref()
-    }
-}
-
-impl std::ops::Deref for BlobStore {
-    type Target = dyn BlobBackend;
-
-    fn deref(&self) -> &Self::Target {
-        self.backend.as_ref()
-    }
-}
-
-/// Appends a finished chunk to an upload's chunk list, merging a chunk that continues
-/// the previous one in place (the filesystem writes every chunk into one file).
-pub fn push_chunk(chunks: &mut Vec<ChunkRecord>, chunk: ChunkRecord) {
-    if let Some(last) = chunks.last_mut() {
-        if last.key == chunk.key && last.offset + last.len == chunk.offset {
-            last.len += chunk.len;
-            return;
-        }
-    }
-    chunks.push(chunk);
 }

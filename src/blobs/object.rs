@@ -21,7 +21,7 @@ use object_store::{Attribute, Attributes, GetOptions, GetRange, ObjectStore, Put
 use tokio::io::AsyncWriteExt;
 
 use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, FinishedChunk, Result};
-use crate::metadata::ChunkRecord;
+use crate::types::ChunkRecord;
 
 /// Below this, a chunk is one PUT; above, a multipart upload of parts this big.
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -120,14 +120,38 @@ impl ObjectBackend {
 }
 
 /// `BufWriter::shutdown` (tokio's `AsyncWrite`) wraps the store's error in an
-/// `io::Error`; unwrapped, it is reported as a store error (503, retry) like the rest.
+/// `io::Error`; unwrapped, it is classified like the rest.
 fn unwrap_io(e: std::io::Error) -> BlobError {
     if !e.get_ref().is_some_and(|i| i.is::<object_store::Error>()) {
         return BlobError::Io(e);
     }
     match e.into_inner().map(|i| i.downcast::<object_store::Error>()) {
-        Some(Ok(store)) => BlobError::ObjectStore(*store),
+        Some(Ok(store)) => BlobError::from(*store),
         _ => BlobError::Io(std::io::Error::other("object store write failed")),
+    }
+}
+
+/// An `object_store` error as a [`BlobError`]: a missing object is `NotFound` (named
+/// `key`); what the client gave up on after its retries (network errors, timeouts,
+/// throttling, 5xx: `Generic`) is transient; what the store refused (credentials,
+/// permissions, preconditions, invalid requests) is permanent.
+pub(crate) fn store_error(key: &str, e: object_store::Error) -> BlobError {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. } => BlobError::NotFound(key.to_string()),
+        E::Generic { .. } | E::JoinError { .. } => BlobError::Unavailable(Box::new(e)),
+        E::NotImplemented | E::NotSupported { .. } => BlobError::Unsupported(e.to_string()),
+        other => BlobError::Refused(Box::new(other)),
+    }
+}
+
+impl From<object_store::Error> for BlobError {
+    fn from(e: object_store::Error) -> Self {
+        let key = match &e {
+            object_store::Error::NotFound { path, .. } => path.clone(),
+            _ => String::new(),
+        };
+        store_error(&key, e)
     }
 }
 
@@ -140,10 +164,7 @@ fn compose_metric(backend: &str, method: &str) {
 }
 
 fn map_err(key: &str) -> impl Fn(object_store::Error) -> BlobError + '_ {
-    move |e| match e {
-        object_store::Error::NotFound { .. } => BlobError::NotFound(key.to_string()),
-        other => BlobError::ObjectStore(other),
-    }
+    move |e| store_error(key, e)
 }
 
 struct ObjectChunkWriter {
@@ -304,6 +325,17 @@ impl BlobBackend for ObjectBackend {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// Lists one level under the prefix: refused credentials and a missing bucket
+    /// (S3's `NoSuchBucket` is a 404 on the bucket itself) fail here.
+    async fn check(&self) -> Result<()> {
+        let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
+        match self.store.list_with_delimiter(prefix.as_ref()).await {
+            Ok(_) => Ok(()),
+            Err(e @ object_store::Error::NotFound { .. }) => Err(BlobError::Refused(Box::new(e))),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -317,7 +349,7 @@ mod tests {
             source: "SlowDown".into(),
         };
         let wrapped: std::io::Error = store.into();
-        assert!(matches!(unwrap_io(wrapped), BlobError::ObjectStore(_)));
+        assert!(matches!(unwrap_io(wrapped), BlobError::Unavailable(_)));
         let plain = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone");
         match unwrap_io(plain) {
             BlobError::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe),

@@ -261,7 +261,7 @@ impl Composer for S3Composer {
                 self.store
                     .complete_multipart(dest, &upload_id, done)
                     .await
-                    .map_err(BlobError::ObjectStore)
+                    .map_err(BlobError::from)
             }
             .await;
             if let Err(e) = completed {
@@ -285,10 +285,7 @@ fn sdk_error(e: impl std::error::Error) -> BlobError {
 }
 
 fn store_error(message: String) -> BlobError {
-    BlobError::ObjectStore(object_store::Error::Generic {
-        store: "S3",
-        source: message.into(),
-    })
+    BlobError::Unavailable(format!("S3: {message}").into())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! [`CachedMetadata`]: a [`MetadataStore`] that answers the pull path's reads from a
-//! [`CacheBackend`] and renews a repository's generation after every write that can
-//! change what those reads return.
+//! [`CachedMetadata`]: a [`BlobIndex`] and [`ManifestStore`] in front of the
+//! database's that answers the pull path's reads from a [`CacheBackend`] and renews a
+//! repository's generation after every write that can change what those reads return.
 //!
 //! Fail-open: a backend error or timeout is logged (once per outage) and counted, and
 //! from then on every request goes straight to the database; a background task probes
@@ -19,11 +19,11 @@ use async_trait::async_trait;
 use super::metrics::metrics;
 use super::{codec, keys, CacheBackend, CacheError};
 use crate::metadata::{
-    BlobCommit, BlobRecord, ChunkRecord, ManifestRecord, MetadataStore, NewManifest,
-    PutManifestOutcome, ReferrerRecord, Result, UploadRecord,
+    BlobCommit, BlobIndex, ManifestStore, Metadata, NewManifest, PutManifestOutcome, Result,
 };
-use crate::registry::digest::Digest;
-use crate::registry::name::{RepoName, Tag};
+use crate::types::digest::Digest;
+use crate::types::name::{RepoName, Tag};
+use crate::types::{BlobRecord, ManifestRecord, ReferrerRecord};
 
 /// How often an unreachable backend is probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -64,23 +64,22 @@ struct Health {
 }
 
 pub struct CachedMetadata {
-    inner: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn BlobIndex>,
+    manifests: Arc<dyn ManifestStore>,
     backend: Arc<dyn CacheBackend>,
     ttl: Duration,
     health: Health,
 }
 
 impl CachedMetadata {
-    /// Wraps `inner`; spawns the task that probes the backend while it is unreachable
-    /// (it ends when the store is dropped).
-    pub fn wrap(
-        inner: Arc<dyn MetadataStore>,
-        backend: Arc<dyn CacheBackend>,
-        ttl: Duration,
-    ) -> Arc<dyn MetadataStore> {
+    /// Puts the cache in front of `meta`'s blob index and manifest store; spawns the
+    /// task that probes the backend while it is unreachable (it ends when the store is
+    /// dropped).
+    pub fn wrap(meta: Metadata, backend: Arc<dyn CacheBackend>, ttl: Duration) -> Metadata {
         metrics().up.set(1);
         let cached = Arc::new(CachedMetadata {
-            inner,
+            blobs: meta.blobs,
+            manifests: meta.manifests,
             backend,
             ttl,
             health: Health {
@@ -98,7 +97,12 @@ impl CachedMetadata {
                 }
             }
         });
-        cached
+        Metadata {
+            uploads: meta.uploads,
+            blobs: cached.clone(),
+            manifests: cached,
+            repositories: meta.repositories,
+        }
     }
 
     fn usable(&self) -> bool {
@@ -250,41 +254,7 @@ fn encode_blob(generation: u64, b: &BlobRecord) -> Option<Vec<u8>> {
 }
 
 #[async_trait]
-impl MetadataStore for CachedMetadata {
-    async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
-    }
-
-    async fn create_upload(&self, upload: &UploadRecord) -> Result<()> {
-        self.inner.create_upload(upload).await
-    }
-
-    async fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>> {
-        self.inner.get_upload(id).await
-    }
-
-    async fn advance_upload(
-        &self,
-        id: &str,
-        expected_offset: u64,
-        new_offset: u64,
-        chunks: &[ChunkRecord],
-        hash_state: &[u8],
-        now: i64,
-    ) -> Result<bool> {
-        self.inner
-            .advance_upload(id, expected_offset, new_offset, chunks, hash_state, now)
-            .await
-    }
-
-    async fn delete_upload(&self, id: &str) -> Result<Option<UploadRecord>> {
-        self.inner.delete_upload(id).await
-    }
-
-    async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>> {
-        self.inner.stale_uploads(before, limit).await
-    }
-
+impl BlobIndex for CachedMetadata {
     /// Only adds a link: no cached read can change (misses are not cached).
     async fn commit_blob(
         &self,
@@ -292,7 +262,7 @@ impl MetadataStore for CachedMetadata {
         blob: &BlobRecord,
         upload_id: Option<&str>,
     ) -> Result<BlobCommit> {
-        self.inner.commit_blob(repo, blob, upload_id).await
+        self.blobs.commit_blob(repo, blob, upload_id).await
     }
 
     async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobRecord>> {
@@ -301,7 +271,7 @@ impl MetadataStore for CachedMetadata {
             repo,
             Entry::Blob,
             &id,
-            || self.inner.repo_blob(repo, digest),
+            || self.blobs.repo_blob(repo, digest),
             codec::decode_blob,
             encode_blob,
         )
@@ -309,29 +279,32 @@ impl MetadataStore for CachedMetadata {
     }
 
     async fn any_blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
-        self.inner.any_blob(digest).await
+        self.blobs.any_blob(digest).await
     }
 
     async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        self.inner.link_blob(repo, digest).await
+        self.blobs.link_blob(repo, digest).await
     }
 
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let result = self.inner.unlink_blob(repo, digest).await;
+        let result = self.blobs.unlink_blob(repo, digest).await;
         if changed(&result, |removed| !removed) {
             self.invalidate(repo).await;
         }
         result
     }
+}
 
+#[async_trait]
+impl ManifestStore for CachedMetadata {
     async fn put_manifest(
         &self,
         repo: &RepoName,
         manifest: &NewManifest,
     ) -> Result<PutManifestOutcome> {
-        let result = self.inner.put_manifest(repo, manifest).await;
+        let result = self.manifests.put_manifest(repo, manifest).await;
         // Without a tag a push only adds; with one it may move the tag.
-        if manifest.tag.is_some()
+        if !manifest.tags.is_empty()
             && changed(&result, |o| {
                 matches!(o, PutManifestOutcome::MissingChild(_))
             })
@@ -351,7 +324,7 @@ impl MetadataStore for CachedMetadata {
             repo,
             Entry::Manifest,
             &id,
-            || self.inner.manifest_by_digest(repo, digest),
+            || self.manifests.manifest_by_digest(repo, digest),
             codec::decode_manifest,
             encode_manifest,
         )
@@ -363,7 +336,7 @@ impl MetadataStore for CachedMetadata {
             repo,
             Entry::Tag,
             tag.as_str(),
-            || self.inner.manifest_by_tag(repo, tag),
+            || self.manifests.manifest_by_tag(repo, tag),
             codec::decode_manifest,
             encode_manifest,
         )
@@ -371,7 +344,7 @@ impl MetadataStore for CachedMetadata {
     }
 
     async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let result = self.inner.delete_manifest(repo, digest).await;
+        let result = self.manifests.delete_manifest(repo, digest).await;
         if changed(&result, |deleted| !deleted) {
             self.invalidate(repo).await;
         }
@@ -379,7 +352,7 @@ impl MetadataStore for CachedMetadata {
     }
 
     async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let result = self.inner.delete_tag(repo, tag).await;
+        let result = self.manifests.delete_tag(repo, tag).await;
         if changed(&result, |deleted| !deleted) {
             self.invalidate(repo).await;
         }
@@ -392,11 +365,7 @@ impl MetadataStore for CachedMetadata {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Option<Vec<String>>> {
-        self.inner.list_tags(repo, last, limit).await
-    }
-
-    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
-        self.inner.list_repositories(last, limit).await
+        self.manifests.list_tags(repo, last, limit).await
     }
 
     async fn referrers(
@@ -405,6 +374,6 @@ impl MetadataStore for CachedMetadata {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<ReferrerRecord>> {
-        self.inner.referrers(repo, subject, artifact_type).await
+        self.manifests.referrers(repo, subject, artifact_type).await
     }
 }

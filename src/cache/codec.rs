@@ -5,8 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::metadata::{BlobRecord, ManifestRecord};
-use crate::registry::digest::Digest;
+use crate::types::digest::Digest;
+use crate::types::{BlobRecord, ManifestRecord};
 
 /// Manifests bigger than this are not cached (they may be up to 4 MiB; such manifests
 /// are rare, and one would crowd out thousands of entries).
@@ -102,7 +102,7 @@ mod tests {
     use super::*;
 
     fn digest(b: &[u8]) -> Digest {
-        crate::registry::digest::Algorithm::Sha256.digest_of(b)
+        crate::types::digest::Algorithm::Sha256.digest_of(b)
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! membership, tag → manifest, manifests by digest — kept in Redis (shared by every
 //! instance) or in this process (`inmemory`, for one instance).
 //!
-//! It sits in front of the metadata store as a decorator ([`CachedMetadata`]), so every
-//! write that goes to the database passes through it and invalidates what it changed;
-//! nothing else in the registry knows the cache exists.
+//! It sits in front of the metadata store's blob index and manifest store as a
+//! decorator ([`CachedMetadata`]), so every write that can change a cached read passes
+//! through it and invalidates what it changed; nothing else in the registry knows the
+//! cache exists. Upload sessions and the catalog are not cached and do not pass through.
 //!
 //! Consistency rests on one mechanism, a **generation per repository**: every entry is
 //! stored with the generation its reader saw *before* reading the database, and a write
@@ -24,7 +25,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::{CacheKind, Config};
-use crate::metadata::MetadataStore;
+use crate::metadata::Metadata;
 
 pub mod cached_metadata;
 mod codec;
@@ -73,7 +74,7 @@ pub trait CacheBackend: Send + Sync + 'static {
 /// Key names. Every key of a repository carries the repository name as its Redis
 /// Cluster hash tag; repository names cannot contain braces.
 pub mod keys {
-    use crate::registry::name::RepoName;
+    use crate::types::name::RepoName;
 
     const PREFIX: &str = "wharf";
 
@@ -94,8 +95,9 @@ pub(crate) fn new_generation() -> u64 {
     uuid::Uuid::new_v4().as_u64_pair().0 >> 1
 }
 
-/// Wraps `meta` in the cache the configuration chooses (or returns it as is).
-pub async fn wrap(config: &Config, meta: Arc<dyn MetadataStore>) -> Result<Arc<dyn MetadataStore>> {
+/// Puts the cache the configuration chooses in front of `meta`'s blob index and
+/// manifest store (or returns it as it is).
+pub async fn wrap(config: &Config, meta: Metadata) -> Result<Metadata> {
     let cache = &config.storage.cache;
     let backend: Arc<dyn CacheBackend> = match cache.blobdescriptor {
         None => return Ok(meta),
@@ -115,7 +117,7 @@ pub async fn wrap(config: &Config, meta: Arc<dyn MetadataStore>) -> Result<Arc<d
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::name::RepoName;
+    use crate::types::name::RepoName;
 
     #[test]
     fn keys_share_the_repository_hash_tag() {

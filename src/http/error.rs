@@ -1,23 +1,87 @@
-//! The one place errors become HTTP: each [`RegistryError`] gets its status and the
-//! spec's error code, in the spec's JSON body. Server-side failures get a generic
-//! message; their cause goes to the log, never to the client.
+//! The one place errors become HTTP. [`ErrorCode`] is the spec's vocabulary (plus the
+//! two distribution adds for server failures); every layer's error enum is mapped here,
+//! once, to a status, a code and a message, and written as the spec's JSON body by
+//! [`ApiError`]'s `ResponseError` impl.
+//!
+//! Server-side failures get a generic message; their cause goes to the log (inside the
+//! request's span, so with its request id), never to the client. Transient failures of
+//! a store (timeouts, lost connections, throttling, a race retried too often) are
+//! `503 UNAVAILABLE` with `Retry-After`; permanent ones (bad credentials, a missing
+//! bucket, permission denied, corrupt data) are `500 UNKNOWN` with an ERROR log naming
+//! the cause. Client errors are not logged above DEBUG: a `docker push` probes every
+//! layer with a HEAD that 404s.
 
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_RANGE, RANGE, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::auth::AuthError;
 use crate::blobs::BlobError;
 use crate::metadata::MetadataError;
-use crate::registry::manifest::ManifestError;
-use crate::registry::name::NameError;
+use crate::registry::manifest_format::ManifestError;
 use crate::registry::RegistryError;
+use crate::types::NameError;
+
+/// The error codes of the distribution spec (`code` in the error body), and the two
+/// distribution adds for failures of the registry itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BlobUnknown,
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    NameUnknown,
+    SizeInvalid,
+    Unauthorized,
+    Denied,
+    Unsupported,
+    TooManyRequests,
+    /// distribution's code for an unexpected server error.
+    Unknown,
+    /// distribution's code for a service that is temporarily unavailable.
+    Unavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode as C;
+        match self {
+            C::BlobUnknown => "BLOB_UNKNOWN",
+            C::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            C::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            C::DigestInvalid => "DIGEST_INVALID",
+            C::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            C::ManifestInvalid => "MANIFEST_INVALID",
+            C::ManifestUnknown => "MANIFEST_UNKNOWN",
+            C::NameInvalid => "NAME_INVALID",
+            C::NameUnknown => "NAME_UNKNOWN",
+            C::SizeInvalid => "SIZE_INVALID",
+            C::Unauthorized => "UNAUTHORIZED",
+            C::Denied => "DENIED",
+            C::Unsupported => "UNSUPPORTED",
+            C::TooManyRequests => "TOOMANYREQUESTS",
+            C::Unknown => "UNKNOWN",
+            C::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// An error response: status, spec code, message, extra headers.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub headers: Vec<(HeaderName, String)>,
 }
@@ -35,7 +99,7 @@ impl std::fmt::Display for ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -49,27 +113,52 @@ impl ApiError {
         self
     }
 
+    /// `405 UNSUPPORTED`: an operation this registry does not offer (or not now).
     pub fn unsupported(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", message)
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unsupported,
+            message,
+        )
     }
 
+    /// `400` with `code` (malformed headers, parameters, bodies).
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// `404` for a path that is no endpoint of the API. It names no repository: the
+    /// path did not get as far as naming one.
+    pub fn no_such_endpoint(path: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::Unsupported,
+            format!(
+                "no such endpoint: {}",
+                path.chars().take(200).collect::<String>()
+            ),
+        )
+    }
+
+    /// A permanent failure of the registry: `500 UNKNOWN`, the cause logged at ERROR.
     fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "request failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "UNKNOWN",
+            ErrorCode::Unknown,
             "internal server error",
         )
     }
 
+    /// A transient failure: `503 UNAVAILABLE` with `Retry-After`, the cause logged.
     fn unavailable(cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(error = %cause, "storage unavailable");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "UNAVAILABLE",
+            ErrorCode::Unavailable,
             "the registry's storage is temporarily unavailable; retry",
         )
-        .with_header(actix_web::http::header::RETRY_AFTER, "1")
+        .with_header(RETRY_AFTER, "1")
     }
 }
 
@@ -78,57 +167,78 @@ pub fn upload_range(offset: u64) -> String {
     format!("0-{}", offset.saturating_sub(1))
 }
 
+impl From<MetadataError> for ApiError {
+    fn from(e: MetadataError) -> Self {
+        if e.is_transient() {
+            ApiError::unavailable(&e)
+        } else {
+            ApiError::internal(&e)
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        if e.is_transient() {
+            ApiError::unavailable(&e)
+        } else {
+            ApiError::internal(&e)
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized { message, challenge } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+                    .with_header(actix_web::http::header::WWW_AUTHENTICATE, challenge)
+            }
+        }
+    }
+}
+
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
+        use ErrorCode as C;
         use RegistryError as E;
+        use StatusCode as S;
         let msg = e.to_string();
         match e {
             E::Name(NameError::Digest(_)) | E::Digest(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", msg)
+                ApiError::new(S::BAD_REQUEST, C::DigestInvalid, msg)
             }
             E::Name(NameError::InvalidTag(_)) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", msg)
+                ApiError::new(S::BAD_REQUEST, C::ManifestInvalid, msg)
             }
-            E::Name(_) => ApiError::new(StatusCode::BAD_REQUEST, "NAME_INVALID", msg),
-            E::NameUnknown(_) => ApiError::new(StatusCode::NOT_FOUND, "NAME_UNKNOWN", msg),
-            E::BlobUnknown(_) => ApiError::new(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", msg),
-            E::UploadUnknown(_) => ApiError::new(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN", msg),
+            E::Name(_) => ApiError::new(S::BAD_REQUEST, C::NameInvalid, msg),
+            E::NameUnknown(_) => ApiError::new(S::NOT_FOUND, C::NameUnknown, msg),
+            E::BlobUnknown(_) => ApiError::new(S::NOT_FOUND, C::BlobUnknown, msg),
+            E::UploadUnknown(_) => ApiError::new(S::NOT_FOUND, C::BlobUploadUnknown, msg),
             E::UploadInvalid(_) | E::BodyRead(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", msg)
+                ApiError::new(S::BAD_REQUEST, C::BlobUploadInvalid, msg)
             }
-            E::ChunkOutOfOrder { offset } => ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "BLOB_UPLOAD_INVALID",
-                msg,
-            )
-            .with_header(actix_web::http::header::RANGE, upload_range(offset)),
-            E::UploadBusy => ApiError::new(StatusCode::CONFLICT, "BLOB_UPLOAD_INVALID", msg),
-            E::DigestMismatch { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "DIGEST_INVALID", msg)
+            E::ChunkOutOfOrder { offset } => {
+                ApiError::new(S::RANGE_NOT_SATISFIABLE, C::BlobUploadInvalid, msg)
+                    .with_header(RANGE, upload_range(offset))
             }
+            E::UploadBusy => ApiError::new(S::CONFLICT, C::BlobUploadInvalid, msg),
+            E::DigestMismatch { .. } => ApiError::new(S::BAD_REQUEST, C::DigestInvalid, msg),
             E::ManifestInvalid(ManifestError::TooLarge(_)) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID", msg)
+                ApiError::new(S::PAYLOAD_TOO_LARGE, C::SizeInvalid, msg)
             }
-            E::ManifestInvalid(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", msg)
-            }
-            E::ManifestBlobUnknown(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN", msg)
-            }
-            E::ManifestUnknown(_) => ApiError::new(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", msg),
-            E::SizeInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "SIZE_INVALID", msg),
+            E::ManifestInvalid(_) => ApiError::new(S::BAD_REQUEST, C::ManifestInvalid, msg),
+            E::ManifestBlobUnknown(_) => ApiError::new(S::BAD_REQUEST, C::ManifestBlobUnknown, msg),
+            E::ManifestUnknown(_) => ApiError::new(S::NOT_FOUND, C::ManifestUnknown, msg),
+            E::SizeInvalid(_) => ApiError::new(S::BAD_REQUEST, C::SizeInvalid, msg),
             E::RangeNotSatisfiable { size } => {
-                ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "SIZE_INVALID", msg).with_header(
-                    actix_web::http::header::CONTENT_RANGE,
-                    format!("bytes */{size}"),
-                )
+                ApiError::new(S::RANGE_NOT_SATISFIABLE, C::SizeInvalid, msg)
+                    .with_header(CONTENT_RANGE, format!("bytes */{size}"))
             }
             E::Unsupported(_) => ApiError::unsupported(msg),
-            E::PaginationInvalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "UNSUPPORTED", msg),
-            E::Storage(BlobError::ObjectStore(ref inner)) => ApiError::unavailable(inner),
-            E::Metadata(ref inner @ MetadataError::Unavailable(_)) => ApiError::unavailable(inner),
-            E::Metadata(ref inner) => ApiError::internal(inner),
-            E::Storage(ref inner) => ApiError::internal(inner),
+            E::PaginationInvalid(_) => ApiError::new(S::BAD_REQUEST, C::Unsupported, msg),
+            E::Metadata(inner) => inner.into(),
+            E::Storage(inner) => inner.into(),
         }
     }
 }
@@ -145,8 +255,11 @@ impl ResponseError for ApiError {
                 response.insert_header((name.clone(), v));
             }
         }
+        if self.status.is_client_error() {
+            tracing::debug!(status = self.status.as_u16(), code = %self.code, message = %self.message, "request refused");
+        }
         response.json(json!({
-            "errors": [{ "code": self.code, "message": self.message, "detail": null }]
+            "errors": [{ "code": self.code.as_str(), "message": self.message, "detail": null }]
         }))
     }
 }

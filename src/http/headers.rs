@@ -4,9 +4,8 @@
 use actix_web::http::header::{HeaderMap, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use actix_web::http::StatusCode;
 
-use super::error::ApiError;
-use crate::registry::blobs::ByteRange;
-use crate::registry::uploads::ChunkRange;
+use super::error::{ApiError, ErrorCode};
+use crate::types::{ByteRange, ChunkRange};
 
 /// The request's query parameters, or a clear error if the query string is malformed.
 pub fn query(qs: &str) -> Result<Vec<(String, String)>, ApiError> {
@@ -15,7 +14,7 @@ pub fn query(qs: &str) -> Result<Vec<(String, String)>, ApiError> {
         .map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                ErrorCode::Unsupported,
                 format!("malformed query string: {e}"),
             )
         })
@@ -38,7 +37,7 @@ fn header_str<'a>(
         Some(v) => v.to_str().map(Some).map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                ErrorCode::Unsupported,
                 format!("{name} header is not ASCII"),
             )
         }),
@@ -57,7 +56,7 @@ pub fn byte_range(headers: &HeaderMap) -> Result<Option<ByteRange>, ApiError> {
     let bad = || {
         ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
-            "SIZE_INVALID",
+            ErrorCode::SizeInvalid,
             format!("malformed Range header {value:?}; expected bytes=start-end"),
         )
     };
@@ -96,7 +95,7 @@ pub fn chunk_range(headers: &HeaderMap) -> Result<Option<ChunkRange>, ApiError> 
     let bad = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "BLOB_UPLOAD_INVALID",
+            ErrorCode::BlobUploadInvalid,
             format!("malformed Content-Range {value:?}; expected start-end"),
         )
     };
@@ -120,7 +119,7 @@ pub fn page_size(params: &[(String, String)]) -> Result<Option<u32>, ApiError> {
         Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "UNSUPPORTED",
+                ErrorCode::Unsupported,
                 format!("pagination parameter n={v:?} is not a non-negative integer"),
             )
         }),

@@ -7,18 +7,18 @@
 
 use actix_web::web;
 
+pub mod client_addr;
 pub mod error;
 pub mod handlers;
 pub mod headers;
 pub mod metrics;
-pub mod spans;
-
 pub mod route;
+pub mod spans;
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
 use error::{ApiError, ApiResult};
-use handlers::{base, blobs, manifests, ops, uploads};
+use handlers::{base, blobs, manifests, ops, token, uploads};
 use route::Endpoint;
 
 /// Application state shared by every worker.
@@ -26,6 +26,8 @@ pub struct AppState {
     pub registry: crate::registry::Registry,
     /// Who may do what; decided in [`dispatch`] before any handler runs.
     pub auth: crate::auth::Authorizer,
+    /// Who the client is, behind the trusted proxies.
+    pub clients: client_addr::ClientAddr,
 }
 
 /// Registers every route: the operational endpoints by exact path, and every `/v2/`
@@ -36,8 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
         .service(
             web::resource("/auth/token")
-                .route(web::get().to(crate::auth::token_server::get))
-                .route(web::post().to(crate::auth::token_server::post)),
+                .route(web::get().to(token::get))
+                .route(web::post().to(token::post)),
         )
         .default_service(web::to(dispatch));
 }
@@ -49,7 +51,7 @@ async fn dispatch(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let Some(endpoint) = Endpoint::parse(req.path()) else {
-        return Err(handlers::not_found(&req));
+        return Err(ApiError::no_such_endpoint(req.path()));
     };
     tracing::Span::current().record("http.route", endpoint.label());
     req.extensions_mut().insert(endpoint.clone());
@@ -89,7 +91,7 @@ async fn authorize(
     endpoint: &Endpoint,
     auth: &crate::auth::Authorizer,
 ) -> ApiResult<()> {
-    let need = crate::auth::need(endpoint, req.method().as_str());
+    let need = endpoint.need(req.method().as_str());
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)

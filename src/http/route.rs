@@ -6,6 +6,8 @@
 //! path is split from the right at the keyword that ends every route (`manifests`,
 //! `blobs`, `uploads`, `referrers`, `tags/list`): one pass, no regex.
 
+use crate::auth::{Action, Need};
+
 /// What a `/v2/` path addresses. Names and the second segment are still unvalidated
 /// strings; handlers parse them into `RepoName`, `Digest`, `Reference`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,33 @@ impl Endpoint {
         }
     }
 
+    /// What `method` on this endpoint needs from the caller.
+    pub fn need(&self, method: &str) -> Need {
+        use Endpoint as E;
+        let repo = |name: &str, action| Need::Repository {
+            name: name.to_string(),
+            action,
+        };
+        match (self, method) {
+            (E::Base, _) => Need::Authenticated,
+            (E::Catalog, _) => Need::Catalog,
+            (
+                E::Tags { name }
+                | E::Manifest { name, .. }
+                | E::Blob { name, .. }
+                | E::Referrers { name, .. },
+                "GET" | "HEAD",
+            ) => repo(name, Action::Pull),
+            (E::Manifest { name, .. } | E::Blob { name, .. }, "DELETE") => {
+                repo(name, Action::Delete)
+            }
+            (E::Manifest { name, .. }, "PUT") => repo(name, Action::Push),
+            (E::UploadStart { name } | E::Upload { name, .. }, _) => repo(name, Action::Push),
+            // Methods no route takes: authenticated callers get the 405.
+            _ => Need::Authenticated,
+        }
+    }
+
     /// The repository name, for endpoints that have one.
     pub fn name(&self) -> Option<&str> {
         match self {
@@ -114,6 +143,7 @@ fn non_empty(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::Endpoint::{self, *};
+    use crate::auth::{Action, Need};
 
     fn p(s: &str) -> Option<Endpoint> {
         Endpoint::parse(s)
@@ -169,6 +199,34 @@ mod tests {
                 name: "blobs/manifests".into(),
                 reference: "v1".into()
             })
+        );
+    }
+
+    #[test]
+    fn what_each_request_needs() {
+        let e = |p: &str| Endpoint::parse(p).unwrap();
+        let r = |action| Need::Repository {
+            name: "a/b".into(),
+            action,
+        };
+        assert_eq!(e("/v2/").need("GET"), Need::Authenticated);
+        assert_eq!(e("/v2/_catalog").need("GET"), Need::Catalog);
+        assert_eq!(e("/v2/a/b/tags/list").need("GET"), r(Action::Pull));
+        assert_eq!(e("/v2/a/b/manifests/x").need("HEAD"), r(Action::Pull));
+        assert_eq!(e("/v2/a/b/manifests/x").need("PUT"), r(Action::Push));
+        assert_eq!(e("/v2/a/b/manifests/x").need("DELETE"), r(Action::Delete));
+        assert_eq!(e("/v2/a/b/blobs/sha256:0").need("GET"), r(Action::Pull));
+        assert_eq!(
+            e("/v2/a/b/blobs/sha256:0").need("DELETE"),
+            r(Action::Delete)
+        );
+        assert_eq!(e("/v2/a/b/blobs/uploads/").need("POST"), r(Action::Push));
+        assert_eq!(e("/v2/a/b/blobs/uploads/u").need("GET"), r(Action::Push));
+        assert_eq!(e("/v2/a/b/blobs/uploads/u").need("PATCH"), r(Action::Push));
+        assert_eq!(e("/v2/a/b/referrers/sha256:0").need("GET"), r(Action::Pull));
+        assert_eq!(
+            r(Action::Push).scope().as_deref(),
+            Some("repository:a/b:pull,push")
         );
     }
 

@@ -1,107 +1,76 @@
 //! The metadata store: repositories, blobs, repository links, manifests and their
 //! references, tags and upload sessions.
 //!
-//! [`MetadataStore`] is the one trait the registry core talks to; `sqlite` and (later)
-//! `postgres` implement it over the same schema (`migrations/<engine>/`). The store owns
-//! atomicity: every method is one transaction, so a half-finished write is never visible.
-//! It knows nothing of HTTP and enforces no spec rule beyond what it is told to check.
+//! One small trait per aggregate — [`UploadStore`] (upload sessions), [`BlobIndex`]
+//! (blob records and their links to repositories), [`ManifestStore`] (manifests, tags,
+//! referrers), [`RepositoryStore`] (the catalog, and liveness) — combined in
+//! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
+//! implement every trait over the same schema (`migrations/<engine>/`); they share the
+//! row mapping (`rows`) and every statement that reads or writes the same way
+//! (`queries`), and keep apart only what truly differs (SQLite's group commit,
+//! PostgreSQL's row locks and retries). A decorator (the metadata cache) replaces the
+//! aggregates it caches and nothing else.
+//!
+//! The store owns atomicity: every method is one transaction, so a half-finished write
+//! is never visible. It knows nothing of HTTP and enforces no spec rule beyond what it
+//! is told to check. No engine type leaves this module: errors are [`MetadataError`].
 
 use async_trait::async_trait;
 
-use crate::registry::digest::Digest;
-use crate::registry::name::{RepoName, Tag};
+use std::sync::Arc;
+
+use crate::types::{
+    BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
+};
 
 pub mod postgres;
+mod queries;
+mod rows;
+mod sql_error;
 pub mod sqlite;
 
-/// Errors of the metadata layer.
+/// A failure's cause, as the engine reported it (its type stays inside this module).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of the metadata layer. No engine type appears here: the engines convert
+/// their errors (`sql_error`) and classify them as transient or not.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
+    /// A permanent failure of the database (bad credentials, a missing table, a
+    /// constraint the code did not expect): retrying will not help.
     #[error("database error: {0}")]
-    Database(sqlx::Error),
+    Database(#[source] BoxError),
     /// The database could not answer now (pool exhausted, timeouts, lost connection,
     /// busy): the request may be retried.
     #[error("database temporarily unavailable: {0}")]
     Unavailable(String),
+    /// A transaction kept losing races with concurrent ones (serialization failures,
+    /// deadlocks, unique or foreign-key violations) and the store gave up retrying.
+    #[error("transaction conflict: {0}")]
+    Conflict(#[source] BoxError),
     /// `commit_blob` was told to close an upload session that no longer exists (it was
     /// cancelled, purged or committed by another request); nothing was written.
     #[error("upload session no longer exists")]
     UploadGone,
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[source] BoxError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("unsupported database url {0:?}")]
     UnsupportedUrl(String),
 }
 
-impl From<sqlx::Error> for MetadataError {
-    fn from(e: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        let transient = match &e {
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,
-            E::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                // PostgreSQL: connection exceptions (08), statement/lock timeouts,
-                // too many connections, shutdown. SQLite: BUSY and LOCKED.
-                code.starts_with("08")
-                    || matches!(
-                        code.as_ref(),
-                        "57014"
-                            | "55P03"
-                            | "53300"
-                            | "57P01"
-                            | "57P02"
-                            | "57P03"
-                            | "5"
-                            | "6"
-                            | "517"
-                            | "262"
-                    )
-            }
-            _ => false,
-        };
-        if transient {
-            MetadataError::Unavailable(e.to_string())
-        } else {
-            MetadataError::Database(e)
-        }
+impl MetadataError {
+    /// True for failures a retry may cure (answered with 503 and `Retry-After`).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            MetadataError::Unavailable(_) | MetadataError::Conflict(_)
+        )
     }
 }
 
 pub type Result<T> = std::result::Result<T, MetadataError>;
-
-/// A blob known to the registry: its digest, size and where its bytes are stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobRecord {
-    pub digest: Digest,
-    pub size: u64,
-    pub storage_key: String,
-}
-
-/// A stored piece of an upload in the blob store.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ChunkRecord {
-    pub key: String,
-    pub offset: u64,
-    pub len: u64,
-}
-
-/// An upload session as stored between requests.
-#[derive(Debug, Clone)]
-pub struct UploadRecord {
-    pub id: String,
-    pub repository: RepoName,
-    /// Bytes received and durably stored so far.
-    pub offset: u64,
-    /// Where the blob's bytes go (the first chunk's key on object stores).
-    pub storage_key: String,
-    pub chunks: Vec<ChunkRecord>,
-    /// Serialized hash mid-state ([`crate::registry::hasher::ResumableHasher`]).
-    pub hash_state: Vec<u8>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
 
 /// What a committed blob ended up as.
 #[derive(Debug, Clone)]
@@ -111,25 +80,19 @@ pub struct BlobCommit {
     pub stored_new: bool,
 }
 
-/// A manifest as stored.
-#[derive(Debug, Clone)]
-pub struct ManifestRecord {
-    pub digest: Digest,
-    pub media_type: String,
-    pub payload: Vec<u8>,
-    pub subject: Option<Digest>,
-    pub artifact_type: Option<String>,
-    /// JSON object text.
-    pub annotations: Option<String>,
-}
-
-/// A manifest to store, with the children that must exist in the repository.
+/// A manifest to store, with what it references and the tags to point at it.
 #[derive(Debug, Clone)]
 pub struct NewManifest {
     pub record: ManifestRecord,
-    pub required_blobs: Vec<Digest>,
-    pub required_manifests: Vec<Digest>,
-    pub tag: Option<Tag>,
+    /// Blobs it references (config, layers), recorded as its references.
+    pub blobs: Vec<Digest>,
+    /// Manifests it references (an index's children).
+    pub manifests: Vec<Digest>,
+    /// Every referenced blob and manifest must be in the repository (false: sparse
+    /// manifests are allowed, the references are recorded all the same).
+    pub children_must_exist: bool,
+    /// Tags to create or move, all or none.
+    pub tags: Vec<Tag>,
 }
 
 /// Result of storing a manifest.
@@ -140,23 +103,9 @@ pub enum PutManifestOutcome {
     MissingChild(Digest),
 }
 
-/// A referrer of a subject, for the referrers API.
-#[derive(Debug, Clone)]
-pub struct ReferrerRecord {
-    pub digest: Digest,
-    pub media_type: String,
-    pub size: u64,
-    pub artifact_type: Option<String>,
-    pub annotations: Option<String>,
-}
-
-/// The operations the registry core needs from its metadata database.
+/// Upload sessions: the state an upload carries between requests.
 #[async_trait]
-pub trait MetadataStore: Send + Sync + 'static {
-    /// Cheap round trip, for readiness checks.
-    async fn ping(&self) -> Result<()>;
-
-    // Upload sessions.
+pub trait UploadStore: Send + Sync + 'static {
     async fn create_upload(&self, upload: &UploadRecord) -> Result<()>;
     async fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>>;
     /// Records progress only if the session is still at `expected_offset`
@@ -174,8 +123,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn delete_upload(&self, id: &str) -> Result<Option<UploadRecord>>;
     /// Sessions not touched since `before` (for purging).
     async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>>;
+}
 
-    // Blobs.
+/// Blob records and their links to repositories.
+#[async_trait]
+pub trait BlobIndex: Send + Sync + 'static {
     /// In one transaction: delete the upload session `upload_id` if given (failing with
     /// [`MetadataError::UploadGone`], writing nothing, if it no longer exists), ensure the
     /// repository, record the blob (or keep the existing record of the same digest) and
@@ -194,8 +146,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
     /// Removes the link. False if it did not exist.
     async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+}
 
-    // Manifests and tags.
+/// Manifests, the tags that point at them, and their referrers.
+#[async_trait]
+pub trait ManifestStore: Send + Sync + 'static {
     async fn put_manifest(
         &self,
         repo: &RepoName,
@@ -217,7 +172,6 @@ pub trait MetadataStore: Send + Sync + 'static {
         last: Option<&str>,
         limit: u32,
     ) -> Result<Option<Vec<String>>>;
-    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>>;
     async fn referrers(
         &self,
         repo: &RepoName,
@@ -226,14 +180,47 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Vec<ReferrerRecord>>;
 }
 
+/// The repositories themselves (the catalog), and whether the database answers.
+#[async_trait]
+pub trait RepositoryStore: Send + Sync + 'static {
+    /// Cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<()>;
+    /// Repository names after `last` in lexical order.
+    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>>;
+}
+
+/// The metadata store as the registry core holds it: one handle per aggregate.
+#[derive(Clone)]
+pub struct Metadata {
+    pub uploads: Arc<dyn UploadStore>,
+    pub blobs: Arc<dyn BlobIndex>,
+    pub manifests: Arc<dyn ManifestStore>,
+    pub repositories: Arc<dyn RepositoryStore>,
+}
+
+impl Metadata {
+    /// Every aggregate served by one engine.
+    pub fn from_engine<S>(store: Arc<S>) -> Metadata
+    where
+        S: UploadStore + BlobIndex + ManifestStore + RepositoryStore,
+    {
+        Metadata {
+            uploads: store.clone(),
+            blobs: store.clone(),
+            manifests: store.clone(),
+            repositories: store,
+        }
+    }
+}
+
 /// Opens the store a `database.url` names, running its migrations first.
-pub async fn open(url: &str, pool_size: u32) -> Result<std::sync::Arc<dyn MetadataStore>> {
+pub async fn open(url: &str, pool_size: u32) -> Result<Metadata> {
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url, pool_size).await?;
-        Ok(std::sync::Arc::new(store))
+        Ok(Metadata::from_engine(Arc::new(store)))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let store = postgres::PostgresStore::open(url, pool_size).await?;
-        Ok(std::sync::Arc::new(store))
+        Ok(Metadata::from_engine(Arc::new(store)))
     } else {
         Err(MetadataError::UnsupportedUrl(url.to_string()))
     }

@@ -6,16 +6,14 @@
 //! 20 minutes by default), which honours `Range` itself. With the `cloudfront` storage
 //! middleware, clients get a CloudFront signed URL instead, except those whose address
 //! lies in the configured AWS ranges (`ipfilteredby`), who get the S3 URL: in-region
-//! traffic to S3 costs nothing, CloudFront's does. The client's address is the peer's,
-//! or, from a proxy listed in `http.trustedproxies`, the right-most untrusted address of
-//! `X-Forwarded-For`. Backends that cannot presign (filesystem, in-memory, a GCS
+//! traffic to S3 costs nothing, CloudFront's does. The client's address comes from the
+//! HTTP layer (`http::client_addr`). Backends that cannot presign (filesystem, in-memory, a GCS
 //! emulator) stream, and so does any blob whose URL cannot be made (logged, counted).
 
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use ipnet::IpNet;
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use url::Url;
 
@@ -64,7 +62,6 @@ struct CloudFront {
 pub struct Redirector {
     expiry: Duration,
     cloudfront: Option<CloudFront>,
-    trusted_proxies: Vec<IpNet>,
 }
 
 impl std::fmt::Debug for Redirector {
@@ -72,7 +69,6 @@ impl std::fmt::Debug for Redirector {
         f.debug_struct("Redirector")
             .field("expiry", &self.expiry)
             .field("cloudfront", &self.cloudfront.as_ref().map(|c| &c.signer))
-            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -123,7 +119,6 @@ impl Redirector {
         Ok(Some(Redirector {
             expiry: config.storage.redirect.expiry.0,
             cloudfront,
-            trusted_proxies: config.http.trusted_proxies()?,
         }))
     }
 
@@ -132,42 +127,7 @@ impl Redirector {
         Redirector {
             expiry,
             cloudfront: None,
-            trusted_proxies: Vec::new(),
         }
-    }
-
-    /// The client's address: `peer`, unless `peer` is a trusted proxy; then the
-    /// right-most address of `forwarded_for` (the `X-Forwarded-For` values in order)
-    /// that is not itself a trusted proxy. An unreadable entry ends the walk at the
-    /// last trusted hop, so a forged or garbled header never yields an address.
-    pub fn client_ip<'a>(
-        &self,
-        peer: Option<IpAddr>,
-        forwarded_for: impl IntoIterator<Item = &'a str>,
-    ) -> Option<IpAddr> {
-        let mut client = peer?.to_canonical();
-        if !self.is_trusted(client) {
-            return Some(client);
-        }
-        let hops: Vec<&str> = forwarded_for
-            .into_iter()
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
-        for hop in hops.into_iter().rev() {
-            let Ok(ip) = hop.parse::<IpAddr>() else {
-                break;
-            };
-            client = ip.to_canonical();
-            if !self.is_trusted(client) {
-                break;
-            }
-        }
-        Some(client)
-    }
-
-    fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|n| n.contains(&ip))
     }
 
     /// The redirect for the object `key` of `backend`, or `None` to stream it.

@@ -1,49 +1,8 @@
-//! The redirect decision: client addresses, CloudFront URLs checked with the public key
+//! The redirect decision: CloudFront URLs checked with the public key
 //! by `openssl` (independently of the signing code), the AWS-range bypass.
 use base64::Engine as _;
 
 use super::*;
-
-fn with_proxies(proxies: &[&str]) -> Redirector {
-    Redirector {
-        trusted_proxies: proxies.iter().map(|p| p.parse().unwrap()).collect(),
-        ..Redirector::presigned(Duration::from_secs(60))
-    }
-}
-
-#[test]
-fn client_address_from_trusted_proxies_only() {
-    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    let r = with_proxies(&["10.0.0.0/8"]);
-    // An untrusted peer's X-Forwarded-For is ignored.
-    assert_eq!(
-        r.client_ip(Some(ip("203.0.113.9")), ["3.5.140.1"]),
-        Some(ip("203.0.113.9"))
-    );
-    // From a trusted proxy: the right-most untrusted hop.
-    assert_eq!(
-        r.client_ip(Some(ip("10.1.1.1")), ["1.1.1.1, 3.5.140.1, 10.2.2.2"]),
-        Some(ip("3.5.140.1"))
-    );
-    // Several headers are one list, in order.
-    assert_eq!(
-        r.client_ip(Some(ip("10.1.1.1")), ["1.1.1.1", "3.5.140.1"]),
-        Some(ip("3.5.140.1"))
-    );
-    // No header: the proxy itself.
-    assert_eq!(r.client_ip(Some(ip("10.1.1.1")), []), Some(ip("10.1.1.1")));
-    // Garbage stops the walk at the last trusted hop.
-    assert_eq!(
-        r.client_ip(Some(ip("10.1.1.1")), ["3.5.140.1, junk, 10.9.9.9"]),
-        Some(ip("10.9.9.9"))
-    );
-    // IPv4-mapped peers count as IPv4.
-    assert_eq!(
-        r.client_ip(Some(ip("::ffff:10.1.1.1")), ["198.51.100.7"]),
-        Some(ip("198.51.100.7"))
-    );
-    assert_eq!(r.client_ip(None, ["198.51.100.7"]), None);
-}
 
 /// Runs `openssl` with `args`; true if it succeeded.
 fn openssl(args: &[&str]) -> bool {
@@ -164,6 +123,8 @@ async fn cloudfront_urls_verify_and_aws_clients_get_s3() {
         let s = setup(pkcs1);
         let backend = s3_backend(&s.config);
         let r = Redirector::from_config(&s.config).unwrap().unwrap();
+        let clients =
+            crate::http::client_addr::ClientAddr::new(s.config.http.trusted_proxies().unwrap());
         let ip = |a: &str| Some(a.parse::<IpAddr>().unwrap());
         let go = |client: Option<IpAddr>| {
             let (r, backend) = (&r, &backend);
@@ -179,7 +140,7 @@ async fn cloudfront_urls_verify_and_aws_clients_get_s3() {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let cf = go(r.client_ip(ip("203.0.113.9"), [])).await;
+        let cf = go(clients.client_ip(ip("203.0.113.9"), [])).await;
         assert_eq!(cf.target, RedirectTarget::CloudFront);
         let url = cf.url;
         assert_eq!(url.scheme(), "https");
@@ -210,7 +171,7 @@ async fn cloudfront_urls_verify_and_aws_clients_get_s3() {
 
         // Inside us-east-1's ranges (IPv4 and IPv6): the S3 presigned URL, 20 minutes.
         for inside in ["52.94.1.2", "2600:1f18::9"] {
-            let s3 = go(r.client_ip(ip(inside), [])).await;
+            let s3 = go(clients.client_ip(ip(inside), [])).await;
             assert_eq!(s3.target, RedirectTarget::Presigned, "{inside}");
             assert_eq!(s3.url.host_str(), Some("127.0.0.1"));
             assert_eq!(s3.url.path(), "/layers/root/blobs/abc.0.1f");
@@ -219,15 +180,15 @@ async fn cloudfront_urls_verify_and_aws_clients_get_s3() {
             assert!(q.contains_key("X-Amz-Signature"));
         }
         // AWS, but not a configured region: CloudFront.
-        let other = go(r.client_ip(ip("3.5.140.1"), [])).await;
+        let other = go(clients.client_ip(ip("3.5.140.1"), [])).await;
         assert_eq!(other.target, RedirectTarget::CloudFront);
 
         // X-Forwarded-For from an untrusted peer is ignored; from a trusted proxy, believed.
-        let forged = go(r.client_ip(ip("203.0.113.9"), ["52.94.1.2"])).await;
+        let forged = go(clients.client_ip(ip("203.0.113.9"), ["52.94.1.2"])).await;
         assert_eq!(forged.target, RedirectTarget::CloudFront);
-        let proxied = go(r.client_ip(ip("10.0.0.5"), ["198.51.100.1, 52.94.1.2"])).await;
+        let proxied = go(clients.client_ip(ip("10.0.0.5"), ["198.51.100.1, 52.94.1.2"])).await;
         assert_eq!(proxied.target, RedirectTarget::Presigned);
-        let proxied = go(r.client_ip(ip("192.0.2.1"), ["52.94.1.2, 10.3.3.3"])).await;
+        let proxied = go(clients.client_ip(ip("192.0.2.1"), ["52.94.1.2, 10.3.3.3"])).await;
         assert_eq!(proxied.target, RedirectTarget::Presigned);
     }
 }

@@ -2,11 +2,11 @@
 //! rules, plus the storage layers' failures. The HTTP layer maps each to its status and
 //! the spec's error code in exactly one place (`http::error`).
 
-use super::digest::{Digest, DigestError};
-use super::manifest::ManifestError;
-use super::name::NameError;
+use super::manifest_format::ManifestError;
 use crate::blobs::BlobError;
 use crate::metadata::MetadataError;
+use crate::types::digest::{Digest, DigestError};
+use crate::types::name::NameError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -56,6 +56,12 @@ impl From<BlobError> for RegistryError {
             BlobError::Busy => RegistryError::UploadBusy,
             other => RegistryError::Storage(other),
         }
+    }
+}
+
+impl From<crate::types::RangeNotSatisfiable> for RegistryError {
+    fn from(e: crate::types::RangeNotSatisfiable) -> Self {
+        RegistryError::RangeNotSatisfiable { size: e.size }
     }
 }
 

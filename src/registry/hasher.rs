@@ -8,7 +8,7 @@
 
 use sha2::digest::generic_array::{typenum::U128, typenum::U64, GenericArray};
 
-use super::digest::{Algorithm, Digest};
+use crate::types::digest::{Algorithm, Digest};
 
 const SHA256_IV: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,

@@ -2,11 +2,12 @@
 
 use serde_json::{json, Value};
 
-use super::digest::Digest;
-use super::manifest::{self, ChildKind, ValidManifest};
-use super::name::{Reference, RepoName};
+use super::manifest_format::{self, ChildKind, ValidManifest};
 use super::{Page, Registry, RegistryError, Result};
-use crate::metadata::{ManifestRecord, NewManifest, PutManifestOutcome};
+use crate::metadata::{NewManifest, PutManifestOutcome};
+use crate::types::digest::Digest;
+use crate::types::name::{Reference, RepoName, Tag};
+use crate::types::ManifestRecord;
 
 /// What a manifest push produced.
 #[derive(Debug, Clone)]
@@ -14,6 +15,8 @@ pub struct PushedManifest {
     pub digest: Digest,
     /// The subject's digest, echoed in `OCI-Subject`.
     pub subject: Option<Digest>,
+    /// Every tag that now points at it (the reference's and the `?tag=` ones).
+    pub tags: Vec<Tag>,
 }
 
 /// The referrers of a subject, as an OCI image index.
@@ -24,21 +27,23 @@ pub struct Referrers {
 }
 
 impl Registry {
-    /// Validates and stores a manifest, tagging it if `reference` is a tag.
+    /// Validates and stores a manifest, pointing at it the tag `reference` names (if it
+    /// is one) and every tag of `extra_tags` (the draft spec's `?tag=`), all or none.
     #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, reference = %reference))]
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
+        extra_tags: &[Tag],
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<PushedManifest> {
         self.require_writable()?;
         let algorithm = match reference {
             Reference::Digest(d) => d.algorithm(),
-            Reference::Tag(_) => super::digest::Algorithm::Sha256,
+            Reference::Tag(_) => crate::types::digest::Algorithm::Sha256,
         };
-        let valid: ValidManifest = manifest::validate(&body, content_type, algorithm)?;
+        let valid: ValidManifest = manifest_format::validate(&body, content_type, algorithm)?;
         if let Reference::Digest(expected) = reference {
             if expected != &valid.digest {
                 return Err(RegistryError::DigestMismatch {
@@ -60,17 +65,16 @@ impl Registry {
                 artifact_type: valid.artifact_type.clone(),
                 annotations: valid.annotations.as_ref().map(|a| a.to_string()),
             },
-            required_blobs: dedup(blobs.into_iter().map(|c| c.digest.clone()).collect()),
-            required_manifests: dedup(manifests.into_iter().map(|c| c.digest.clone()).collect()),
-            tag: match reference {
-                Reference::Tag(t) => Some(t.clone()),
-                Reference::Digest(_) => None,
-            },
+            blobs: dedup(blobs.into_iter().map(|c| c.digest.clone()).collect()),
+            manifests: dedup(manifests.into_iter().map(|c| c.digest.clone()).collect()),
+            children_must_exist: !self.options.sparse_manifests,
+            tags: tags_of(reference, extra_tags),
         };
-        match self.meta.put_manifest(repo, &new).await? {
+        match self.meta.manifests.put_manifest(repo, &new).await? {
             PutManifestOutcome::Stored => Ok(PushedManifest {
                 digest: valid.digest,
                 subject: valid.subject,
+                tags: new.tags,
             }),
             PutManifestOutcome::MissingChild(d) => Err(RegistryError::ManifestBlobUnknown(d)),
         }
@@ -82,8 +86,8 @@ impl Registry {
         reference: &Reference,
     ) -> Result<ManifestRecord> {
         let found = match reference {
-            Reference::Tag(t) => self.meta.manifest_by_tag(repo, t).await?,
-            Reference::Digest(d) => self.meta.manifest_by_digest(repo, d).await?,
+            Reference::Tag(t) => self.meta.manifests.manifest_by_tag(repo, t).await?,
+            Reference::Digest(d) => self.meta.manifests.manifest_by_digest(repo, d).await?,
         };
         found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
     }
@@ -93,8 +97,8 @@ impl Registry {
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
         self.require_delete()?;
         let deleted = match reference {
-            Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
-            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
+            Reference::Tag(t) => self.meta.manifests.delete_tag(repo, t).await?,
+            Reference::Digest(d) => self.meta.manifests.delete_manifest(repo, d).await?,
         };
         if deleted {
             Ok(())
@@ -112,6 +116,7 @@ impl Registry {
         let limit = self.page_size(n);
         let tags = self
             .meta
+            .manifests
             .list_tags(repo, last, limit.saturating_add(1))
             .await?
             .ok_or_else(|| RegistryError::NameUnknown(repo.to_string()))?;
@@ -122,6 +127,7 @@ impl Registry {
         let limit = self.page_size(n);
         let repos = self
             .meta
+            .repositories
             .list_repositories(last, limit.saturating_add(1))
             .await?;
         Ok(Page::from_fetched(repos, limit))
@@ -134,7 +140,11 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Referrers> {
-        let rows = self.meta.referrers(repo, subject, artifact_type).await?;
+        let rows = self
+            .meta
+            .manifests
+            .referrers(repo, subject, artifact_type)
+            .await?;
         let manifests: Vec<Value> = rows
             .into_iter()
             .map(|r| {
@@ -158,12 +168,27 @@ impl Registry {
         Ok(Referrers {
             index: json!({
                 "schemaVersion": 2,
-                "mediaType": manifest::OCI_INDEX,
+                "mediaType": manifest_format::OCI_INDEX,
                 "manifests": manifests,
             }),
             filtered_by_artifact_type: artifact_type.is_some(),
         })
     }
+}
+
+/// The reference's tag (if it is one) and the extra tags, each once, in order.
+fn tags_of(reference: &Reference, extra: &[Tag]) -> Vec<Tag> {
+    let mut tags: Vec<Tag> = Vec::with_capacity(extra.len() + 1);
+    let own = match reference {
+        Reference::Tag(t) => Some(t),
+        Reference::Digest(_) => None,
+    };
+    for tag in own.into_iter().chain(extra) {
+        if !tags.contains(tag) {
+            tags.push(tag.clone());
+        }
+    }
+    tags
 }
 
 fn dedup(mut v: Vec<Digest>) -> Vec<Digest> {

@@ -1,44 +1,49 @@
 //! The registry core: the OCI Distribution Spec's rules — names, references, digests,
 //! upload sessions, manifest validation, tags, referrers.
 //!
-//! Layer rule: the core calls the metadata store and the blob store; they never call the
-//! core. Nothing in here knows about HTTP (no actix) or SQL (no sqlx): handlers translate
-//! requests into calls on [`Registry`], and the stores hide their engines behind traits.
+//! Layer rule: the core calls the metadata store, the blob store and the redirector;
+//! they never call the core. Nothing in here names an HTTP, SQL, object-store or cache
+//! type (no actix, sqlx, object_store or redis; `tests/layers.rs` checks): handlers
+//! translate requests into calls on [`Registry`], and the stores hide their engines
+//! behind traits and their own error enums.
 
 use std::sync::Arc;
 
-use crate::blobs::BlobStore;
+use crate::blobs::BlobBackend;
 pub(crate) use crate::clock::now_ms;
-use crate::metadata::MetadataStore;
+use crate::metadata::Metadata;
+use crate::redirect::Redirector;
 
 pub mod blobs;
-pub mod digest;
 pub mod error;
 pub mod hasher;
-pub mod manifest;
+pub mod manifest_format;
 pub mod manifests;
-pub mod name;
 pub mod uploads;
 
 pub use error::{RegistryError, Result};
 
 /// Behaviour switches that come from configuration.
 #[derive(Debug, Clone)]
-pub struct Policy {
+pub struct RegistryOptions {
     /// `storage.delete.enabled`: blob and manifest deletes are allowed.
     pub delete_enabled: bool,
     /// `storage.maintenance.readonly.enabled`: every push and delete is refused.
     pub read_only: bool,
     /// Upper bound on one page of tags or repositories.
     pub max_page: u32,
+    /// `validation.manifests.sparse`: a manifest may reference blobs and manifests that
+    /// are not in the repository.
+    pub sparse_manifests: bool,
 }
 
-impl Default for Policy {
+impl Default for RegistryOptions {
     fn default() -> Self {
-        Policy {
+        RegistryOptions {
             delete_enabled: true,
             read_only: false,
             max_page: 10_000,
+            sparse_manifests: false,
         }
     }
 }
@@ -46,35 +51,54 @@ impl Default for Policy {
 /// The registry: every operation of the distribution API, independent of transport.
 #[derive(Clone)]
 pub struct Registry {
-    pub(crate) meta: Arc<dyn MetadataStore>,
-    pub(crate) blobs: BlobStore,
-    pub(crate) policy: Policy,
+    pub(crate) meta: Metadata,
+    pub(crate) blobs: Arc<dyn BlobBackend>,
+    /// Sends blob GETs elsewhere (presigned URLs, a CDN); `None`: always stream.
+    pub(crate) redirector: Option<Arc<Redirector>>,
+    pub(crate) options: RegistryOptions,
 }
 
 impl Registry {
-    pub fn new(meta: Arc<dyn MetadataStore>, blobs: BlobStore, policy: Policy) -> Self {
+    pub fn new(
+        meta: Metadata,
+        blobs: Arc<dyn BlobBackend>,
+        redirector: Option<Redirector>,
+        options: RegistryOptions,
+    ) -> Self {
         Registry {
             meta,
             blobs,
-            policy,
+            redirector: redirector.map(Arc::new),
+            options,
         }
     }
 
-    pub fn metadata(&self) -> &Arc<dyn MetadataStore> {
-        &self.meta
+    pub fn options(&self) -> &RegistryOptions {
+        &self.options
     }
 
-    pub fn blob_store(&self) -> &BlobStore {
-        &self.blobs
+    /// The blob backend's name (`filesystem`, `s3`, …), for logs.
+    pub fn storage_name(&self) -> &'static str {
+        self.blobs.name()
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The smallest chunk an upload should send (`OCI-Chunk-Min-Length`): what the
+    /// blob store composes without copying.
+    pub fn min_chunk_len(&self) -> u64 {
+        self.blobs.min_chunk_len()
+    }
+
+    /// Whether the registry can serve: the metadata database answers and the blob
+    /// store is reachable with the configured bucket and credentials.
+    pub async fn check_ready(&self) -> Result<()> {
+        self.meta.repositories.ping().await?;
+        self.blobs.check().await?;
+        Ok(())
     }
 
     /// Refuses writes while the registry is read-only.
     fn require_writable(&self) -> Result<()> {
-        if self.policy.read_only {
+        if self.options.read_only {
             Err(RegistryError::Unsupported(
                 "the registry is read-only (storage.maintenance.readonly.enabled: true)".into(),
             ))
@@ -85,7 +109,7 @@ impl Registry {
 
     fn require_delete(&self) -> Result<()> {
         self.require_writable()?;
-        if self.policy.delete_enabled {
+        if self.options.delete_enabled {
             Ok(())
         } else {
             Err(RegistryError::Unsupported(
@@ -96,7 +120,8 @@ impl Registry {
 
     /// Clamps a client's page size `n` (absent: the maximum).
     fn page_size(&self, n: Option<u32>) -> u32 {
-        n.unwrap_or(self.policy.max_page).min(self.policy.max_page)
+        n.unwrap_or(self.options.max_page)
+            .min(self.options.max_page)
     }
 }
 

@@ -9,12 +9,12 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tracing::{debug, warn};
 
-use super::digest::{Algorithm, Digest};
 use super::hasher::ResumableHasher;
-use super::name::RepoName;
 use super::{now_ms, Registry, RegistryError, Result};
-use crate::blobs::push_chunk;
-use crate::metadata::{BlobRecord, ChunkRecord, UploadRecord};
+use crate::types::digest::{Algorithm, Digest};
+use crate::types::name::RepoName;
+use crate::types::records::push_chunk;
+use crate::types::{BlobRecord, ChunkRange, ChunkRecord, UploadRecord};
 
 /// Where an upload stands.
 #[derive(Debug, Clone)]
@@ -22,23 +22,6 @@ pub struct UploadStatus {
     pub id: String,
     pub repository: RepoName,
     pub offset: u64,
-}
-
-/// The `Content-Range` a client declared for a chunk (inclusive bounds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkRange {
-    pub start: u64,
-    pub end: u64,
-}
-
-impl ChunkRange {
-    pub fn len(&self) -> u64 {
-        self.end - self.start + 1
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
-    }
 }
 
 /// The outcome of a cross-repository mount request.
@@ -85,7 +68,7 @@ impl Registry {
             created_at: now,
             updated_at: now,
         };
-        self.meta.create_upload(&record).await?;
+        self.meta.uploads.create_upload(&record).await?;
         debug!(upload = %id, repo = %repo, "upload started");
         Ok(UploadStatus {
             id,
@@ -95,7 +78,7 @@ impl Registry {
     }
 
     async fn load_upload(&self, repo: &RepoName, id: &str) -> Result<UploadRecord> {
-        match self.meta.get_upload(id).await? {
+        match self.meta.uploads.get_upload(id).await? {
             Some(u) if &u.repository == repo => Ok(u),
             _ => Err(RegistryError::UploadUnknown(id.chars().take(64).collect())),
         }
@@ -235,6 +218,7 @@ impl Registry {
         let new_offset = upload.offset + written.len;
         let advanced = self
             .meta
+            .uploads
             .advance_upload(
                 &upload.id,
                 upload.offset,
@@ -361,7 +345,7 @@ impl Registry {
             storage_key: storage_key.clone(),
         };
         let session = has_session_row.then_some(upload.id.as_str());
-        let commit = match self.meta.commit_blob(repo, &record, session).await {
+        let commit = match self.meta.blobs.commit_blob(repo, &record, session).await {
             Ok(c) => c,
             // Cancelled, purged or finished by another request meanwhile: its data is
             // not ours to keep or delete.
@@ -393,7 +377,7 @@ impl Registry {
     }
 
     async fn drop_upload(&self, upload: &UploadRecord, chunks: &[ChunkRecord], assembled: &str) {
-        if let Err(e) = self.meta.delete_upload(&upload.id).await {
+        if let Err(e) = self.meta.uploads.delete_upload(&upload.id).await {
             warn!(upload = %upload.id, error = %e, "could not delete upload session");
         }
         if let Err(e) = self.blobs.discard_upload(&upload.storage_key, chunks).await {
@@ -452,7 +436,7 @@ impl Registry {
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<()> {
         self.require_writable()?;
         let upload = self.load_upload(repo, id).await?;
-        if let Some(u) = self.meta.delete_upload(&upload.id).await? {
+        if let Some(u) = self.meta.uploads.delete_upload(&upload.id).await? {
             self.blobs.discard_upload(&u.storage_key, &u.chunks).await?;
         }
         Ok(())
@@ -469,11 +453,11 @@ impl Registry {
     ) -> Result<MountOutcome> {
         self.require_writable()?;
         let source = match from {
-            Some(from) => self.meta.repo_blob(from, digest).await?,
-            None => self.meta.any_blob(digest).await?,
+            Some(from) => self.meta.blobs.repo_blob(from, digest).await?,
+            None => self.meta.blobs.any_blob(digest).await?,
         };
-        if source.is_some() && self.meta.link_blob(repo, digest).await? {
-            if let Some(blob) = self.meta.repo_blob(repo, digest).await? {
+        if source.is_some() && self.meta.blobs.link_blob(repo, digest).await? {
+            if let Some(blob) = self.meta.blobs.repo_blob(repo, digest).await? {
                 return Ok(MountOutcome::Mounted(blob));
             }
         }
@@ -496,7 +480,7 @@ impl Registry {
         const BATCH: u32 = 500;
         let before = now_ms() - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
         if dry_run {
-            let stale = self.meta.stale_uploads(before, BATCH).await?;
+            let stale = self.meta.uploads.stale_uploads(before, BATCH).await?;
             for u in &stale {
                 tracing::info!(upload = %u.id, repo = %u.repository, "dry run: would purge upload session");
             }
@@ -504,11 +488,11 @@ impl Registry {
         }
         let mut purged = 0;
         loop {
-            let stale = self.meta.stale_uploads(before, BATCH).await?;
+            let stale = self.meta.uploads.stale_uploads(before, BATCH).await?;
             let full = stale.len() == BATCH as usize;
             let mut progress = false;
             for upload in stale {
-                if let Some(u) = self.meta.delete_upload(&upload.id).await? {
+                if let Some(u) = self.meta.uploads.delete_upload(&upload.id).await? {
                     self.blobs.discard_upload(&u.storage_key, &u.chunks).await?;
                     purged += 1;
                     progress = true;

@@ -14,7 +14,6 @@ use wharf::cache::memory::MemoryCache;
 use wharf::cache::redis::RedisCache;
 use wharf::cache::{keys, CacheBackend, CachedMetadata};
 use wharf::config::RedisConfig;
-use wharf::metadata::MetadataStore;
 
 use crate::redis_server::RedisServer;
 use crate::support::*;
@@ -46,6 +45,7 @@ async fn past_bypass() {
 
 async fn tag_target(store: &Store, repository: &str, name: &str) -> Option<String> {
     store
+        .manifests
         .manifest_by_tag(&repo(repository), &tag(name))
         .await
         .expect("read tag")
@@ -56,15 +56,15 @@ async fn tag_target(store: &Store, repository: &str, name: &str) -> Option<Strin
 async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
     let r = repo(repository);
     let layer = blob("layer", "blobs/layer");
-    cached.commit_blob(&r, &layer, None).await.unwrap();
+    cached.blobs.commit_blob(&r, &layer, None).await.unwrap();
     let one = manifest("one", &[&layer], Some("latest"));
-    cached.put_manifest(&r, &one).await.unwrap();
+    cached.manifests.put_manifest(&r, &one).await.unwrap();
     let one_digest = Some(one.record.digest.to_string());
     assert_eq!(tag_target(&cached, repository, "latest").await, one_digest);
 
     // Moved behind the cache's back: the cached target is still served.
     let two = manifest("two", &[&layer], Some("latest"));
-    inner.put_manifest(&r, &two).await.unwrap();
+    inner.manifests.put_manifest(&r, &two).await.unwrap();
     assert_eq!(tag_target(&cached, repository, "latest").await, one_digest);
     assert_eq!(
         tag_target(&inner, repository, "latest").await,
@@ -73,7 +73,7 @@ async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
 
     // Moved through it: seen at once.
     let three = manifest("three", &[&layer], Some("latest"));
-    cached.put_manifest(&r, &three).await.unwrap();
+    cached.manifests.put_manifest(&r, &three).await.unwrap();
     let three_digest = Some(three.record.digest.to_string());
     assert_eq!(
         tag_target(&cached, repository, "latest").await,
@@ -82,6 +82,7 @@ async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
 
     // Manifests by digest, payload byte for byte.
     let got = cached
+        .manifests
         .manifest_by_digest(&r, &three.record.digest)
         .await
         .unwrap()
@@ -90,20 +91,27 @@ async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
     assert_eq!(got.media_type, three.record.media_type);
 
     // Tag deleted through the cache.
-    assert!(cached.delete_tag(&r, &tag("latest")).await.unwrap());
+    assert!(cached
+        .manifests
+        .delete_tag(&r, &tag("latest"))
+        .await
+        .unwrap());
     assert_eq!(tag_target(&cached, repository, "latest").await, None);
 
     // Manifest deleted through the cache: by digest and its tags are gone.
     cached
+        .manifests
         .put_manifest(&r, &manifest("three", &[&layer], Some("v3")))
         .await
         .unwrap();
     assert_eq!(tag_target(&cached, repository, "v3").await, three_digest);
     assert!(cached
+        .manifests
         .delete_manifest(&r, &three.record.digest)
         .await
         .unwrap());
     assert!(cached
+        .manifests
         .manifest_by_digest(&r, &three.record.digest)
         .await
         .unwrap()
@@ -113,24 +121,30 @@ async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
     // Blob links: cached, then unlinked behind the back (still served), then unlinked
     // through the cache (gone).
     assert_eq!(
-        cached.repo_blob(&r, &layer.digest).await.unwrap(),
+        cached.blobs.repo_blob(&r, &layer.digest).await.unwrap(),
         Some(layer.clone())
     );
-    assert!(inner.unlink_blob(&r, &layer.digest).await.unwrap());
+    assert!(inner.blobs.unlink_blob(&r, &layer.digest).await.unwrap());
     assert_eq!(
-        cached.repo_blob(&r, &layer.digest).await.unwrap(),
+        cached.blobs.repo_blob(&r, &layer.digest).await.unwrap(),
         Some(layer.clone())
     );
-    assert!(inner.link_blob(&r, &layer.digest).await.unwrap());
-    assert!(cached.unlink_blob(&r, &layer.digest).await.unwrap());
-    assert_eq!(cached.repo_blob(&r, &layer.digest).await.unwrap(), None);
+    assert!(inner.blobs.link_blob(&r, &layer.digest).await.unwrap());
+    assert!(cached.blobs.unlink_blob(&r, &layer.digest).await.unwrap());
+    assert_eq!(
+        cached.blobs.repo_blob(&r, &layer.digest).await.unwrap(),
+        None
+    );
 
     // A miss is not cached: a blob committed behind the back is found at once.
     let other = blob("other", "blobs/other");
-    assert_eq!(cached.repo_blob(&r, &other.digest).await.unwrap(), None);
-    inner.commit_blob(&r, &other, None).await.unwrap();
     assert_eq!(
-        cached.repo_blob(&r, &other.digest).await.unwrap(),
+        cached.blobs.repo_blob(&r, &other.digest).await.unwrap(),
+        None
+    );
+    inner.blobs.commit_blob(&r, &other, None).await.unwrap();
+    assert_eq!(
+        cached.blobs.repo_blob(&r, &other.digest).await.unwrap(),
         Some(other)
     );
 }
@@ -188,7 +202,7 @@ async fn frozen_redis_fails_open_and_writes_meanwhile_invalidate() {
     let (_dir, inner, cached) = stores(redis_cache(&[server.addr()]).await).await;
     let r = repo("frozen/app");
     let v1 = manifest("v1", &[], Some("latest"));
-    cached.put_manifest(&r, &v1).await.unwrap();
+    cached.manifests.put_manifest(&r, &v1).await.unwrap();
     let d1 = Some(v1.record.digest.to_string());
     assert_eq!(tag_target(&cached, "frozen/app", "latest").await, d1);
     assert_eq!(tag_target(&cached, "frozen/app", "latest").await, d1);
@@ -196,7 +210,7 @@ async fn frozen_redis_fails_open_and_writes_meanwhile_invalidate() {
     server.freeze();
     assert_eq!(tag_target(&cached, "frozen/app", "latest").await, d1);
     let v2 = manifest("v2", &[], Some("latest"));
-    cached.put_manifest(&r, &v2).await.unwrap();
+    cached.manifests.put_manifest(&r, &v2).await.unwrap();
     let d2 = Some(v2.record.digest.to_string());
     for _ in 0..5 {
         assert_eq!(tag_target(&cached, "frozen/app", "latest").await, d2);
@@ -212,6 +226,7 @@ async fn frozen_redis_fails_open_and_writes_meanwhile_invalidate() {
     assert_eq!(tag_target(&cached, "frozen/app", "latest").await, d2);
     // Cache in use again: a move behind its back is not seen.
     inner
+        .manifests
         .put_manifest(&r, &manifest("v3", &[], Some("latest")))
         .await
         .unwrap();
@@ -228,7 +243,7 @@ async fn redis_killed_and_restarted() {
     let (_dir, inner, cached) = stores(redis_cache(&[server.addr()]).await).await;
     let r = repo("killed/app");
     let v1 = manifest("v1", &[], Some("latest"));
-    cached.put_manifest(&r, &v1).await.unwrap();
+    cached.manifests.put_manifest(&r, &v1).await.unwrap();
     let d1 = Some(v1.record.digest.to_string());
     assert_eq!(tag_target(&cached, "killed/app", "latest").await, d1);
 
@@ -237,7 +252,7 @@ async fn redis_killed_and_restarted() {
         assert_eq!(tag_target(&cached, "killed/app", "latest").await, d1);
     }
     let v2 = manifest("v2", &[], Some("latest"));
-    cached.put_manifest(&r, &v2).await.unwrap();
+    cached.manifests.put_manifest(&r, &v2).await.unwrap();
     let d2 = Some(v2.record.digest.to_string());
     assert_eq!(tag_target(&cached, "killed/app", "latest").await, d2);
 
@@ -246,6 +261,7 @@ async fn redis_killed_and_restarted() {
     assert_eq!(tag_target(&cached, "killed/app", "latest").await, d2);
     // Filled again, then moved behind the cache's back: the cached target is served.
     inner
+        .manifests
         .put_manifest(&r, &manifest("v3", &[], Some("latest")))
         .await
         .unwrap();
@@ -307,6 +323,5 @@ where
         return;
     };
     let (_dir, _inner, cached) = stores(redis_cache(&[server.addr()]).await).await;
-    let _: &dyn MetadataStore = cached.as_ref();
     case(cached).await;
 }

@@ -112,7 +112,7 @@ async fn many_instances(url: String) {
         .map(|i| {
             let store = stores[i % stores.len()].clone();
             let (r, b) = (r.clone(), support::blob(content, &format!("k/{i}")));
-            tokio::spawn(async move { store.commit_blob(&r, &b, None).await })
+            tokio::spawn(async move { store.blobs.commit_blob(&r, &b, None).await })
         })
         .collect();
     let commits: Vec<_> = futures_util::future::join_all(tasks)
@@ -128,7 +128,7 @@ async fn many_instances(url: String) {
             let store = stores[i % stores.len()].clone();
             let r = r.clone();
             let m = support::manifest(&format!("m{i}"), &[&layer], Some("latest"));
-            tokio::spawn(async move { store.put_manifest(&r, &m).await })
+            tokio::spawn(async move { store.manifests.put_manifest(&r, &m).await })
         })
         .collect();
     for t in futures_util::future::join_all(tasks).await {
@@ -139,8 +139,12 @@ async fn many_instances(url: String) {
     }
     // Every instance sees the same state.
     let latest = support::tag("latest");
-    let seen: Vec<_> =
-        futures_util::future::join_all(stores.iter().map(|s| s.manifest_by_tag(&r, &latest))).await;
+    let seen: Vec<_> = futures_util::future::join_all(
+        stores
+            .iter()
+            .map(|s| s.manifests.manifest_by_tag(&r, &latest)),
+    )
+    .await;
     let first = seen[0].as_ref().unwrap().as_ref().unwrap().digest.clone();
     for s in &seen {
         assert_eq!(s.as_ref().unwrap().as_ref().unwrap().digest, first);

@@ -43,7 +43,7 @@ pub async fn race_commit_same_digest(store: Store) {
         // Two repositories that do not exist yet: their creation races too.
         let r = repo(&format!("race/r{}", i % 2));
         let b = blob(content, &format!("blobs/copy-{i}"));
-        async move { store.commit_blob(&r, &b, None).await }
+        async move { store.blobs.commit_blob(&r, &b, None).await }
     })
     .await;
     let commits: Vec<_> = results
@@ -60,6 +60,7 @@ pub async fn race_commit_same_digest(store: Store) {
     let d = digest_of(content.as_bytes());
     for r in ["race/r0", "race/r1"] {
         let linked = store
+            .blobs
             .repo_blob(&repo(r), &d)
             .await
             .unwrap()
@@ -67,7 +68,11 @@ pub async fn race_commit_same_digest(store: Store) {
         assert_eq!(&linked.storage_key, key);
     }
     assert_eq!(
-        store.list_repositories(None, 10).await.unwrap(),
+        store
+            .repositories
+            .list_repositories(None, 10)
+            .await
+            .unwrap(),
         ["race/r0", "race/r1"]
     );
 }
@@ -75,20 +80,21 @@ pub async fn race_commit_same_digest(store: Store) {
 pub async fn race_tag_push(store: Store) {
     let r = repo("race/tags");
     let (config, layer) = (blob("config", "k/config"), blob("layer", "k/layer"));
-    store.commit_blob(&r, &config, None).await.unwrap();
-    store.commit_blob(&r, &layer, None).await.unwrap();
+    store.blobs.commit_blob(&r, &config, None).await.unwrap();
+    store.blobs.commit_blob(&r, &layer, None).await.unwrap();
     let manifests: Vec<_> = (0..RACERS)
         .map(|i| manifest(&format!("build-{i}"), &[&config, &layer], Some("latest")))
         .collect();
     let results = race(|i| {
         let (store, r, m) = (store.clone(), r.clone(), manifests[i].clone());
-        async move { store.put_manifest(&r, &m).await }
+        async move { store.manifests.put_manifest(&r, &m).await }
     })
     .await;
     for res in results {
         assert_eq!(res.expect("put_manifest"), PutManifestOutcome::Stored);
     }
     let latest = store
+        .manifests
         .manifest_by_tag(&r, &tag("latest"))
         .await
         .unwrap()
@@ -96,13 +102,19 @@ pub async fn race_tag_push(store: Store) {
     assert!(manifests.iter().any(|m| m.record.digest == latest.digest));
     for m in &manifests {
         assert!(store
+            .manifests
             .manifest_by_digest(&r, &m.record.digest)
             .await
             .unwrap()
             .is_some());
     }
     assert_eq!(
-        store.list_tags(&r, None, 10).await.unwrap().unwrap(),
+        store
+            .manifests
+            .list_tags(&r, None, 10)
+            .await
+            .unwrap()
+            .unwrap(),
         ["latest"]
     );
 }
@@ -110,27 +122,38 @@ pub async fn race_tag_push(store: Store) {
 pub async fn race_same_manifest_many_tags(store: Store) {
     let r = repo("race/same");
     let layer = blob("layer", "k/layer");
-    store.commit_blob(&r, &layer, None).await.unwrap();
+    store.blobs.commit_blob(&r, &layer, None).await.unwrap();
     let results = race(|i| {
         let (store, r) = (store.clone(), r.clone());
         let m = manifest("one", &[&layer], Some(&format!("t{i:02}")));
-        async move { store.put_manifest(&r, &m).await }
+        async move { store.manifests.put_manifest(&r, &m).await }
     })
     .await;
     for res in results {
         assert_eq!(res.expect("put_manifest"), PutManifestOutcome::Stored);
     }
     let digest = manifest("one", &[&layer], None).record.digest;
-    let tags = store.list_tags(&r, None, 100).await.unwrap().unwrap();
+    let tags = store
+        .manifests
+        .list_tags(&r, None, 100)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(tags.len(), RACERS);
     for t in tags {
-        let m = store.manifest_by_tag(&r, &tag(&t)).await.unwrap().unwrap();
+        let m = store
+            .manifests
+            .manifest_by_tag(&r, &tag(&t))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m.digest, digest);
     }
 }
 
 pub async fn race_advance_upload(store: Store) {
     store
+        .uploads
         .create_upload(&upload("u", "race/up", 1))
         .await
         .unwrap();
@@ -140,6 +163,7 @@ pub async fn race_advance_upload(store: Store) {
             let chunks = vec![chunk(&format!("uploads/u/{i}"), 0, 100 + i as u64)];
             let state = format!("state-{i}").into_bytes();
             store
+                .uploads
                 .advance_upload("u", 0, 100 + i as u64, &chunks, &state, 2)
                 .await
         }
@@ -156,7 +180,7 @@ pub async fn race_advance_upload(store: Store) {
         "exactly one advance from offset 0 succeeds: {won:?}"
     );
     let w = won[0];
-    let u = store.get_upload("u").await.unwrap().unwrap();
+    let u = store.uploads.get_upload("u").await.unwrap().unwrap();
     assert_eq!(u.offset, 100 + w as u64);
     assert_eq!(
         u.chunks,
@@ -171,12 +195,13 @@ pub async fn race_advance_upload(store: Store) {
 
 pub async fn race_delete_upload(store: Store) {
     store
+        .uploads
         .create_upload(&upload("u", "race/up", 1))
         .await
         .unwrap();
     let results = race(|_| {
         let store = store.clone();
-        async move { store.delete_upload("u").await }
+        async move { store.uploads.delete_upload("u").await }
     })
     .await;
     let got: Vec<_> = results
@@ -196,18 +221,25 @@ pub async fn race_put_against_unlink(store: Store) {
     let r = repo("race/unlink");
     for round in 0..30 {
         let (config, layer) = (blob("config", "k/c"), blob(&format!("layer{round}"), "k/l"));
-        store.commit_blob(&r, &config, None).await.unwrap();
-        store.commit_blob(&r, &layer, None).await.unwrap();
+        store.blobs.commit_blob(&r, &config, None).await.unwrap();
+        store.blobs.commit_blob(&r, &layer, None).await.unwrap();
         let m = manifest(&format!("m{round}"), &[&config, &layer], Some("t"));
         let results = race(|i| {
             let (store, r, m, d) = (store.clone(), r.clone(), m.clone(), layer.digest.clone());
             async move {
                 if i == 0 {
-                    let unlinked = store.unlink_blob(&r, &d).await?;
-                    let visible = store.manifest_by_digest(&r, &m.record.digest).await?;
+                    let unlinked = store.blobs.unlink_blob(&r, &d).await?;
+                    let visible = store
+                        .manifests
+                        .manifest_by_digest(&r, &m.record.digest)
+                        .await?;
                     Ok((None, Some((unlinked, visible.is_some()))))
                 } else {
-                    store.put_manifest(&r, &m).await.map(|p| (Some(p), None))
+                    store
+                        .manifests
+                        .put_manifest(&r, &m)
+                        .await
+                        .map(|p| (Some(p), None))
                 }
             }
         })
@@ -224,6 +256,7 @@ pub async fn race_put_against_unlink(store: Store) {
         }
         assert!(unlinked, "the unlink found its link");
         let present = store
+            .manifests
             .manifest_by_digest(&r, &m.record.digest)
             .await
             .unwrap();
@@ -232,7 +265,12 @@ pub async fn race_put_against_unlink(store: Store) {
             stored == 0 || visible_then,
             "round {round}: a put stored its manifest after the unlink of its layer committed"
         );
-        assert!(store.repo_blob(&r, &layer.digest).await.unwrap().is_none());
+        assert!(store
+            .blobs
+            .repo_blob(&r, &layer.digest)
+            .await
+            .unwrap()
+            .is_none());
     }
 }
 
@@ -241,9 +279,9 @@ pub async fn race_put_against_unlink(store: Store) {
 pub async fn race_put_against_delete_manifest(store: Store) {
     let r = repo("race/delete");
     let layer = blob("layer", "k/l");
-    store.commit_blob(&r, &layer, None).await.unwrap();
+    store.blobs.commit_blob(&r, &layer, None).await.unwrap();
     let m = manifest("m", &[&layer], None);
-    store.put_manifest(&r, &m).await.unwrap();
+    store.manifests.put_manifest(&r, &m).await.unwrap();
     for round in 0..8 {
         let results = race(|i| {
             let (store, r) = (store.clone(), r.clone());
@@ -251,11 +289,12 @@ pub async fn race_put_against_delete_manifest(store: Store) {
             async move {
                 if i % 4 == 0 {
                     store
+                        .manifests
                         .delete_manifest(&r, &tagged.record.digest)
                         .await
                         .map(|_| ())
                 } else {
-                    store.put_manifest(&r, &tagged).await.map(|p| {
+                    store.manifests.put_manifest(&r, &tagged).await.map(|p| {
                         assert_eq!(p, PutManifestOutcome::Stored);
                     })
                 }
@@ -265,15 +304,26 @@ pub async fn race_put_against_delete_manifest(store: Store) {
         for res in results {
             res.unwrap_or_else(|e| panic!("round {round}: a racing call failed: {e}"));
         }
-        let tags = store.list_tags(&r, None, 100).await.unwrap().unwrap();
+        let tags = store
+            .manifests
+            .list_tags(&r, None, 100)
+            .await
+            .unwrap()
+            .unwrap();
         for t in &tags {
             assert!(
-                store.manifest_by_tag(&r, &tag(t)).await.unwrap().is_some(),
+                store
+                    .manifests
+                    .manifest_by_tag(&r, &tag(t))
+                    .await
+                    .unwrap()
+                    .is_some(),
                 "round {round}: tag {t} points at nothing"
             );
         }
         if !tags.is_empty() {
             assert!(store
+                .manifests
                 .manifest_by_digest(&r, &m.record.digest)
                 .await
                 .unwrap()
@@ -287,7 +337,7 @@ pub async fn race_index_against_child_delete(store: Store) {
     let r = repo("race/index");
     for round in 0..8 {
         let child = manifest(&format!("child{round}"), &[], None);
-        store.put_manifest(&r, &child).await.unwrap();
+        store.manifests.put_manifest(&r, &child).await.unwrap();
         let idx = index(
             &format!("idx{round}"),
             &[&child.record.digest],
@@ -298,9 +348,9 @@ pub async fn race_index_against_child_delete(store: Store) {
             let d = child.record.digest.clone();
             async move {
                 if i == 0 {
-                    store.delete_manifest(&r, &d).await.map(|_| None)
+                    store.manifests.delete_manifest(&r, &d).await.map(|_| None)
                 } else {
-                    store.put_manifest(&r, &idx).await.map(Some)
+                    store.manifests.put_manifest(&r, &idx).await.map(Some)
                 }
             }
         })
@@ -314,6 +364,7 @@ pub async fn race_index_against_child_delete(store: Store) {
             }
         }
         let present = store
+            .manifests
             .manifest_by_digest(&r, &idx.record.digest)
             .await
             .unwrap();

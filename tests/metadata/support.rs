@@ -6,19 +6,17 @@
 use std::future::Future;
 use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 
 use futures_util::FutureExt as _;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::postgres_url::with_database;
-use wharf::metadata::{
-    BlobRecord, ChunkRecord, ManifestRecord, MetadataStore, NewManifest, UploadRecord,
-};
-use wharf::registry::digest::{Algorithm, Digest};
-use wharf::registry::name::{RepoName, Tag};
+use wharf::metadata::{Metadata, NewManifest};
+use wharf::types::digest::{Algorithm, Digest};
+use wharf::types::name::{RepoName, Tag};
+use wharf::types::{BlobRecord, ChunkRecord, ManifestRecord, UploadRecord};
 
-pub type Store = Arc<dyn MetadataStore>;
+pub type Store = Metadata;
 
 pub const POSTGRES_ENV: &str = "WHARF_TEST_POSTGRES_URL";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -189,9 +187,10 @@ pub fn manifest(seed: &str, blobs: &[&BlobRecord], tag_name: Option<&str>) -> Ne
             artifact_type: None,
             annotations: None,
         },
-        required_blobs: blobs.iter().map(|b| b.digest.clone()).collect(),
-        required_manifests: Vec::new(),
-        tag: tag_name.map(tag),
+        blobs: blobs.iter().map(|b| b.digest.clone()).collect(),
+        manifests: Vec::new(),
+        children_must_exist: true,
+        tags: tag_name.map(tag).into_iter().collect(),
     }
 }
 
@@ -208,9 +207,10 @@ pub fn index(seed: &str, children: &[&Digest], tag_name: Option<&str>) -> NewMan
             artifact_type: None,
             annotations: None,
         },
-        required_blobs: Vec::new(),
-        required_manifests: children.iter().map(|d| (*d).clone()).collect(),
-        tag: tag_name.map(tag),
+        blobs: Vec::new(),
+        manifests: children.iter().map(|d| (*d).clone()).collect(),
+        children_must_exist: true,
+        tags: tag_name.map(tag).into_iter().collect(),
     }
 }
 

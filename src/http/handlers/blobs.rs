@@ -10,8 +10,8 @@ use crate::http::error::ApiResult;
 use crate::http::headers;
 use crate::http::AppState;
 use crate::registry::blobs::BlobLocation;
-use crate::registry::digest::Digest;
 use crate::registry::RegistryError;
+use crate::types::Digest;
 
 const DIGEST_HEADER: &str = "Docker-Content-Digest";
 
@@ -39,13 +39,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Http
     let repo = repo_name(&req)?;
     let digest = digest(&req)?;
     let range = headers::byte_range(req.headers())?;
-    let client = state.registry.blob_store().redirector().and_then(|r| {
-        let forwarded = req
-            .headers()
-            .get_all("X-Forwarded-For")
-            .filter_map(|v| v.to_str().ok());
-        r.client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
-    });
+    let client = state.clients.of(&req);
     let content = match state
         .registry
         .locate_blob(&repo, &digest, range, client)

@@ -8,13 +8,12 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::{repo_name, segment};
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::headers::{self, param};
 use crate::http::AppState;
-use crate::registry::digest::Digest;
-use crate::registry::manifest::MAX_MANIFEST_BYTES;
-use crate::registry::name::{NameError, Reference};
+use crate::registry::manifest_format::MAX_MANIFEST_BYTES;
 use crate::registry::{Page, RegistryError};
+use crate::types::{Digest, ManifestRecord, NameError, Reference, Tag};
 
 const DIGEST_HEADER: &str = "Docker-Content-Digest";
 
@@ -30,7 +29,7 @@ fn lookup_reference(req: &HttpRequest) -> ApiResult<Reference> {
     })
 }
 
-async fn fetch(req: &HttpRequest, state: &AppState) -> ApiResult<crate::metadata::ManifestRecord> {
+async fn fetch(req: &HttpRequest, state: &AppState) -> ApiResult<ManifestRecord> {
     let repo = repo_name(req)?;
     let reference = lookup_reference(req)?;
     Ok(state.registry.get_manifest(&repo, &reference).await?)
@@ -53,16 +52,15 @@ async fn read_manifest_body(mut body: web::Payload) -> ApiResult<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "MANIFEST_INVALID",
+            ApiError::bad_request(
+                ErrorCode::ManifestInvalid,
                 format!("manifest body could not be read: {e}"),
             )
         })?;
         if out.len() + piece.len() > MAX_MANIFEST_BYTES {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "SIZE_INVALID",
+                ErrorCode::SizeInvalid,
                 format!("manifest exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
             ));
         }
@@ -78,11 +76,26 @@ pub async fn put(
 ) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
     let reference = Reference::parse(&segment(&req)).map_err(RegistryError::from)?;
+    // `?tag=` (the draft spec): more tags for the same manifest, each validated as a
+    // push by tag would be, before anything is read or written.
+    let params = headers::query(req.query_string())?;
+    let extra_tags = params
+        .iter()
+        .filter(|(k, _)| k == "tag")
+        .map(|(_, v)| Tag::parse(v))
+        .collect::<Result<Vec<Tag>, NameError>>()
+        .map_err(RegistryError::from)?;
     let content_type = headers::content_type(req.headers())?.map(str::to_string);
     let body = read_manifest_body(body).await?;
     let pushed = state
         .registry
-        .put_manifest(&repo, &reference, content_type.as_deref(), body)
+        .put_manifest(
+            &repo,
+            &reference,
+            &extra_tags,
+            content_type.as_deref(),
+            body,
+        )
         .await?;
     crate::telemetry::metrics().manifests_pushed.inc();
     let mut response = HttpResponse::Created();
@@ -91,6 +104,13 @@ pub async fn put(
         .insert_header((DIGEST_HEADER, pushed.digest.to_string()));
     if let Some(subject) = &pushed.subject {
         response.insert_header(("OCI-Subject", subject.to_string()));
+    }
+    // One field per tag that now points at the manifest (only when `?tag=` was used:
+    // a plain push by tag answers as v1.1 says).
+    if !extra_tags.is_empty() {
+        for tag in &pushed.tags {
+            response.append_header(("OCI-Tag", tag.as_str()));
+        }
     }
     Ok(response.finish())
 }
@@ -169,7 +189,7 @@ pub async fn referrers(req: HttpRequest, state: web::Data<AppState>) -> ApiResul
         .referrers(&repo, &subject, artifact_type)
         .await?;
     let mut response = HttpResponse::Ok();
-    response.insert_header((CONTENT_TYPE, crate::registry::manifest::OCI_INDEX));
+    response.insert_header((CONTENT_TYPE, crate::registry::manifest_format::OCI_INDEX));
     if referrers.filtered_by_artifact_type {
         response.insert_header(("OCI-Filters-Applied", "artifactType"));
     }

@@ -1,18 +1,18 @@
 //! Request handlers, one file per resource. Each parses, calls the core, and responds.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest};
 
 use super::route::Endpoint;
 
 use super::error::ApiError;
-use crate::registry::name::RepoName;
 use crate::registry::RegistryError;
+use crate::types::RepoName;
 
 pub mod base;
 pub mod blobs;
 pub mod manifests;
 pub mod ops;
+pub mod token;
 pub mod uploads;
 
 /// The endpoint [`crate::http::dispatch`] parsed for this request.
@@ -33,15 +33,4 @@ pub fn segment(req: &HttpRequest) -> String {
         .as_ref()
         .and_then(|e| e.second().map(str::to_string))
         .unwrap_or_default()
-}
-
-pub fn not_found(req: &HttpRequest) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "NAME_UNKNOWN",
-        format!(
-            "no such endpoint: {}",
-            req.path().chars().take(200).collect::<String>()
-        ),
-    )
 }

@@ -1,5 +1,5 @@
 //! Operational endpoints: `/metrics` (Prometheus), `/healthz` (alive), `/readyz`
-//! (the metadata database answers).
+//! (the metadata database answers and the blob store is reachable).
 
 use actix_web::{web, HttpResponse};
 
@@ -16,13 +16,32 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match state.registry.metadata().ping().await {
+    match state.registry.check_ready().await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
+            // A permanent failure (credentials, a missing bucket) is an operator's to
+            // fix: ERROR, naming it; a transient one may pass on its own.
+            let what = match &e {
+                crate::registry::RegistryError::Metadata(m) if m.is_transient() => {
+                    tracing::warn!(error = %e, "not ready: metadata database unavailable");
+                    "metadata database unavailable"
+                }
+                crate::registry::RegistryError::Metadata(_) => {
+                    tracing::error!(error = %e, "not ready: metadata database failing");
+                    "metadata database failing"
+                }
+                crate::registry::RegistryError::Storage(b) if b.is_transient() => {
+                    tracing::warn!(error = %e, "not ready: blob store unavailable");
+                    "blob store unavailable"
+                }
+                _ => {
+                    tracing::error!(error = %e, "not ready: blob store failing");
+                    "blob store failing"
+                }
+            };
             HttpResponse::ServiceUnavailable()
                 .content_type("text/plain")
-                .body("metadata database unavailable")
+                .body(what)
         }
     }
 }

@@ -8,11 +8,10 @@ use super::{repo_name, segment};
 use crate::http::error::{upload_range, ApiError, ApiResult};
 use crate::http::headers::{self, param};
 use crate::http::AppState;
-use crate::metadata::BlobRecord;
-use crate::registry::digest::{Algorithm, Digest};
-use crate::registry::name::RepoName;
 use crate::registry::uploads::{MountOutcome, UploadStatus};
 use crate::registry::RegistryError;
+use crate::types::digest::{Algorithm, Digest};
+use crate::types::{BlobRecord, RepoName};
 
 const UPLOAD_UUID: &str = "Docker-Upload-UUID";
 const DIGEST_HEADER: &str = "Docker-Content-Digest";
@@ -28,10 +27,7 @@ fn in_progress(state: &AppState, status: &UploadStatus) -> HttpResponse {
         .insert_header((LOCATION, location(&status.repository, &status.id)))
         .insert_header((RANGE, upload_range(status.offset)))
         .insert_header((UPLOAD_UUID, status.id.clone()))
-        .insert_header((
-            CHUNK_MIN,
-            state.registry.blob_store().min_chunk_len().to_string(),
-        ))
+        .insert_header((CHUNK_MIN, state.registry.min_chunk_len().to_string()))
         .finish()
 }
 
@@ -143,7 +139,7 @@ pub async fn finish(
         Some(d) => parse_digest(d)?,
         None => {
             return Err(ApiError::from(RegistryError::Digest(
-                crate::registry::digest::DigestError::Malformed(
+                crate::types::DigestError::Malformed(
                     "missing ?digest= on the upload's final PUT".into(),
                 ),
             )))

@@ -1,5 +1,6 @@
-//! The PostgreSQL store's multi-statement writes, each one READ COMMITTED transaction.
-//! One call is one attempt; `retry` (in `mod.rs`) runs it again when it loses a race.
+//! The PostgreSQL store's multi-statement writes, each one READ COMMITTED transaction
+//! of shared statements (`queries`) and the locking reads only PostgreSQL has. One
+//! call is one attempt; `retry` (in `mod.rs`) runs it again when it loses a race.
 //!
 //! Why row locks and not SERIALIZABLE for `put_manifest`: the only thing a manifest put
 //! reads and depends on is "these children are in the repository". Locking exactly
@@ -13,57 +14,18 @@
 
 use std::collections::HashSet;
 
-use sqlx::postgres::PgConnection;
+use sqlx::{PgPool, Postgres, Transaction};
 
-use super::{blob_from_row, now_ms, PostgresStore};
-use crate::metadata::*;
-use crate::registry::digest::Digest;
-use crate::registry::name::RepoName;
+use super::queries;
+use crate::metadata::{BlobCommit, MetadataError, NewManifest, PutManifestOutcome, Result};
+use crate::types::{BlobRecord, Digest, RepoName};
 
-/// The repository's id, if it exists.
-async fn repository_id(conn: &mut PgConnection, repo: &str) -> Result<Option<i64>> {
-    Ok(
-        sqlx::query_scalar("SELECT id FROM repositories WHERE name = $1")
-            .bind(repo)
-            .fetch_optional(&mut *conn)
-            .await?,
-    )
-}
-
-/// The repository's id, creating the repository if needed. Two instances creating it
-/// at once: the second INSERT waits for the first and does nothing; the SELECT after
-/// it is a new statement, so it sees the row the first committed.
-async fn ensure_repository(conn: &mut PgConnection, repo: &str) -> Result<i64> {
-    if let Some(id) = repository_id(conn, repo).await? {
-        return Ok(id);
-    }
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO repositories (name, created_at) VALUES ($1, $2)
-         ON CONFLICT (name) DO NOTHING RETURNING id",
-    )
-    .bind(repo)
-    .bind(now_ms())
-    .fetch_optional(&mut *conn)
-    .await?;
-    match inserted {
-        Some(id) => Ok(id),
-        None => repository_id(conn, repo)
-            .await?
-            .ok_or_else(|| MetadataError::Corrupt(format!("repository {repo:?} vanished"))),
-    }
-}
-
-async fn link(conn: &mut PgConnection, repo_id: i64, digest: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(repo_id)
-    .bind(digest)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+/// A transaction at READ COMMITTED, asked for explicitly so a server-wide default
+/// cannot change it.
+async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
+    Ok(pool
+        .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await?)
 }
 
 /// The first of `required` (in its order) that is not among `present`.
@@ -75,191 +37,137 @@ fn first_missing(required: &[Digest], present: Vec<String>) -> Option<Digest> {
         .cloned()
 }
 
-impl PostgresStore {
-    pub(super) async fn tx_commit_blob(
-        &self,
-        repo: &RepoName,
-        blob: &BlobRecord,
-        upload_id: Option<&str>,
-    ) -> Result<BlobCommit> {
-        let mut tx = self.begin().await?;
-        if let Some(id) = upload_id {
-            let closed = if super::has_nul(id) {
-                0
-            } else {
-                sqlx::query("DELETE FROM upload_sessions WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-            };
-            if closed == 0 {
-                return Err(MetadataError::UploadGone);
-            }
+/// Closes the upload session (if any), records the blob and links it. Two commits of
+/// the same digest: the second INSERT waits for the first transaction, then does
+/// nothing; the read-back (a new statement) sees the record the first one stored.
+/// Exactly one caller gets `stored_new`.
+pub(super) async fn commit_blob(
+    pool: &PgPool,
+    repo: &RepoName,
+    blob: &BlobRecord,
+    upload_id: Option<&str>,
+) -> Result<BlobCommit> {
+    let mut tx = begin(pool).await?;
+    if let Some(id) = upload_id {
+        if !queries::close_upload(&mut *tx, id).await? {
+            return Err(MetadataError::UploadGone);
         }
-        let repo_id = ensure_repository(&mut tx, repo.as_str()).await?;
-        let digest = blob.digest.to_string();
-        // Two commits of the same digest: the second INSERT waits for the first
-        // transaction, then does nothing; the read-back (a new statement) sees the
-        // record the first one stored. Exactly one caller gets `stored_new`.
-        let inserted = sqlx::query(
-            "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(&digest)
-        .bind(blob.size as i64)
-        .bind(&blob.storage_key)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let stored = if inserted {
-            blob.clone()
-        } else {
-            let row = sqlx::query("SELECT size, storage_key FROM blobs WHERE digest = $1")
-                .bind(&digest)
-                .fetch_one(&mut *tx)
-                .await?;
-            blob_from_row(&blob.digest, &row)?
-        };
-        link(&mut tx, repo_id, &digest).await?;
-        tx.commit().await?;
-        Ok(BlobCommit {
-            blob: stored,
-            stored_new: inserted,
-        })
     }
+    let repo_id = queries::ensure_repository(&mut tx, repo.as_str()).await?;
+    let inserted = queries::insert_blob(&mut *tx, blob).await?;
+    let stored = if inserted {
+        blob.clone()
+    } else {
+        queries::blob(&mut *tx, &blob.digest)
+            .await?
+            .ok_or_else(|| MetadataError::Corrupt(format!("blob {} vanished", blob.digest)))?
+    };
+    queries::link(&mut *tx, repo_id, &blob.digest).await?;
+    tx.commit().await?;
+    Ok(BlobCommit {
+        blob: stored,
+        stored_new: inserted,
+    })
+}
 
-    pub(super) async fn tx_link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let digest = digest.to_string();
-        let mut tx = self.begin().await?;
-        // Blob records are never deleted while linked; the link's foreign key checks
-        // it again at insert time.
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = $1")
-            .bind(&digest)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Ok(false);
-        }
-        let repo_id = ensure_repository(&mut tx, repo.as_str()).await?;
-        link(&mut tx, repo_id, &digest).await?;
-        tx.commit().await?;
-        Ok(true)
+/// Links an existing blob into `repo`; false if no such blob. Blob records are never
+/// deleted while linked; the link's foreign key checks it again at insert time.
+pub(super) async fn link_blob(pool: &PgPool, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    let mut tx = begin(pool).await?;
+    if queries::blob(&mut *tx, digest).await?.is_none() {
+        return Ok(false);
     }
+    let repo_id = queries::ensure_repository(&mut tx, repo.as_str()).await?;
+    queries::link(&mut *tx, repo_id, digest).await?;
+    tx.commit().await?;
+    Ok(true)
+}
 
-    pub(super) async fn tx_put_manifest(
-        &self,
-        repo: &RepoName,
-        m: &NewManifest,
-    ) -> Result<PutManifestOutcome> {
-        let mut tx = self.begin().await?;
-        let has_children = !(m.required_blobs.is_empty() && m.required_manifests.is_empty());
-        // A refused put writes nothing, not even the repository: a repository that
-        // does not exist yet holds no children.
-        let repo_id = match repository_id(&mut tx, repo.as_str()).await? {
-            Some(id) => id,
-            None => {
-                if let Some(first) = m.required_blobs.iter().chain(&m.required_manifests).next() {
-                    return Ok(PutManifestOutcome::MissingChild(first.clone()));
-                }
-                ensure_repository(&mut tx, repo.as_str()).await?
+/// Of `required`, the first not present among `table`'s rows of the repository,
+/// locking the rows that are (`FOR SHARE`, in digest order, the same order in every
+/// transaction). `table` is always a literal of this file.
+async fn lock_children(
+    tx: &mut Transaction<'static, Postgres>,
+    table: &'static str,
+    repo_id: i64,
+    required: &[Digest],
+) -> Result<Option<Digest>> {
+    if required.is_empty() {
+        return Ok(None);
+    }
+    let wanted: Vec<String> = required.iter().map(Digest::to_string).collect();
+    let present: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT digest FROM {table}
+         WHERE repository_id = $1 AND digest = ANY($2)
+         ORDER BY digest FOR SHARE"
+    ))
+    .bind(repo_id)
+    .bind(&wanted)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(first_missing(required, present))
+}
+
+/// Stores a manifest, its references and its tags, or nothing (a missing child).
+pub(super) async fn put_manifest(
+    pool: &PgPool,
+    repo: &RepoName,
+    m: &NewManifest,
+) -> Result<PutManifestOutcome> {
+    let mut tx = begin(pool).await?;
+    let has_children = !(m.blobs.is_empty() && m.manifests.is_empty());
+    // A refused put writes nothing, not even the repository: a repository that does
+    // not exist yet holds no children.
+    let repo_id = match queries::repository_id(&mut *tx, repo.as_str()).await? {
+        Some(id) => id,
+        None => {
+            let first = m.blobs.iter().chain(&m.manifests).next();
+            if let (true, Some(d)) = (m.children_must_exist, first) {
+                return Ok(PutManifestOutcome::MissingChild(d.clone()));
             }
-        };
+            queries::ensure_repository(&mut tx, repo.as_str()).await?
+        }
+    };
 
-        // The children must be in the repository when this commits: lock the rows that
-        // say so (in digest order, the same order in every transaction). An unlink that
-        // got there first has already removed its row and we answer MissingChild; one
-        // that comes later waits for our commit. See the module doc.
-        if !m.required_blobs.is_empty() {
-            let wanted: Vec<String> = m.required_blobs.iter().map(Digest::to_string).collect();
-            let present: Vec<String> = sqlx::query_scalar(
-                "SELECT digest FROM repository_blobs
-                 WHERE repository_id = $1 AND digest = ANY($2)
-                 ORDER BY digest FOR SHARE",
-            )
-            .bind(repo_id)
-            .bind(&wanted)
-            .fetch_all(&mut *tx)
-            .await?;
-            if let Some(missing) = first_missing(&m.required_blobs, present) {
+    // The children must be in the repository when this commits: lock the rows that
+    // say so. An unlink that got there first has already removed its row and we answer
+    // MissingChild; one that comes later waits for our commit. See the module doc.
+    if m.children_must_exist {
+        for (table, required) in [("repository_blobs", &m.blobs), ("manifests", &m.manifests)] {
+            if let Some(missing) = lock_children(&mut tx, table, repo_id, required).await? {
                 return Ok(PutManifestOutcome::MissingChild(missing));
             }
         }
-        if !m.required_manifests.is_empty() {
-            let wanted: Vec<String> = m.required_manifests.iter().map(Digest::to_string).collect();
-            let present: Vec<String> = sqlx::query_scalar(
-                "SELECT digest FROM manifests
-                 WHERE repository_id = $1 AND digest = ANY($2)
-                 ORDER BY digest FOR SHARE",
-            )
-            .bind(repo_id)
-            .bind(&wanted)
-            .fetch_all(&mut *tx)
-            .await?;
-            if let Some(missing) = first_missing(&m.required_manifests, present) {
-                return Ok(PutManifestOutcome::MissingChild(missing));
-            }
-        }
+    }
 
-        let now = now_ms();
-        let r = &m.record;
-        let digest = r.digest.to_string();
-        // The same manifest pushed twice at once: the second insert waits, then does
-        // nothing. If a delete of this manifest commits between this insert and the tag
-        // upsert below, the tag's foreign key fails and the whole put is retried.
-        let inserted = sqlx::query(
-            "INSERT INTO manifests (repository_id, digest, media_type, payload, subject_digest, artifact_type, annotations, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+    let now = crate::clock::now_ms();
+    let r = &m.record;
+    // The same manifest pushed twice at once: the second insert waits, then does
+    // nothing. If a delete of this manifest commits between this insert and the tag
+    // upserts below, a tag's foreign key fails and the whole put is retried.
+    let inserted = queries::insert_manifest(&mut *tx, repo_id, r, now).await?;
+    if inserted && has_children {
+        let (children, is_manifest): (Vec<String>, Vec<bool>) = m
+            .blobs
+            .iter()
+            .map(|d| (d.to_string(), false))
+            .chain(m.manifests.iter().map(|d| (d.to_string(), true)))
+            .unzip();
+        sqlx::query(
+            "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
+             SELECT $1, $2, c.digest, c.is_manifest FROM UNNEST($3::TEXT[], $4::BOOLEAN[]) AS c (digest, is_manifest)
+             ON CONFLICT DO NOTHING",
         )
         .bind(repo_id)
-        .bind(&digest)
-        .bind(&r.media_type)
-        .bind(&r.payload)
-        .bind(r.subject.as_ref().map(|s| s.to_string()))
-        .bind(&r.artifact_type)
-        .bind(&r.annotations)
-        .bind(now)
+        .bind(r.digest.to_string())
+        .bind(&children)
+        .bind(&is_manifest)
         .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted && has_children {
-            let (children, is_manifest): (Vec<String>, Vec<bool>) = m
-                .required_blobs
-                .iter()
-                .map(|d| (d.to_string(), false))
-                .chain(m.required_manifests.iter().map(|d| (d.to_string(), true)))
-                .unzip();
-            sqlx::query(
-                "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
-                 SELECT $1, $2, c.digest, c.is_manifest FROM UNNEST($3::TEXT[], $4::BOOLEAN[]) AS c (digest, is_manifest)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(repo_id)
-            .bind(&digest)
-            .bind(&children)
-            .bind(&is_manifest)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(tag) = &m.tag {
-            // One upsert: two pushes of the same tag serialize on its row; the later
-            // one moves it. Neither fails.
-            sqlx::query(
-                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (repository_id, name) DO UPDATE
-                 SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-            )
-            .bind(repo_id)
-            .bind(tag.as_str())
-            .bind(&digest)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(PutManifestOutcome::Stored)
+        .await?;
     }
+    for tag in &m.tags {
+        queries::upsert_tag(&mut *tx, repo_id, tag, &r.digest, now).await?;
+    }
+    tx.commit().await?;
+    Ok(PutManifestOutcome::Stored)
 }

@@ -47,7 +47,7 @@ impl GroupCommitter {
                     Err(e) => tracing::error!(error = %e, "sqlite writer could not start"),
                 }
             })
-            .map_err(|e| MetadataError::Database(sqlx::Error::Io(e)))?;
+            .map_err(|e| MetadataError::Database(Box::new(e)))?;
         Ok(GroupCommitter { jobs: tx })
     }
 

@@ -1,350 +1,163 @@
-//! The SQLite store's write operations, each one job for the group committer (see
-//! `group_commit`): statements on the writer connection, committed with their batch.
+//! The SQLite store's multi-statement writes, each one job for the group committer
+//! (see `group_commit`): shared statements on the writer connection, committed with
+//! their batch. There is one writer, so nothing here races another write.
 
-use sqlx::sqlite::SqliteConnection;
-use sqlx::Row;
+use sqlx::SqliteConnection;
 
-use super::{chunks_json, now_ms, SqliteStore};
-use crate::metadata::*;
-use crate::registry::digest::Digest;
-use crate::registry::name::{RepoName, Tag};
+use super::group_commit::GroupCommitter;
+use super::queries;
+use crate::metadata::{BlobCommit, MetadataError, NewManifest, PutManifestOutcome, Result};
+use crate::types::{BlobRecord, Digest, RepoName};
 
-async fn ensure_repository(conn: &mut SqliteConnection, repo: &str) -> Result<i64> {
-    sqlx::query(
-        "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(repo)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
-    Ok(
-        sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
-            .bind(repo)
-            .fetch_one(&mut *conn)
-            .await?,
-    )
+/// The first referenced child that is not in the repository `repo_id`.
+async fn first_missing_child(
+    conn: &mut SqliteConnection,
+    repo_id: i64,
+    m: &NewManifest,
+) -> Result<Option<Digest>> {
+    let children = m
+        .blobs
+        .iter()
+        .map(|d| {
+            (
+                d,
+                "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+            )
+        })
+        .chain(m.manifests.iter().map(|d| {
+            (
+                d,
+                "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2",
+            )
+        }));
+    for (digest, sql) in children {
+        let present: Option<i64> = sqlx::query_scalar(sql)
+            .bind(repo_id)
+            .bind(digest.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if present.is_none() {
+            return Ok(Some(digest.clone()));
+        }
+    }
+    Ok(None)
 }
 
-async fn link(conn: &mut SqliteConnection, repo_id: i64, digest: &str) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(repo_id)
-    .bind(digest)
-    .bind(now_ms())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+async fn put_manifest_job(
+    conn: &mut SqliteConnection,
+    repo: &RepoName,
+    m: &NewManifest,
+) -> Result<PutManifestOutcome> {
+    // Children are checked before the repository is created, so a refused manifest
+    // leaves no trace (not even a new, empty repository).
+    let repo_id = match queries::repository_id(&mut *conn, repo.as_str()).await? {
+        Some(id) => id,
+        None => {
+            let first = m.blobs.iter().chain(&m.manifests).next();
+            if let (true, Some(d)) = (m.children_must_exist, first) {
+                return Ok(PutManifestOutcome::MissingChild(d.clone()));
+            }
+            queries::ensure_repository(conn, repo.as_str()).await?
+        }
+    };
+    if m.children_must_exist {
+        if let Some(missing) = first_missing_child(conn, repo_id, m).await? {
+            return Ok(PutManifestOutcome::MissingChild(missing));
+        }
+    }
+    let now = crate::clock::now_ms();
+    let r = &m.record;
+    if queries::insert_manifest(&mut *conn, repo_id, r, now).await? {
+        let children = m
+            .blobs
+            .iter()
+            .map(|d| (d, false))
+            .chain(m.manifests.iter().map(|d| (d, true)));
+        for (child, is_manifest) in children {
+            sqlx::query(
+                "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(repo_id)
+            .bind(r.digest.to_string())
+            .bind(child.to_string())
+            .bind(is_manifest)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    for tag in &m.tags {
+        queries::upsert_tag(&mut *conn, repo_id, tag, &r.digest, now).await?;
+    }
+    Ok(PutManifestOutcome::Stored)
 }
 
-impl SqliteStore {
-    pub(super) async fn write_create_upload(&self, u: &UploadRecord) -> Result<()> {
-        let u = u.clone();
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO upload_sessions (id, repository, received, storage_key, chunks, hash_state, created_at, updated_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(&u.id)
-                    .bind(u.repository.as_str())
-                    .bind(u.offset as i64)
-                    .bind(&u.storage_key)
-                    .bind(chunks_json(&u.chunks))
-                    .bind(&u.hash_state)
-                    .bind(u.created_at)
-                    .bind(u.updated_at)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(())
-                })
-            })
-            .await
-    }
-
-    pub(super) async fn write_advance_upload(
-        &self,
-        id: &str,
-        expected_offset: u64,
-        new_offset: u64,
-        chunks: &[ChunkRecord],
-        hash_state: &[u8],
-        now: i64,
-    ) -> Result<bool> {
-        let (id, chunks, hash_state) = (id.to_string(), chunks_json(chunks), hash_state.to_vec());
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(
-                        "UPDATE upload_sessions SET received = ?, chunks = ?, hash_state = ?, updated_at = ?
-                         WHERE id = ? AND received = ?",
-                    )
-                    .bind(new_offset as i64)
-                    .bind(chunks)
-                    .bind(hash_state)
-                    .bind(now)
-                    .bind(id)
-                    .bind(expected_offset as i64)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                })
-            })
-            .await
-    }
-
-    pub(super) async fn write_delete_upload(&self, id: &str) -> Result<Option<UploadRecord>> {
-        let id = id.to_string();
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    let row = sqlx::query("DELETE FROM upload_sessions WHERE id = ? RETURNING *")
-                        .bind(id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                    row.as_ref().map(super::upload_from_row).transpose()
-                })
-            })
-            .await
-    }
-
-    pub(super) async fn write_commit_blob(
-        &self,
-        repo: &RepoName,
-        blob: &BlobRecord,
-        upload_id: Option<&str>,
-    ) -> Result<BlobCommit> {
-        let (repo, blob, upload_id) = (
-            repo.to_string(),
-            blob.clone(),
-            upload_id.map(str::to_string),
-        );
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    if let Some(id) = upload_id {
-                        let closed = sqlx::query("DELETE FROM upload_sessions WHERE id = ?")
-                            .bind(id)
-                            .execute(&mut *conn)
-                            .await?
-                            .rows_affected();
-                        if closed == 0 {
-                            return Err(MetadataError::UploadGone);
-                        }
+/// Closes the upload session (if any), records the blob and links it, in one job.
+pub(super) async fn commit_blob(
+    writer: &GroupCommitter,
+    repo: &RepoName,
+    blob: &BlobRecord,
+    upload_id: Option<&str>,
+) -> Result<BlobCommit> {
+    let (repo, blob, upload_id) = (repo.clone(), blob.clone(), upload_id.map(str::to_string));
+    writer
+        .write(move |conn| {
+            Box::pin(async move {
+                if let Some(id) = upload_id {
+                    if !queries::close_upload(&mut *conn, &id).await? {
+                        return Err(MetadataError::UploadGone);
                     }
-                    let repo_id = ensure_repository(conn, &repo).await?;
-                    let digest = blob.digest.to_string();
-                    let inserted = sqlx::query(
-                        "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES (?, ?, ?, ?)
-                         ON CONFLICT (digest) DO NOTHING",
-                    )
-                    .bind(&digest)
-                    .bind(blob.size as i64)
-                    .bind(&blob.storage_key)
-                    .bind(now_ms())
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    let stored = if inserted {
-                        blob.clone()
-                    } else {
-                        let row = sqlx::query("SELECT size, storage_key FROM blobs WHERE digest = ?")
-                            .bind(&digest)
-                            .fetch_one(&mut *conn)
-                            .await?;
-                        BlobRecord {
-                            digest: blob.digest.clone(),
-                            size: row.try_get::<i64, _>("size")? as u64,
-                            storage_key: row.try_get("storage_key")?,
-                        }
-                    };
-                    link(conn, repo_id, &digest).await?;
-                    Ok(BlobCommit {
-                        blob: stored,
-                        stored_new: inserted,
-                    })
+                }
+                let repo_id = queries::ensure_repository(conn, repo.as_str()).await?;
+                let inserted = queries::insert_blob(&mut *conn, &blob).await?;
+                let stored = if inserted {
+                    blob.clone()
+                } else {
+                    queries::blob(&mut *conn, &blob.digest)
+                        .await?
+                        .ok_or_else(|| {
+                            MetadataError::Corrupt(format!("blob {} vanished", blob.digest))
+                        })?
+                };
+                queries::link(&mut *conn, repo_id, &blob.digest).await?;
+                Ok(BlobCommit {
+                    blob: stored,
+                    stored_new: inserted,
                 })
             })
-            .await
-    }
+        })
+        .await
+}
 
-    pub(super) async fn write_link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repo.to_string(), digest.to_string());
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    let exists: Option<i64> =
-                        sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = ?")
-                            .bind(&digest)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                    if exists.is_none() {
-                        return Ok(false);
-                    }
-                    let repo_id = ensure_repository(conn, &repo).await?;
-                    link(conn, repo_id, &digest).await?;
-                    Ok(true)
-                })
+/// Links an existing blob into `repo`; false if no such blob.
+pub(super) async fn link_blob(
+    writer: &GroupCommitter,
+    repo: &RepoName,
+    digest: &Digest,
+) -> Result<bool> {
+    let (repo, digest) = (repo.clone(), digest.clone());
+    writer
+        .write(move |conn| {
+            Box::pin(async move {
+                if queries::blob(&mut *conn, &digest).await?.is_none() {
+                    return Ok(false);
+                }
+                let repo_id = queries::ensure_repository(conn, repo.as_str()).await?;
+                queries::link(&mut *conn, repo_id, &digest).await?;
+                Ok(true)
             })
-            .await
-    }
+        })
+        .await
+}
 
-    pub(super) async fn write_unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        self.delete_in_repo("repository_blobs", "digest", digest.to_string(), repo)
-            .await
-    }
-
-    pub(super) async fn write_put_manifest(
-        &self,
-        repo: &RepoName,
-        m: &NewManifest,
-    ) -> Result<PutManifestOutcome> {
-        let (repo, m) = (repo.to_string(), m.clone());
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    // Children are checked before the repository is created, so a refused
-                    // manifest leaves no trace (not even a new, empty repository).
-                    let existing: Option<i64> =
-                        sqlx::query_scalar("SELECT id FROM repositories WHERE name = ?")
-                            .bind(&repo)
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                    let repo_id = match existing {
-                        Some(id) => id,
-                        None => {
-                            let first_missing =
-                                m.required_blobs.iter().chain(&m.required_manifests).next();
-                            if let Some(d) = first_missing {
-                                return Ok(PutManifestOutcome::MissingChild(d.clone()));
-                            }
-                            ensure_repository(conn, &repo).await?
-                        }
-                    };
-                    for d in &m.required_blobs {
-                        let present: Option<i64> = sqlx::query_scalar(
-                            "SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?",
-                        )
-                        .bind(repo_id)
-                        .bind(d.to_string())
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                        if present.is_none() {
-                            return Ok(PutManifestOutcome::MissingChild(d.clone()));
-                        }
-                    }
-                    for d in &m.required_manifests {
-                        let present: Option<i64> = sqlx::query_scalar(
-                            "SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?",
-                        )
-                        .bind(repo_id)
-                        .bind(d.to_string())
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                        if present.is_none() {
-                            return Ok(PutManifestOutcome::MissingChild(d.clone()));
-                        }
-                    }
-                    let now = now_ms();
-                    let r = &m.record;
-                    let digest = r.digest.to_string();
-                    let inserted = sqlx::query(
-                        "INSERT INTO manifests (repository_id, digest, media_type, payload, subject_digest, artifact_type, annotations, created_at)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(repo_id)
-                    .bind(&digest)
-                    .bind(&r.media_type)
-                    .bind(&r.payload)
-                    .bind(r.subject.as_ref().map(|s| s.to_string()))
-                    .bind(&r.artifact_type)
-                    .bind(&r.annotations)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
-                        == 1;
-                    if inserted {
-                        let children = m
-                            .required_blobs
-                            .iter()
-                            .map(|d| (d, false))
-                            .chain(m.required_manifests.iter().map(|d| (d, true)));
-                        for (child, is_manifest) in children {
-                            sqlx::query(
-                                "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest, child_is_manifest)
-                                 VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                            )
-                            .bind(repo_id)
-                            .bind(&digest)
-                            .bind(child.to_string())
-                            .bind(is_manifest)
-                            .execute(&mut *conn)
-                            .await?;
-                        }
-                    }
-                    if let Some(tag) = &m.tag {
-                        sqlx::query(
-                            "INSERT INTO tags (repository_id, name, manifest_digest, updated_at) VALUES (?, ?, ?, ?)
-                             ON CONFLICT (repository_id, name) DO UPDATE
-                             SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-                        )
-                        .bind(repo_id)
-                        .bind(tag.as_str())
-                        .bind(&digest)
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await?;
-                    }
-                    Ok(PutManifestOutcome::Stored)
-                })
-            })
-            .await
-    }
-
-    pub(super) async fn write_delete_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<bool> {
-        // Tags and references go with it (ON DELETE CASCADE).
-        self.delete_in_repo("manifests", "digest", digest.to_string(), repo)
-            .await
-    }
-
-    pub(super) async fn write_delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        self.delete_in_repo("tags", "name", tag.to_string(), repo)
-            .await
-    }
-
-    /// Deletes the row of `table` whose `column` is `key` in repository `repo`; true if
-    /// one was there. `table` and `column` are always literals of this file.
-    async fn delete_in_repo(
-        &self,
-        table: &'static str,
-        column: &'static str,
-        key: String,
-        repo: &RepoName,
-    ) -> Result<bool> {
-        let repo = repo.to_string();
-        let sql = format!(
-            "DELETE FROM {table} WHERE {column} = ?
-             AND repository_id = (SELECT id FROM repositories WHERE name = ?)"
-        );
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    let done = sqlx::query(&sql)
-                        .bind(key)
-                        .bind(repo)
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(done.rows_affected() > 0)
-                })
-            })
-            .await
-    }
+/// Stores a manifest, its references and its tags, or nothing (a missing child).
+pub(super) async fn put_manifest(
+    writer: &GroupCommitter,
+    repo: &RepoName,
+    m: &NewManifest,
+) -> Result<PutManifestOutcome> {
+    let (repo, m) = (repo.clone(), m.clone());
+    writer
+        .write(move |conn| Box::pin(async move { put_manifest_job(conn, &repo, &m).await }))
+        .await
 }

@@ -19,7 +19,7 @@ struct Rule {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
+pub struct AccessPolicy {
     rules: Vec<Rule>,
     /// user → groups
     memberships: HashMap<String, Vec<String>>,
@@ -48,8 +48,8 @@ pub fn glob(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|&c| c == b'*')
 }
 
-impl Policy {
-    pub fn from_config(config: &TokenServerConfig) -> Policy {
+impl AccessPolicy {
+    pub fn from_config(config: &TokenServerConfig) -> AccessPolicy {
         let mut memberships: HashMap<String, Vec<String>> = HashMap::new();
         for (group, users) in &config.groups {
             for user in users {
@@ -78,7 +78,7 @@ impl Policy {
                 catalog: r.catalog,
             })
             .collect();
-        Policy { rules, memberships }
+        AccessPolicy { rules, memberships }
     }
 
     fn applies(&self, rule: &Rule, subject: Option<&str>) -> bool {
@@ -143,7 +143,7 @@ mod tests {
             "key: k\ngroups:\n  team-a: [alice]\naccess:\n  - groups: [team-a]\n    repositories: ['team-a/*']\n    actions: ['*']\n  - users: ['*']\n    anonymous: true\n    repositories: ['public/*']\n    actions: [pull]\n  - users: [admin]\n    catalog: true\n",
         )
         .unwrap();
-        let p = Policy::from_config(&config);
+        let p = AccessPolicy::from_config(&config);
         let all: BTreeSet<_> = Action::ALL.into_iter().collect();
         let pull: BTreeSet<_> = [Action::Pull].into_iter().collect();
         assert_eq!(p.repository_actions(Some("alice"), "team-a/app"), all);
