@@ -46,7 +46,6 @@ resource "aws_elasticache_parameter_group" "this" {
 
 resource "aws_elasticache_replication_group" "this" {
   #checkov:skip=CKV2_AWS_50:Multi-AZ with automatic failover is on whenever redis_replicas >= 1 (the default); a single node is allowed for small setups, where a failure costs cache misses only.
-  #checkov:skip=CKV_AWS_134:Snapshots are off on purpose: the cache holds no data of record, and restoring an old generation could make stale entries current again.
   replication_group_id = "${var.name}-cache"
   description          = "Wharf metadata cache"
   engine               = "redis"

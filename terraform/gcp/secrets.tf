@@ -4,7 +4,6 @@
 # account may read exactly these.
 
 resource "google_secret_manager_secret" "db_password" {
-  #checkov:skip=CKV_GCP_125:CMEK for secrets is optional and project policy; the payload is encrypted with Google-managed keys.
   project   = var.project_id
   secret_id = "${var.name}-db-password"
   labels    = local.labels
@@ -23,7 +22,6 @@ resource "google_secret_manager_secret_version" "db_password" {
 }
 
 resource "google_secret_manager_secret" "redis_auth" {
-  #checkov:skip=CKV_GCP_125:CMEK for secrets is optional and project policy; the payload is encrypted with Google-managed keys.
   project   = var.project_id
   secret_id = "${var.name}-redis-auth"
   labels    = local.labels
@@ -43,7 +41,6 @@ resource "google_secret_manager_secret_version" "redis_auth" {
 # Not a secret, but Cloud Run mounts files only from Secret Manager: Wharf trusts this CA
 # (redis.tls.clientcas) for the Memorystore server certificate.
 resource "google_secret_manager_secret" "redis_ca" {
-  #checkov:skip=CKV_GCP_125:Holds a public CA certificate; CMEK adds nothing.
   project   = var.project_id
   secret_id = "${var.name}-redis-ca"
   labels    = local.labels
