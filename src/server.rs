@@ -71,6 +71,14 @@ pub async fn registry(config: &Config) -> Result<Registry, StartError> {
     let options = RegistryOptions {
         delete_enabled: config.storage.delete.enabled,
         read_only: config.storage.maintenance.readonly.enabled,
+        sparse_manifests: config.validation.sparse_manifests(),
+        sparse_indexes: config.validation.sparse_indexes(),
+        url_allow: config
+            .validation
+            .url_patterns(&config.validation.manifests.urls.allow),
+        url_deny: config
+            .validation
+            .url_patterns(&config.validation.manifests.urls.deny),
         ..RegistryOptions::default()
     };
     Ok(Registry::new(meta, blobs, redirector, options))

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -187,31 +188,29 @@ impl PublicKey {
     }
 
     /// A key from a JWK (`RSA`, `EC` P-256/P-384, `OKP` Ed25519); `oct` keys are refused.
-    pub fn from_jwk(jwk: &serde_json::Value) -> Result<PublicKey, String> {
-        let field = |name: &str| -> Result<Vec<u8>, String> {
-            b64url_decode(
-                jwk.get(name)
-                    .and_then(|v| v.as_str())
-                    .ok_or_else(|| format!("missing {name}"))?,
-            )
-        };
-        match jwk.get("kty").and_then(|v| v.as_str()) {
-            Some("RSA") => Ok(PublicKey::rsa(&field("n")?, &field("e")?)),
-            Some("EC") => {
-                let family = match jwk.get("crv").and_then(|v| v.as_str()) {
-                    Some("P-256") => Family::P256,
-                    Some("P-384") => Family::P384,
-                    other => return Err(format!("unsupported curve {other:?}")),
+    pub fn from_jwk(jwk: &Jwk) -> Result<PublicKey, String> {
+        use jsonwebtoken::jwk::{AlgorithmParameters as P, EllipticCurve as C};
+        match &jwk.algorithm {
+            P::RSA(rsa) => Ok(PublicKey::rsa(
+                &b64url_decode(&rsa.n)?,
+                &b64url_decode(&rsa.e)?,
+            )),
+            P::EllipticCurve(ec) => {
+                let family = match ec.curve {
+                    C::P256 => Family::P256,
+                    C::P384 => Family::P384,
+                    ref other => return Err(format!("unsupported curve {other:?}")),
                 };
                 let mut point = vec![4u8];
-                point.extend(field("x")?);
-                point.extend(field("y")?);
+                point.extend(b64url_decode(&ec.x)?);
+                point.extend(b64url_decode(&ec.y)?);
                 PublicKey::ec(family, &point)
             }
-            Some("OKP") if jwk.get("crv").and_then(|v| v.as_str()) == Some("Ed25519") => {
-                PublicKey::ed25519(&field("x")?)
+            P::OctetKeyPair(okp) if okp.curve == C::Ed25519 => {
+                PublicKey::ed25519(&b64url_decode(&okp.x)?)
             }
-            other => Err(format!("unsupported key type {other:?}")),
+            P::OctetKeyPair(okp) => Err(format!("unsupported curve {:?}", okp.curve)),
+            P::OctetKey(_) => Err("symmetric (oct) keys are not accepted".into()),
         }
     }
 
@@ -309,19 +308,15 @@ impl TokenValidator {
             let key = "auth.token.jwks";
             let text =
                 std::fs::read_to_string(path).map_err(|e| setup(key, format!("{path}: {e}")))?;
-            let set: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| setup(key, format!("{path}: not JSON: {e}")))?;
-            let list = set
-                .get("keys")
-                .and_then(|k| k.as_array())
-                .ok_or_else(|| setup(key, format!("{path}: no \"keys\" array")))?;
-            for (i, jwk) in list.iter().enumerate() {
+            let set: JwkSet = serde_json::from_str(&text)
+                .map_err(|e| setup(key, format!("{path}: not a JWK set: {e}")))?;
+            for (i, jwk) in set.keys.iter().enumerate() {
                 let public = Arc::new(
                     PublicKey::from_jwk(jwk)
                         .map_err(|e| setup(key, format!("{path}: key {i}: {e}")))?,
                 );
-                if let Some(kid) = jwk.get("kid").and_then(|k| k.as_str()) {
-                    keys.insert(kid.to_string(), public.clone());
+                if let Some(kid) = &jwk.common.key_id {
+                    keys.insert(kid.clone(), public.clone());
                 }
                 keys.insert(public.thumbprint.clone(), public);
             }
@@ -450,7 +445,7 @@ mod tests {
             "alg": "RS256",
             "kid": "2011-04-29"
         });
-        let key = PublicKey::from_jwk(&jwk).unwrap();
+        let key = PublicKey::from_jwk(&serde_json::from_value(jwk).unwrap()).unwrap();
         assert_eq!(
             key.thumbprint,
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
@@ -507,7 +502,9 @@ UkTzThmtxNs4uwu45R+zfKcCAwEAAQ==
         });
         let spki = pem::parse(LIBTRUST_EC).unwrap().into_contents();
         assert_eq!(
-            PublicKey::from_jwk(&jwk).unwrap().thumbprint,
+            PublicKey::from_jwk(&serde_json::from_value(jwk).unwrap())
+                .unwrap()
+                .thumbprint,
             PublicKey::from_spki(&spki).unwrap().thumbprint
         );
     }

@@ -17,6 +17,7 @@ mod http;
 mod maintenance;
 mod middleware;
 mod storage;
+mod validation;
 
 pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerConfig};
 pub use cache::{CacheConfig, CacheKind, RedisConfig, RedisTlsConfig};
@@ -26,6 +27,7 @@ pub use http::{HttpConfig, LogConfig};
 pub use maintenance::{MaintenanceConfig, ReadOnlyConfig, UploadPurgingConfig};
 pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
 pub use storage::{StorageConfig, StorageDriver};
+pub use validation::ValidationConfig;
 
 /// Why the configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,8 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     #[serde(default)]
     pub middleware: MiddlewareConfig,
+    #[serde(default)]
+    pub validation: ValidationConfig,
 }
 
 impl Config {
@@ -155,6 +159,7 @@ impl Config {
         self.storage.validate()?;
         cache::validate(&self.storage.cache, self.redis.as_ref())?;
         self.auth.validate()?;
+        self.validation.validate()?;
         self.middleware.validate(self.storage.s3.is_some())?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")

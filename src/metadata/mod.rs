@@ -88,9 +88,11 @@ pub struct NewManifest {
     pub blobs: Vec<Digest>,
     /// Manifests it references (an index's children).
     pub manifests: Vec<Digest>,
-    /// Every referenced blob and manifest must be in the repository (false: sparse
-    /// manifests are allowed, the references are recorded all the same).
-    pub children_must_exist: bool,
+    /// Every referenced blob must be in the repository (false: a sparse manifest; the
+    /// references are recorded all the same).
+    pub require_blobs: bool,
+    /// Every referenced manifest must be in the repository (false: a sparse index).
+    pub require_manifests: bool,
     /// Tags to create or move, all or none.
     pub tags: Vec<Tag>,
 }

@@ -1,28 +1,31 @@
 //! CloudFront signed URLs with a canned policy, as CloudFront checks them: the policy
 //! `{"Statement":[{"Resource":"<url>","Condition":{"DateLessThan":{"AWS:EpochTime":<expires>}}}]}`
-//! (no whitespace) signed with RSA PKCS#1 v1.5 over SHA-1, in CloudFront's URL-safe
-//! base64 (`+` → `-`, `=` → `_`, `/` → `~`), appended as `Expires`, `Signature` and
-//! `Key-Pair-Id`.
+//! (no whitespace) signed with RSA PKCS#1 v1.5 over SHA-256, in CloudFront's URL-safe
+//! base64 (`+` → `-`, `=` → `_`, `/` → `~`), appended as `Expires`, `Signature`,
+//! `Key-Pair-Id` and `Hash-Algorithm=SHA256` (accepted by CloudFront since April 2026;
+//! without it CloudFront expects SHA-1).
 //!
-//! The `rsa` crate signs: ring refuses SHA-1 signatures, and CloudFront accepts nothing
-//! else for key pairs. No crate implements CloudFront's policy or its base64 alphabet
-//! (the AWS SDK's signer needs the whole SDK), so those few lines are written here.
+//! ring signs, in constant time. (SHA-1 signing would need the `rsa` crate, whose
+//! private-key arithmetic is not constant-time: RUSTSEC-2023-0071, no fixed release.)
+//! No crate implements CloudFront's policy or its base64 alphabet (the AWS SDK's signer
+//! needs the whole SDK), so those few lines are written here.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::pkcs8::DecodePrivateKey;
-use rsa::rand_core::OsRng;
-use rsa::{Pkcs1v15Sign, RsaPrivateKey};
-use sha1::{Digest as _, Sha1};
+use ring::rand::SystemRandom;
+use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use url::Url;
+
+/// An RSA private key that signs CloudFront policies.
+pub struct CloudFrontKey(RsaKeyPair);
 
 /// Signs URLs under one CloudFront distribution.
 pub struct CloudFrontSigner {
     base: Url,
-    key: RsaPrivateKey,
+    key: CloudFrontKey,
+    rng: SystemRandom,
     key_pair_id: String,
     duration: Duration,
 }
@@ -38,24 +41,30 @@ impl std::fmt::Debug for CloudFrontSigner {
 }
 
 /// Reads an RSA private key in PEM, PKCS#1 (`BEGIN RSA PRIVATE KEY`) or PKCS#8
-/// (`BEGIN PRIVATE KEY`).
-pub fn read_private_key(path: &Path) -> Result<RsaPrivateKey, String> {
-    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    RsaPrivateKey::from_pkcs1_pem(&pem)
-        .or_else(|_| RsaPrivateKey::from_pkcs8_pem(&pem))
-        .map_err(|_| {
-            format!(
-                "{}: not an RSA private key in PEM (PKCS#1 or PKCS#8)",
-                path.display()
-            )
-        })
+/// (`BEGIN PRIVATE KEY`), 2048 to 8192 bits.
+pub fn read_private_key(path: &Path) -> Result<CloudFrontKey, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let not_rsa = || {
+        format!(
+            "{}: not an RSA private key in PEM (PKCS#1 or PKCS#8), 2048 bits or more",
+            path.display()
+        )
+    };
+    let block = pem::parse(&text).map_err(|_| not_rsa())?;
+    let key = match block.tag() {
+        "RSA PRIVATE KEY" => RsaKeyPair::from_der(block.contents()),
+        "PRIVATE KEY" => RsaKeyPair::from_pkcs8(block.contents()),
+        _ => return Err(not_rsa()),
+    };
+    key.map(CloudFrontKey).map_err(|_| not_rsa())
 }
 
 impl CloudFrontSigner {
-    pub fn new(base: Url, key: RsaPrivateKey, key_pair_id: String, duration: Duration) -> Self {
+    pub fn new(base: Url, key: CloudFrontKey, key_pair_id: String, duration: Duration) -> Self {
         CloudFrontSigner {
             base,
             key,
+            rng: SystemRandom::new(),
             key_pair_id,
             duration,
         }
@@ -80,16 +89,19 @@ impl CloudFrontSigner {
             .map_err(|e| e.to_string())?
             .as_secs();
         let policy = canned_policy(url.as_str(), expires);
-        let digest = Sha1::digest(policy.as_bytes());
-        // With an RNG, `rsa` blinds the private-key operation: a mitigation for its
-        // non-constant-time arithmetic (RUSTSEC-2023-0071, no fixed release yet).
-        let signature = self
-            .key
-            .sign_with_rng(&mut OsRng, Pkcs1v15Sign::new::<Sha1>(), &digest)
-            .map_err(|e| format!("RSA signing failed: {e}"))?;
+        let mut signature = vec![0u8; self.key.0.public().modulus_len()];
+        self.key
+            .0
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &self.rng,
+                policy.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| "RSA signing failed".to_string())?;
         // Set as a whole: form encoding would turn CloudFront's `~` into `%7E`.
         url.set_query(Some(&format!(
-            "Expires={expires}&Signature={}&Key-Pair-Id={}",
+            "Expires={expires}&Signature={}&Key-Pair-Id={}&Hash-Algorithm=SHA256",
             cloudfront_base64(&signature),
             self.key_pair_id
         )));

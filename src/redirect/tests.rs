@@ -4,6 +4,13 @@ use base64::Engine as _;
 
 use super::*;
 
+fn q_hash(url: &Url) -> String {
+    url.query_pairs()
+        .find(|(k, _)| k == "Hash-Algorithm")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
 /// Runs `openssl` with `args`; true if it succeeded.
 fn openssl(args: &[&str]) -> bool {
     let out = std::process::Command::new("openssl")
@@ -108,7 +115,7 @@ fn verify_cloudfront(url: &Url, public_pem: &std::path::Path, tamper: bool) -> b
     std::fs::write(&s, signature).unwrap();
     openssl(&[
         "dgst",
-        "-sha1",
+        "-sha256",
         "-verify",
         public_pem.to_str().unwrap(),
         "-signature",
@@ -147,7 +154,11 @@ async fn cloudfront_urls_verify_and_aws_clients_get_s3() {
         assert_eq!(url.host_str(), Some("d111111abcdef8.cloudfront.net"));
         assert_eq!(url.path(), "/cdn/root/blobs/abc.0.1f");
         let names: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        assert_eq!(names, ["Expires", "Signature", "Key-Pair-Id"]);
+        assert_eq!(
+            names,
+            ["Expires", "Signature", "Key-Pair-Id", "Hash-Algorithm"]
+        );
+        assert_eq!(q_hash(&url), "SHA256");
         let q: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
         assert_eq!(q["Key-Pair-Id"], "K2JCJMDEHXQW5F");
         let expires: u64 = q["Expires"].parse().unwrap();

@@ -72,6 +72,8 @@ pub struct ValidManifest {
     /// For the referrers API: `artifactType`, else the config media type of an image manifest.
     pub artifact_type: Option<String>,
     pub annotations: Option<Value>,
+    /// The `urls` of its non-distributable layers.
+    pub foreign_urls: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +185,7 @@ pub fn validate(
     };
 
     let mut required = Vec::new();
+    let mut foreign_urls = Vec::new();
     let mut artifact_type = raw.artifact_type.clone().filter(|a| !a.is_empty());
     match media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => {
@@ -209,7 +212,9 @@ pub fn validate(
             };
             for (i, layer) in layers.iter().enumerate() {
                 let digest = descriptor(layer, &format!("layers[{i}]"))?;
-                if !is_foreign(layer) {
+                if is_foreign(layer) {
+                    foreign_urls.extend(layer.urls.iter().flatten().cloned());
+                } else {
                     required.push(Child {
                         digest,
                         kind: ChildKind::Blob,
@@ -257,6 +262,7 @@ pub fn validate(
         subject,
         artifact_type,
         annotations,
+        foreign_urls,
     })
 }
 

@@ -44,6 +44,7 @@ impl Registry {
             Reference::Tag(_) => crate::types::digest::Algorithm::Sha256,
         };
         let valid: ValidManifest = manifest_format::validate(&body, content_type, algorithm)?;
+        self.check_foreign_urls(&valid.foreign_urls)?;
         if let Reference::Digest(expected) = reference {
             if expected != &valid.digest {
                 return Err(RegistryError::DigestMismatch {
@@ -67,7 +68,8 @@ impl Registry {
             },
             blobs: dedup(blobs.into_iter().map(|c| c.digest.clone()).collect()),
             manifests: dedup(manifests.into_iter().map(|c| c.digest.clone()).collect()),
-            children_must_exist: !self.options.sparse_manifests,
+            require_blobs: !self.options.sparse_manifests,
+            require_manifests: !(self.options.sparse_manifests || self.options.sparse_indexes),
             tags: tags_of(reference, extra_tags),
         };
         match self.meta.manifests.put_manifest(repo, &new).await? {
@@ -78,6 +80,24 @@ impl Registry {
             }),
             PutManifestOutcome::MissingChild(d) => Err(RegistryError::ManifestBlobUnknown(d)),
         }
+    }
+
+    /// `validation.manifests.urls`: every URL of a non-distributable layer matches an
+    /// `allow` pattern (when there are any) and no `deny` pattern.
+    fn check_foreign_urls(&self, urls: &[String]) -> Result<()> {
+        let (allow, deny) = (&self.options.url_allow, &self.options.url_deny);
+        for url in urls {
+            let allowed = allow.is_empty() || allow.iter().any(|r| r.is_match(url));
+            if !allowed || deny.iter().any(|r| r.is_match(url)) {
+                return Err(RegistryError::ManifestInvalid(
+                    manifest_format::ManifestError::Invalid(format!(
+                        "layer URL {url:?} is not allowed on this registry \
+                         (validation.manifests.urls)"
+                    )),
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub async fn get_manifest(

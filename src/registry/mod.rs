@@ -35,6 +35,13 @@ pub struct RegistryOptions {
     /// `validation.manifests.sparse`: a manifest may reference blobs and manifests that
     /// are not in the repository.
     pub sparse_manifests: bool,
+    /// `validation.manifests.indexes.platforms: none`: an index's children need not be
+    /// in the repository.
+    pub sparse_indexes: bool,
+    /// `validation.manifests.urls`: what the `urls` of non-distributable layers must
+    /// match (any of `allow`, when there are any) and must not match (any of `deny`).
+    pub url_allow: Vec<regex::Regex>,
+    pub url_deny: Vec<regex::Regex>,
 }
 
 impl Default for RegistryOptions {
@@ -44,6 +51,9 @@ impl Default for RegistryOptions {
             read_only: false,
             max_page: 10_000,
             sparse_manifests: false,
+            sparse_indexes: false,
+            url_allow: Vec::new(),
+            url_deny: Vec::new(),
         }
     }
 }

@@ -10,6 +10,7 @@ mod base;
 mod blobs;
 mod compose;
 mod config_delete;
+mod draft;
 mod errors;
 mod maintenance;
 mod manifests;

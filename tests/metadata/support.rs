@@ -189,7 +189,8 @@ pub fn manifest(seed: &str, blobs: &[&BlobRecord], tag_name: Option<&str>) -> Ne
         },
         blobs: blobs.iter().map(|b| b.digest.clone()).collect(),
         manifests: Vec::new(),
-        children_must_exist: true,
+        require_blobs: true,
+        require_manifests: true,
         tags: tag_name.map(tag).into_iter().collect(),
     }
 }
@@ -209,7 +210,8 @@ pub fn index(seed: &str, children: &[&Digest], tag_name: Option<&str>) -> NewMan
         },
         blobs: Vec::new(),
         manifests: children.iter().map(|d| (*d).clone()).collect(),
-        children_must_exist: true,
+        require_blobs: true,
+        require_manifests: true,
         tags: tag_name.map(tag).into_iter().collect(),
     }
 }

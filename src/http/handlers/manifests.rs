@@ -5,6 +5,7 @@ use actix_web::http::header::{CONTENT_TYPE, LINK, LOCATION};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::json;
 
 use super::{repo_name, segment};
@@ -130,7 +131,7 @@ fn with_next_link(
     n: Option<u32>,
 ) -> actix_web::HttpResponseBuilder {
     if let Some(last) = &page.next_last {
-        let mut query = url_pairs(&[("last", last.as_str())]);
+        let mut query = format!("last={}", utf8_percent_encode(last, LINK_VALUE));
         if let Some(n) = n {
             query = format!("n={n}&{query}");
         }
@@ -139,24 +140,14 @@ fn with_next_link(
     response
 }
 
-fn url_pairs(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            let v: String = v
-                .bytes()
-                .map(|b| match b {
-                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                        (b as char).to_string()
-                    }
-                    other => format!("%{other:02X}"),
-                })
-                .collect();
-            format!("{k}={v}")
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
+/// What a `last=` value keeps unencoded in a `Link` URL: RFC 3986's unreserved
+/// characters and `/` (repository names).
+const LINK_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
 
 pub async fn list_tags(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;

@@ -121,8 +121,10 @@ pub(super) async fn put_manifest(
     let repo_id = match queries::repository_id(&mut *tx, repo.as_str()).await? {
         Some(id) => id,
         None => {
-            let first = m.blobs.iter().chain(&m.manifests).next();
-            if let (true, Some(d)) = (m.children_must_exist, first) {
+            let first = (m.blobs.iter().filter(|_| m.require_blobs))
+                .chain(m.manifests.iter().filter(|_| m.require_manifests))
+                .next();
+            if let Some(d) = first {
                 return Ok(PutManifestOutcome::MissingChild(d.clone()));
             }
             queries::ensure_repository(&mut tx, repo.as_str()).await?
@@ -132,11 +134,13 @@ pub(super) async fn put_manifest(
     // The children must be in the repository when this commits: lock the rows that
     // say so. An unlink that got there first has already removed its row and we answer
     // MissingChild; one that comes later waits for our commit. See the module doc.
-    if m.children_must_exist {
-        for (table, required) in [("repository_blobs", &m.blobs), ("manifests", &m.manifests)] {
-            if let Some(missing) = lock_children(&mut tx, table, repo_id, required).await? {
-                return Ok(PutManifestOutcome::MissingChild(missing));
-            }
+    let checks = [
+        ("repository_blobs", m.require_blobs, &m.blobs),
+        ("manifests", m.require_manifests, &m.manifests),
+    ];
+    for (table, _, required) in checks.into_iter().filter(|(_, on, _)| *on) {
+        if let Some(missing) = lock_children(&mut tx, table, repo_id, required).await? {
+            return Ok(PutManifestOutcome::MissingChild(missing));
         }
     }
 

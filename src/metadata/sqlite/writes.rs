@@ -15,21 +15,13 @@ async fn first_missing_child(
     repo_id: i64,
     m: &NewManifest,
 ) -> Result<Option<Digest>> {
-    let children = m
-        .blobs
-        .iter()
-        .map(|d| {
-            (
-                d,
-                "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
-            )
-        })
-        .chain(m.manifests.iter().map(|d| {
-            (
-                d,
-                "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2",
-            )
-        }));
+    const BLOB: &str = "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2";
+    const MANIFEST: &str = "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2";
+    let blobs = m.blobs.iter().filter(|_| m.require_blobs);
+    let manifests = m.manifests.iter().filter(|_| m.require_manifests);
+    let children = blobs
+        .map(|d| (d, BLOB))
+        .chain(manifests.map(|d| (d, MANIFEST)));
     for (digest, sql) in children {
         let present: Option<i64> = sqlx::query_scalar(sql)
             .bind(repo_id)
@@ -53,17 +45,17 @@ async fn put_manifest_job(
     let repo_id = match queries::repository_id(&mut *conn, repo.as_str()).await? {
         Some(id) => id,
         None => {
-            let first = m.blobs.iter().chain(&m.manifests).next();
-            if let (true, Some(d)) = (m.children_must_exist, first) {
+            let first = (m.blobs.iter().filter(|_| m.require_blobs))
+                .chain(m.manifests.iter().filter(|_| m.require_manifests))
+                .next();
+            if let Some(d) = first {
                 return Ok(PutManifestOutcome::MissingChild(d.clone()));
             }
             queries::ensure_repository(conn, repo.as_str()).await?
         }
     };
-    if m.children_must_exist {
-        if let Some(missing) = first_missing_child(conn, repo_id, m).await? {
-            return Ok(PutManifestOutcome::MissingChild(missing));
-        }
+    if let Some(missing) = first_missing_child(conn, repo_id, m).await? {
+        return Ok(PutManifestOutcome::MissingChild(missing));
     }
     let now = crate::clock::now_ms();
     let r = &m.record;
