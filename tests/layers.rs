@@ -10,6 +10,9 @@
 //! Test code (`#[cfg(test)]` modules, `tests.rs`, `emulator_tests.rs`) and comments are
 //! not checked: tests may reach across layers to set things up.
 
+// A test crate: a panic is a failed test, so unwrapping is how it fails.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

@@ -491,3 +491,27 @@ macro_rules! engine_queries {
 }
 
 pub(super) use engine_queries;
+
+/// `impl RepositoryStore for $store`, whose reads are the same on both engines:
+/// `$pool` is the field holding the pool reads go to.
+macro_rules! repository_store_impl {
+    ($store:ty, $pool:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::metadata::RepositoryStore for $store {
+            async fn ping(&self) -> $crate::metadata::Result<()> {
+                sqlx::query("SELECT 1").execute(&self.$pool).await?;
+                Ok(())
+            }
+
+            async fn list_repositories(
+                &self,
+                last: Option<&str>,
+                limit: u32,
+            ) -> $crate::metadata::Result<Vec<String>> {
+                queries::list_repositories(&self.$pool, last, limit).await
+            }
+        }
+    };
+}
+
+pub(super) use repository_store_impl;

@@ -2,6 +2,9 @@
 //! OCI Distribution Spec v1.1 (and Docker registry/2.0) API. Every test starts its own
 //! server in-process on a free port with fresh storage (see `support`).
 
+// A test crate: a panic is a failed test, so unwrapping is how it fails.
+#![allow(clippy::unwrap_used)]
+
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
 mod support;

@@ -2,6 +2,9 @@
 //! (every kind of bad token, scopes, mounts), and the built-in token server with its
 //! access policy. Each test starts its own server in-process (see `support`).
 
+// A test crate: a panic is a failed test, so unwrapping is how it fails.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod htpasswd;

@@ -15,6 +15,9 @@
 //! `cases` is the contract one call at a time; `races` is what must hold when
 //! instances race on the same rows.
 
+// A test crate: a panic is a failed test, so unwrapping is how it fails.
+#![allow(clippy::unwrap_used)]
+
 mod cache;
 mod cases;
 #[path = "../common/postgres_url.rs"]

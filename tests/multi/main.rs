@@ -10,6 +10,9 @@
 //! `huge` (blobs over 5 GiB on S3) runs only with `WHARF_TEST_HUGE_BLOB=1`: it takes
 //! many minutes and some 16 GiB of the S3 server's disk.
 
+// A test crate: a panic is a failed test, so unwrapping is how it fails.
+#![allow(clippy::unwrap_used)]
+
 mod huge;
 
 use std::process::{Child, Command, Stdio};

@@ -30,8 +30,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::Connection;
 
 use super::{
-    BlobCommit, BlobIndex, ManifestStore, MetadataError, NewManifest, PutManifestOutcome,
-    RepositoryStore, Result, UploadStore,
+    BlobCommit, BlobIndex, ManifestStore, MetadataError, NewManifest, PutManifestOutcome, Result,
+    UploadStore,
 };
 use crate::types::{
     BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
@@ -252,14 +252,4 @@ impl ManifestStore for PostgresStore {
     }
 }
 
-#[async_trait]
-impl RepositoryStore for PostgresStore {
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
-        queries::list_repositories(&self.pool, last, limit).await
-    }
-}
+crate::metadata::queries::repository_store_impl!(PostgresStore, pool);

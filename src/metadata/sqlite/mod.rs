@@ -18,8 +18,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    BlobCommit, BlobIndex, ManifestStore, MetadataError, NewManifest, PutManifestOutcome,
-    RepositoryStore, Result, UploadStore,
+    BlobCommit, BlobIndex, ManifestStore, MetadataError, NewManifest, PutManifestOutcome, Result,
+    UploadStore,
 };
 use crate::types::{
     BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
@@ -214,14 +214,4 @@ impl ManifestStore for SqliteStore {
     }
 }
 
-#[async_trait]
-impl RepositoryStore for SqliteStore {
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
-    }
-
-    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
-        queries::list_repositories(&self.reader, last, limit).await
-    }
-}
+crate::metadata::queries::repository_store_impl!(SqliteStore, reader);
