@@ -32,6 +32,9 @@
 //! Per backend: filesystem 17 cases, inmemory 16 (it has no location to be missing),
 //! s3 17, azure 17, gcs 12.
 
+// A test crate: a panic is a failed test, so unwrapping is how it fails.
+#![allow(clippy::unwrap_used)]
+
 mod cases;
 mod support;
 
