@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     };
     wharf::telemetry::init_tracing(config.log.level, config.log.formatter.is_json());
     for v in &config.ignored_variables {
-        tracing::warn!(variable = %v.name, "ignoring {}: {}", v.name, v.reason);
+        tracing::warn!("ignoring {}: {}", v.name, v.reason);
     }
     let result = match cli.command {
         Command::Serve { .. } => {

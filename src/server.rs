@@ -2,7 +2,7 @@
 //! HTTP server and background work.
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, ServerHandle};
@@ -155,7 +155,6 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let started = Instant::now();
     tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),
         "wharf {} starting",
         env!("CARGO_PKG_VERSION")
@@ -166,45 +165,61 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         source,
     })?;
     let local = listener.local_addr().unwrap_or(addr);
-    tracing::info!(addr = %local, "listening on http://{local}");
+    tracing::info!("listening on http://{local}");
     let auth = crate::auth::Authorizer::from_config(&config.auth)?;
 
     let (backend, location) = describe_storage(&config);
-    tracing::info!(backend, location = %location, "blob storage: {backend}, {location}");
+    tracing::info!("blob storage: {backend}, {location}");
     let (engine, database) = describe_database(&config);
-    tracing::info!(engine, database = %database, "metadata: {engine}, {database}");
+    tracing::info!("metadata: {engine}, {database}");
     let registry = registry(&config).await?;
     let cache = describe_cache(&config);
-    tracing::info!(cache = %cache, "cache: {cache}");
+    tracing::info!("cache: {cache}");
     let auth_mode = describe_auth(&config);
-    tracing::info!(auth = %auth_mode, "auth: {auth_mode}");
-    tracing::info!(
-        endpoints = 0,
-        "notifications: none (webhook notifications are not implemented yet)"
-    );
+    tracing::info!("auth: {auth_mode}");
+    tracing::info!("notifications: none (webhook notifications are not implemented yet)");
     if config.log.fields.as_ref().is_some_and(|f| !f.is_empty()) {
         tracing::warn!("log.fields is accepted but not yet added to log lines");
     }
 
     crate::maintenance::spawn(registry.clone(), &config);
+    // Handlers in place before "ready", so a signal from then on is never the default
+    // action (an immediate exit).
+    let signals = shutdown_signals();
     let server = start_http(registry, auth, &config, listener)?;
     tracing::info!(
         startup_ms = started.elapsed().as_millis() as u64,
         "ready: serving on http://{local}"
     );
-    actix_web::rt::spawn(stop_on_signal(server.handle()));
+    let drain_started = Arc::new(OnceLock::new());
+    actix_web::rt::spawn(stop_on_signal(
+        server.handle(),
+        signals,
+        drain_started.clone(),
+    ));
     let result = server.await.map_err(|source| StartError::Listen {
         addr: local.to_string(),
         source,
     });
+    if let Some(drain_started) = drain_started.get() {
+        let took = drain_started.elapsed();
+        if took >= SHUTDOWN_TIMEOUT {
+            tracing::warn!(
+                "drain timed out after {} s: requests still in progress were cut off",
+                SHUTDOWN_TIMEOUT.as_secs()
+            );
+        } else {
+            tracing::info!("drained in {:.1} s", took.as_secs_f64());
+        }
+    }
     tracing::info!("stopped");
     result
 }
 
-/// Waits for SIGTERM or SIGINT, then stops the server gracefully: no new connections,
-/// requests in progress finish (up to [`SHUTDOWN_TIMEOUT`]). A second signal, or
-/// SIGQUIT, exits at once.
-async fn stop_on_signal(handle: ServerHandle) {
+/// The signals that stop the server, by name.
+type Signals = Vec<(tokio::signal::unix::Signal, &'static str)>;
+
+fn shutdown_signals() -> Signals {
     use tokio::signal::unix::{signal, SignalKind};
     let kinds = [
         (SignalKind::terminate(), "SIGTERM"),
@@ -218,44 +233,38 @@ async fn stop_on_signal(handle: ServerHandle) {
             Err(e) => tracing::warn!(error = %e, "cannot handle {name}"),
         }
     }
+    streams
+}
+
+/// Waits for SIGTERM or SIGINT, then stops the server gracefully: no new connections,
+/// requests in progress finish (up to [`SHUTDOWN_TIMEOUT`]). A second signal, or
+/// SIGQUIT, exits at once.
+async fn stop_on_signal(
+    handle: ServerHandle,
+    mut streams: Signals,
+    drain_started: Arc<OnceLock<Instant>>,
+) {
     let Some(first) = next_signal(&mut streams).await else {
         return;
     };
     let in_flight = crate::telemetry::metrics().http_in_flight.get();
     if first == "SIGQUIT" {
-        tracing::info!(signal = first, "{first} received: exiting now");
+        tracing::info!("{first} received: exiting now");
         std::process::exit(131);
     }
     tracing::info!(
-        signal = first,
-        requests = in_flight,
         "{first} received: stopping; no new connections, draining {in_flight} request(s) in progress (at most {} s; a second signal exits at once)",
         SHUTDOWN_TIMEOUT.as_secs()
     );
-    let drained = Instant::now();
+    let _ = drain_started.set(Instant::now());
+    // `serve` says when the drain is over.
+    let stopping = handle.stop(true);
     tokio::select! {
-        () = handle.stop(true) => {
-            let took = drained.elapsed();
-            if took >= SHUTDOWN_TIMEOUT {
-                tracing::warn!(
-                    drain_ms = took.as_millis() as u64,
-                    "drain timed out after {} s: requests still in progress were cut off",
-                    SHUTDOWN_TIMEOUT.as_secs()
-                );
-            } else {
-                tracing::info!(
-                    drain_ms = took.as_millis() as u64,
-                    "drained in {:.1} s",
-                    took.as_secs_f64()
-                );
-            }
-        }
+        () = stopping => {}
         second = next_signal(&mut streams) => {
             let second = second.unwrap_or(first);
             let left = crate::telemetry::metrics().http_in_flight.get();
             tracing::warn!(
-                signal = second,
-                requests = left,
                 "{second} received while draining: exiting now, {left} request(s) cut off"
             );
             std::process::exit(1);
@@ -382,7 +391,7 @@ fn describe_auth(config: &Config) -> String {
             s
         }
         (None, Some(h)) => format!("htpasswd (Basic), users from {}", h.path),
-        (None, None) => "none: anyone who can reach the port may pull, push and delete".into(),
+        (None, None) => "none: anyone who can reach the port has full access".into(),
     }
 }
 

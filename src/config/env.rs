@@ -100,15 +100,14 @@ fn unknown_key(path: &[String]) -> Option<String> {
     let mut probe = Value::Mapping(Mapping::new());
     set(&mut probe, path, Value::Null).ok()?;
     let error = serde_path_to_error::deserialize::<_, Config>(probe).err()?;
-    let parent = error.path().to_string();
-    let message = error.into_inner().to_string();
-    // serde's wording for a field that `deny_unknown_fields` refuses.
-    let field = message.strip_prefix("unknown field `")?.split('`').next()?;
-    Some(if parent == "." {
-        field.to_string()
-    } else {
-        format!("{parent}.{field}")
-    })
+    // The path ends at the unknown field; the message is serde's wording for a field
+    // that `deny_unknown_fields` refuses.
+    let path = error.path().to_string();
+    error
+        .into_inner()
+        .to_string()
+        .starts_with("unknown field `")
+        .then_some(path)
 }
 
 /// `REGISTRY_STORAGE=<driver>`: keeps `storage`'s switches, replaces its driver.
