@@ -6,7 +6,8 @@
 #                --build-arg REVISION=$(git rev-parse HEAD) \
 #                --build-arg CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ) .
 #
-# Stage 1 builds the release binary with BuildKit cache mounts (the cargo registry and
+# Stage 1 builds the shipped binary (the `dist` profile: release plus thin LTO; see
+# Cargo.toml) with BuildKit cache mounts (the cargo registry and
 # the target directory survive between builds, so a source-only change recompiles only
 # Wharf). Stage 2 is debian:bookworm-slim with ca-certificates (TLS to the object
 # store, Redis and the token endpoints of the clouds) and curl (the HEALTHCHECK below).
@@ -30,8 +31,8 @@ COPY src src
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked --bin wharf \
- && install -D -m 0755 target/release/wharf /out/wharf \
+    cargo build --profile dist --locked --bin wharf \
+ && install -D -m 0755 target/dist/wharf /out/wharf \
  && /out/wharf --version
 
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime

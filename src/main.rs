@@ -1,4 +1,5 @@
-//! The `wharf` command: `serve` runs the registry, `migrate` applies database migrations.
+//! The `wharf` command: `serve` runs the registry, `migrate` applies database migrations,
+//! `check-config` checks a configuration.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +12,10 @@ use wharf::config::Config;
 #[command(
     name = "wharf",
     version,
-    about = "A container registry (OCI Distribution Spec v1.1)"
+    about = "A container registry (OCI Distribution Spec v1.1)",
+    // Bare `wharf`: the help, on stderr, exit status 2 (clap's convention for a usage
+    // error); `wharf --help`: the help on stdout, status 0.
+    arg_required_else_help = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,39 +42,38 @@ enum Command {
     },
 }
 
-fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
-    Config::load(path.map(|p| p.as_path()), std::env::vars()).map_err(|e| {
-        eprintln!("wharf: configuration error: {e}");
-        ExitCode::from(2)
-    })
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (Command::Serve { config } | Command::Migrate { config } | Command::CheckConfig { config }) =
         &cli.command;
-    let config = match load(config.as_ref()) {
+    let config = match Config::load(config.as_deref(), std::env::vars()) {
         Ok(c) => c,
-        Err(code) => return code,
-    };
-    wharf::telemetry::init_tracing(&config.log.level, config.log.formatter == "json");
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
         Err(e) => {
-            eprintln!("wharf: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            // Before logging is set up (the configuration says how): plain stderr.
+            eprintln!("wharf: configuration error: {e}");
+            return ExitCode::from(2);
         }
     };
+    wharf::telemetry::init_tracing(config.log.level, config.log.formatter.is_json());
+    for v in &config.ignored_variables {
+        tracing::warn!("ignoring {}: {}", v.name, v.reason);
+    }
     let result = match cli.command {
         Command::Serve { .. } => {
             actix_web::rt::System::new().block_on(wharf::server::serve(config))
         }
-        Command::Migrate { .. } => runtime.block_on(async {
-            wharf::metadata::open(&config.database.url, 1)
-                .await
-                .map(|_| eprintln!("wharf: migrations applied"))
-                .map_err(wharf::server::StartError::from)
-        }),
+        Command::Migrate { .. } => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(async {
+                wharf::metadata::open(&config.database.url, 1)
+                    .await
+                    .map(|_| eprintln!("wharf: migrations applied"))
+                    .map_err(wharf::server::StartError::from)
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the runtime");
+                return ExitCode::FAILURE;
+            }
+        },
         Command::CheckConfig { .. } => {
             eprintln!("wharf: configuration is valid");
             Ok(())
@@ -79,8 +82,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "wharf stopped");
-            eprintln!("wharf: {e}");
+            // Once, through the log (JSON when log.formatter says so).
+            tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -2,9 +2,10 @@
 //! HTTP server and background work.
 
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 
@@ -28,11 +29,23 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}{}", listen_hint(.source))]
     Listen {
         addr: String,
         source: std::io::Error,
     },
+}
+
+/// What to do about a port that cannot be bound.
+fn listen_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another process has it: stop it, or choose another address with http.addr \
+             or REGISTRY_HTTP_ADDR)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+        _ => "",
+    }
 }
 
 /// Opens the configured blob backend.
@@ -91,7 +104,15 @@ pub fn http_server(
     listener: TcpListener,
 ) -> Result<Server, StartError> {
     let auth = crate::auth::Authorizer::from_config(&config.auth)?;
-    tracing::info!(?auth, "authentication");
+    start_http(registry, auth, config, listener)
+}
+
+fn start_http(
+    registry: Registry,
+    auth: crate::auth::Authorizer,
+    config: &Config,
+    listener: TcpListener,
+) -> Result<Server, StartError> {
     let clients = crate::http::client_addr::ClientAddr::new(config.http.trusted_proxies()?);
     let state = web::Data::new(AppState {
         registry,
@@ -122,28 +143,264 @@ pub fn http_server(
             .configure(configure)
     })
     .workers(workers)
+    // `serve` handles the signals itself, to say what happens.
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
     .listen(listener)
     .map_err(|source| StartError::Listen { addr, source })?
     .run();
     Ok(server)
 }
 
-/// Everything `wharf serve` does: build, bind, serve, with background maintenance.
+/// How long a stopping server waits for requests in progress.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything `wharf serve` does. The port is bound first, so a busy port fails before
+/// anything is created or migrated; then the stores are opened (SQLite: locked for this
+/// process), then requests are served until SIGTERM or SIGINT. Start-up says, one line
+/// each, what it runs on; shutdown says which signal, how many requests it drains, and
+/// when it has stopped.
 pub async fn serve(config: Config) -> Result<(), StartError> {
+    let started = Instant::now();
+    tracing::info!(
+        pid = std::process::id(),
+        "wharf {} starting",
+        env!("CARGO_PKG_VERSION")
+    );
     let addr = config.http.socket_addr()?;
-    let registry = registry(&config).await?;
     let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
         addr: addr.to_string(),
         source,
     })?;
-    tracing::info!(%addr, storage = registry.storage_name(), database = %redact(&config.database.url), "wharf listening");
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!("listening on http://{local}");
+    let auth = crate::auth::Authorizer::from_config(&config.auth)?;
+
+    let (backend, location) = describe_storage(&config);
+    tracing::info!("blob storage: {backend}, {location}");
+    let (engine, database) = describe_database(&config);
+    tracing::info!("metadata: {engine}, {database}");
+    let registry = registry(&config).await?;
+    let cache = describe_cache(&config);
+    tracing::info!("cache: {cache}");
+    let auth_mode = describe_auth(&config);
+    tracing::info!("auth: {auth_mode}");
+    tracing::info!("notifications: none (webhook notifications are not implemented yet)");
+    if config.log.fields.as_ref().is_some_and(|f| !f.is_empty()) {
+        tracing::warn!("log.fields is accepted but not yet added to log lines");
+    }
+
     crate::maintenance::spawn(registry.clone(), &config);
-    http_server(registry, &config, listener)?
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: addr.to_string(),
-            source,
-        })
+    // Handlers in place before "ready", so a signal from then on is never the default
+    // action (an immediate exit).
+    let signals = shutdown_signals();
+    let server = start_http(registry, auth, &config, listener)?;
+    tracing::info!(
+        startup_ms = started.elapsed().as_millis() as u64,
+        "ready: serving on http://{local}"
+    );
+    let drain_started = Arc::new(OnceLock::new());
+    actix_web::rt::spawn(stop_on_signal(
+        server.handle(),
+        signals,
+        drain_started.clone(),
+    ));
+    let result = server.await.map_err(|source| StartError::Listen {
+        addr: local.to_string(),
+        source,
+    });
+    if let Some(drain_started) = drain_started.get() {
+        let took = drain_started.elapsed();
+        if took >= SHUTDOWN_TIMEOUT {
+            tracing::warn!(
+                "drain timed out after {} s: requests still in progress were cut off",
+                SHUTDOWN_TIMEOUT.as_secs()
+            );
+        } else {
+            tracing::info!("drained in {:.1} s", took.as_secs_f64());
+        }
+    }
+    tracing::info!("stopped");
+    result
+}
+
+/// The signals that stop the server, by name.
+type Signals = Vec<(tokio::signal::unix::Signal, &'static str)>;
+
+fn shutdown_signals() -> Signals {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        (SignalKind::terminate(), "SIGTERM"),
+        (SignalKind::interrupt(), "SIGINT"),
+        (SignalKind::quit(), "SIGQUIT"),
+    ];
+    let mut streams = Vec::new();
+    for (kind, name) in kinds {
+        match signal(kind) {
+            Ok(s) => streams.push((s, name)),
+            Err(e) => tracing::warn!(error = %e, "cannot handle {name}"),
+        }
+    }
+    streams
+}
+
+/// Waits for SIGTERM or SIGINT, then stops the server gracefully: no new connections,
+/// requests in progress finish (up to [`SHUTDOWN_TIMEOUT`]). A second signal, or
+/// SIGQUIT, exits at once.
+async fn stop_on_signal(
+    handle: ServerHandle,
+    mut streams: Signals,
+    drain_started: Arc<OnceLock<Instant>>,
+) {
+    let Some(first) = next_signal(&mut streams).await else {
+        return;
+    };
+    let in_flight = crate::telemetry::metrics().http_in_flight.get();
+    if first == "SIGQUIT" {
+        tracing::info!("{first} received: exiting now");
+        std::process::exit(131);
+    }
+    tracing::info!(
+        "{first} received: stopping; no new connections, draining {in_flight} request(s) in progress (at most {} s; a second signal exits at once)",
+        SHUTDOWN_TIMEOUT.as_secs()
+    );
+    let _ = drain_started.set(Instant::now());
+    // `serve` says when the drain is over.
+    let stopping = handle.stop(true);
+    tokio::select! {
+        () = stopping => {}
+        second = next_signal(&mut streams) => {
+            let second = second.unwrap_or(first);
+            let left = crate::telemetry::metrics().http_in_flight.get();
+            tracing::warn!(
+                "{second} received while draining: exiting now, {left} request(s) cut off"
+            );
+            std::process::exit(1);
+        }
+    }
+}
+
+/// The next of `streams`' signals, by name (None if a stream ended).
+async fn next_signal(
+    streams: &mut [(tokio::signal::unix::Signal, &'static str)],
+) -> Option<&'static str> {
+    if streams.is_empty() {
+        std::future::pending::<()>().await;
+    }
+    let waits = streams.iter_mut().map(|(s, name)| {
+        let name = *name;
+        Box::pin(async move { s.recv().await.map(|_| name) })
+    });
+    futures_util::future::select_all(waits).await.0
+}
+
+/// `storage` for the start-up line: the backend and where its bytes live.
+fn describe_storage(config: &Config) -> (&'static str, String) {
+    match config.storage.driver() {
+        StorageDriver::Filesystem { rootdirectory } => {
+            let shown = std::path::absolute(&rootdirectory)
+                .map(|p| p.display().to_string())
+                .unwrap_or(rootdirectory);
+            ("filesystem", shown)
+        }
+        StorageDriver::InMemory => ("inmemory", "this process's memory (lost on exit)".into()),
+        StorageDriver::S3(s3) => {
+            let mut at = format!(
+                "bucket {} in {}",
+                s3.bucket.as_deref().unwrap_or("?"),
+                s3.region()
+            );
+            if let Some(endpoint) = s3.endpoint() {
+                at.push_str(&format!(" at {endpoint}"));
+            }
+            if let Some(root) = &s3.rootdirectory {
+                at.push_str(&format!(", under {root}"));
+            }
+            ("s3", at)
+        }
+        StorageDriver::Azure(az) => {
+            let mut at = format!(
+                "container {} at {}",
+                az.container.as_deref().unwrap_or("?"),
+                az.endpoint()
+            );
+            if let Some(root) = &az.rootdirectory {
+                at.push_str(&format!(", under {root}"));
+            }
+            ("azure", at)
+        }
+        StorageDriver::Gcs(gcs) => {
+            let mut at = format!("bucket {}", gcs.bucket.as_deref().unwrap_or("?"));
+            if let Some(endpoint) = &gcs.endpoint {
+                at.push_str(&format!(" at {endpoint}"));
+            }
+            if let Some(root) = &gcs.rootdirectory {
+                at.push_str(&format!(", under {root}"));
+            }
+            ("gcs", at)
+        }
+    }
+}
+
+/// `database` for the start-up line: the engine and the URL without its password.
+fn describe_database(config: &Config) -> (&'static str, String) {
+    let url = &config.database.url;
+    if url.starts_with("sqlite:") {
+        let path = crate::metadata::sqlite_path(url).unwrap_or_else(|| url.clone().into());
+        let shown = std::path::absolute(&path).unwrap_or(path);
+        (
+            "sqlite",
+            format!("{} (one instance per file)", shown.display()),
+        )
+    } else {
+        ("postgres", redact(url))
+    }
+}
+
+/// `storage.cache` for the start-up line.
+fn describe_cache(config: &Config) -> String {
+    let cache = &config.storage.cache;
+    let ttl = humantime::format_duration(cache.ttl);
+    match cache.blobdescriptor {
+        None => "none".into(),
+        Some(crate::config::CacheKind::Inmemory) => {
+            format!("in this process, entries live at most {ttl}")
+        }
+        Some(crate::config::CacheKind::Redis) => {
+            let addrs = config
+                .redis
+                .as_ref()
+                .map(|r| {
+                    let mut a = r.addrs.clone();
+                    a.extend(r.addr.clone());
+                    a.join(", ")
+                })
+                .unwrap_or_default();
+            format!("redis at {addrs}, entries live at most {ttl}")
+        }
+    }
+}
+
+/// `auth` for the start-up line.
+fn describe_auth(config: &Config) -> String {
+    let auth = &config.auth;
+    match (&auth.token, &auth.htpasswd) {
+        (Some(token), _) => {
+            let mut s = format!(
+                "token (realm {}, service {}, issuer {})",
+                token.realm, token.service, token.issuer
+            );
+            if let (Some(_), Some(h)) = (&auth.tokenserver, &auth.htpasswd) {
+                s.push_str(&format!(
+                    "; built-in token server at /auth/token, users from {}",
+                    h.path
+                ));
+            }
+            s
+        }
+        (None, Some(h)) => format!("htpasswd (Basic), users from {}", h.path),
+        (None, None) => "none: anyone who can reach the port has full access".into(),
+    }
 }
 
 /// A database URL without its password, for logs.

@@ -1,18 +1,24 @@
 //! Observability: the tracing subscriber (text or JSON logs) and the Prometheus metrics
 //! every layer records into, served at `/metrics`.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use tracing_subscriber::EnvFilter;
+
+use crate::config::LogLevel;
 
 /// All of Wharf's metrics.
 pub struct Metrics {
     pub registry: Registry,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
+    /// Requests whose handler has not answered yet (what a graceful stop waits for).
+    pub http_in_flight: IntGauge,
     pub upload_bytes: IntCounter,
     pub download_bytes: IntCounter,
     pub blobs_committed: IntCounter,
@@ -37,6 +43,11 @@ fn build() -> Metrics {
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
         ]),
         &["route", "method"],
+    )
+    .expect("static metric");
+    let http_in_flight = IntGauge::new(
+        "http_requests_in_flight",
+        "Requests being handled (streamed response bodies not included)",
     )
     .expect("static metric");
     let upload_bytes =
@@ -64,6 +75,7 @@ fn build() -> Metrics {
     for m in [
         Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(http_duration.clone()),
+        Box::new(http_in_flight.clone()),
         Box::new(upload_bytes.clone()),
         Box::new(download_bytes.clone()),
         Box::new(blobs_committed.clone()),
@@ -77,6 +89,7 @@ fn build() -> Metrics {
         registry,
         http_requests,
         http_duration,
+        http_in_flight,
         upload_bytes,
         download_bytes,
         blobs_committed,
@@ -113,19 +126,25 @@ pub fn render() -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Installs the global tracing subscriber. `RUST_LOG` overrides `level`.
-pub fn init_tracing(level: &str, json: bool) {
+/// Installs the global tracing subscriber, writing to stderr. `RUST_LOG` overrides
+/// `level`. Colours only when stderr is a terminal (never into a file or a pipe) and
+/// `NO_COLOR` is unset.
+pub fn init_tracing(level: LogLevel, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // actix_http's dispatcher logs every malformed request at ERROR — clients probing
         // HTTPS on a plain-HTTP port (skopeo with --tls-verify=false) — though the error
         // is the client's, not the server's.
         EnvFilter::new(format!(
-            "{level},sqlx=warn,actix_server=warn,actix_http::h1::dispatcher=off,h2=warn,hyper=warn"
+            "{},sqlx=warn,actix_server=warn,actix_http::h1::dispatcher=off,h2=warn,hyper=warn",
+            level.as_str()
         ))
     });
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let _ = if json {
         builder.json().try_init()
     } else {

@@ -4,13 +4,15 @@
 //! every PATCH continues the same file at its offset, so assembling is a truncate and an
 //! fsync — never a copy or a rename. Writes and reads run on blocking threads with large
 //! buffers; data is `fdatasync`ed (and a new file's directory `fsync`ed) before a chunk
-//! counts as stored. An exclusive `flock`, taken before anything is changed and held
-//! until the caller has recorded the chunk, keeps two requests from writing one upload.
+//! counts as stored. An exclusive, non-blocking file lock (`File::try_lock`: `flock` on
+//! Linux), taken before anything is changed and held until the caller has recorded the
+//! chunk, keeps two requests from writing one upload.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+#[cfg(target_os = "linux")]
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -63,16 +65,11 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 }
 
 fn lock_exclusive(file: &File) -> Result<()> {
-    // SAFETY: flock on a valid, owned file descriptor.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    if err.kind() == ErrorKind::WouldBlock {
-        Err(BlobError::Busy)
-    } else {
-        Err(err.into())
+    // flock(LOCK_EX | LOCK_NB) on Linux: per open file, released when the file is closed.
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(BlobError::Busy),
+        Err(TryLockError::Error(e)) => Err(e.into()),
     }
 }
 

@@ -4,11 +4,16 @@
 //! `REGISTRY_STORAGE=s3` chooses the storage driver: the file's other driver section is
 //! dropped (its switches such as `storage.delete` stay) and `REGISTRY_STORAGE_S3_*`
 //! fill the chosen one.
+//!
+//! A `REGISTRY_*` variable that names no configuration key (`REGISTRY_URL`, which CI
+//! systems and container platforms set for their own use) is ignored and reported
+//! as such, as distribution does; a key it names with a bad value is refused like a bad
+//! value in the file. Unknown keys in the file itself stay fatal.
 
 use serde_yaml::{Mapping, Value};
 
 use super::storage::DRIVERS;
-use super::ConfigError;
+use super::{Config, ConfigError};
 
 const PREFIX: &str = "REGISTRY_";
 
@@ -17,19 +22,30 @@ const PREFIX: &str = "REGISTRY_";
 /// they are skipped so a shell set up for those tools can still start Wharf.
 const CLIENT_VARIABLES: [&str; 1] = ["REGISTRY_AUTH_FILE"];
 
+/// A `REGISTRY_*` variable that was not applied, and why (for a warning at start-up;
+/// its value is never shown, it may be a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredVariable {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Applies the `REGISTRY_*` variables among `vars` to `tree`; returns those ignored.
 pub fn apply_overrides(
     tree: &mut Value,
     vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<(), ConfigError> {
+) -> Result<Vec<IgnoredVariable>, ConfigError> {
+    let mut ignored = Vec::new();
     let mut vars: Vec<(String, String)> = vars
         .into_iter()
         .filter(|(k, _)| k.starts_with(PREFIX) && k.len() > PREFIX.len())
         .filter(|(k, _)| {
             let client = CLIENT_VARIABLES.contains(&k.as_str());
             if client {
-                eprintln!(
-                    "wharf: ignoring {k}: it is a container client's setting, not a registry key"
-                );
+                ignored.push(IgnoredVariable {
+                    name: k.clone(),
+                    reason: "a container client's setting, not a registry key".into(),
+                });
             }
             !client
         })
@@ -47,6 +63,13 @@ pub fn apply_overrides(
                 message: "empty key component".into(),
             });
         }
+        if let Some(unknown) = unknown_key(&path) {
+            ignored.push(IgnoredVariable {
+                name: var,
+                reason: format!("`{unknown}` is not a configuration key"),
+            });
+            continue;
+        }
         let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()));
         if path == ["storage"] {
             if let Value::String(driver) = &value {
@@ -62,7 +85,29 @@ pub fn apply_overrides(
             message,
         })?;
     }
-    Ok(())
+    ignored.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(ignored)
+}
+
+/// If `path` names no key of the configuration, the first component that is unknown
+/// (`http.nope` for `REGISTRY_HTTP_NOPE`). Checked on its own, with a null value, so
+/// that only the path is judged: a bad value of a real key is found later, with the
+/// rest of the configuration, and refused.
+fn unknown_key(path: &[String]) -> Option<String> {
+    if path == ["storage"] {
+        return None;
+    }
+    let mut probe = Value::Mapping(Mapping::new());
+    set(&mut probe, path, Value::Null).ok()?;
+    let error = serde_path_to_error::deserialize::<_, Config>(probe).err()?;
+    // The path ends at the unknown field; the message is serde's wording for a field
+    // that `deny_unknown_fields` refuses.
+    let path = error.path().to_string();
+    error
+        .into_inner()
+        .to_string()
+        .starts_with("unknown field `")
+        .then_some(path)
 }
 
 /// `REGISTRY_STORAGE=<driver>`: keeps `storage`'s switches, replaces its driver.

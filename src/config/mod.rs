@@ -23,7 +23,8 @@ pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerC
 pub use cache::{CacheConfig, CacheKind, RedisConfig, RedisTlsConfig};
 pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
 pub use duration::ConfigDuration;
-pub use http::{HttpConfig, LogConfig};
+pub use env::IgnoredVariable;
+pub use http::{AccessLogConfig, HttpConfig, LogConfig, LogFormatter, LogLevel};
 pub use maintenance::{MaintenanceConfig, ReadOnlyConfig, UploadPurgingConfig};
 pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
 pub use storage::{StorageConfig, StorageDriver};
@@ -107,6 +108,10 @@ pub struct Config {
     pub middleware: MiddlewareConfig,
     #[serde(default)]
     pub validation: ValidationConfig,
+    /// `REGISTRY_*` variables that named no key and were ignored (not a key of the
+    /// file: filled in by [`Config::load`]).
+    #[serde(skip)]
+    pub ignored_variables: Vec<IgnoredVariable>,
 }
 
 impl Config {
@@ -131,8 +136,10 @@ impl Config {
             }
             None => serde_yaml::Value::Mapping(Default::default()),
         };
-        env::apply_overrides(&mut tree, vars)?;
-        Self::from_tree(tree)
+        let ignored_variables = env::apply_overrides(&mut tree, vars)?;
+        let mut config = Self::from_tree(tree)?;
+        config.ignored_variables = ignored_variables;
+        Ok(config)
     }
 
     /// Deserializes and validates a YAML tree.
@@ -227,6 +234,102 @@ mod tests {
         // podman/skopeo/buildah's credentials file; must not stop start-up.
         let c = load("", &[("REGISTRY_AUTH_FILE", "/run/containers/auth.json")]).unwrap();
         assert_eq!(c.http.addr, "127.0.0.1:5000");
+        assert_eq!(c.ignored_variables.len(), 1);
+        assert_eq!(c.ignored_variables[0].name, "REGISTRY_AUTH_FILE");
+    }
+
+    #[test]
+    fn variables_that_name_no_key_are_ignored_and_reported() {
+        let c = load(
+            "http:\n  addr: 127.0.0.1:5001\n",
+            &[
+                ("REGISTRY_URL", "http://x"),
+                ("REGISTRY_HTTP_NOPE", "1"),
+                ("REGISTRY_STORAGE_FILESYSTEM_ROOTDIR", "/x"),
+                ("REGISTRY_HTTP_ADDR", "127.0.0.1:6000"),
+                ("REGISTRY_LOG_FIELDS_SERVICE", "registry"),
+                ("REGISTRY_HTTP_HEADERS_X-TEAM", "[a]"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.http.addr, "127.0.0.1:6000");
+        assert!(c.http.headers.contains_key("x-team"));
+        let ignored: Vec<(&str, &str)> = c
+            .ignored_variables
+            .iter()
+            .map(|v| (v.name.as_str(), v.reason.as_str()))
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                (
+                    "REGISTRY_HTTP_NOPE",
+                    "`http.nope` is not a configuration key"
+                ),
+                (
+                    "REGISTRY_STORAGE_FILESYSTEM_ROOTDIR",
+                    "`storage.filesystem.rootdir` is not a configuration key"
+                ),
+                ("REGISTRY_URL", "`url` is not a configuration key"),
+            ]
+        );
+        // A variable naming a real key with a bad value is refused, as in the file.
+        let e = load("", &[("REGISTRY_HTTP_ADDR", "nonsense")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.addr"), "{e}");
+        let e = load("", &[("REGISTRY_LOG_LEVEL", "loud")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.level") && e.contains("loud"), "{e}");
+        // A value that is a section with an unknown key is a bad value, not a stray name.
+        let e = load("", &[("REGISTRY_HTTP", "{adr: x}")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("adr"), "{e}");
+        // Unknown keys in the file stay fatal.
+        let e = load("url: http://x\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("url"), "{e}");
+    }
+
+    #[test]
+    fn log_keys_are_checked() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(c.log.level, LogLevel::Info);
+        assert_eq!(c.log.formatter, LogFormatter::Text);
+        let c = load(
+            "log:\n  level: DEBUG\n  formatter: logstash\n  fields:\n    service: registry\n  accesslog:\n    disabled: true\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.log.level, LogLevel::Debug);
+        assert!(c.log.formatter.is_json());
+        assert!(c.log.accesslog.disabled);
+        for level in ["error", "warn", "info", "debug", "trace"] {
+            let c = load(&format!("log:\n  level: {level}\n"), &[]).unwrap();
+            assert_eq!(c.log.level.as_str(), level);
+        }
+        for (yaml, key, word) in [
+            ("log:\n  level: loud\n", "log.level", "loud"),
+            ("log:\n  level: warning\n", "log.level", "warning"),
+            ("log:\n  level: 3\n", "log.level", "integer"),
+            ("log:\n  formatter: xml\n", "log.formatter", "xml"),
+            ("log:\n  fields: [a]\n", "log.fields", "sequence"),
+            (
+                "log:\n  accesslog:\n    disabled: sometimes\n",
+                "log.accesslog.disabled",
+                "sometimes",
+            ),
+            (
+                "log:\n  accesslog:\n    formatter: json\n",
+                "log.accesslog",
+                "formatter",
+            ),
+            ("log:\n  output: stderr\n", "log", "output"),
+        ] {
+            let e = load(yaml, &[]).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(word), "{yaml:?}: {e}");
+        }
     }
 
     #[test]
@@ -241,10 +344,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("storage.delete.enabled"), "{e}");
-        let e = load("", &[("REGISTRY_HTTP_NOPE", "1")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("http") && e.contains("nope"), "{e}");
         let e = load("storage:\n  filesystem: {}\n  inmemory: {}\n", &[])
             .unwrap_err()
             .to_string();

@@ -1,5 +1,6 @@
 //! Request metrics middleware: counts and times every request by its endpoint label
-//! (never the raw path, which would explode the label set).
+//! (never the raw path, which would explode the label set), and counts the requests in
+//! progress.
 
 use std::time::Instant;
 
@@ -12,13 +13,32 @@ use super::route::Endpoint;
 
 use crate::telemetry::metrics;
 
+/// Counts a request in `wharf_http_requests_in_flight` until dropped (also when the
+/// client goes away and the request's future is dropped).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        metrics().http_in_flight.inc();
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        metrics().http_in_flight.dec();
+    }
+}
+
 pub async fn record(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let method = req.method().to_string();
+    let in_flight = InFlight::enter();
     let response = next.call(req).await?;
+    drop(in_flight);
     let route = response
         .request()
         .extensions()

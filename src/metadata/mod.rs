@@ -58,6 +58,18 @@ pub enum MetadataError {
     Corrupt(String),
     #[error("unsupported database url {0:?}")]
     UnsupportedUrl(String),
+    /// Another process has the SQLite database open (it holds the lock file beside it).
+    #[error(
+        "the SQLite database {database} is in use by {holder} (it holds {lock}); \
+         SQLite serves one wharf process per database file: stop that process, or run \
+         several instances on PostgreSQL (database.url: postgres://…)"
+    )]
+    InUse {
+        database: String,
+        lock: String,
+        /// `process 1234`, or `another process` when it has not written its pid yet.
+        holder: String,
+    },
 }
 
 impl MetadataError {
@@ -216,6 +228,12 @@ impl Metadata {
 }
 
 /// Opens the store a `database.url` names, running its migrations first.
+/// The database file a `sqlite:` URL names (None for an in-memory database or another
+/// engine's URL).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    sqlite::database_path(url)
+}
+
 pub async fn open(url: &str, pool_size: u32) -> Result<Metadata> {
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url, pool_size).await?;

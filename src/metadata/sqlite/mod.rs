@@ -4,7 +4,9 @@
 //! writer connection with group commit (`group_commit`; SQLite has one writer at a time,
 //! so serializing in-process avoids busy-retry storms and lets one fsync cover a batch).
 //! `synchronous = FULL`: every acknowledged write is on disk. Several processes on one
-//! database file are not a supported deployment; use PostgreSQL for that.
+//! database file are not a supported deployment (use PostgreSQL for that), so the store
+//! holds an exclusive lock on `<database>.lock` while it is open (`lock`): a second
+//! process is refused before it touches the database.
 //!
 //! The statements are the shared ones (`metadata::queries`); `writes` composes the
 //! multi-statement writes as group-commit jobs.
@@ -26,6 +28,7 @@ use crate::types::{
 };
 
 mod group_commit;
+mod lock;
 mod writes;
 
 /// The shared statements, for SQLite.
@@ -44,6 +47,20 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: GroupCommitter,
     reader: SqlitePool,
+    /// Held until the store is dropped (or the process ends).
+    _lock: Option<lock::DatabaseLock>,
+}
+
+/// The database file `url` names, unless it is an in-memory database.
+pub(crate) fn database_path(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let in_memory =
+        path.as_os_str().is_empty() || url.contains(":memory:") || url.contains("mode=memory");
+    (!in_memory).then(|| path.to_path_buf())
 }
 
 impl SqliteStore {
@@ -59,6 +76,10 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir).map_err(|e| MetadataError::Database(Box::new(e)))?;
             }
         }
+        let lock = match database_path(url) {
+            Some(path) => Some(lock::DatabaseLock::acquire(&path)?),
+            None => None,
+        };
         // Migrations run on their own connection before the writer starts.
         let migrations = SqlitePoolOptions::new()
             .max_connections(1)
@@ -71,7 +92,11 @@ impl SqliteStore {
             .max_connections(pool_size.max(1))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            _lock: lock,
+        })
     }
 }
 
