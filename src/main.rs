@@ -1,4 +1,5 @@
-//! The `wharf` command: `serve` runs the registry, `migrate` applies database migrations.
+//! The `wharf` command: `serve` runs the registry, `migrate` applies database migrations,
+//! `gc` collects garbage once.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,15 @@ enum Command {
         #[arg(long, short, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Collect garbage once now (retention, due reviews, orphan sweep), printing what
+    /// went; safe while instances serve.
+    Gc {
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print what would go, with sizes, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
@@ -47,8 +57,10 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Serve { config } | Command::Migrate { config } | Command::CheckConfig { config }) =
-        &cli.command;
+    let (Command::Serve { config }
+    | Command::Migrate { config }
+    | Command::CheckConfig { config }
+    | Command::Gc { config, .. }) = &cli.command;
     let config = match load(config.as_ref()) {
         Ok(c) => c,
         Err(code) => return code,
@@ -70,6 +82,17 @@ fn main() -> ExitCode {
                 .await
                 .map(|_| eprintln!("wharf: migrations applied"))
                 .map_err(wharf::server::StartError::from)
+        }),
+        Command::Gc { dry_run, .. } => runtime.block_on(async {
+            let registry = wharf::server::registry(&config).await?;
+            match wharf::maintenance::gc_command(&registry, &config, dry_run).await {
+                Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+                Err(e) => {
+                    eprintln!("wharf gc: {e}");
+                    std::process::exit(1);
+                }
+            }
+            Ok(())
         }),
         Command::CheckConfig { .. } => {
             eprintln!("wharf: configuration is valid");

@@ -79,6 +79,7 @@ pub async fn registry(config: &Config) -> Result<Registry, StartError> {
         url_deny: config
             .validation
             .url_patterns(&config.validation.manifests.urls.deny),
+        gc: crate::maintenance::gc_options(config),
         ..RegistryOptions::default()
     };
     Ok(Registry::new(meta, blobs, redirector, options))
@@ -138,12 +139,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     })?;
     tracing::info!(%addr, storage = registry.storage_name(), database = %redact(&config.database.url), "wharf listening");
     crate::maintenance::spawn(registry.clone(), &config);
-    http_server(registry, &config, listener)?
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: addr.to_string(),
-            source,
-        })
+    let gc = crate::maintenance::spawn_gc(registry.clone(), &config);
+    let served = http_server(registry, &config, listener)?.await;
+    gc.stop().await;
+    served.map_err(|source| StartError::Listen {
+        addr: addr.to_string(),
+        source,
+    })
 }
 
 /// A database URL without its password, for logs.
