@@ -236,7 +236,7 @@ macro_rules! gc_queries {
             repo_id: i64,
             digest: &str,
         ) -> Result<bool> {
-            let present: Option<i64> = sqlx::query_scalar(concat!(
+            let present: Option<i32> = sqlx::query_scalar(concat!(
                 "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2",
                 $for_update
             ))
@@ -340,7 +340,7 @@ macro_rules! gc_queries {
                 for name in &unlinked {
                     batch.unlinked.push((repo_name(name)?, d.clone()));
                 }
-                let left: Option<i64> =
+                let left: Option<i32> =
                     sqlx::query_scalar("SELECT 1 FROM repository_blobs WHERE digest = $1 LIMIT 1")
                         .bind(digest)
                         .fetch_optional(&mut *conn)
@@ -495,7 +495,7 @@ macro_rules! gc_queries {
         where
             E: sqlx::Executor<'e, Database = $db>,
         {
-            let hit: Option<i64> =
+            let hit: Option<i32> =
                 sqlx::query_scalar("SELECT 1 FROM gc_tombstones WHERE digest = $1 LIMIT 1")
                     .bind(digest.to_string())
                     .fetch_optional(e)

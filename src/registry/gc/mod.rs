@@ -205,6 +205,9 @@ impl Registry {
     /// One batch of manifest reviews and one of blob reviews, then their objects.
     /// Returns what went and whether a batch was full (more may be due at once).
     pub async fn gc_step(&self) -> Result<(CollectReport, bool)> {
+        if !self.gc_enabled() {
+            return Ok((CollectReport::default(), false));
+        }
         let span = tracing::info_span!(
             "gc.review_batch",
             manifests = tracing::field::Empty,
@@ -288,6 +291,9 @@ impl Registry {
     /// Finishes tombstones left by passes that stopped between commit and delete.
     pub async fn gc_leftover_tombstones(&self, older_than: Duration) -> Result<CollectReport> {
         let mut report = CollectReport::default();
+        if !self.gc_enabled() {
+            return Ok(report);
+        }
         loop {
             let batch = self
                 .meta

@@ -222,7 +222,7 @@ impl Registry {
     /// or a policy's own, only plans). Returns the plans that delete something.
     pub async fn apply_retention(&self, dry_run: bool) -> Result<Vec<(RepoName, RetentionPlan)>> {
         let policies = &self.options.gc.retention;
-        if policies.is_empty() {
+        if policies.is_empty() || (!dry_run && !self.gc_enabled()) {
             return Ok(Vec::new());
         }
         let started = Instant::now();

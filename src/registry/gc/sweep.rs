@@ -48,6 +48,9 @@ impl Registry {
     /// Lists the store and deletes (unless `dry_run`) the objects older than
     /// `safety_age` that no row names.
     pub async fn sweep_orphans(&self, safety_age: Duration, dry_run: bool) -> Result<SweepReport> {
+        if !dry_run && !self.gc_enabled() {
+            return Ok(SweepReport::default());
+        }
         let started = Instant::now();
         let report = self
             .sweep(safety_age, dry_run)
