@@ -125,7 +125,13 @@ async fn head_then_collected_then_put_is_refused_and_reupload_works() {
     reg.push_blob(repo, &config).await;
     reg.push_blob(repo, &layer).await;
     reg.push_manifest(repo, "v1", OCI_MANIFEST, &manifest).await;
-    assert!(reg.registry.gc_collect_due().await.unwrap().blobs.is_empty());
+    assert!(reg
+        .registry
+        .gc_collect_due()
+        .await
+        .unwrap()
+        .blobs
+        .is_empty());
     pull(&reg, repo, "v1", &[&config, &layer]).await;
 }
 
@@ -198,7 +204,13 @@ async fn upload_while_the_old_object_awaits_its_delete() {
     assert_eq!(report.failed, 0);
     pull(&reg, repo, "v1", &[&config, &layer]).await;
     // Settled: the new upload is referenced.
-    assert!(reg.registry.gc_collect_due().await.unwrap().blobs.is_empty());
+    assert!(reg
+        .registry
+        .gc_collect_due()
+        .await
+        .unwrap()
+        .blobs
+        .is_empty());
     pull(&reg, repo, "v1", &[&config, &layer]).await;
 }
 
@@ -214,7 +226,10 @@ async fn upload_commit_racing_the_collection_of_its_digest() {
     let upload = {
         let (client, url, body) = (
             reg.client.clone(),
-            reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&layer))),
+            reg.url(&format!(
+                "/v2/{repo}/blobs/uploads/?digest={}",
+                sha256(&layer)
+            )),
             layer.clone(),
         );
         tokio::spawn(async move {

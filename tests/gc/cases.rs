@@ -73,10 +73,20 @@ pub async fn tag_move_collects_old_image(store: Store, _url: String) {
             .digest,
         m2.record.digest
     );
-    assert!(store.blobs.repo_blob(&app, &l1.digest).await.unwrap().is_none());
+    assert!(store
+        .blobs
+        .repo_blob(&app, &l1.digest)
+        .await
+        .unwrap()
+        .is_none());
     assert!(store.blobs.any_blob(&l1.digest).await.unwrap().is_none());
     for b in [&c1, &l2] {
-        assert!(store.blobs.repo_blob(&app, &b.digest).await.unwrap().is_some());
+        assert!(store
+            .blobs
+            .repo_blob(&app, &b.digest)
+            .await
+            .unwrap()
+            .is_some());
     }
     assert!(store.gc.is_tombstoned(&l1.digest).await.unwrap());
     assert!(!store.gc.is_tombstoned(&l2.digest).await.unwrap());
@@ -117,10 +127,24 @@ pub async fn shared_blob_unlinked_per_repository(store: Store, _url: String) {
     let (_, links, blobs) = collect_all(&store).await;
     assert_eq!(links, 1, "only b's link goes");
     assert!(blobs.is_empty());
-    assert!(store.blobs.repo_blob(&repo("a"), &b.digest).await.unwrap().is_some());
-    assert!(store.blobs.repo_blob(&repo("b"), &b.digest).await.unwrap().is_none());
+    assert!(store
+        .blobs
+        .repo_blob(&repo("a"), &b.digest)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .blobs
+        .repo_blob(&repo("b"), &b.digest)
+        .await
+        .unwrap()
+        .is_none());
     // Now the tag goes too: the manifest, then the blob.
-    assert!(store.manifests.delete_tag(&repo("a"), &tag("v1")).await.unwrap());
+    assert!(store
+        .manifests
+        .delete_tag(&repo("a"), &tag("v1"))
+        .await
+        .unwrap());
     let (manifests, _, blobs) = collect_all(&store).await;
     assert_eq!((manifests, blobs.len()), (1, 1));
 }
@@ -137,7 +161,11 @@ pub async fn referrers_go_with_their_subject_unless_tagged(store: Store, _url: S
     put(&store, "app", &s2).await;
     // Nothing is due while the subject is tagged.
     assert_eq!(collect_all(&store).await.0, 0);
-    assert!(store.manifests.delete_tag(&repo("app"), &tag("v1")).await.unwrap());
+    assert!(store
+        .manifests
+        .delete_tag(&repo("app"), &tag("v1"))
+        .await
+        .unwrap());
     let (manifests, _, blobs) = collect_all(&store).await;
     assert_eq!(manifests, 2, "the image and its untagged signature");
     assert_eq!(blobs.len(), 1);
@@ -158,7 +186,11 @@ pub async fn index_children_follow_the_index(store: Store, _url: String) {
     let idx = index("index", &[&ma.record.digest, &mb.record.digest], Some("v1"));
     put(&store, "multi", &idx).await;
     assert_eq!(collect_all(&store).await, (0, 0, Vec::new()));
-    assert!(store.manifests.delete_tag(&repo("multi"), &tag("v1")).await.unwrap());
+    assert!(store
+        .manifests
+        .delete_tag(&repo("multi"), &tag("v1"))
+        .await
+        .unwrap());
     let (manifests, links, blobs) = collect_all(&store).await;
     assert_eq!((manifests, links, blobs.len()), (3, 2, 2));
 }
@@ -168,7 +200,11 @@ pub async fn touch_pushes_reviews_back(store: Store, _url: String) {
     commit(&store, "app", &b).await;
     let delay = 1_500;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    store.gc.touch_blobs(std::slice::from_ref(&b.digest)).await.unwrap();
+    store
+        .gc
+        .touch_blobs(std::slice::from_ref(&b.digest))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     // 2 s after the commit, 1 s after the touch: not due.
     assert_eq!(store.gc.review_blobs(delay, 100).await.unwrap().reviewed, 0);
@@ -179,7 +215,11 @@ pub async fn touch_pushes_reviews_back(store: Store, _url: String) {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(store.gc.review_blobs(delay, 100).await.unwrap().reviewed, 1);
     // Touching what has no review does nothing.
-    store.gc.touch_blobs(std::slice::from_ref(&b.digest)).await.unwrap();
+    store
+        .gc
+        .touch_blobs(std::slice::from_ref(&b.digest))
+        .await
+        .unwrap();
     assert_eq!(store.gc.queue_depth(0).await.unwrap().blob_reviews, 0);
 }
 
@@ -215,7 +255,12 @@ pub async fn tombstones_and_referenced_keys(store: Store, _url: String) {
         .unwrap();
     assert!(store.gc.tombstones(0, 10).await.unwrap().is_empty());
     assert!(!store.gc.is_tombstoned(&gone.digest).await.unwrap());
-    assert!(!store.gc.referenced_keys().await.unwrap().contains("blobs/gone"));
+    assert!(!store
+        .gc
+        .referenced_keys()
+        .await
+        .unwrap()
+        .contains("blobs/gone"));
 }
 
 pub async fn collected_blob_is_refused_then_stored_anew(store: Store, _url: String) {
@@ -224,16 +269,28 @@ pub async fn collected_blob_is_refused_then_stored_anew(store: Store, _url: Stri
     assert_eq!(collect_all(&store).await.2.len(), 1);
     let m = manifest("wants it", &[&b], Some("v1"));
     assert_eq!(
-        store.manifests.put_manifest(&repo("app"), &m).await.unwrap(),
+        store
+            .manifests
+            .put_manifest(&repo("app"), &m)
+            .await
+            .unwrap(),
         PutManifestOutcome::MissingChild(b.digest.clone())
     );
     // A mount finds nothing; a new upload stores its own bytes under its own key.
-    assert!(!store.blobs.link_blob(&repo("other"), &b.digest).await.unwrap());
+    assert!(!store
+        .blobs
+        .link_blob(&repo("other"), &b.digest)
+        .await
+        .unwrap());
     let again = wharf::types::BlobRecord {
         storage_key: "k/new".into(),
         ..b.clone()
     };
-    let c = store.blobs.commit_blob(&repo("app"), &again, None).await.unwrap();
+    let c = store
+        .blobs
+        .commit_blob(&repo("app"), &again, None)
+        .await
+        .unwrap();
     assert!(c.stored_new);
     assert_eq!(c.blob.storage_key, "k/new");
     put(&store, "app", &m).await;
@@ -293,7 +350,12 @@ pub async fn pulls_snapshot_and_conditional_deletes(store: Store, _url: String) 
         snap.children,
         vec![(idx.record.digest.clone(), m1.record.digest.clone())]
     );
-    assert!(store.gc.repository_snapshot(&repo("nope")).await.unwrap().is_none());
+    assert!(store
+        .gc
+        .repository_snapshot(&repo("nope"))
+        .await
+        .unwrap()
+        .is_none());
 
     // A tag is deleted only where it still points.
     assert!(!store
@@ -313,7 +375,11 @@ pub async fn pulls_snapshot_and_conditional_deletes(store: Store, _url: String) 
         (&idx.record.digest, true),
     ] {
         assert_eq!(
-            store.gc.delete_manifest_if_unreachable(&app, d).await.unwrap(),
+            store
+                .gc
+                .delete_manifest_if_unreachable(&app, d)
+                .await
+                .unwrap(),
             want,
             "{d}"
         );
@@ -343,4 +409,50 @@ pub async fn preview_changes_nothing(store: Store, _url: String) {
     assert_eq!(depth.manifest_reviews, 1);
     assert_eq!(depth.blob_reviews, 2);
     assert!(store.blobs.any_blob(&b.digest).await.unwrap().is_some());
+}
+
+/// Through the metadata cache: what a review deletes is not served from the cache
+/// afterwards (the decorator renews the repository's generation after the commit).
+pub async fn cache_forgets_what_reviews_delete(store: Store, _url: String) {
+    let ttl = Duration::from_secs(600);
+    let cached = wharf::cache::CachedMetadata::wrap(
+        store.clone(),
+        std::sync::Arc::new(wharf::cache::memory::MemoryCache::new(ttl)),
+        ttl,
+    );
+    let app = repo("app");
+    let b = blob("cached, then collected", "k/c");
+    cached.blobs.commit_blob(&app, &b, None).await.unwrap();
+    let m = manifest("cached manifest", &[&b], Some("v1"));
+    put(&cached, "app", &m).await;
+    put(&cached, "app", &manifest("other", &[], Some("v1"))).await;
+    // Fill the cache (twice: the second read is a hit).
+    for _ in 0..2 {
+        assert!(cached
+            .blobs
+            .repo_blob(&app, &b.digest)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(cached
+            .manifests
+            .manifest_by_digest(&app, &m.record.digest)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    let (manifests, links, blobs) = collect_all(&cached).await;
+    assert_eq!((manifests, links, blobs.len()), (1, 1, 1));
+    assert!(cached
+        .blobs
+        .repo_blob(&app, &b.digest)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(cached
+        .manifests
+        .manifest_by_digest(&app, &m.record.digest)
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -59,9 +59,6 @@ impl Drop for Gate {
 }
 
 /// True if `fut` is still pending after `wait` (it is blocked), handing it back.
-pub async fn still_blocked<T>(
-    handle: &mut tokio::task::JoinHandle<T>,
-    wait: Duration,
-) -> bool {
+pub async fn still_blocked<T>(handle: &mut tokio::task::JoinHandle<T>, wait: Duration) -> bool {
     tokio::time::timeout(wait, &mut *handle).await.is_err()
 }

@@ -102,6 +102,7 @@ both!(
     cases::collected_blob_is_refused_then_stored_anew,
     cases::pulls_snapshot_and_conditional_deletes,
     cases::preview_changes_nothing,
+    cases::cache_forgets_what_reviews_delete,
     retention::keep_tags,
     retention::keep_matching,
     retention::untagged_older_than,

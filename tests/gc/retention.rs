@@ -120,7 +120,10 @@ pub async fn keep_matching(store: Store, url: String) {
     let (reg, _dir) = registry(
         &store,
         vec![RetentionPolicy {
-            keep_matching: vec![Regex::new("^t0[0-4][0-9]$").unwrap(), Regex::new("^t077$").unwrap()],
+            keep_matching: vec![
+                Regex::new("^t0[0-4][0-9]$").unwrap(),
+                Regex::new("^t077$").unwrap(),
+            ],
             ..policy()
         }],
     );
@@ -135,7 +138,11 @@ pub async fn untagged_older_than(store: Store, url: String) {
     let r = repo(REPO);
     // Untag t000..t049; of their manifests, m0..m24 are old, m25..m49 young.
     for i in 0..50 {
-        assert!(store.manifests.delete_tag(&r, &tag(&format!("t{i:03}"))).await.unwrap());
+        assert!(store
+            .manifests
+            .delete_tag(&r, &tag(&format!("t{i:03}")))
+            .await
+            .unwrap());
     }
     let now = wharf::clock::now_ms();
     let old: Vec<String> = manifests[..25]
@@ -178,7 +185,12 @@ pub async fn untagged_older_than(store: Store, url: String) {
         }],
     );
     let plans = reg.apply_retention(false).await.unwrap();
-    let deleted: Vec<_> = plans[0].1.manifests.iter().map(|(d, _)| d.clone()).collect();
+    let deleted: Vec<_> = plans[0]
+        .1
+        .manifests
+        .iter()
+        .map(|(d, _)| d.clone())
+        .collect();
     assert_eq!(deleted.len(), 26, "m0..m24 and the old index");
     let pos = |d: &wharf::types::Digest| deleted.iter().position(|x| x == d).unwrap();
     assert!(pos(&idx.record.digest) < pos(&manifests[0].record.digest));

@@ -72,15 +72,30 @@ pub async fn orphans_on_the_filesystem(store: Store, _url: String) {
         f.set_modified(two_days_ago).unwrap();
     }
     let backend: Arc<dyn BlobBackend> = Arc::new(fs);
-    let reg = Registry::new(store.clone(), backend.clone(), None, RegistryOptions::default());
-    let dry = reg.sweep_orphans(Duration::from_secs(3600), true).await.unwrap();
+    let reg = Registry::new(
+        store.clone(),
+        backend.clone(),
+        None,
+        RegistryOptions::default(),
+    );
+    let dry = reg
+        .sweep_orphans(Duration::from_secs(3600), true)
+        .await
+        .unwrap();
     assert_eq!(dry.listed, 5);
     assert_eq!(dry.young, 1);
     let found: Vec<&str> = dry.orphans.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(found, [orphan_key.as_str()]);
     assert_eq!(dry.bytes(), "nobody's".len() as u64);
-    assert_eq!(listed(backend.as_ref()).await.len(), 5, "a dry run deletes nothing");
-    let done = reg.sweep_orphans(Duration::from_secs(3600), false).await.unwrap();
+    assert_eq!(
+        listed(backend.as_ref()).await.len(),
+        5,
+        "a dry run deletes nothing"
+    );
+    let done = reg
+        .sweep_orphans(Duration::from_secs(3600), false)
+        .await
+        .unwrap();
     assert_eq!(done.orphans.len(), 1);
     let mut want = vec![blob_key, session_key, gone_key, young_key];
     want.sort();
@@ -100,7 +115,12 @@ pub async fn orphans_in_an_object_store(store: Store, _url: String) {
     ));
     let [blob_key, session_key, gone_key, orphan_key] = scene(&store, backend.as_ref()).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let reg = Registry::new(store.clone(), backend.clone(), None, RegistryOptions::default());
+    let reg = Registry::new(
+        store.clone(),
+        backend.clone(),
+        None,
+        RegistryOptions::default(),
+    );
     let done = reg.sweep_orphans(Duration::ZERO, false).await.unwrap();
     let found: Vec<&str> = done.orphans.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(found, [orphan_key.as_str()]);

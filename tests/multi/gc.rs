@@ -37,9 +37,7 @@ struct Counters {
 }
 
 fn manifest_json(config: &[u8], layers: &[&[u8]]) -> Vec<u8> {
-    let desc = |media: &str, b: &[u8]| {
-        serde_json::json!({"mediaType": media, "digest": digest(b), "size": b.len()})
-    };
+    let desc = |media: &str, b: &[u8]| serde_json::json!({"mediaType": media, "digest": digest(b), "size": b.len()});
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -60,7 +58,12 @@ async fn upload(client: &reqwest::Client, base: &str, blob: &[u8]) {
         .send()
         .await
         .expect("upload");
-    assert_eq!(r.status(), 201, "upload: {}", r.text().await.unwrap_or_default());
+    assert_eq!(
+        r.status(),
+        201,
+        "upload: {}",
+        r.text().await.unwrap_or_default()
+    );
 }
 
 /// Pulls `tag` through `base`: the manifest must be `manifest`, every blob its bytes.
@@ -97,7 +100,10 @@ async fn pull(
         }
         let got = r.bytes().await.map_err(|e| e.to_string())?;
         if digest(&got) != d {
-            return Err(format!("blob {d} of {tag}: wrong bytes ({} bytes)", got.len()));
+            return Err(format!(
+                "blob {d} of {tag}: wrong bytes ({} bytes)",
+                got.len()
+            ));
         }
     }
     Ok(())
@@ -295,7 +301,11 @@ async fn no_live_blob_lost_under_load() {
             .output()
             .expect("wharf gc");
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "wharf {args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "wharf {args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let last = stdout.lines().last().unwrap_or_default();
         assert!(
             last.contains("0 manifests, 0 links, 0 blobs"),
