@@ -1,5 +1,5 @@
 //! The `wharf` command: `serve` runs the registry, `migrate` applies database migrations,
-//! `check-config` checks a configuration.
+//! `check-config` checks a configuration, `gc` collects garbage once.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,12 +40,23 @@ enum Command {
         #[arg(long, short, env = "WHARF_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Collect garbage once now (retention, due reviews, orphan sweep), printing what
+    /// went; safe while instances serve.
+    Gc {
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print what would go, with sizes, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Serve { config } | Command::Migrate { config } | Command::CheckConfig { config }) =
-        &cli.command;
+    let (Command::Serve { config }
+    | Command::Migrate { config }
+    | Command::CheckConfig { config }
+    | Command::Gc { config, .. }) = &cli.command;
     let config = match Config::load(config.as_deref(), std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
@@ -62,18 +73,25 @@ fn main() -> ExitCode {
         Command::Serve { .. } => {
             actix_web::rt::System::new().block_on(wharf::server::serve(config))
         }
-        Command::Migrate { .. } => match tokio::runtime::Runtime::new() {
-            Ok(runtime) => runtime.block_on(async {
-                wharf::metadata::open(&config.database.url, 1)
-                    .await
-                    .map(|_| eprintln!("wharf: migrations applied"))
-                    .map_err(wharf::server::StartError::from)
-            }),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the runtime");
-                return ExitCode::FAILURE;
+        Command::Migrate { .. } => block_on(async {
+            wharf::metadata::open(&config.database.url, 1)
+                .await
+                .map(|_| eprintln!("wharf: migrations applied"))
+                .map_err(wharf::server::StartError::from)
+        }),
+        // The report is the command's output: stdout, one line per thing collected.
+        #[allow(clippy::print_stdout)]
+        Command::Gc { dry_run, .. } => block_on(async {
+            let registry = wharf::server::registry(&config).await?;
+            match wharf::maintenance::gc_command(&registry, &config, dry_run).await {
+                Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+                Err(e) => {
+                    eprintln!("wharf gc: {e}");
+                    std::process::exit(1);
+                }
             }
-        },
+            Ok(())
+        }),
         Command::CheckConfig { .. } => {
             eprintln!("wharf: configuration is valid");
             Ok(())
@@ -87,4 +105,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a one-shot command (`migrate`, `gc`) on a fresh Tokio runtime.
+fn block_on(
+    command: impl std::future::Future<Output = Result<(), wharf::server::StartError>>,
+) -> Result<(), wharf::server::StartError> {
+    tokio::runtime::Runtime::new()
+        .map_err(wharf::server::StartError::Runtime)?
+        .block_on(command)
 }

@@ -29,6 +29,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("cannot listen on {addr}: {source}{}", listen_hint(.source))]
     Listen {
         addr: String,
@@ -92,6 +94,7 @@ pub async fn registry(config: &Config) -> Result<Registry, StartError> {
         url_deny: config
             .validation
             .url_patterns(&config.validation.manifests.urls.deny),
+        gc: crate::maintenance::gc_options(config),
         ..RegistryOptions::default()
     };
     Ok(Registry::new(meta, blobs, redirector, options))
@@ -194,6 +197,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     // Handlers in place before "ready", so a signal from then on is never the default
     // action (an immediate exit).
     let signals = shutdown_signals();
+    let gc = crate::maintenance::spawn_gc(registry.clone(), &config);
     let server = start_http(registry, auth, &config, listener)?;
     tracing::info!(
         startup_ms = started.elapsed().as_millis() as u64,
@@ -209,6 +213,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         addr: local.to_string(),
         source,
     });
+    gc.stop().await;
     if let Some(drain_started) = drain_started.get() {
         let took = drain_started.elapsed();
         if took >= SHUTDOWN_TIMEOUT {

@@ -110,6 +110,30 @@ pub fn lazy_counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVe
     c
 }
 
+/// A gauge family registered like [`lazy_counter_vec`].
+pub fn lazy_gauge_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
+    let g = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric");
+    if let Err(e) = metrics().registry.register(Box::new(g.clone())) {
+        tracing::warn!(error = %e, metric = name, "metric not registered");
+    }
+    g
+}
+
+/// A histogram family registered like [`lazy_counter_vec`], with `buckets` (seconds).
+pub fn lazy_histogram_vec(
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("static metric");
+    if let Err(e) = metrics().registry.register(Box::new(h.clone())) {
+        tracing::warn!(error = %e, metric = name, "metric not registered");
+    }
+    h
+}
+
 /// The process-wide metrics.
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();

@@ -391,6 +391,62 @@ impl BlobBackend for FsBackend {
         }
     }
 
+    /// Walks the directories under `prefix` on a blocking thread, sending what it finds.
+    async fn list(&self, prefix: &str) -> Result<super::ObjectStream> {
+        let start = self.path(prefix.trim_end_matches('/'))?;
+        let root = self.root.clone();
+        let (tx, rx) = mpsc::channel::<Result<super::ListedObject>>(256);
+        tokio::task::spawn_blocking(move || {
+            let mut dirs = vec![start];
+            while let Some(dir) = dirs.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e.into()));
+                        return;
+                    }
+                };
+                for entry in entries {
+                    let found = entry.and_then(|e| Ok((e.path(), e.metadata()?)));
+                    let (path, meta) = match found {
+                        Ok(f) => f,
+                        Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e.into()));
+                            return;
+                        }
+                    };
+                    if meta.is_dir() {
+                        dirs.push(path);
+                        continue;
+                    }
+                    let Ok(rel) = path.strip_prefix(&root) else {
+                        continue;
+                    };
+                    let key: Vec<String> = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect();
+                    let modified_ms = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_millis() as i64);
+                    let listed = super::ListedObject {
+                        key: key.join("/"),
+                        size: meta.len(),
+                        modified_ms,
+                    };
+                    if tx.blocking_send(Ok(listed)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream_from(rx)))
+    }
+
     /// The root directory is there and is a directory.
     async fn check(&self) -> Result<()> {
         let meta = tokio::fs::metadata(&self.root).await?;

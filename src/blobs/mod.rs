@@ -71,6 +71,19 @@ pub type Result<T> = std::result::Result<T, BlobError>;
 /// A stream of blob bytes.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 
+/// An object found by [`BlobBackend::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedObject {
+    /// Its storage key (what the metadata database records).
+    pub key: String,
+    pub size: u64,
+    /// Last modified, Unix milliseconds.
+    pub modified_ms: i64,
+}
+
+/// A listing, object by object.
+pub type ObjectStream = BoxStream<'static, Result<ListedObject>>;
+
 /// A durably written chunk. `hold` keeps the backend's exclusive hold on the upload
 /// (the filesystem's file lock) until the caller has recorded the chunk and drops it.
 pub struct FinishedChunk {
@@ -147,6 +160,9 @@ pub trait BlobBackend: Send + Sync + 'static {
     async fn check(&self) -> Result<()> {
         Ok(())
     }
+    /// Every object whose key starts with `prefix` (a whole key component, such as
+    /// `blobs/`), in no particular order: for the orphan sweep.
+    async fn list(&self, prefix: &str) -> Result<ObjectStream>;
     /// Deletes everything an unfinished upload wrote.
     async fn discard_upload(&self, storage_key: &str, chunks: &[ChunkRecord]) -> Result<()> {
         self.delete(storage_key).await?;

@@ -326,6 +326,26 @@ impl BlobBackend for ObjectBackend {
         }
     }
 
+    async fn list(&self, prefix: &str) -> Result<super::ObjectStream> {
+        let root = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let path = self.path(prefix.trim_end_matches('/'));
+        let stream = self.store.list(Some(&path)).map(move |item| {
+            let meta = item?;
+            let full = meta.location.to_string();
+            let key = full.strip_prefix(&root).unwrap_or(&full).to_string();
+            Ok(super::ListedObject {
+                key,
+                size: meta.size,
+                modified_ms: meta.last_modified.timestamp_millis(),
+            })
+        });
+        Ok(stream.boxed())
+    }
+
     /// Lists one level under the prefix: refused credentials and a missing bucket
     /// (S3's `NoSuchBucket` is a 404 on the bucket itself) fail here, as refusals.
     async fn check(&self) -> Result<()> {

@@ -1,6 +1,9 @@
 //! [`CachedMetadata`]: a [`BlobIndex`] and [`ManifestStore`] in front of the
 //! database's that answers the pull path's reads from a [`CacheBackend`] and renews a
-//! repository's generation after every write that can change what those reads return.
+//! repository's generation after every write that can change what those reads return —
+//! garbage collection's deletes included: its [`GcStore`] passes through here too, and
+//! each committed batch renews the generation of every repository it changed, before
+//! the core deletes a single object.
 //!
 //! Fail-open: a backend error or timeout is logged (once per outage) and counted, and
 //! from then on every request goes straight to the database; a background task probes
@@ -18,6 +21,9 @@ use async_trait::async_trait;
 
 use super::metrics::metrics;
 use super::{codec, keys, CacheBackend, CacheError};
+use crate::metadata::gc::{
+    GcStore, PullRecord, QueueDepth, RepoSnapshot, ReviewBatch, ReviewPreview, Tombstone,
+};
 use crate::metadata::{
     BlobCommit, BlobIndex, ManifestStore, Metadata, NewManifest, PutManifestOutcome, Result,
 };
@@ -66,6 +72,7 @@ struct Health {
 pub struct CachedMetadata {
     blobs: Arc<dyn BlobIndex>,
     manifests: Arc<dyn ManifestStore>,
+    gc: Arc<dyn GcStore>,
     backend: Arc<dyn CacheBackend>,
     ttl: Duration,
     health: Health,
@@ -80,6 +87,7 @@ impl CachedMetadata {
         let cached = Arc::new(CachedMetadata {
             blobs: meta.blobs,
             manifests: meta.manifests,
+            gc: meta.gc,
             backend,
             ttl,
             health: Health {
@@ -100,8 +108,9 @@ impl CachedMetadata {
         Metadata {
             uploads: meta.uploads,
             blobs: cached.clone(),
-            manifests: cached,
+            manifests: cached.clone(),
             repositories: meta.repositories,
+            gc: cached,
         }
     }
 
@@ -375,5 +384,80 @@ impl ManifestStore for CachedMetadata {
         artifact_type: Option<&str>,
     ) -> Result<Vec<ReferrerRecord>> {
         self.manifests.referrers(repo, subject, artifact_type).await
+    }
+}
+
+#[async_trait]
+impl GcStore for CachedMetadata {
+    async fn review_manifests(&self, delay_ms: i64, limit: u32) -> Result<ReviewBatch> {
+        let batch = self.gc.review_manifests(delay_ms, limit).await?;
+        for repo in batch.repositories() {
+            self.invalidate(&repo).await;
+        }
+        Ok(batch)
+    }
+
+    async fn review_blobs(&self, delay_ms: i64, limit: u32) -> Result<ReviewBatch> {
+        let batch = self.gc.review_blobs(delay_ms, limit).await?;
+        for repo in batch.repositories() {
+            self.invalidate(&repo).await;
+        }
+        Ok(batch)
+    }
+
+    async fn preview_reviews(&self, delay_ms: i64, limit: u32) -> Result<ReviewPreview> {
+        self.gc.preview_reviews(delay_ms, limit).await
+    }
+
+    async fn tombstones(&self, older_than_ms: i64, limit: u32) -> Result<Vec<Tombstone>> {
+        self.gc.tombstones(older_than_ms, limit).await
+    }
+
+    async fn clear_tombstones(&self, storage_keys: &[String]) -> Result<()> {
+        self.gc.clear_tombstones(storage_keys).await
+    }
+
+    async fn is_tombstoned(&self, digest: &Digest) -> Result<bool> {
+        self.gc.is_tombstoned(digest).await
+    }
+
+    async fn touch_blobs(&self, digests: &[Digest]) -> Result<()> {
+        self.gc.touch_blobs(digests).await
+    }
+
+    async fn record_pulls(&self, pulls: &[PullRecord]) -> Result<()> {
+        self.gc.record_pulls(pulls).await
+    }
+
+    async fn referenced_keys(&self) -> Result<std::collections::HashSet<String>> {
+        self.gc.referenced_keys().await
+    }
+
+    async fn queue_depth(&self, delay_ms: i64) -> Result<QueueDepth> {
+        self.gc.queue_depth(delay_ms).await
+    }
+
+    async fn repository_snapshot(&self, repo: &RepoName) -> Result<Option<RepoSnapshot>> {
+        self.gc.repository_snapshot(repo).await
+    }
+
+    async fn delete_tag_if(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> Result<bool> {
+        let result = self.gc.delete_tag_if(repo, tag, digest).await;
+        if changed(&result, |deleted| !deleted) {
+            self.invalidate(repo).await;
+        }
+        result
+    }
+
+    async fn delete_manifest_if_unreachable(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool> {
+        let result = self.gc.delete_manifest_if_unreachable(repo, digest).await;
+        if changed(&result, |deleted| !deleted) {
+            self.invalidate(repo).await;
+        }
+        result
     }
 }

@@ -13,6 +13,7 @@ mod cache;
 mod cloud;
 mod duration;
 mod env;
+mod gc;
 mod http;
 mod maintenance;
 mod middleware;
@@ -24,6 +25,7 @@ pub use cache::{CacheConfig, CacheKind, RedisConfig, RedisTlsConfig};
 pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
 pub use duration::ConfigDuration;
 pub use env::IgnoredVariable;
+pub use gc::{GcConfig, OrphanSweepConfig, RetentionPolicyConfig};
 pub use http::{AccessLogConfig, HttpConfig, LogConfig, LogFormatter, LogLevel};
 pub use maintenance::{MaintenanceConfig, ReadOnlyConfig, UploadPurgingConfig};
 pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
@@ -108,6 +110,9 @@ pub struct Config {
     pub middleware: MiddlewareConfig,
     #[serde(default)]
     pub validation: ValidationConfig,
+    /// Retention policies (a Wharf key), applied by the garbage collector.
+    #[serde(default)]
+    pub retention: Vec<RetentionPolicyConfig>,
     /// `REGISTRY_*` variables that named no key and were ignored (not a key of the
     /// file: filled in by [`Config::load`]).
     #[serde(skip)]
@@ -164,6 +169,8 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.http.validate()?;
         self.storage.validate()?;
+        self.storage.gc.validate(self.storage.delete.enabled)?;
+        gc::validate_retention(&self.retention, self.storage.delete.enabled)?;
         cache::validate(&self.storage.cache, self.redis.as_ref())?;
         self.auth.validate()?;
         self.validation.validate()?;

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use super::cache::CacheConfig;
 use super::cloud::{AzureConfig, GcsConfig, S3Config};
 use super::duration::ConfigDuration;
+use super::gc::GcConfig;
 use super::maintenance::MaintenanceConfig;
 use super::ConfigError;
 
@@ -93,6 +94,9 @@ pub struct StorageConfig {
     pub cache: CacheConfig,
     #[serde(default)]
     pub maintenance: MaintenanceConfig,
+    /// Online garbage collection (a Wharf key).
+    #[serde(default)]
+    pub gc: GcConfig,
 }
 
 /// The chosen blob backend.

@@ -3,7 +3,8 @@
 //!
 //! One small trait per aggregate — [`UploadStore`] (upload sessions), [`BlobIndex`]
 //! (blob records and their links to repositories), [`ManifestStore`] (manifests, tags,
-//! referrers), [`RepositoryStore`] (the catalog, and liveness) — combined in
+//! referrers), [`RepositoryStore`] (the catalog, and liveness), [`GcStore`] (garbage
+//! collection's review queues, tombstones and re-checks; see `gc`) — combined in
 //! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
 //! implement every trait over the same schema (`migrations/<engine>/`); they share the
 //! row mapping (`rows`) and every statement that reads or writes the same way
@@ -23,6 +24,7 @@ use crate::types::{
     BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
 };
 
+pub mod gc;
 pub mod postgres;
 mod queries;
 mod rows;
@@ -83,6 +85,8 @@ impl MetadataError {
 }
 
 pub type Result<T> = std::result::Result<T, MetadataError>;
+
+pub use gc::GcStore;
 
 /// What a committed blob ended up as.
 #[derive(Debug, Clone)]
@@ -210,19 +214,21 @@ pub struct Metadata {
     pub blobs: Arc<dyn BlobIndex>,
     pub manifests: Arc<dyn ManifestStore>,
     pub repositories: Arc<dyn RepositoryStore>,
+    pub gc: Arc<dyn GcStore>,
 }
 
 impl Metadata {
     /// Every aggregate served by one engine.
     pub fn from_engine<S>(store: Arc<S>) -> Metadata
     where
-        S: UploadStore + BlobIndex + ManifestStore + RepositoryStore,
+        S: UploadStore + BlobIndex + ManifestStore + RepositoryStore + GcStore,
     {
         Metadata {
             uploads: store.clone(),
             blobs: store.clone(),
             manifests: store.clone(),
-            repositories: store,
+            repositories: store.clone(),
+            gc: store,
         }
     }
 }

@@ -57,13 +57,17 @@ impl Registry {
             .map(BlobLocation::Stream)
     }
 
-    /// The blob's record if it is in `repo`.
+    /// The blob's record if it is in `repo` (HEAD, and GET through `locate_blob`): a
+    /// use, which pushes back the blob's pending garbage-collection review.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobRecord> {
-        self.meta
+        let blob = self
+            .meta
             .blobs
             .repo_blob(repo, digest)
             .await?
-            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+        self.access.blob_used(digest);
+        Ok(blob)
     }
 
     /// Opens `range` (or all) of a blob for reading.

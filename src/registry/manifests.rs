@@ -72,13 +72,19 @@ impl Registry {
             require_manifests: !(self.options.sparse_manifests || self.options.sparse_indexes),
             tags: tags_of(reference, extra_tags),
         };
+        crate::clock::race_point("manifest.before_put", repo.as_str()).await;
         match self.meta.manifests.put_manifest(repo, &new).await? {
             PutManifestOutcome::Stored => Ok(PushedManifest {
                 digest: valid.digest,
                 subject: valid.subject,
                 tags: new.tags,
             }),
-            PutManifestOutcome::MissingChild(d) => Err(RegistryError::ManifestBlobUnknown(d)),
+            PutManifestOutcome::MissingChild(d) => {
+                if self.meta.gc.is_tombstoned(&d).await.unwrap_or(false) {
+                    super::gc::metrics::tombstone_hit("manifest_put");
+                }
+                Err(RegistryError::ManifestBlobUnknown(d))
+            }
         }
     }
 
@@ -109,7 +115,10 @@ impl Registry {
             Reference::Tag(t) => self.meta.manifests.manifest_by_tag(repo, t).await?,
             Reference::Digest(d) => self.meta.manifests.manifest_by_digest(repo, d).await?,
         };
-        found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
+        let found = found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
+        // For retention's keeppulledwithin (written in batches, see gc::access).
+        self.access.manifest_pulled(repo, &found.digest);
+        Ok(found)
     }
 
     /// Deletes a manifest (by digest, with the tags pointing at it) or just a tag.

@@ -16,6 +16,7 @@ use crate::redirect::Redirector;
 
 pub mod blobs;
 pub mod error;
+pub mod gc;
 pub mod hasher;
 pub mod manifest_format;
 pub mod manifests;
@@ -42,6 +43,8 @@ pub struct RegistryOptions {
     /// match (any of `allow`, when there are any) and must not match (any of `deny`).
     pub url_allow: Vec<regex::Regex>,
     pub url_deny: Vec<regex::Regex>,
+    /// `storage.gc` and `retention`.
+    pub gc: gc::GcOptions,
 }
 
 impl Default for RegistryOptions {
@@ -54,6 +57,7 @@ impl Default for RegistryOptions {
             sparse_indexes: false,
             url_allow: Vec::new(),
             url_deny: Vec::new(),
+            gc: gc::GcOptions::default(),
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct Registry {
     /// Sends blob GETs elsewhere (presigned URLs, a CDN); `None`: always stream.
     pub(crate) redirector: Option<Arc<Redirector>>,
     pub(crate) options: RegistryOptions,
+    /// Blob uses and manifest pulls, written in batches (`gc::access`).
+    pub(crate) access: Arc<gc::access::AccessLog>,
 }
 
 impl Registry {
@@ -80,6 +86,7 @@ impl Registry {
             blobs,
             redirector: redirector.map(Arc::new),
             options,
+            access: Arc::default(),
         }
     }
 

@@ -345,6 +345,7 @@ impl Registry {
             storage_key: storage_key.clone(),
         };
         let session = has_session_row.then_some(upload.id.as_str());
+        crate::clock::race_point("upload.before_commit", &record.digest.to_string()).await;
         let commit = match self.meta.blobs.commit_blob(repo, &record, session).await {
             Ok(c) => c,
             // Cancelled, purged or finished by another request meanwhile: its data is
@@ -356,6 +357,17 @@ impl Registry {
         };
         if let Err(e) = self.blobs.release_chunks(&chunks, &storage_key).await {
             warn!(upload = %upload.id, error = %e, "could not delete composed chunks");
+        }
+        if commit.stored_new
+            && self
+                .meta
+                .gc
+                .is_tombstoned(&record.digest)
+                .await
+                .unwrap_or(false)
+        {
+            // The digest's old bytes are being collected; these are stored anew.
+            super::gc::metrics::tombstone_hit("upload");
         }
         if !commit.stored_new && commit.blob.storage_key != storage_key {
             // The registry already had these bytes: ours are redundant.
@@ -456,9 +468,13 @@ impl Registry {
             Some(from) => self.meta.blobs.repo_blob(from, digest).await?,
             None => self.meta.blobs.any_blob(digest).await?,
         };
-        if source.is_some() && self.meta.blobs.link_blob(repo, digest).await? {
-            if let Some(blob) = self.meta.blobs.repo_blob(repo, digest).await? {
-                return Ok(MountOutcome::Mounted(blob));
+        if source.is_some() {
+            if self.meta.blobs.link_blob(repo, digest).await? {
+                if let Some(blob) = self.meta.blobs.repo_blob(repo, digest).await? {
+                    return Ok(MountOutcome::Mounted(blob));
+                }
+            } else if self.meta.gc.is_tombstoned(digest).await.unwrap_or(false) {
+                super::gc::metrics::tombstone_hit("mount");
             }
         }
         Ok(MountOutcome::Started(

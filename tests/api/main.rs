@@ -15,6 +15,7 @@ mod compose;
 mod config_delete;
 mod draft;
 mod errors;
+mod gc;
 mod maintenance;
 mod manifests;
 mod redirect;

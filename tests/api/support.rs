@@ -87,6 +87,9 @@ pub struct Options {
     pub redirect_disable: bool,
     /// `storage.maintenance` (upload purging, read-only mode).
     pub maintenance: Option<Value>,
+    /// `storage.gc` (garbage collection; its workers are not started: tests drive
+    /// `TestRegistry::registry`).
+    pub gc: Option<Value>,
     /// More top-level configuration sections (`http`, `middleware`).
     pub extra: Option<Value>,
 }
@@ -97,6 +100,7 @@ impl Default for Options {
             delete_enabled: true,
             redirect_disable: false,
             maintenance: None,
+            gc: None,
             extra: None,
         }
     }
@@ -282,6 +286,8 @@ const AZURITE_KEY: &str =
 pub struct TestRegistry {
     pub base: String,
     pub client: reqwest::Client,
+    /// The server's registry core (for tests that drive garbage collection).
+    pub registry: wharf::registry::Registry,
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
@@ -303,6 +309,9 @@ impl TestRegistry {
         storage["redirect"] = json!({ "disable": options.redirect_disable });
         if let Some(maintenance) = options.maintenance {
             storage["maintenance"] = maintenance;
+        }
+        if let Some(gc) = options.gc {
+            storage["gc"] = gc;
         }
         let mut tree = json!({
             "storage": storage,
@@ -331,6 +340,7 @@ impl TestRegistry {
                     };
                     // As `wharf serve` does: upload purging, if configured.
                     wharf::maintenance::spawn(registry.clone(), &config);
+                    let core = registry.clone();
                     let server = match wharf::server::http_server(registry, &config, listener) {
                         Ok(s) => s,
                         Err(e) => {
@@ -338,12 +348,12 @@ impl TestRegistry {
                             return;
                         }
                     };
-                    let _ = tx.send(Ok(server.handle()));
+                    let _ = tx.send(Ok((server.handle(), core)));
                     let _ = server.await;
                 })
             })
             .expect("spawn server thread");
-        let handle = rx
+        let (handle, registry) = rx
             .await
             .expect("server thread ended before starting")
             .unwrap_or_else(|e| panic!("cannot start the test registry: {e}"));
@@ -354,6 +364,7 @@ impl TestRegistry {
         TestRegistry {
             base: format!("http://{addr}"),
             client,
+            registry,
             handle,
             thread: Some(thread),
             _dir: dir,

@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 mod cache;
+mod gc;
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
 #[path = "../common/redis_server.rs"]

@@ -15,7 +15,9 @@
 //! - `advance_upload` is an `UPDATE … WHERE received = $expected` (after a row-lock
 //!   wait PostgreSQL re-checks the condition on the new row version, so of several
 //!   racing updates exactly one matches), `delete_upload` is `DELETE … RETURNING`;
-//! - `put_manifest` locks the rows that prove its children present (see `writes`).
+//! - `put_manifest` locks the rows that prove its children present (see `writes`);
+//! - garbage collection claims reviews with `FOR UPDATE SKIP LOCKED` and locks what it
+//!   re-checks (`gc`; the argument is in `registry::gc`).
 //!
 //! Deadlocks, serialization failures and the unique/foreign-key violations a race can
 //! still produce are retried a few times (`retry`) so a client never sees a 500 for a
@@ -37,6 +39,7 @@ use crate::types::{
     BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
 };
 
+mod gc;
 mod writes;
 
 /// The shared statements, for PostgreSQL.
@@ -45,6 +48,18 @@ mod queries {
         sqlx::Postgres,
         sqlx::PgConnection,
         "m.created_at, m.digest COLLATE \"C\""
+    );
+}
+
+/// The garbage collector's statements, for PostgreSQL: row locks, `SKIP LOCKED` claims.
+mod gc_sql {
+    crate::metadata::gc::gc_queries!(
+        sqlx::Postgres,
+        sqlx::PgConnection,
+        "gc_now()",
+        "GREATEST",
+        " FOR UPDATE",
+        " FOR UPDATE SKIP LOCKED"
     );
 }
 

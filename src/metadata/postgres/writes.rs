@@ -11,18 +11,24 @@
 //! aborting unrelated pushes to the same repository on page-level conflicts under load
 //! and forcing every write to be retried; shared row locks never conflict with each
 //! other, so concurrent pushes that share layers do not wait on each other at all.
+//!
+//! Garbage collection (`gc`, and the argument in `registry::gc`) relies on the same
+//! locks: its review of a blob locks the blob's row and links `FOR UPDATE` before it
+//! re-checks references, so a put holding a link `FOR SHARE` is seen, and a put that
+//! comes later finds the link gone. `commit_blob` and `link_blob` first touch the
+//! blob's pending review, which waits for a GC transaction that has claimed it.
 
 use std::collections::HashSet;
 
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::queries;
+use super::{gc_sql, queries};
 use crate::metadata::{BlobCommit, MetadataError, NewManifest, PutManifestOutcome, Result};
 use crate::types::{BlobRecord, Digest, RepoName};
 
 /// A transaction at READ COMMITTED, asked for explicitly so a server-wide default
 /// cannot change it.
-async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
+pub(super) async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
     Ok(pool
         .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
         .await?)
@@ -48,6 +54,8 @@ pub(super) async fn commit_blob(
     upload_id: Option<&str>,
 ) -> Result<BlobCommit> {
     let mut tx = begin(pool).await?;
+    // First: wait for a GC pass deciding this digest's fate, and push its review back.
+    gc_sql::touch_blob(&mut tx, &blob.digest).await?;
     if let Some(id) = upload_id {
         if !queries::close_upload(&mut *tx, id).await? {
             return Err(MetadataError::UploadGone);
@@ -62,6 +70,9 @@ pub(super) async fn commit_blob(
             .await?
             .ok_or_else(|| MetadataError::Corrupt(format!("blob {} vanished", blob.digest)))?
     };
+    crate::clock::race_point("commit_blob.existing_read", &blob.digest.to_string()).await;
+    // The link's foreign key locks the blob's row (KEY SHARE): had GC deleted it since
+    // the read above, this fails and the whole commit is retried.
     queries::link(&mut *tx, repo_id, &blob.digest).await?;
     tx.commit().await?;
     Ok(BlobCommit {
@@ -74,6 +85,7 @@ pub(super) async fn commit_blob(
 /// deleted while linked; the link's foreign key checks it again at insert time.
 pub(super) async fn link_blob(pool: &PgPool, repo: &RepoName, digest: &Digest) -> Result<bool> {
     let mut tx = begin(pool).await?;
+    gc_sql::touch_blob(&mut tx, digest).await?;
     if queries::blob(&mut *tx, digest).await?.is_none() {
         return Ok(false);
     }
@@ -143,6 +155,7 @@ pub(super) async fn put_manifest(
             return Ok(PutManifestOutcome::MissingChild(missing));
         }
     }
+    crate::clock::race_point("put_manifest.children_locked", repo.as_str()).await;
 
     let now = crate::clock::now_ms();
     let r = &m.record;

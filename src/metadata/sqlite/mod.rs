@@ -27,6 +27,7 @@ use crate::types::{
     BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
 };
 
+mod gc;
 mod group_commit;
 mod lock;
 mod writes;
@@ -37,6 +38,18 @@ mod queries {
         sqlx::Sqlite,
         sqlx::SqliteConnection,
         "m.created_at, m.digest"
+    );
+}
+
+/// The garbage collector's statements, for SQLite (one writer: no row locks).
+mod gc_sql {
+    crate::metadata::gc::gc_queries!(
+        sqlx::Sqlite,
+        sqlx::SqliteConnection,
+        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        "max",
+        "",
+        ""
     );
 }
 

@@ -5,7 +5,7 @@
 use sqlx::SqliteConnection;
 
 use super::group_commit::GroupCommitter;
-use super::queries;
+use super::{gc_sql, queries};
 use crate::metadata::{BlobCommit, MetadataError, NewManifest, PutManifestOutcome, Result};
 use crate::types::{BlobRecord, Digest, RepoName};
 
@@ -95,6 +95,9 @@ pub(super) async fn commit_blob(
     writer
         .write(move |conn| {
             Box::pin(async move {
+                // Pushes back a pending review of the digest (one writer: no GC pass
+                // can be half-way through it).
+                gc_sql::touch_blob(conn, &blob.digest).await?;
                 if let Some(id) = upload_id {
                     if !queries::close_upload(&mut *conn, &id).await? {
                         return Err(MetadataError::UploadGone);
@@ -131,6 +134,7 @@ pub(super) async fn link_blob(
     writer
         .write(move |conn| {
             Box::pin(async move {
+                gc_sql::touch_blob(conn, &digest).await?;
                 if queries::blob(&mut *conn, &digest).await?.is_none() {
                     return Ok(false);
                 }
