@@ -1,5 +1,6 @@
 //! The registry core: the OCI Distribution Spec's rules — names, references, digests,
-//! upload sessions, manifest validation, tags, referrers.
+//! upload sessions, manifest validation, tags, referrers, and the events that report
+//! changes and pulls (`events`).
 //!
 //! Layer rule: the core calls the metadata store, the blob store and the redirector;
 //! they never call the core. Nothing in here names an HTTP, SQL, object-store or cache
@@ -16,12 +17,14 @@ use crate::redirect::Redirector;
 
 pub mod blobs;
 pub mod error;
+pub mod events;
 pub mod hasher;
 pub mod manifest_format;
 pub mod manifests;
 pub mod uploads;
 
 pub use error::{RegistryError, Result};
+pub use events::EventOptions;
 
 /// Behaviour switches that come from configuration.
 #[derive(Debug, Clone)]
@@ -42,6 +45,8 @@ pub struct RegistryOptions {
     /// match (any of `allow`, when there are any) and must not match (any of `deny`).
     pub url_allow: Vec<regex::Regex>,
     pub url_deny: Vec<regex::Regex>,
+    /// What notifications want written (`notifications`).
+    pub events: EventOptions,
 }
 
 impl Default for RegistryOptions {
@@ -54,6 +59,7 @@ impl Default for RegistryOptions {
             sparse_indexes: false,
             url_allow: Vec::new(),
             url_deny: Vec::new(),
+            events: EventOptions::default(),
         }
     }
 }
@@ -66,6 +72,8 @@ pub struct Registry {
     /// Sends blob GETs elsewhere (presigned URLs, a CDN); `None`: always stream.
     pub(crate) redirector: Option<Arc<Redirector>>,
     pub(crate) options: RegistryOptions,
+    /// Where pull events wait to be written (only when some endpoint wants them).
+    pub(crate) pulls: Option<events::PullBuffer>,
 }
 
 impl Registry {
@@ -75,11 +83,17 @@ impl Registry {
         redirector: Option<Redirector>,
         options: RegistryOptions,
     ) -> Self {
+        let pulls = if options.events.enabled && options.events.pulls {
+            events::PullBuffer::start(meta.events.clone())
+        } else {
+            None
+        };
         Registry {
             meta,
             blobs,
             redirector: redirector.map(Arc::new),
             options,
+            pulls,
         }
     }
 

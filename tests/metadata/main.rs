@@ -115,7 +115,7 @@ async fn many_instances(url: String) {
         .map(|i| {
             let store = stores[i % stores.len()].clone();
             let (r, b) = (r.clone(), support::blob(content, &format!("k/{i}")));
-            tokio::spawn(async move { store.blobs.commit_blob(&r, &b, None).await })
+            tokio::spawn(async move { store.blobs.commit_blob(&r, &b, None, &[]).await })
         })
         .collect();
     let commits: Vec<_> = futures_util::future::join_all(tasks)
@@ -131,7 +131,7 @@ async fn many_instances(url: String) {
             let store = stores[i % stores.len()].clone();
             let r = r.clone();
             let m = support::manifest(&format!("m{i}"), &[&layer], Some("latest"));
-            tokio::spawn(async move { store.manifests.put_manifest(&r, &m).await })
+            tokio::spawn(async move { store.manifests.put_manifest(&r, &m, &[]).await })
         })
         .collect();
     for t in futures_util::future::join_all(tasks).await {
