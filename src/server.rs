@@ -28,6 +28,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -79,9 +81,27 @@ pub async fn registry(config: &Config) -> Result<Registry, StartError> {
         url_deny: config
             .validation
             .url_patterns(&config.validation.manifests.urls.deny),
+        events: event_options(config),
         ..RegistryOptions::default()
     };
     Ok(Registry::new(meta, blobs, redirector, options))
+}
+
+/// What `notifications` wants the core to write.
+fn event_options(config: &Config) -> crate::registry::EventOptions {
+    let (enabled, pulls) = crate::notify::wants(&config.notifications);
+    crate::registry::EventOptions {
+        enabled,
+        pulls,
+        include_references: config.notifications.events.includereferences,
+        source: crate::notify::source(config.http.socket_addr().ok()),
+    }
+}
+
+/// Starts the notification workers of the enabled endpoints (none: nothing).
+pub async fn spawn_notifications(registry: &Registry, config: &Config) -> Result<(), StartError> {
+    crate::notify::spawn(registry.meta.events.clone(), &config.notifications).await?;
+    Ok(())
 }
 
 /// Starts the HTTP server on `listener` (already bound, so tests can use port 0).
@@ -138,6 +158,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     })?;
     tracing::info!(%addr, storage = registry.storage_name(), database = %redact(&config.database.url), "wharf listening");
     crate::maintenance::spawn(registry.clone(), &config);
+    spawn_notifications(&registry, &config).await?;
     http_server(registry, &config, listener)?
         .await
         .map_err(|source| StartError::Listen {

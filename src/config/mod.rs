@@ -16,6 +16,7 @@ mod env;
 mod http;
 mod maintenance;
 mod middleware;
+mod notifications;
 mod storage;
 mod validation;
 
@@ -26,6 +27,10 @@ pub use duration::ConfigDuration;
 pub use http::{HttpConfig, LogConfig};
 pub use maintenance::{MaintenanceConfig, ReadOnlyConfig, UploadPurgingConfig};
 pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
+pub use notifications::{
+    EndpointConfig, EventFormat, EventsConfig, IgnoreConfig, NotificationsConfig, EVENTS_V1,
+    EVENTS_V2,
+};
 pub use storage::{StorageConfig, StorageDriver};
 pub use validation::ValidationConfig;
 
@@ -107,6 +112,9 @@ pub struct Config {
     pub middleware: MiddlewareConfig,
     #[serde(default)]
     pub validation: ValidationConfig,
+    /// Webhook endpoints for registry events.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
 }
 
 impl Config {
@@ -160,6 +168,7 @@ impl Config {
         cache::validate(&self.storage.cache, self.redis.as_ref())?;
         self.auth.validate()?;
         self.validation.validate()?;
+        self.notifications.validate()?;
         self.middleware.validate(self.storage.s3.is_some())?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
