@@ -20,6 +20,7 @@
 
 mod cache;
 mod cases;
+mod events;
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
 mod races;
@@ -94,6 +95,11 @@ suite!(
     races::race_put_against_unlink,
     races::race_put_against_delete_manifest,
     races::race_index_against_child_delete,
+    events::events_only_with_their_change,
+    events::cursors_leases_and_failures,
+    events::dead_letters_and_replay,
+    events::new_endpoints_start_now_and_pruning,
+    events::racing_consumer_misses_nothing,
 );
 
 /// PostgreSQL only (SQLite is one process): several instances opened at once on one
