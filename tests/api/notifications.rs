@@ -190,7 +190,7 @@ async fn every_action_in_distributions_format() {
     .await
     .expect_status(404);
 
-    let events = receiver.wait_for(WAIT, |e| e.len() >= 11).await;
+    receiver.wait_for(WAIT, |e| e.len() >= 11).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let events = receiver.delivered();
     assert_eq!(events.len(), 11, "{events:#?}");
@@ -415,7 +415,7 @@ async fn cloudevents_v2_media_type_and_ignore_rules() {
     assert!(batch.requests().iter().all(|r| r.json().is_array()));
     assert_eq!(events.len(), 5);
 
-    let events = v2.wait_for(WAIT, |e| !e.is_empty()).await;
+    v2.wait_for(WAIT, |e| !e.is_empty()).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let events = v2.delivered();
     assert_eq!(events.len(), 1, "only the manifest push: {events:#?}");

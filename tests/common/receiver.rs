@@ -1,4 +1,5 @@
 //! A webhook receiver for the notification tests: a real HTTP server on a free port
+#![allow(dead_code)] // Each test binary uses part of it.
 //! (actix-web in a thread of its own) that records every request it gets — headers,
 //! body, the status it answered — and answers as told: 200, an error status, an error
 //! to a share of the requests, or after a delay (a hang). It can be stopped and

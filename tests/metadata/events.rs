@@ -120,14 +120,17 @@ pub async fn events_only_with_their_change(store: Store) {
         .await
         .unwrap();
     let ids: Vec<&str> = pending.iter().map(|p| p.event.record.id.as_str()).collect();
-    assert_eq!(ids, [&pushed.id, &stored.id, &deleted.id]);
+    assert_eq!(
+        ids,
+        [pushed.id.as_str(), stored.id.as_str(), deleted.id.as_str()]
+    );
     assert_eq!(pending[0].event.record, pushed);
     let backlog = store.events.endpoint_backlog("hook").await.unwrap();
     assert_eq!(backlog.pending, 3);
     assert!(backlog.oldest.is_some());
     assert_eq!(
         drain(&store, "hook").await,
-        [&pushed.id, &stored.id, &deleted.id]
+        [pushed.id.clone(), stored.id.clone(), deleted.id.clone()]
     );
     assert_eq!(
         store.events.endpoint_backlog("hook").await.unwrap().pending,
