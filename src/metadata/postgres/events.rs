@@ -57,6 +57,11 @@ impl EventStore for PostgresStore {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<ClaimedCursor>> {
+        let mut conn = self.pool.acquire().await?;
+        if !queries::work_due(&mut conn, endpoint, now).await? {
+            return Ok(Vec::new());
+        }
+        drop(conn);
         in_tx!(self, "claim_cursors", |c| queries::claim_cursors(
             c,
             endpoint,

@@ -46,6 +46,11 @@ impl EventStore for SqliteStore {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<ClaimedCursor>> {
+        let mut conn = self.reader.acquire().await?;
+        if !queries::work_due(&mut conn, endpoint, now).await? {
+            return Ok(Vec::new());
+        }
+        drop(conn);
         let (endpoint, token) = (endpoint.to_string(), token.to_string());
         self.writer
             .write(move |conn| {
