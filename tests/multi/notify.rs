@@ -94,7 +94,7 @@ async fn notify_chaos_nothing_lost_in_order_signed() {
     const REPOS: usize = 50;
     const OPS: usize = 1000;
     let receiver = Arc::new(Receiver::start(Mode::Flaky(0.3)));
-    let mut c = cluster(
+    let c = cluster(
         3,
         &notifications(&receiver, "      maxattempts: 100000\n      maxbatch: 20\n"),
     )
