@@ -327,20 +327,67 @@ impl BlobBackend for ObjectBackend {
     }
 
     /// Lists one level under the prefix: refused credentials and a missing bucket
-    /// (S3's `NoSuchBucket` is a 404 on the bucket itself) fail here.
+    /// (S3's `NoSuchBucket` is a 404 on the bucket itself) fail here, as refusals.
     async fn check(&self) -> Result<()> {
         let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.as_str()));
         match self.store.list_with_delimiter(prefix.as_ref()).await {
             Ok(_) => Ok(()),
             Err(e @ object_store::Error::NotFound { .. }) => Err(BlobError::Refused(Box::new(e))),
+            // object_store reports a failed listing as `Generic` whatever the answer was
+            // (a missing bucket or container: a 404 on S3 and Azure); a 4xx other than
+            // a timeout or throttling is for good, not something a retry cures.
+            Err(e @ object_store::Error::Generic { .. })
+                if reported_status(&e)
+                    .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429) =>
+            {
+                Err(BlobError::Refused(Box::new(e)))
+            }
             Err(e) => Err(e.into()),
         }
     }
 }
 
+/// The HTTP status the store answered with, as object_store's message about it in
+/// `e`'s chain of causes says ("Server returned non-2xx status code: 404 Not Found: …";
+/// the type holding the status itself is private to object_store). The blob contract
+/// suite (`tests/blobs`, a missing bucket on moto and Azurite) checks that it is found.
+fn reported_status(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    const MARK: &str = "non-2xx status code: ";
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if let Some(at) = text.find(MARK) {
+            let code = text[at + MARK.len()..].get(..3)?;
+            return code.parse().ok();
+        }
+        next = err.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_read_from_the_chain_of_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("Server returned non-2xx status code: 404 Not Found: <Error/>")]
+        struct Answer;
+        #[derive(Debug, thiserror::Error)]
+        #[error("Error performing list request")]
+        struct Listing(#[source] Answer);
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(Listing(Answer)),
+        };
+        assert_eq!(reported_status(&e), Some(404));
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "connection reset".into(),
+        };
+        assert_eq!(reported_status(&e), None);
+    }
 
     #[test]
     fn store_errors_inside_io_errors_stay_store_errors() {

@@ -2,11 +2,13 @@
 //! upload of `UploadPartCopy`s), elsewhere, or when a chunk before the last is under
 //! S3's 5 MiB part minimum, by one streaming copy. Which way was taken is read from
 //! `wharf_blob_compose_total{backend,method}` (a process-wide counter: under
-//! `cargo test` other tests may add to it, so the checks are "went up").
+//! `cargo test` other tests may add to it, so the checks are "went up"). A compose that
+//! fails part-way is the blob contract suite's `failed_compose_leaves_no_blob`
+//! (`tests/blobs`), on every backend.
 
 use reqwest::Method;
 
-use crate::support::{pseudo_random, sha256, storage_kind, storage_section, TestRegistry};
+use crate::support::{pseudo_random, sha256, storage_kind, TestRegistry};
 
 const REPO: &str = "compose/test";
 const MIB: usize = 1024 * 1024;
@@ -114,62 +116,4 @@ async fn a_small_chunk_before_the_last() {
         "azure" => assert!(server >= 1, "Azure did not compose server-side"),
         _ => assert!(stream >= 1, "{kind}: no stream copy counted"),
     }
-}
-
-/// A compose that fails part-way (a chunk object is gone) is aborted: an error, and no
-/// object at the blob's key. S3 and Azure: it drives the backend directly.
-#[tokio::test]
-async fn a_failed_compose_leaves_no_blob() {
-    let kind = storage_kind();
-    let section = storage_section("");
-    let backend = match kind.as_str() {
-        "s3" => {
-            std::env::remove_var("AWS_CA_BUNDLE");
-            let config: wharf::config::S3Config =
-                serde_json::from_value(section["s3"].clone()).unwrap();
-            wharf::blobs::cloud::s3(&config).unwrap()
-        }
-        "azure" => {
-            let config: wharf::config::AzureConfig =
-                serde_json::from_value(section["azure"].clone()).unwrap();
-            wharf::blobs::cloud::azure(&config).unwrap()
-        }
-        _ => {
-            eprintln!("SKIPPED: S3 and Azure only (WHARF_TEST_STORAGE=s3|azure)");
-            return;
-        }
-    };
-    use wharf::blobs::BlobBackend as _;
-    // One real chunk of 5 MiB, then one that was never written.
-    let mut writer = backend.chunk_writer("blobs/up", 0).await.unwrap();
-    writer
-        .write(bytes::Bytes::from(pseudo_random(5 * MIB, 73)))
-        .await
-        .unwrap();
-    let real = writer.finish().await.unwrap().chunk.unwrap();
-    let missing = wharf::types::ChunkRecord {
-        key: "blobs/up.5242880.gone".into(),
-        offset: 5 * MIB as u64,
-        len: 10,
-    };
-    let total = 5 * MIB as u64 + 10;
-    let err = backend
-        .assemble("blobs/up", &[real.clone(), missing], total)
-        .await
-        .expect_err("a compose with a missing chunk must fail");
-    assert!(
-        matches!(
-            err,
-            wharf::blobs::BlobError::NotFound(_)
-                | wharf::blobs::BlobError::Unavailable(_)
-                | wharf::blobs::BlobError::Refused(_)
-        ),
-        "{err:?}"
-    );
-    match backend.get("blobs/up", None).await {
-        Err(wharf::blobs::BlobError::NotFound(_)) => {}
-        Err(e) => panic!("{e:?}"),
-        Ok(_) => panic!("a half-composed blob is visible"),
-    }
-    backend.delete(&real.key).await.unwrap();
 }

@@ -176,12 +176,17 @@ fn cloudfront_key(dir: &std::path::Path) -> String {
 /// The `cloudfront` middleware through HTTP on S3: clients outside the AWS ranges get
 /// CloudFront, clients inside get S3; `X-Forwarded-For` counts only from a trusted
 /// proxy. (Signatures are checked against the public key in `src/redirect/tests.rs`.)
-/// The middleware needs S3: on other storages `cloudfront_needs_s3` covers the refusal.
+/// The middleware needs S3: on other storages `cloudfront_needs_s3` covers the refusal,
+/// and this test is left out (`#[ignore]`: nextest reports it skipped); scripts/test runs
+/// it in the S3 step with `--run-ignored all`. Asked for off S3, it fails.
 #[tokio::test]
+#[ignore = "S3 only: WHARF_TEST_STORAGE=s3 and --run-ignored all (scripts/test's S3 step)"]
 async fn cloudfront_or_s3_by_client_address() {
-    if storage_kind() != "s3" {
-        return;
-    }
+    assert_eq!(
+        storage_kind(),
+        "s3",
+        "the cloudfront middleware needs WHARF_TEST_STORAGE=s3 (scripts/test's S3 step)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let key = cloudfront_key(dir.path());
     let ranges = dir.path().join("ip-ranges.json");

@@ -1,9 +1,10 @@
 //! A webhook receiver for the notification tests: a real HTTP server on a free port
-#![allow(dead_code)] // Each test binary uses part of it.
 //! (actix-web in a thread of its own) that records every request it gets — headers,
 //! body, the status it answered — and answers as told: 200, an error status, an error
 //! to a share of the requests, or after a delay (a hang). It can be stopped and
 //! started again on the same port (a receiver that is down: connection refused).
+
+#![allow(dead_code)] // Each test binary uses part of it.
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,8 @@
 //! A throwaway `redis-server` (Debian's `redis-server` package; scripts/install-tools
 //! installs it) on a free port, with no persistence, that a test can stop, freeze
 //! (SIGSTOP: connections stay open but nothing answers, as with an overloaded server)
-//! and start again. Without the program the tests that need it print SKIPPED.
+//! and start again. Without the program the tests that need it fail, saying how to
+//! install it (or how to leave them out: their names all contain `redis`).
 
 #![allow(dead_code)]
 
@@ -31,17 +32,19 @@ pub fn program() -> Option<PathBuf> {
 }
 
 impl RedisServer {
-    /// Starts a server, or returns None (after saying so) if redis-server is missing.
-    pub fn start(test: &str) -> Option<RedisServer> {
+    /// Starts a server; the test fails if redis-server is missing.
+    pub fn start(test: &str) -> RedisServer {
         Self::start_with(test, &[])
     }
 
     /// Starts a server with extra command-line options (`--cluster-enabled yes`, ...).
-    pub fn start_with(test: &str, extra: &[&str]) -> Option<RedisServer> {
-        if program().is_none() {
-            eprintln!("SKIPPED: redis-server not found on PATH ({test})");
-            return None;
-        }
+    pub fn start_with(test: &str, extra: &[&str]) -> RedisServer {
+        assert!(
+            program().is_some(),
+            "{test} needs redis-server on PATH (Debian's redis-server package; \
+             scripts/install-tools installs it); to run without it: \
+             cargo nextest run -E 'not test(/redis/)'"
+        );
         let mut server = RedisServer {
             port: free_port(),
             child: None,
@@ -49,7 +52,7 @@ impl RedisServer {
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         server.launch();
-        Some(server)
+        server
     }
 
     pub fn addr(&self) -> String {

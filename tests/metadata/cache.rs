@@ -171,9 +171,7 @@ async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_reads_and_writes() {
-    let Some(server) = RedisServer::start("redis_reads_and_writes") else {
-        return;
-    };
+    let server = RedisServer::start("redis_reads_and_writes");
     let (_dir, inner, cached) = stores(redis_cache(&[server.addr()]).await).await;
     reads_and_writes(cached, inner, "library/app").await;
 }
@@ -187,10 +185,8 @@ async fn inmemory_reads_and_writes() {
 /// The mechanism: an entry stored under the generation a reader saw before a write
 /// renewed it is not current afterwards, whichever instance reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_fill_that_raced_a_write_is_never_current() {
-    let Some(server) = RedisServer::start("a_fill_that_raced_a_write_is_never_current") else {
-        return;
-    };
+async fn redis_fill_that_raced_a_write_is_never_current() {
+    let server = RedisServer::start("redis_fill_that_raced_a_write_is_never_current");
     let a = redis_cache(&[server.addr()]).await;
     let b = redis_cache(&[server.addr()]).await;
     let r = repo("race/app");
@@ -216,9 +212,7 @@ async fn a_fill_that_raced_a_write_is_never_current() {
 /// still in Redis; then the cache is used again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn frozen_redis_fails_open_and_writes_meanwhile_invalidate() {
-    let Some(server) = RedisServer::start("frozen_redis") else {
-        return;
-    };
+    let server = RedisServer::start("frozen_redis");
     let (_dir, inner, cached) = stores(redis_cache(&[server.addr()]).await).await;
     let r = repo("frozen/app");
     let v1 = manifest("v1", &[], Some("latest"));
@@ -257,9 +251,7 @@ async fn frozen_redis_fails_open_and_writes_meanwhile_invalidate() {
 /// fills and serves again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_and_restarted() {
-    let Some(mut server) = RedisServer::start("redis_killed_and_restarted") else {
-        return;
-    };
+    let mut server = RedisServer::start("redis_killed_and_restarted");
     let (_dir, inner, cached) = stores(redis_cache(&[server.addr()]).await).await;
     let r = repo("killed/app");
     let v1 = manifest("v1", &[], Some("latest"));
@@ -299,9 +291,7 @@ async fn redis_cluster_reads_and_writes() {
     let opts = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        let Some(n) = RedisServer::start_with("redis_cluster_reads_and_writes", &opts) else {
-            return;
-        };
+        let n = RedisServer::start_with("redis_cluster_reads_and_writes", &opts);
         nodes.push(n);
     }
     let addrs: Vec<String> = nodes.iter().map(|n| n.addr()).collect();
@@ -339,9 +329,7 @@ where
     F: FnOnce(Store) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let Some(server) = RedisServer::start(test) else {
-        return;
-    };
+    let server = RedisServer::start(test);
     let (_dir, _inner, cached) = stores(redis_cache(&[server.addr()]).await).await;
     case(cached).await;
 }

@@ -5,11 +5,12 @@
 //! PostgreSQL comes from `WHARF_TEST_POSTGRES_URL`, a server URL such as
 //! `postgres://postgres@127.0.0.1:5432/postgres` (`scripts/test` starts a throwaway
 //! server and sets it); each test creates its own database `wharf_test_<random>` and
-//! drops it afterwards. Without it the `postgres::` tests print
-//! `SKIPPED: WHARF_TEST_POSTGRES_URL not set` and do nothing.
+//! drops it afterwards. Without it the `postgres::` tests fail, saying how to provide
+//! it; `-E 'not test(/^postgres::/)'` leaves them out (nextest reports them skipped).
 //!
 //! The `sqlite_redis_cached::` tests run the same suite through the Redis metadata cache
-//! (a `redis-server` of their own; SKIPPED without the program), and `cache` tests what
+//! (a `redis-server` of their own; they fail without the program, and
+//! `-E 'not test(/redis/)'` leaves out every test that needs it), and `cache` tests what
 //! the cache itself promises.
 //!
 //! `cases` is the contract one call at a time; `races` is what must hold when

