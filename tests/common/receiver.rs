@@ -34,11 +34,40 @@ pub struct Received {
     pub body: Vec<u8>,
     /// What the receiver answered.
     pub status: u16,
+    /// When it arrived, Unix seconds.
+    pub arrived: u64,
 }
 
 impl Received {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+
+    /// Whether `X-Wharf-Signature` verifies with `secret` as a receiver checks it (the
+    /// README's recipe, written here without Wharf's code): `t=<unix
+    /// seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`, with `t` within 5
+    /// minutes of the arrival.
+    pub fn signature_verifies(&self, secret: &[u8]) -> bool {
+        let Some(header) = &self.signature else {
+            return false;
+        };
+        let parts: std::collections::HashMap<&str, &str> = header
+            .split(',')
+            .filter_map(|p| p.split_once('='))
+            .collect();
+        let (Some(t), Some(v1)) = (parts.get("t"), parts.get("v1")) else {
+            return false;
+        };
+        let Ok(t_secs) = t.parse::<u64>() else {
+            return false;
+        };
+        let Ok(mac) = hex::decode(v1) else {
+            return false;
+        };
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+        let mut signed = format!("{t}.").into_bytes();
+        signed.extend_from_slice(&self.body);
+        ring::hmac::verify(&key, &signed, &mac).is_ok() && self.arrived.abs_diff(t_secs) <= 300
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -101,6 +130,10 @@ async fn hook(req: HttpRequest, body: web::Bytes, shared: web::Data<Arc<Shared>>
         headers: headers.clone(),
         body: body.to_vec(),
         status,
+        arrived: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
     });
     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).finish()
 }
