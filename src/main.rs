@@ -1,6 +1,8 @@
 //! The `wharf` command: `serve` runs the registry, `migrate` applies database migrations,
-//! `check-config` checks a configuration, `gc` collects garbage once.
+//! `check-config` checks a configuration, `gc` collects garbage once, `events` lists
+//! pending notification events and dead letters and replays them.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,6 +51,81 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Notification events: what is pending, the dead letters, replays.
+    Events {
+        #[arg(long, short, env = "WHARF_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Events not yet delivered (per endpoint), or with --dead the dead letters.
+    List {
+        #[arg(long)]
+        dead: bool,
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Put dead letters back for delivery (to the endpoint that gave up on them).
+    Replay {
+        #[arg(long, conflicts_with_all = ["endpoint", "id"])]
+        all: bool,
+        #[arg(long, conflicts_with = "id")]
+        endpoint: Option<String>,
+        /// One event, by the id receivers see.
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+/// `wharf events …` on the configured database.
+async fn events(config: &Config, command: EventsCommand) -> Result<(), String> {
+    let meta = wharf::metadata::open(&config.database.url, 2)
+        .await
+        .map_err(|e| e.to_string())?;
+    match command {
+        EventsCommand::List {
+            dead,
+            endpoint,
+            limit,
+        } => {
+            let lines = wharf::notify::list(meta.events.as_ref(), dead, endpoint.as_deref(), limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = std::io::stdout().lock();
+            for line in &lines {
+                let _ = writeln!(out, "{line}");
+            }
+            eprintln!(
+                "wharf: {} {}",
+                lines.len(),
+                if dead {
+                    "dead letters"
+                } else {
+                    "pending events"
+                }
+            );
+        }
+        EventsCommand::Replay { all, endpoint, id } => {
+            use wharf::metadata::ReplayFilter;
+            let filter = match (all, endpoint, id) {
+                (_, Some(e), None) => ReplayFilter::Endpoint(e),
+                (_, None, Some(i)) => ReplayFilter::Event(i),
+                (true, None, None) => ReplayFilter::All,
+                _ => return Err("say what to replay: --all, --endpoint NAME or --id UUID".into()),
+            };
+            let n = wharf::notify::replay(meta.events.as_ref(), &filter)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("wharf: {n} dead letters queued for delivery again");
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -56,7 +133,8 @@ fn main() -> ExitCode {
     let (Command::Serve { config }
     | Command::Migrate { config }
     | Command::CheckConfig { config }
-    | Command::Gc { config, .. }) = &cli.command;
+    | Command::Gc { config, .. }
+    | Command::Events { config, .. }) = &cli.command;
     let config = match Config::load(config.as_deref(), std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
@@ -91,6 +169,11 @@ fn main() -> ExitCode {
                 }
             }
             Ok(())
+        }),
+        Command::Events { command, .. } => block_on(async {
+            events(&config, command)
+                .await
+                .map_err(|e| wharf::server::StartError::Notify(wharf::notify::NotifyError(e)))
         }),
         Command::CheckConfig { .. } => {
             eprintln!("wharf: configuration is valid");

@@ -31,6 +31,8 @@ pub enum StartError {
     },
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     #[error("cannot listen on {addr}: {source}{}", listen_hint(.source))]
     Listen {
         addr: String,
@@ -95,9 +97,27 @@ pub async fn registry(config: &Config) -> Result<Registry, StartError> {
             .validation
             .url_patterns(&config.validation.manifests.urls.deny),
         gc: crate::maintenance::gc_options(config),
+        events: event_options(config),
         ..RegistryOptions::default()
     };
     Ok(Registry::new(meta, blobs, redirector, options))
+}
+
+/// What `notifications` wants the core to write.
+fn event_options(config: &Config) -> crate::registry::EventOptions {
+    let (enabled, pulls) = crate::notify::wants(&config.notifications);
+    crate::registry::EventOptions {
+        enabled,
+        pulls,
+        include_references: config.notifications.events.includereferences,
+        source: crate::notify::source(config.http.socket_addr().ok()),
+    }
+}
+
+/// Starts the notification workers of the enabled endpoints (none: nothing).
+pub async fn spawn_notifications(registry: &Registry, config: &Config) -> Result<(), StartError> {
+    crate::notify::spawn(registry.meta.events.clone(), &config.notifications).await?;
+    Ok(())
 }
 
 /// Starts the HTTP server on `listener` (already bound, so tests can use port 0).
@@ -188,7 +208,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!("cache: {cache}");
     let auth_mode = describe_auth(&config);
     tracing::info!("auth: {auth_mode}");
-    tracing::info!("notifications: none (webhook notifications are not implemented yet)");
+    tracing::info!("notifications: {}", describe_notifications(&config));
     if config.log.fields.as_ref().is_some_and(|f| !f.is_empty()) {
         tracing::warn!("log.fields is accepted but not yet added to log lines");
     }
@@ -197,6 +217,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     // Handlers in place before "ready", so a signal from then on is never the default
     // action (an immediate exit).
     let signals = shutdown_signals();
+    spawn_notifications(&registry, &config).await?;
     let gc = crate::maintenance::spawn_gc(registry.clone(), &config);
     let server = start_http(registry, auth, &config, listener)?;
     tracing::info!(
@@ -383,6 +404,20 @@ fn describe_cache(config: &Config) -> String {
                 .unwrap_or_default();
             format!("redis at {addrs}, entries live at most {ttl}")
         }
+    }
+}
+
+/// `notifications` for the start-up line: each enabled endpoint, by name and URL.
+fn describe_notifications(config: &Config) -> String {
+    let endpoints: Vec<String> = config
+        .notifications
+        .enabled()
+        .map(|e| format!("{} ({})", e.name, e.url))
+        .collect();
+    if endpoints.is_empty() {
+        "none".into()
+    } else {
+        format!("{} endpoint(s): {}", endpoints.len(), endpoints.join(", "))
     }
 }
 

@@ -40,6 +40,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("maintenance", &["types", "config", "registry", "telemetry"]),
     (
+        "notify",
+        &["types", "clock", "config", "metadata", "telemetry"],
+    ),
+    (
         "http",
         &[
             "types",
@@ -63,6 +67,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "auth",
             "registry",
             "maintenance",
+            "notify",
             "http",
             "telemetry",
         ],

@@ -29,7 +29,7 @@ use crate::metadata::{
 };
 use crate::types::digest::Digest;
 use crate::types::name::{RepoName, Tag};
-use crate::types::{BlobRecord, ManifestRecord, ReferrerRecord};
+use crate::types::{BlobRecord, EventRecord, ManifestRecord, ReferrerRecord};
 
 /// How often an unreachable backend is probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -111,6 +111,7 @@ impl CachedMetadata {
             manifests: cached.clone(),
             repositories: meta.repositories,
             gc: cached,
+            events: meta.events,
         }
     }
 
@@ -270,8 +271,9 @@ impl BlobIndex for CachedMetadata {
         repo: &RepoName,
         blob: &BlobRecord,
         upload_id: Option<&str>,
+        events: &[EventRecord],
     ) -> Result<BlobCommit> {
-        self.blobs.commit_blob(repo, blob, upload_id).await
+        self.blobs.commit_blob(repo, blob, upload_id, events).await
     }
 
     async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobRecord>> {
@@ -291,12 +293,22 @@ impl BlobIndex for CachedMetadata {
         self.blobs.any_blob(digest).await
     }
 
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        self.blobs.link_blob(repo, digest).await
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool> {
+        self.blobs.link_blob(repo, digest, events).await
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let result = self.blobs.unlink_blob(repo, digest).await;
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool> {
+        let result = self.blobs.unlink_blob(repo, digest, events).await;
         if changed(&result, |removed| !removed) {
             self.invalidate(repo).await;
         }
@@ -310,8 +322,9 @@ impl ManifestStore for CachedMetadata {
         &self,
         repo: &RepoName,
         manifest: &NewManifest,
+        events: &[EventRecord],
     ) -> Result<PutManifestOutcome> {
-        let result = self.manifests.put_manifest(repo, manifest).await;
+        let result = self.manifests.put_manifest(repo, manifest, events).await;
         // Without a tag a push only adds; with one it may move the tag.
         if !manifest.tags.is_empty()
             && changed(&result, |o| {
@@ -352,16 +365,21 @@ impl ManifestStore for CachedMetadata {
         .await
     }
 
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let result = self.manifests.delete_manifest(repo, digest).await;
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool> {
+        let result = self.manifests.delete_manifest(repo, digest, events).await;
         if changed(&result, |deleted| !deleted) {
             self.invalidate(repo).await;
         }
         result
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let result = self.manifests.delete_tag(repo, tag).await;
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventRecord]) -> Result<bool> {
+        let result = self.manifests.delete_tag(repo, tag, events).await;
         if changed(&result, |deleted| !deleted) {
             self.invalidate(repo).await;
         }

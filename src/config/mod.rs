@@ -17,6 +17,7 @@ mod gc;
 mod http;
 mod maintenance;
 mod middleware;
+mod notifications;
 mod storage;
 mod validation;
 
@@ -29,6 +30,10 @@ pub use gc::{GcConfig, OrphanSweepConfig, RetentionPolicyConfig};
 pub use http::{AccessLogConfig, HttpConfig, LogConfig, LogFormatter, LogLevel};
 pub use maintenance::{MaintenanceConfig, ReadOnlyConfig, UploadPurgingConfig};
 pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
+pub use notifications::{
+    EndpointConfig, EventFormat, EventsConfig, IgnoreConfig, NotificationsConfig, EVENTS_V1,
+    EVENTS_V2,
+};
 pub use storage::{StorageConfig, StorageDriver};
 pub use validation::ValidationConfig;
 
@@ -117,6 +122,9 @@ pub struct Config {
     /// file: filled in by [`Config::load`]).
     #[serde(skip)]
     pub ignored_variables: Vec<IgnoredVariable>,
+    /// Webhook endpoints for registry events.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
 }
 
 impl Config {
@@ -174,6 +182,7 @@ impl Config {
         cache::validate(&self.storage.cache, self.redis.as_ref())?;
         self.auth.validate()?;
         self.validation.validate()?;
+        self.notifications.validate()?;
         self.middleware.validate(self.storage.s3.is_some())?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")

@@ -44,6 +44,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(dispatch));
 }
 
+/// The request's id (`X-Request-Id` from the client or a proxy, else a new UUID), in
+/// its extensions and on its span; events name it.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// The authenticated user (htpasswd) or token subject, for events.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
 /// Routes an API request by its parsed endpoint and method.
 async fn dispatch(
     req: HttpRequest,
@@ -55,6 +64,16 @@ async fn dispatch(
     };
     tracing::Span::current().record("http.route", endpoint.label());
     req.extensions_mut().insert(endpoint.clone());
+    if state.registry.events_enabled() {
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+        tracing::Span::current().record("request_id", id.as_str());
+        req.extensions_mut().insert(RequestId(id));
+    }
     if !state.auth.is_open() {
         authorize(&req, &endpoint, &state.auth).await?;
     }
@@ -97,6 +116,16 @@ async fn authorize(
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let grant = auth.authorize(&need, header).await?;
+    let actor = match &grant {
+        crate::auth::Grant::Token(claims) => claims.sub.clone(),
+        crate::auth::Grant::Everything => header
+            .and_then(|h| h.strip_prefix("Basic "))
+            .and_then(|b64| crate::auth::basic(b64.trim()))
+            .map(|(user, _)| user),
+    };
+    if let Some(actor) = actor {
+        req.extensions_mut().insert(Actor(actor));
+    }
     if let Endpoint::UploadStart { .. } = endpoint {
         let params = headers::query(req.query_string()).unwrap_or_default();
         if headers::param(&params, "mount").is_some() {

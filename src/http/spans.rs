@@ -19,6 +19,7 @@ impl RootSpanBuilder for RegistryRootSpan {
             http.method = %request.method(),
             http.target = %request.path(),
             http.route = tracing::field::Empty,
+            request_id = tracing::field::Empty,
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             otel.kind = "server",

@@ -4,7 +4,8 @@
 //! One small trait per aggregate — [`UploadStore`] (upload sessions), [`BlobIndex`]
 //! (blob records and their links to repositories), [`ManifestStore`] (manifests, tags,
 //! referrers), [`RepositoryStore`] (the catalog, and liveness), [`GcStore`] (garbage
-//! collection's review queues, tombstones and re-checks; see `gc`) — combined in
+//! collection's review queues, tombstones and re-checks; see `gc`), [`EventStore`] (the
+//! notification outbox, see [`events`]) — combined in
 //! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
 //! implement every trait over the same schema (`migrations/<engine>/`); they share the
 //! row mapping (`rows`) and every statement that reads or writes the same way
@@ -21,15 +22,21 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use crate::types::{
-    BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
+    BlobRecord, ChunkRecord, Digest, EventRecord, ManifestRecord, ReferrerRecord, RepoName, Tag,
+    UploadRecord,
 };
 
+pub mod events;
 pub mod gc;
 pub mod postgres;
 mod queries;
 mod rows;
 mod sql_error;
 pub mod sqlite;
+
+pub use events::{
+    ClaimedCursor, DeadLetter, EndpointBacklog, EventStore, PendingEvent, ReplayFilter, StoredEvent,
+};
 
 /// A failure's cause, as the engine reported it (its type stays inside this module).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -150,29 +157,45 @@ pub trait BlobIndex: Send + Sync + 'static {
     /// [`MetadataError::UploadGone`], writing nothing, if it no longer exists), ensure the
     /// repository, record the blob (or keep the existing record of the same digest) and
     /// link it to the repository. `stored_new` is false when the digest existed.
+    /// `events` go to the outbox in the same transaction.
     async fn commit_blob(
         &self,
         repo: &RepoName,
         blob: &BlobRecord,
         upload_id: Option<&str>,
+        events: &[EventRecord],
     ) -> Result<BlobCommit>;
     /// The blob if it is linked to `repo`.
     async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobRecord>>;
     /// The blob if it is linked to any repository.
     async fn any_blob(&self, digest: &Digest) -> Result<Option<BlobRecord>>;
-    /// Links an existing blob to `repo` (cross-repository mount). False if no such blob.
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
-    /// Removes the link. False if it did not exist.
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
+    /// Links an existing blob to `repo` (cross-repository mount). False if no such blob
+    /// (and `events` are not written).
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool>;
+    /// Removes the link. False if it did not exist (and `events` are not written).
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool>;
 }
 
 /// Manifests, the tags that point at them, and their referrers.
 #[async_trait]
+/// Every write takes the events that report it: they are written to the outbox in the
+/// write's transaction, and only if it changed something (stored, deleted).
 pub trait ManifestStore: Send + Sync + 'static {
     async fn put_manifest(
         &self,
         repo: &RepoName,
         manifest: &NewManifest,
+        events: &[EventRecord],
     ) -> Result<PutManifestOutcome>;
     async fn manifest_by_digest(
         &self,
@@ -181,8 +204,13 @@ pub trait ManifestStore: Send + Sync + 'static {
     ) -> Result<Option<ManifestRecord>>;
     async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<ManifestRecord>>;
     /// Deletes the manifest, the tags pointing at it and its references.
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool>;
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool>;
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool>;
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventRecord]) -> Result<bool>;
     /// Tags after `last` in lexical order; `None` if the repository does not exist.
     async fn list_tags(
         &self,
@@ -215,20 +243,22 @@ pub struct Metadata {
     pub manifests: Arc<dyn ManifestStore>,
     pub repositories: Arc<dyn RepositoryStore>,
     pub gc: Arc<dyn GcStore>,
+    pub events: Arc<dyn EventStore>,
 }
 
 impl Metadata {
     /// Every aggregate served by one engine.
     pub fn from_engine<S>(store: Arc<S>) -> Metadata
     where
-        S: UploadStore + BlobIndex + ManifestStore + RepositoryStore + GcStore,
+        S: UploadStore + BlobIndex + ManifestStore + RepositoryStore + GcStore + EventStore,
     {
         Metadata {
             uploads: store.clone(),
             blobs: store.clone(),
             manifests: store.clone(),
             repositories: store.clone(),
-            gc: store,
+            gc: store.clone(),
+            events: store,
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::blobs::ByteStream;
 use crate::redirect::Redirect;
 use crate::types::digest::Digest;
 use crate::types::name::RepoName;
-use crate::types::{BlobRecord, ByteRange};
+use crate::types::{BlobRecord, ByteRange, EventAction, RequestContext, TargetKind};
 
 /// An opened blob: its record, the bytes selected and their stream.
 pub struct BlobContent {
@@ -39,8 +39,13 @@ impl Registry {
         digest: &Digest,
         range: Option<ByteRange>,
         client: Option<IpAddr>,
+        ctx: &RequestContext,
     ) -> Result<BlobLocation> {
         let blob = self.stat_blob(repo, digest).await?;
+        if self.pulls.is_some() {
+            let target = super::events::blob_target(&blob.digest, Some(blob.size));
+            self.pulled(ctx, repo, target);
+        }
         let resolved = range.map(|r| r.resolve(blob.size)).transpose()?;
         if let (Some(redirector), true) = (&self.redirector, blob.size > 0) {
             let suffix = range.is_some_and(|r| r.is_suffix());
@@ -92,9 +97,16 @@ impl Registry {
     /// Unlinks the blob from `repo`. Its bytes stay until garbage collection finds no
     /// repository linking them.
     #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, digest = %digest))]
-    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+    pub async fn delete_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        ctx: &RequestContext,
+    ) -> Result<()> {
         self.require_delete()?;
-        if self.meta.blobs.unlink_blob(repo, digest).await? {
+        let target = super::events::deleted_target(TargetKind::Blob, Some(digest), None);
+        let events = self.event(ctx, EventAction::Delete, repo, target);
+        if self.meta.blobs.unlink_blob(repo, digest, &events).await? {
             Ok(())
         } else {
             Err(RegistryError::BlobUnknown(digest.clone()))

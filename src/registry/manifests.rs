@@ -7,7 +7,7 @@ use super::{Page, Registry, RegistryError, Result};
 use crate::metadata::{NewManifest, PutManifestOutcome};
 use crate::types::digest::Digest;
 use crate::types::name::{Reference, RepoName, Tag};
-use crate::types::ManifestRecord;
+use crate::types::{EventAction, ManifestRecord, RequestContext, TargetKind};
 
 /// What a manifest push produced.
 #[derive(Debug, Clone)]
@@ -37,6 +37,7 @@ impl Registry {
         extra_tags: &[Tag],
         content_type: Option<&str>,
         body: Vec<u8>,
+        ctx: &RequestContext,
     ) -> Result<PushedManifest> {
         self.require_writable()?;
         let algorithm = match reference {
@@ -72,8 +73,27 @@ impl Registry {
             require_manifests: !(self.options.sparse_manifests || self.options.sparse_indexes),
             tags: tags_of(reference, extra_tags),
         };
+        // One push event per tag (a push by digest: one without a tag), as a push by
+        // each tag would have given.
+        let events: Vec<_> = if new.tags.is_empty() {
+            vec![None]
+        } else {
+            new.tags.iter().map(|t| Some(t.as_str())).collect()
+        }
+        .into_iter()
+        .flat_map(|tag| {
+            let r = &new.record;
+            let target = self.manifest_target(&r.media_type, &r.digest, &r.payload, tag);
+            self.event(ctx, EventAction::Push, repo, target)
+        })
+        .collect();
         crate::clock::race_point("manifest.before_put", repo.as_str()).await;
-        match self.meta.manifests.put_manifest(repo, &new).await? {
+        match self
+            .meta
+            .manifests
+            .put_manifest(repo, &new, &events)
+            .await?
+        {
             PutManifestOutcome::Stored => Ok(PushedManifest {
                 digest: valid.digest,
                 subject: valid.subject,
@@ -106,28 +126,55 @@ impl Registry {
         Ok(())
     }
 
+    /// A manifest by tag or digest; records a pull event when some endpoint wants them.
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
+        ctx: &RequestContext,
     ) -> Result<ManifestRecord> {
         let found = match reference {
             Reference::Tag(t) => self.meta.manifests.manifest_by_tag(repo, t).await?,
             Reference::Digest(d) => self.meta.manifests.manifest_by_digest(repo, d).await?,
         };
-        let found = found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
+        let m = found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
         // For retention's keeppulledwithin (written in batches, see gc::access).
-        self.access.manifest_pulled(repo, &found.digest);
-        Ok(found)
+        self.access.manifest_pulled(repo, &m.digest);
+        if self.pulls.is_some() {
+            let tag = match reference {
+                Reference::Tag(t) => Some(t.as_str()),
+                Reference::Digest(_) => None,
+            };
+            let target = self.manifest_target(&m.media_type, &m.digest, &m.payload, tag);
+            self.pulled(ctx, repo, target);
+        }
+        Ok(m)
     }
 
     /// Deletes a manifest (by digest, with the tags pointing at it) or just a tag.
     #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, reference = %reference))]
-    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        ctx: &RequestContext,
+    ) -> Result<()> {
         self.require_delete()?;
+        use super::events::deleted_target;
         let deleted = match reference {
-            Reference::Tag(t) => self.meta.manifests.delete_tag(repo, t).await?,
-            Reference::Digest(d) => self.meta.manifests.delete_manifest(repo, d).await?,
+            Reference::Tag(t) => {
+                let target = deleted_target(TargetKind::Tag, None, Some(t.as_str()));
+                let events = self.event(ctx, EventAction::Delete, repo, target);
+                self.meta.manifests.delete_tag(repo, t, &events).await?
+            }
+            Reference::Digest(d) => {
+                let target = deleted_target(TargetKind::Manifest, Some(d), None);
+                let events = self.event(ctx, EventAction::Delete, repo, target);
+                self.meta
+                    .manifests
+                    .delete_manifest(repo, d, &events)
+                    .await?
+            }
         };
         if deleted {
             Ok(())

@@ -1,5 +1,6 @@
 //! The registry core: the OCI Distribution Spec's rules — names, references, digests,
-//! upload sessions, manifest validation, tags, referrers.
+//! upload sessions, manifest validation, tags, referrers, and the events that report
+//! changes and pulls (`events`).
 //!
 //! Layer rule: the core calls the metadata store, the blob store and the redirector;
 //! they never call the core. Nothing in here names an HTTP, SQL, object-store or cache
@@ -16,6 +17,7 @@ use crate::redirect::Redirector;
 
 pub mod blobs;
 pub mod error;
+pub mod events;
 pub mod gc;
 pub mod hasher;
 pub mod manifest_format;
@@ -23,6 +25,7 @@ pub mod manifests;
 pub mod uploads;
 
 pub use error::{RegistryError, Result};
+pub use events::EventOptions;
 
 /// Behaviour switches that come from configuration.
 #[derive(Debug, Clone)]
@@ -45,6 +48,8 @@ pub struct RegistryOptions {
     pub url_deny: Vec<regex::Regex>,
     /// `storage.gc` and `retention`.
     pub gc: gc::GcOptions,
+    /// What notifications want written (`notifications`).
+    pub events: EventOptions,
 }
 
 impl Default for RegistryOptions {
@@ -58,6 +63,7 @@ impl Default for RegistryOptions {
             url_allow: Vec::new(),
             url_deny: Vec::new(),
             gc: gc::GcOptions::default(),
+            events: EventOptions::default(),
         }
     }
 }
@@ -72,6 +78,8 @@ pub struct Registry {
     pub(crate) options: RegistryOptions,
     /// Blob uses and manifest pulls, written in batches (`gc::access`).
     pub(crate) access: Arc<gc::access::AccessLog>,
+    /// Where pull events wait to be written (only when some endpoint wants them).
+    pub(crate) pulls: Option<events::PullBuffer>,
 }
 
 impl Registry {
@@ -81,12 +89,18 @@ impl Registry {
         redirector: Option<Redirector>,
         options: RegistryOptions,
     ) -> Self {
+        let pulls = if options.events.enabled && options.events.pulls {
+            events::PullBuffer::start(meta.events.clone())
+        } else {
+            None
+        };
         Registry {
             meta,
             blobs,
             redirector: redirector.map(Arc::new),
             options,
             access: Arc::default(),
+            pulls,
         }
     }
 

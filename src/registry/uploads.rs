@@ -14,7 +14,9 @@ use super::{now_ms, Registry, RegistryError, Result};
 use crate::types::digest::{Algorithm, Digest};
 use crate::types::name::RepoName;
 use crate::types::records::push_chunk;
-use crate::types::{BlobRecord, ChunkRange, ChunkRecord, UploadRecord};
+use crate::types::{
+    BlobRecord, ChunkRange, ChunkRecord, EventAction, RequestContext, UploadRecord,
+};
 
 /// Where an upload stands.
 #[derive(Debug, Clone)]
@@ -263,6 +265,7 @@ impl Registry {
         expected: &Digest,
         range: Option<ChunkRange>,
         body: S,
+        ctx: &RequestContext,
     ) -> Result<BlobRecord>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
@@ -299,6 +302,7 @@ impl Registry {
                     hasher: written.hasher.clone(),
                 },
                 expected,
+                ctx,
             )
             .await;
         drop(written);
@@ -315,6 +319,7 @@ impl Registry {
         has_session_row: bool,
         received: Received,
         expected: &Digest,
+        ctx: &RequestContext,
     ) -> Result<BlobRecord> {
         let Received {
             chunks,
@@ -345,8 +350,15 @@ impl Registry {
             storage_key: storage_key.clone(),
         };
         let session = has_session_row.then_some(upload.id.as_str());
+        let target = super::events::blob_target(&record.digest, Some(size));
+        let events = self.event(ctx, EventAction::Push, repo, target);
         crate::clock::race_point("upload.before_commit", &record.digest.to_string()).await;
-        let commit = match self.meta.blobs.commit_blob(repo, &record, session).await {
+        let commit = match self
+            .meta
+            .blobs
+            .commit_blob(repo, &record, session, &events)
+            .await
+        {
             Ok(c) => c,
             // Cancelled, purged or finished by another request meanwhile: its data is
             // not ours to keep or delete.
@@ -407,6 +419,7 @@ impl Registry {
         repo: &RepoName,
         expected: &Digest,
         body: S,
+        ctx: &RequestContext,
     ) -> Result<BlobRecord>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
@@ -441,7 +454,8 @@ impl Registry {
             size: written.len,
             hasher: written.hasher,
         };
-        self.commit(repo, &upload, false, received, expected).await
+        self.commit(repo, &upload, false, received, expected, ctx)
+            .await
     }
 
     /// `DELETE` of an upload: cancels it and frees its storage.
@@ -462,14 +476,23 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
         from: Option<&RepoName>,
+        ctx: &RequestContext,
     ) -> Result<MountOutcome> {
         self.require_writable()?;
         let source = match from {
             Some(from) => self.meta.blobs.repo_blob(from, digest).await?,
             None => self.meta.blobs.any_blob(digest).await?,
         };
+        let events = match &source {
+            Some(blob) if self.events_enabled() => {
+                let mut target = super::events::blob_target(digest, Some(blob.size));
+                target.from_repository = from.map(|f| f.to_string());
+                self.event(ctx, EventAction::Mount, repo, target)
+            }
+            _ => Vec::new(),
+        };
         if source.is_some() {
-            if self.meta.blobs.link_blob(repo, digest).await? {
+            if self.meta.blobs.link_blob(repo, digest, &events).await? {
                 if let Some(blob) = self.meta.blobs.repo_blob(repo, digest).await? {
                     return Ok(MountOutcome::Mounted(blob));
                 }

@@ -7,6 +7,8 @@
 
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
+#[path = "../common/receiver.rs"]
+mod receiver;
 mod support;
 
 mod base;
@@ -18,6 +20,7 @@ mod errors;
 mod gc;
 mod maintenance;
 mod manifests;
+mod notifications;
 mod redirect;
 mod referrers;
 mod tags_catalog;

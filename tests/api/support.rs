@@ -341,6 +341,9 @@ impl TestRegistry {
                     // As `wharf serve` does: upload purging, if configured.
                     wharf::maintenance::spawn(registry.clone(), &config);
                     let core = registry.clone();
+                    if let Err(e) = wharf::server::spawn_notifications(&registry, &config).await {
+                        panic!("notifications: {e}");
+                    }
                     let server = match wharf::server::http_server(registry, &config, listener) {
                         Ok(s) => s,
                         Err(e) => {

@@ -25,12 +25,20 @@ pub async fn collect_all(store: &Store) -> (usize, usize, Vec<wharf::metadata::g
 }
 
 async fn commit(store: &Store, r: &str, b: &wharf::types::BlobRecord) {
-    store.blobs.commit_blob(&repo(r), b, None).await.unwrap();
+    store
+        .blobs
+        .commit_blob(&repo(r), b, None, &[])
+        .await
+        .unwrap();
 }
 
 async fn put(store: &Store, r: &str, m: &wharf::metadata::NewManifest) {
     assert_eq!(
-        store.manifests.put_manifest(&repo(r), m).await.unwrap(),
+        store
+            .manifests
+            .put_manifest(&repo(r), m, &[])
+            .await
+            .unwrap(),
         PutManifestOutcome::Stored
     );
 }
@@ -142,7 +150,7 @@ pub async fn shared_blob_unlinked_per_repository(store: Store, _url: String) {
     // Now the tag goes too: the manifest, then the blob.
     assert!(store
         .manifests
-        .delete_tag(&repo("a"), &tag("v1"))
+        .delete_tag(&repo("a"), &tag("v1"), &[])
         .await
         .unwrap());
     let (manifests, _, blobs) = collect_all(&store).await;
@@ -163,7 +171,7 @@ pub async fn referrers_go_with_their_subject_unless_tagged(store: Store, _url: S
     assert_eq!(collect_all(&store).await.0, 0);
     assert!(store
         .manifests
-        .delete_tag(&repo("app"), &tag("v1"))
+        .delete_tag(&repo("app"), &tag("v1"), &[])
         .await
         .unwrap());
     let (manifests, _, blobs) = collect_all(&store).await;
@@ -188,7 +196,7 @@ pub async fn index_children_follow_the_index(store: Store, _url: String) {
     assert_eq!(collect_all(&store).await, (0, 0, Vec::new()));
     assert!(store
         .manifests
-        .delete_tag(&repo("multi"), &tag("v1"))
+        .delete_tag(&repo("multi"), &tag("v1"), &[])
         .await
         .unwrap());
     let (manifests, links, blobs) = collect_all(&store).await;
@@ -271,7 +279,7 @@ pub async fn collected_blob_is_refused_then_stored_anew(store: Store, _url: Stri
     assert_eq!(
         store
             .manifests
-            .put_manifest(&repo("app"), &m)
+            .put_manifest(&repo("app"), &m, &[])
             .await
             .unwrap(),
         PutManifestOutcome::MissingChild(b.digest.clone())
@@ -279,7 +287,7 @@ pub async fn collected_blob_is_refused_then_stored_anew(store: Store, _url: Stri
     // A mount finds nothing; a new upload stores its own bytes under its own key.
     assert!(!store
         .blobs
-        .link_blob(&repo("other"), &b.digest)
+        .link_blob(&repo("other"), &b.digest, &[])
         .await
         .unwrap());
     let again = wharf::types::BlobRecord {
@@ -288,7 +296,7 @@ pub async fn collected_blob_is_refused_then_stored_anew(store: Store, _url: Stri
     };
     let c = store
         .blobs
-        .commit_blob(&repo("app"), &again, None)
+        .commit_blob(&repo("app"), &again, None, &[])
         .await
         .unwrap();
     assert!(c.stored_new);
@@ -422,7 +430,7 @@ pub async fn cache_forgets_what_reviews_delete(store: Store, _url: String) {
     );
     let app = repo("app");
     let b = blob("cached, then collected", "k/c");
-    cached.blobs.commit_blob(&app, &b, None).await.unwrap();
+    cached.blobs.commit_blob(&app, &b, None, &[]).await.unwrap();
     let m = manifest("cached manifest", &[&b], Some("v1"));
     put(&cached, "app", &m).await;
     put(&cached, "app", &manifest("other", &[], Some("v1"))).await;

@@ -17,14 +17,14 @@ pub async fn put_holding_the_link_makes_the_review_wait(store: Store, _url: Stri
     let l = blob("layer being referenced", "k/l");
     store
         .blobs
-        .commit_blob(&repo("r1a"), &l, None)
+        .commit_blob(&repo("r1a"), &l, None, &[])
         .await
         .unwrap();
     let gate = Gate::arm("put_manifest.children_locked", "r1a");
     let m = manifest("image", &[&l], Some("v1"));
     let put = {
         let (store, m) = (store.clone(), m.clone());
-        tokio::spawn(async move { store.manifests.put_manifest(&repo("r1a"), &m).await })
+        tokio::spawn(async move { store.manifests.put_manifest(&repo("r1a"), &m, &[]).await })
     };
     gate.reached().await;
     let mut review = {
@@ -54,7 +54,7 @@ pub async fn review_first_refuses_the_put(store: Store, _url: String) {
     let l = blob("layer being collected", "k/l");
     store
         .blobs
-        .commit_blob(&repo("r1b"), &l, None)
+        .commit_blob(&repo("r1b"), &l, None, &[])
         .await
         .unwrap();
     let gate = Gate::arm("gc.blob.decided", l.digest.to_string());
@@ -66,7 +66,7 @@ pub async fn review_first_refuses_the_put(store: Store, _url: String) {
     let m = manifest("image", &[&l], Some("v1"));
     let mut put = {
         let (store, m) = (store.clone(), m.clone());
-        tokio::spawn(async move { store.manifests.put_manifest(&repo("r1b"), &m).await })
+        tokio::spawn(async move { store.manifests.put_manifest(&repo("r1b"), &m, &[]).await })
     };
     assert!(
         still_blocked(&mut put, BLOCKED).await,
@@ -93,7 +93,7 @@ pub async fn commit_waits_for_the_review(store: Store, _url: String) {
     let old = blob("same bytes", "k/old");
     store
         .blobs
-        .commit_blob(&repo("r3"), &old, None)
+        .commit_blob(&repo("r3"), &old, None, &[])
         .await
         .unwrap();
     let gate = Gate::arm("gc.blob.decided", old.digest.to_string());
@@ -105,7 +105,7 @@ pub async fn commit_waits_for_the_review(store: Store, _url: String) {
     let new = blob("same bytes", "k/new");
     let mut commit = {
         let (store, new) = (store.clone(), new.clone());
-        tokio::spawn(async move { store.blobs.commit_blob(&repo("r3"), &new, None).await })
+        tokio::spawn(async move { store.blobs.commit_blob(&repo("r3"), &new, None, &[]).await })
     };
     assert!(
         still_blocked(&mut commit, BLOCKED).await,
@@ -132,7 +132,7 @@ pub async fn commit_first_makes_the_review_skip(store: Store, _url: String) {
     let old = blob("linked twice", "k/old");
     store
         .blobs
-        .commit_blob(&repo("r3b"), &old, None)
+        .commit_blob(&repo("r3b"), &old, None, &[])
         .await
         .unwrap();
     let gate = Gate::arm("commit_blob.existing_read", old.digest.to_string());
@@ -142,7 +142,7 @@ pub async fn commit_first_makes_the_review_skip(store: Store, _url: String) {
         tokio::spawn(async move {
             store
                 .blobs
-                .commit_blob(&repo("r3b-other"), &again, None)
+                .commit_blob(&repo("r3b-other"), &again, None, &[])
                 .await
         })
     };
@@ -172,16 +172,20 @@ pub async fn tag_push_against_manifest_review(store: Store, _url: String) {
     let l = blob("layer", "k/l");
     store
         .blobs
-        .commit_blob(&repo("r6"), &l, None)
+        .commit_blob(&repo("r6"), &l, None, &[])
         .await
         .unwrap();
     let m = manifest("m", &[&l], Some("v1"));
     let r6 = repo("r6");
     assert_eq!(
-        store.manifests.put_manifest(&r6, &m).await.unwrap(),
+        store.manifests.put_manifest(&r6, &m, &[]).await.unwrap(),
         PutManifestOutcome::Stored
     );
-    assert!(store.manifests.delete_tag(&r6, &tag("v1")).await.unwrap());
+    assert!(store
+        .manifests
+        .delete_tag(&r6, &tag("v1"), &[])
+        .await
+        .unwrap());
     let gate = Gate::arm("gc.manifest.decided", m.record.digest.to_string());
     let review = {
         let store = store.clone();
@@ -190,7 +194,7 @@ pub async fn tag_push_against_manifest_review(store: Store, _url: String) {
     gate.reached().await;
     let mut put = {
         let (store, m) = (store.clone(), m.clone());
-        tokio::spawn(async move { store.manifests.put_manifest(&repo("r6"), &m).await })
+        tokio::spawn(async move { store.manifests.put_manifest(&repo("r6"), &m, &[]).await })
     };
     assert!(
         still_blocked(&mut put, BLOCKED).await,
@@ -219,14 +223,14 @@ pub async fn many_reviewers_one_outcome(store: Store, url: String) {
     let mut blobs = Vec::new();
     for i in 0..200 {
         let b = blob(&format!("blob {i}"), &format!("k/{i}"));
-        store.blobs.commit_blob(&r, &b, None).await.unwrap();
+        store.blobs.commit_blob(&r, &b, None, &[]).await.unwrap();
         blobs.push(b);
     }
     let keep: Vec<&_> = blobs.iter().step_by(2).collect();
     assert_eq!(
         store
             .manifests
-            .put_manifest(&r, &manifest("keeps half", &keep, Some("v1")))
+            .put_manifest(&r, &manifest("keeps half", &keep, Some("v1")), &[])
             .await
             .unwrap(),
         PutManifestOutcome::Stored

@@ -47,12 +47,16 @@ pub fn registry(store: &Store, policies: Vec<RetentionPolicy>) -> (Registry, tem
 async fn hundred_tags(store: &Store, url: &str) -> Vec<wharf::metadata::NewManifest> {
     let r = repo(REPO);
     let layer = blob("shared layer", "blobs/shared");
-    store.blobs.commit_blob(&r, &layer, None).await.unwrap();
+    store
+        .blobs
+        .commit_blob(&r, &layer, None, &[])
+        .await
+        .unwrap();
     let mut manifests = Vec::new();
     for i in 0..100 {
         let m = manifest(&format!("m{i}"), &[&layer], Some(&format!("t{i:03}")));
         assert_eq!(
-            store.manifests.put_manifest(&r, &m).await.unwrap(),
+            store.manifests.put_manifest(&r, &m, &[]).await.unwrap(),
             PutManifestOutcome::Stored
         );
         manifests.push(m);
@@ -140,7 +144,7 @@ pub async fn untagged_older_than(store: Store, url: String) {
     for i in 0..50 {
         assert!(store
             .manifests
-            .delete_tag(&r, &tag(&format!("t{i:03}")))
+            .delete_tag(&r, &tag(&format!("t{i:03}")), &[])
             .await
             .unwrap());
     }
@@ -162,10 +166,18 @@ pub async fn untagged_older_than(store: Store, url: String) {
     // index stays.
     let idx = index("old index", &[&manifests[0].record.digest], None);
     let kept_child = manifest("child of a tagged index", &[], None);
-    store.manifests.put_manifest(&r, &idx).await.unwrap();
-    store.manifests.put_manifest(&r, &kept_child).await.unwrap();
+    store.manifests.put_manifest(&r, &idx, &[]).await.unwrap();
+    store
+        .manifests
+        .put_manifest(&r, &kept_child, &[])
+        .await
+        .unwrap();
     let tagged_idx = index("tagged index", &[&kept_child.record.digest], Some("multi"));
-    store.manifests.put_manifest(&r, &tagged_idx).await.unwrap();
+    store
+        .manifests
+        .put_manifest(&r, &tagged_idx, &[])
+        .await
+        .unwrap();
     exec(
         &url,
         &format!(

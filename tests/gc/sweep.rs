@@ -40,17 +40,17 @@ async fn scene(store: &Store, backend: &dyn BlobBackend) -> [String; 4] {
     let orphan_key = put(backend, "blobs/dd/orphan", "nobody's").await;
     let r = repo("app");
     let kept = blob("blob bytes", &blob_key);
-    store.blobs.commit_blob(&r, &kept, None).await.unwrap();
+    store.blobs.commit_blob(&r, &kept, None, &[]).await.unwrap();
     store
         .manifests
-        .put_manifest(&r, &manifest("keeps", &[&kept], Some("v1")))
+        .put_manifest(&r, &manifest("keeps", &[&kept], Some("v1")), &[])
         .await
         .unwrap();
     let mut u = upload("sess", "app", wharf::clock::now_ms());
     u.storage_key = session_key.clone();
     store.uploads.create_upload(&u).await.unwrap();
     let gone = blob("gone", &gone_key);
-    store.blobs.commit_blob(&r, &gone, None).await.unwrap();
+    store.blobs.commit_blob(&r, &gone, None, &[]).await.unwrap();
     // Collected (rows gone), its tombstone left as by a pass that stopped before the
     // object delete.
     let batch = store.gc.review_blobs(0, 100).await.unwrap();

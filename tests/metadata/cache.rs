@@ -56,15 +56,19 @@ async fn tag_target(store: &Store, repository: &str, name: &str) -> Option<Strin
 async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
     let r = repo(repository);
     let layer = blob("layer", "blobs/layer");
-    cached.blobs.commit_blob(&r, &layer, None).await.unwrap();
+    cached
+        .blobs
+        .commit_blob(&r, &layer, None, &[])
+        .await
+        .unwrap();
     let one = manifest("one", &[&layer], Some("latest"));
-    cached.manifests.put_manifest(&r, &one).await.unwrap();
+    cached.manifests.put_manifest(&r, &one, &[]).await.unwrap();
     let one_digest = Some(one.record.digest.to_string());
     assert_eq!(tag_target(&cached, repository, "latest").await, one_digest);
 
     // Moved behind the cache's back: the cached target is still served.
     let two = manifest("two", &[&layer], Some("latest"));
-    inner.manifests.put_manifest(&r, &two).await.unwrap();
+    inner.manifests.put_manifest(&r, &two, &[]).await.unwrap();
     assert_eq!(tag_target(&cached, repository, "latest").await, one_digest);
     assert_eq!(
         tag_target(&inner, repository, "latest").await,
@@ -73,7 +77,11 @@ async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
 
     // Moved through it: seen at once.
     let three = manifest("three", &[&layer], Some("latest"));
-    cached.manifests.put_manifest(&r, &three).await.unwrap();
+    cached
+        .manifests
+        .put_manifest(&r, &three, &[])
+        .await
+        .unwrap();
     let three_digest = Some(three.record.digest.to_string());
     assert_eq!(
         tag_target(&cached, repository, "latest").await,
@@ -93,7 +101,7 @@ async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
     // Tag deleted through the cache.
     assert!(cached
         .manifests
-        .delete_tag(&r, &tag("latest"))
+        .delete_tag(&r, &tag("latest"), &[])
         .await
         .unwrap());
     assert_eq!(tag_target(&cached, repository, "latest").await, None);
@@ -101,13 +109,13 @@ async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
     // Manifest deleted through the cache: by digest and its tags are gone.
     cached
         .manifests
-        .put_manifest(&r, &manifest("three", &[&layer], Some("v3")))
+        .put_manifest(&r, &manifest("three", &[&layer], Some("v3")), &[])
         .await
         .unwrap();
     assert_eq!(tag_target(&cached, repository, "v3").await, three_digest);
     assert!(cached
         .manifests
-        .delete_manifest(&r, &three.record.digest)
+        .delete_manifest(&r, &three.record.digest, &[])
         .await
         .unwrap());
     assert!(cached
@@ -124,13 +132,21 @@ async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
         cached.blobs.repo_blob(&r, &layer.digest).await.unwrap(),
         Some(layer.clone())
     );
-    assert!(inner.blobs.unlink_blob(&r, &layer.digest).await.unwrap());
+    assert!(inner
+        .blobs
+        .unlink_blob(&r, &layer.digest, &[])
+        .await
+        .unwrap());
     assert_eq!(
         cached.blobs.repo_blob(&r, &layer.digest).await.unwrap(),
         Some(layer.clone())
     );
-    assert!(inner.blobs.link_blob(&r, &layer.digest).await.unwrap());
-    assert!(cached.blobs.unlink_blob(&r, &layer.digest).await.unwrap());
+    assert!(inner.blobs.link_blob(&r, &layer.digest, &[]).await.unwrap());
+    assert!(cached
+        .blobs
+        .unlink_blob(&r, &layer.digest, &[])
+        .await
+        .unwrap());
     assert_eq!(
         cached.blobs.repo_blob(&r, &layer.digest).await.unwrap(),
         None
@@ -142,7 +158,11 @@ async fn reads_and_writes(cached: Store, inner: Store, repository: &str) {
         cached.blobs.repo_blob(&r, &other.digest).await.unwrap(),
         None
     );
-    inner.blobs.commit_blob(&r, &other, None).await.unwrap();
+    inner
+        .blobs
+        .commit_blob(&r, &other, None, &[])
+        .await
+        .unwrap();
     assert_eq!(
         cached.blobs.repo_blob(&r, &other.digest).await.unwrap(),
         Some(other)
@@ -196,7 +216,7 @@ async fn frozen_redis_fails_open_and_writes_meanwhile_invalidate() {
     let (_dir, inner, cached) = stores(redis_cache(&[server.addr()]).await).await;
     let r = repo("frozen/app");
     let v1 = manifest("v1", &[], Some("latest"));
-    cached.manifests.put_manifest(&r, &v1).await.unwrap();
+    cached.manifests.put_manifest(&r, &v1, &[]).await.unwrap();
     let d1 = Some(v1.record.digest.to_string());
     assert_eq!(tag_target(&cached, "frozen/app", "latest").await, d1);
     assert_eq!(tag_target(&cached, "frozen/app", "latest").await, d1);
@@ -204,7 +224,7 @@ async fn frozen_redis_fails_open_and_writes_meanwhile_invalidate() {
     server.freeze();
     assert_eq!(tag_target(&cached, "frozen/app", "latest").await, d1);
     let v2 = manifest("v2", &[], Some("latest"));
-    cached.manifests.put_manifest(&r, &v2).await.unwrap();
+    cached.manifests.put_manifest(&r, &v2, &[]).await.unwrap();
     let d2 = Some(v2.record.digest.to_string());
     for _ in 0..5 {
         assert_eq!(tag_target(&cached, "frozen/app", "latest").await, d2);
@@ -221,7 +241,7 @@ async fn frozen_redis_fails_open_and_writes_meanwhile_invalidate() {
     // Cache in use again: a move behind its back is not seen.
     inner
         .manifests
-        .put_manifest(&r, &manifest("v3", &[], Some("latest")))
+        .put_manifest(&r, &manifest("v3", &[], Some("latest")), &[])
         .await
         .unwrap();
     assert_eq!(tag_target(&cached, "frozen/app", "latest").await, d2);
@@ -235,7 +255,7 @@ async fn redis_killed_and_restarted() {
     let (_dir, inner, cached) = stores(redis_cache(&[server.addr()]).await).await;
     let r = repo("killed/app");
     let v1 = manifest("v1", &[], Some("latest"));
-    cached.manifests.put_manifest(&r, &v1).await.unwrap();
+    cached.manifests.put_manifest(&r, &v1, &[]).await.unwrap();
     let d1 = Some(v1.record.digest.to_string());
     assert_eq!(tag_target(&cached, "killed/app", "latest").await, d1);
 
@@ -244,7 +264,7 @@ async fn redis_killed_and_restarted() {
         assert_eq!(tag_target(&cached, "killed/app", "latest").await, d1);
     }
     let v2 = manifest("v2", &[], Some("latest"));
-    cached.manifests.put_manifest(&r, &v2).await.unwrap();
+    cached.manifests.put_manifest(&r, &v2, &[]).await.unwrap();
     let d2 = Some(v2.record.digest.to_string());
     assert_eq!(tag_target(&cached, "killed/app", "latest").await, d2);
 
@@ -254,7 +274,7 @@ async fn redis_killed_and_restarted() {
     // Filled again, then moved behind the cache's back: the cached target is served.
     inner
         .manifests
-        .put_manifest(&r, &manifest("v3", &[], Some("latest")))
+        .put_manifest(&r, &manifest("v3", &[], Some("latest")), &[])
         .await
         .unwrap();
     assert_eq!(

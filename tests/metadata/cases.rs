@@ -170,7 +170,11 @@ pub async fn commit_blob_new_and_existing(store: Store) {
         .unwrap();
     let b = blob("layer", "blobs/first");
 
-    let first = store.blobs.commit_blob(&one, &b, Some("up")).await.unwrap();
+    let first = store
+        .blobs
+        .commit_blob(&one, &b, Some("up"), &[])
+        .await
+        .unwrap();
     assert!(first.stored_new);
     assert_eq!(first.blob, b);
     assert!(
@@ -189,7 +193,11 @@ pub async fn commit_blob_new_and_existing(store: Store) {
 
     // The same digest again, from another upload: the first record stays.
     let again = blob("layer", "blobs/second");
-    let second = store.blobs.commit_blob(&two, &again, None).await.unwrap();
+    let second = store
+        .blobs
+        .commit_blob(&two, &again, None, &[])
+        .await
+        .unwrap();
     assert!(!second.stored_new);
     assert_eq!(second.blob, b, "the stored record, not the caller's copy");
     assert_eq!(
@@ -201,7 +209,7 @@ pub async fn commit_blob_new_and_existing(store: Store) {
     let two_only = repo("only-two");
     let gone = store
         .blobs
-        .commit_blob(&two_only, &again, Some("gone"))
+        .commit_blob(&two_only, &again, Some("gone"), &[])
         .await;
     assert!(
         matches!(gone, Err(wharf::metadata::MetadataError::UploadGone)),
@@ -231,7 +239,11 @@ pub async fn commit_blob_new_and_existing(store: Store) {
         size: 5 << 40,
         ..blob("big", "blobs/big")
     };
-    store.blobs.commit_blob(&one, &big, None).await.unwrap();
+    store
+        .blobs
+        .commit_blob(&one, &big, None, &[])
+        .await
+        .unwrap();
     assert_eq!(
         store.blobs.repo_blob(&one, &big.digest).await.unwrap(),
         Some(big)
@@ -242,15 +254,15 @@ pub async fn link_and_unlink(store: Store) {
     let (src, dst, other) = (repo("src"), repo("dst"), repo("other"));
     let b = blob("shared", "blobs/shared");
     assert!(
-        !store.blobs.link_blob(&dst, &b.digest).await.unwrap(),
+        !store.blobs.link_blob(&dst, &b.digest, &[]).await.unwrap(),
         "no such blob"
     );
     assert_eq!(store.blobs.repo_blob(&dst, &b.digest).await.unwrap(), None);
 
-    store.blobs.commit_blob(&src, &b, None).await.unwrap();
-    assert!(store.blobs.link_blob(&dst, &b.digest).await.unwrap());
+    store.blobs.commit_blob(&src, &b, None, &[]).await.unwrap();
+    assert!(store.blobs.link_blob(&dst, &b.digest, &[]).await.unwrap());
     assert!(
-        store.blobs.link_blob(&dst, &b.digest).await.unwrap(),
+        store.blobs.link_blob(&dst, &b.digest, &[]).await.unwrap(),
         "idempotent"
     );
     assert_eq!(
@@ -264,10 +276,14 @@ pub async fn link_and_unlink(store: Store) {
         .unwrap()
         .contains(&"dst".to_string()));
 
-    assert!(store.blobs.unlink_blob(&dst, &b.digest).await.unwrap());
-    assert!(!store.blobs.unlink_blob(&dst, &b.digest).await.unwrap());
+    assert!(store.blobs.unlink_blob(&dst, &b.digest, &[]).await.unwrap());
+    assert!(!store.blobs.unlink_blob(&dst, &b.digest, &[]).await.unwrap());
     assert!(
-        !store.blobs.unlink_blob(&other, &b.digest).await.unwrap(),
+        !store
+            .blobs
+            .unlink_blob(&other, &b.digest, &[])
+            .await
+            .unwrap(),
         "unknown repository"
     );
     assert_eq!(store.blobs.repo_blob(&dst, &b.digest).await.unwrap(), None);
@@ -281,27 +297,31 @@ pub async fn link_and_unlink(store: Store) {
     );
 
     // Linked nowhere: no longer mountable from "any repository".
-    assert!(store.blobs.unlink_blob(&src, &b.digest).await.unwrap());
+    assert!(store.blobs.unlink_blob(&src, &b.digest, &[]).await.unwrap());
     assert_eq!(store.blobs.any_blob(&b.digest).await.unwrap(), None);
     // The record itself remains (garbage collection's business), so it can be linked.
-    assert!(store.blobs.link_blob(&src, &b.digest).await.unwrap());
+    assert!(store.blobs.link_blob(&src, &b.digest, &[]).await.unwrap());
     assert_eq!(store.blobs.any_blob(&b.digest).await.unwrap(), Some(b));
 }
 
 pub async fn put_manifest_missing_child(store: Store) {
     let r = repo("app");
     let (a, missing, also_missing) = (blob("a", "k/a"), blob("b", "k/b"), blob("c", "k/c"));
-    store.blobs.commit_blob(&r, &a, None).await.unwrap();
+    store.blobs.commit_blob(&r, &a, None, &[]).await.unwrap();
     let before = manifest("before", &[&a], Some("latest"));
     assert_eq!(
-        store.manifests.put_manifest(&r, &before).await.unwrap(),
+        store
+            .manifests
+            .put_manifest(&r, &before, &[])
+            .await
+            .unwrap(),
         PutManifestOutcome::Stored
     );
 
     // The first missing child, in the order given.
     let m = manifest("m", &[&a, &missing, &also_missing], Some("latest"));
     assert_eq!(
-        store.manifests.put_manifest(&r, &m).await.unwrap(),
+        store.manifests.put_manifest(&r, &m, &[]).await.unwrap(),
         PutManifestOutcome::MissingChild(missing.digest.clone())
     );
     // Nothing written: no manifest, the tag unmoved.
@@ -322,11 +342,11 @@ pub async fn put_manifest_missing_child(store: Store) {
     // A blob linked to another repository does not count.
     store
         .blobs
-        .commit_blob(&repo("elsewhere"), &missing, None)
+        .commit_blob(&repo("elsewhere"), &missing, None, &[])
         .await
         .unwrap();
     assert_eq!(
-        store.manifests.put_manifest(&r, &m).await.unwrap(),
+        store.manifests.put_manifest(&r, &m, &[]).await.unwrap(),
         PutManifestOutcome::MissingChild(missing.digest.clone())
     );
 
@@ -334,7 +354,7 @@ pub async fn put_manifest_missing_child(store: Store) {
     let absent = digest_of(b"no such manifest");
     let idx = index("idx", &[&before.record.digest, &absent], Some("multi"));
     assert_eq!(
-        store.manifests.put_manifest(&r, &idx).await.unwrap(),
+        store.manifests.put_manifest(&r, &idx, &[]).await.unwrap(),
         PutManifestOutcome::MissingChild(absent)
     );
     assert!(store
@@ -360,14 +380,18 @@ pub async fn put_manifest_missing_child(store: Store) {
     );
 
     // Once the children are there, the same manifest is accepted.
-    store.blobs.commit_blob(&r, &missing, None).await.unwrap();
     store
         .blobs
-        .commit_blob(&r, &also_missing, None)
+        .commit_blob(&r, &missing, None, &[])
+        .await
+        .unwrap();
+    store
+        .blobs
+        .commit_blob(&r, &also_missing, None, &[])
         .await
         .unwrap();
     assert_eq!(
-        store.manifests.put_manifest(&r, &m).await.unwrap(),
+        store.manifests.put_manifest(&r, &m, &[]).await.unwrap(),
         PutManifestOutcome::Stored
     );
 }
@@ -375,14 +399,22 @@ pub async fn put_manifest_missing_child(store: Store) {
 pub async fn manifests_and_tags(store: Store) {
     let r = repo("library/app");
     let (config, layer) = (blob("config", "k/config"), blob("layer", "k/layer"));
-    store.blobs.commit_blob(&r, &config, None).await.unwrap();
-    store.blobs.commit_blob(&r, &layer, None).await.unwrap();
+    store
+        .blobs
+        .commit_blob(&r, &config, None, &[])
+        .await
+        .unwrap();
+    store
+        .blobs
+        .commit_blob(&r, &layer, None, &[])
+        .await
+        .unwrap();
 
     let mut m1 = manifest("one", &[&config, &layer], Some("latest"));
     m1.record.artifact_type = Some("application/vnd.example+type".into());
     m1.record.annotations = Some(r#"{"a":"b"}"#.into());
     assert_eq!(
-        store.manifests.put_manifest(&r, &m1).await.unwrap(),
+        store.manifests.put_manifest(&r, &m1, &[]).await.unwrap(),
         PutManifestOutcome::Stored
     );
     let got = store
@@ -423,7 +455,7 @@ pub async fn manifests_and_tags(store: Store) {
     // The tag moves to a new manifest; the old one stays by digest.
     let m2 = manifest("two", &[&config], Some("latest"));
     assert_eq!(
-        store.manifests.put_manifest(&r, &m2).await.unwrap(),
+        store.manifests.put_manifest(&r, &m2, &[]).await.unwrap(),
         PutManifestOutcome::Stored
     );
     let latest = store
@@ -443,7 +475,11 @@ pub async fn manifests_and_tags(store: Store) {
     // Pushing an existing manifest again is fine; by digest it moves no tag.
     let m1_again = manifest("one", &[&config, &layer], None);
     assert_eq!(
-        store.manifests.put_manifest(&r, &m1_again).await.unwrap(),
+        store
+            .manifests
+            .put_manifest(&r, &m1_again, &[])
+            .await
+            .unwrap(),
         PutManifestOutcome::Stored
     );
     let latest = store
@@ -456,7 +492,7 @@ pub async fn manifests_and_tags(store: Store) {
     // ... and with a tag, it tags the stored one.
     let m1_v1 = manifest("one", &[&config, &layer], Some("v1"));
     assert_eq!(
-        store.manifests.put_manifest(&r, &m1_v1).await.unwrap(),
+        store.manifests.put_manifest(&r, &m1_v1, &[]).await.unwrap(),
         PutManifestOutcome::Stored
     );
     let v1 = store
@@ -476,17 +512,17 @@ pub async fn manifests_and_tags(store: Store) {
     // delete_tag removes only the tag.
     assert!(store
         .manifests
-        .delete_tag(&r, &tag("latest"))
+        .delete_tag(&r, &tag("latest"), &[])
         .await
         .unwrap());
     assert!(!store
         .manifests
-        .delete_tag(&r, &tag("latest"))
+        .delete_tag(&r, &tag("latest"), &[])
         .await
         .unwrap());
     assert!(!store
         .manifests
-        .delete_tag(&repo("other"), &tag("v1"))
+        .delete_tag(&repo("other"), &tag("v1"), &[])
         .await
         .unwrap());
     assert!(store
@@ -509,11 +545,11 @@ pub async fn manifests_and_tags(store: Store) {
         Some("multi"),
     );
     assert_eq!(
-        store.manifests.put_manifest(&r, &idx).await.unwrap(),
+        store.manifests.put_manifest(&r, &idx, &[]).await.unwrap(),
         PutManifestOutcome::Stored
     );
     let also = manifest("one", &[&config, &layer], Some("also"));
-    store.manifests.put_manifest(&r, &also).await.unwrap();
+    store.manifests.put_manifest(&r, &also, &[]).await.unwrap();
     assert_eq!(
         store
             .manifests
@@ -525,17 +561,17 @@ pub async fn manifests_and_tags(store: Store) {
     );
     assert!(store
         .manifests
-        .delete_manifest(&r, &m1.record.digest)
+        .delete_manifest(&r, &m1.record.digest, &[])
         .await
         .unwrap());
     assert!(!store
         .manifests
-        .delete_manifest(&r, &m1.record.digest)
+        .delete_manifest(&r, &m1.record.digest, &[])
         .await
         .unwrap());
     assert!(!store
         .manifests
-        .delete_manifest(&repo("other"), &m2.record.digest)
+        .delete_manifest(&repo("other"), &m2.record.digest, &[])
         .await
         .unwrap());
     assert!(store
@@ -567,7 +603,7 @@ pub async fn manifests_and_tags(store: Store) {
         .unwrap()
         .is_some());
     assert_eq!(
-        store.manifests.put_manifest(&r, &m1).await.unwrap(),
+        store.manifests.put_manifest(&r, &m1, &[]).await.unwrap(),
         PutManifestOutcome::Stored
     );
     assert_eq!(
@@ -585,7 +621,11 @@ pub async fn manifests_and_tags(store: Store) {
     let empty = manifest("empty", &[], Some("t"));
     let fresh = repo("fresh/repo");
     assert_eq!(
-        store.manifests.put_manifest(&fresh, &empty).await.unwrap(),
+        store
+            .manifests
+            .put_manifest(&fresh, &empty, &[])
+            .await
+            .unwrap(),
         PutManifestOutcome::Stored
     );
     assert_eq!(
@@ -611,7 +651,7 @@ fn byte_sorted(names: &[&str]) -> Vec<String> {
 pub async fn list_tags_order_and_pages(store: Store) {
     let r = repo("tags");
     let m = manifest("m", &[], None);
-    store.manifests.put_manifest(&r, &m).await.unwrap();
+    store.manifests.put_manifest(&r, &m, &[]).await.unwrap();
     assert_eq!(
         store.manifests.list_tags(&r, None, 10).await.unwrap(),
         Some(vec![])
@@ -627,7 +667,11 @@ pub async fn list_tags_order_and_pages(store: Store) {
 
     for t in AWKWARD {
         let tagged = manifest("m", &[], Some(t));
-        store.manifests.put_manifest(&r, &tagged).await.unwrap();
+        store
+            .manifests
+            .put_manifest(&r, &tagged, &[])
+            .await
+            .unwrap();
     }
     let all = byte_sorted(&AWKWARD);
     assert_eq!(
@@ -693,7 +737,7 @@ pub async fn list_tags_order_and_pages(store: Store) {
     let other = repo("tags/other");
     store
         .manifests
-        .put_manifest(&other, &manifest("x", &[], Some("only")))
+        .put_manifest(&other, &manifest("x", &[], Some("only")), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -719,7 +763,11 @@ pub async fn list_repositories_order_and_pages(store: Store) {
     ];
     for (i, n) in names.iter().enumerate() {
         let b = blob(&format!("b{i}"), &format!("k/{i}"));
-        store.blobs.commit_blob(&repo(n), &b, None).await.unwrap();
+        store
+            .blobs
+            .commit_blob(&repo(n), &b, None, &[])
+            .await
+            .unwrap();
     }
     let all = byte_sorted(&names);
     assert_eq!(
@@ -776,7 +824,11 @@ pub async fn list_repositories_order_and_pages(store: Store) {
 pub async fn referrers(store: Store) {
     let r = repo("signed");
     let subject = manifest("subject", &[], Some("v1"));
-    store.manifests.put_manifest(&r, &subject).await.unwrap();
+    store
+        .manifests
+        .put_manifest(&r, &subject, &[])
+        .await
+        .unwrap();
     let s = subject.record.digest.clone();
 
     assert!(store
@@ -790,16 +842,20 @@ pub async fn referrers(store: Store) {
     let plain = referrer("plain", &s, None);
     for m in [&sig, &sbom, &plain] {
         assert_eq!(
-            store.manifests.put_manifest(&r, m).await.unwrap(),
+            store.manifests.put_manifest(&r, m, &[]).await.unwrap(),
             PutManifestOutcome::Stored
         );
     }
     // A referrer of another subject, and one in another repository.
     let unrelated = referrer("unrelated", &digest_of(b"other subject"), None);
-    store.manifests.put_manifest(&r, &unrelated).await.unwrap();
     store
         .manifests
-        .put_manifest(&repo("elsewhere"), &referrer("e", &s, None))
+        .put_manifest(&r, &unrelated, &[])
+        .await
+        .unwrap();
+    store
+        .manifests
+        .put_manifest(&repo("elsewhere"), &referrer("e", &s, None), &[])
         .await
         .unwrap();
 
@@ -857,7 +913,7 @@ pub async fn referrers(store: Store) {
     // Deleting a referrer removes it from the list.
     assert!(store
         .manifests
-        .delete_manifest(&r, &sbom.record.digest)
+        .delete_manifest(&r, &sbom.record.digest, &[])
         .await
         .unwrap());
     assert_eq!(

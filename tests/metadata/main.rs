@@ -21,6 +21,7 @@
 
 mod cache;
 mod cases;
+mod events;
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
 mod races;
@@ -95,6 +96,11 @@ suite!(
     races::race_put_against_unlink,
     races::race_put_against_delete_manifest,
     races::race_index_against_child_delete,
+    events::events_only_with_their_change,
+    events::cursors_leases_and_failures,
+    events::dead_letters_and_replay,
+    events::new_endpoints_start_now_and_pruning,
+    events::racing_consumer_misses_nothing,
 );
 
 /// PostgreSQL only (SQLite is one process): several instances opened at once on one
@@ -116,7 +122,7 @@ async fn many_instances(url: String) {
         .map(|i| {
             let store = stores[i % stores.len()].clone();
             let (r, b) = (r.clone(), support::blob(content, &format!("k/{i}")));
-            tokio::spawn(async move { store.blobs.commit_blob(&r, &b, None).await })
+            tokio::spawn(async move { store.blobs.commit_blob(&r, &b, None, &[]).await })
         })
         .collect();
     let commits: Vec<_> = futures_util::future::join_all(tasks)
@@ -132,7 +138,7 @@ async fn many_instances(url: String) {
             let store = stores[i % stores.len()].clone();
             let r = r.clone();
             let m = support::manifest(&format!("m{i}"), &[&layer], Some("latest"));
-            tokio::spawn(async move { store.manifests.put_manifest(&r, &m).await })
+            tokio::spawn(async move { store.manifests.put_manifest(&r, &m, &[]).await })
         })
         .collect();
     for t in futures_util::future::join_all(tasks).await {

@@ -43,7 +43,7 @@ pub async fn race_commit_same_digest(store: Store) {
         // Two repositories that do not exist yet: their creation races too.
         let r = repo(&format!("race/r{}", i % 2));
         let b = blob(content, &format!("blobs/copy-{i}"));
-        async move { store.blobs.commit_blob(&r, &b, None).await }
+        async move { store.blobs.commit_blob(&r, &b, None, &[]).await }
     })
     .await;
     let commits: Vec<_> = results
@@ -80,14 +80,22 @@ pub async fn race_commit_same_digest(store: Store) {
 pub async fn race_tag_push(store: Store) {
     let r = repo("race/tags");
     let (config, layer) = (blob("config", "k/config"), blob("layer", "k/layer"));
-    store.blobs.commit_blob(&r, &config, None).await.unwrap();
-    store.blobs.commit_blob(&r, &layer, None).await.unwrap();
+    store
+        .blobs
+        .commit_blob(&r, &config, None, &[])
+        .await
+        .unwrap();
+    store
+        .blobs
+        .commit_blob(&r, &layer, None, &[])
+        .await
+        .unwrap();
     let manifests: Vec<_> = (0..RACERS)
         .map(|i| manifest(&format!("build-{i}"), &[&config, &layer], Some("latest")))
         .collect();
     let results = race(|i| {
         let (store, r, m) = (store.clone(), r.clone(), manifests[i].clone());
-        async move { store.manifests.put_manifest(&r, &m).await }
+        async move { store.manifests.put_manifest(&r, &m, &[]).await }
     })
     .await;
     for res in results {
@@ -122,11 +130,15 @@ pub async fn race_tag_push(store: Store) {
 pub async fn race_same_manifest_many_tags(store: Store) {
     let r = repo("race/same");
     let layer = blob("layer", "k/layer");
-    store.blobs.commit_blob(&r, &layer, None).await.unwrap();
+    store
+        .blobs
+        .commit_blob(&r, &layer, None, &[])
+        .await
+        .unwrap();
     let results = race(|i| {
         let (store, r) = (store.clone(), r.clone());
         let m = manifest("one", &[&layer], Some(&format!("t{i:02}")));
-        async move { store.manifests.put_manifest(&r, &m).await }
+        async move { store.manifests.put_manifest(&r, &m, &[]).await }
     })
     .await;
     for res in results {
@@ -221,14 +233,22 @@ pub async fn race_put_against_unlink(store: Store) {
     let r = repo("race/unlink");
     for round in 0..30 {
         let (config, layer) = (blob("config", "k/c"), blob(&format!("layer{round}"), "k/l"));
-        store.blobs.commit_blob(&r, &config, None).await.unwrap();
-        store.blobs.commit_blob(&r, &layer, None).await.unwrap();
+        store
+            .blobs
+            .commit_blob(&r, &config, None, &[])
+            .await
+            .unwrap();
+        store
+            .blobs
+            .commit_blob(&r, &layer, None, &[])
+            .await
+            .unwrap();
         let m = manifest(&format!("m{round}"), &[&config, &layer], Some("t"));
         let results = race(|i| {
             let (store, r, m, d) = (store.clone(), r.clone(), m.clone(), layer.digest.clone());
             async move {
                 if i == 0 {
-                    let unlinked = store.blobs.unlink_blob(&r, &d).await?;
+                    let unlinked = store.blobs.unlink_blob(&r, &d, &[]).await?;
                     let visible = store
                         .manifests
                         .manifest_by_digest(&r, &m.record.digest)
@@ -237,7 +257,7 @@ pub async fn race_put_against_unlink(store: Store) {
                 } else {
                     store
                         .manifests
-                        .put_manifest(&r, &m)
+                        .put_manifest(&r, &m, &[])
                         .await
                         .map(|p| (Some(p), None))
                 }
@@ -279,9 +299,13 @@ pub async fn race_put_against_unlink(store: Store) {
 pub async fn race_put_against_delete_manifest(store: Store) {
     let r = repo("race/delete");
     let layer = blob("layer", "k/l");
-    store.blobs.commit_blob(&r, &layer, None).await.unwrap();
+    store
+        .blobs
+        .commit_blob(&r, &layer, None, &[])
+        .await
+        .unwrap();
     let m = manifest("m", &[&layer], None);
-    store.manifests.put_manifest(&r, &m).await.unwrap();
+    store.manifests.put_manifest(&r, &m, &[]).await.unwrap();
     for round in 0..8 {
         let results = race(|i| {
             let (store, r) = (store.clone(), r.clone());
@@ -290,13 +314,17 @@ pub async fn race_put_against_delete_manifest(store: Store) {
                 if i % 4 == 0 {
                     store
                         .manifests
-                        .delete_manifest(&r, &tagged.record.digest)
+                        .delete_manifest(&r, &tagged.record.digest, &[])
                         .await
                         .map(|_| ())
                 } else {
-                    store.manifests.put_manifest(&r, &tagged).await.map(|p| {
-                        assert_eq!(p, PutManifestOutcome::Stored);
-                    })
+                    store
+                        .manifests
+                        .put_manifest(&r, &tagged, &[])
+                        .await
+                        .map(|p| {
+                            assert_eq!(p, PutManifestOutcome::Stored);
+                        })
                 }
             }
         })
@@ -337,7 +365,7 @@ pub async fn race_index_against_child_delete(store: Store) {
     let r = repo("race/index");
     for round in 0..8 {
         let child = manifest(&format!("child{round}"), &[], None);
-        store.manifests.put_manifest(&r, &child).await.unwrap();
+        store.manifests.put_manifest(&r, &child, &[]).await.unwrap();
         let idx = index(
             &format!("idx{round}"),
             &[&child.record.digest],
@@ -348,9 +376,13 @@ pub async fn race_index_against_child_delete(store: Store) {
             let d = child.record.digest.clone();
             async move {
                 if i == 0 {
-                    store.manifests.delete_manifest(&r, &d).await.map(|_| None)
+                    store
+                        .manifests
+                        .delete_manifest(&r, &d, &[])
+                        .await
+                        .map(|_| None)
                 } else {
-                    store.manifests.put_manifest(&r, &idx).await.map(Some)
+                    store.manifests.put_manifest(&r, &idx, &[]).await.map(Some)
                 }
             }
         })

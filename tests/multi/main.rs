@@ -16,6 +16,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod huge;
+mod notify;
+#[path = "../common/receiver.rs"]
+mod receiver;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -39,6 +42,8 @@ struct Cluster {
     client: reqwest::Client,
     server_url: String,
     database: String,
+    /// The instances' configuration file.
+    config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -118,36 +123,73 @@ impl Cluster {
             client: reqwest::Client::new(),
             server_url,
             database,
+            config,
             _dir: dir,
         };
         for _ in 0..n {
             let port = free_port();
-            let child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-                .args(["serve", "--config"])
-                .arg(&config)
-                .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
-                .env_remove("AWS_CA_BUNDLE")
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("spawn wharf");
-            cluster.instances.push(Some(child));
+            cluster.instances.push(Some(cluster.spawn(port)));
             cluster.urls.push(format!("http://127.0.0.1:{port}"));
         }
-        for url in &cluster.urls {
-            let mut ready = false;
-            for _ in 0..200 {
-                if let Ok(r) = cluster.client.get(format!("{url}/v2/")).send().await {
-                    ready = r.status() == 200;
-                    if ready {
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            assert!(ready, "instance {url} did not come up");
+        for i in 0..n {
+            cluster.wait_ready(i).await;
         }
         cluster
+    }
+
+    fn spawn(&self, port: u16) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env_remove("AWS_CA_BUNDLE")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn wharf")
+    }
+
+    async fn wait_ready(&self, i: usize) {
+        let url = &self.urls[i];
+        for _ in 0..400 {
+            if let Ok(r) = self.client.get(format!("{url}/v2/")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("instance {url} did not come up");
+    }
+
+    /// Starts instance `i` again (after [`Cluster::kill`]) on its port.
+    async fn restart(&mut self, i: usize) {
+        let port: u16 = self.urls[i].rsplit(':').next().unwrap().parse().unwrap();
+        if self.instances[i].is_none() {
+            self.instances[i] = Some(self.spawn(port));
+        }
+        self.wait_ready(i).await;
+    }
+
+    /// Runs `wharf ARGS… --config <the instances' file>`; returns stdout's lines.
+    fn cli(&self, args: &[&str]) -> Vec<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("run wharf");
+        assert!(
+            out.status.success(),
+            "wharf {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     fn url(&self, i: usize) -> &str {

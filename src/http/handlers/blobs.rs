@@ -5,7 +5,7 @@ use actix_web::http::header::{ACCEPT_RANGES, CONTENT_RANGE, CONTENT_TYPE, LOCATI
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::TryStreamExt;
 
-use super::{repo_name, segment};
+use super::{repo_name, request_context, segment};
 use crate::http::error::ApiResult;
 use crate::http::headers;
 use crate::http::AppState;
@@ -42,7 +42,13 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Http
     let client = state.clients.of(&req);
     let content = match state
         .registry
-        .locate_blob(&repo, &digest, range, client)
+        .locate_blob(
+            &repo,
+            &digest,
+            range,
+            client,
+            &request_context(&req, &state),
+        )
         .await?
     {
         // The store answers the client's `Range` itself; no Content-Length of the blob's.
@@ -82,6 +88,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Http
 pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
     let digest = digest(&req)?;
-    state.registry.delete_blob(&repo, &digest).await?;
+    let ctx = request_context(&req, &state);
+    state.registry.delete_blob(&repo, &digest, &ctx).await?;
     Ok(HttpResponse::Accepted().finish())
 }

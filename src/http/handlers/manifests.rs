@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::json;
 
-use super::{repo_name, segment};
+use super::{repo_name, request_context, segment};
 use crate::http::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::headers::{self, param};
 use crate::http::AppState;
@@ -33,7 +33,8 @@ fn lookup_reference(req: &HttpRequest) -> ApiResult<Reference> {
 async fn fetch(req: &HttpRequest, state: &AppState) -> ApiResult<ManifestRecord> {
     let repo = repo_name(req)?;
     let reference = lookup_reference(req)?;
-    Ok(state.registry.get_manifest(&repo, &reference).await?)
+    let ctx = request_context(req, state);
+    Ok(state.registry.get_manifest(&repo, &reference, &ctx).await?)
 }
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
@@ -96,6 +97,7 @@ pub async fn put(
             &extra_tags,
             content_type.as_deref(),
             body,
+            &request_context(&req, &state),
         )
         .await?;
     crate::telemetry::metrics().manifests_pushed.inc();
@@ -119,7 +121,11 @@ pub async fn put(
 pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let repo = repo_name(&req)?;
     let reference = lookup_reference(&req)?;
-    state.registry.delete_manifest(&repo, &reference).await?;
+    let ctx = request_context(&req, &state);
+    state
+        .registry
+        .delete_manifest(&repo, &reference, &ctx)
+        .await?;
     Ok(HttpResponse::Accepted().finish())
 }
 

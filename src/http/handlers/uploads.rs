@@ -4,7 +4,7 @@
 use actix_web::http::header::{HeaderName, LOCATION, RANGE};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 
-use super::{repo_name, segment};
+use super::{repo_name, request_context, segment};
 use crate::http::error::{upload_range, ApiError, ApiResult};
 use crate::http::headers::{self, param};
 use crate::http::AppState;
@@ -68,6 +68,7 @@ pub async fn start(
     let registry = &state.registry;
 
     let mount_denied = req.extensions().get::<crate::auth::MountDenied>().is_some();
+    let ctx = request_context(&req, &state);
     if let Some(mount) = param(&params, "mount") {
         // A mount that cannot be done, malformed arguments included, falls back to an
         // ordinary upload session (the spec's SHOULD; clients then push the blob).
@@ -77,7 +78,10 @@ pub async fn start(
         if let (Some(digest), None | Some(Ok(_)), false) = (&digest, &from, mount_denied) {
             let from = from.and_then(|f| f.ok());
             return Ok(
-                match registry.mount_blob(&repo, digest, from.as_ref()).await? {
+                match registry
+                    .mount_blob(&repo, digest, from.as_ref(), &ctx)
+                    .await?
+                {
                     MountOutcome::Mounted(blob) => created(&repo, &blob),
                     MountOutcome::Started(status) => in_progress(&state, &status),
                 },
@@ -89,7 +93,9 @@ pub async fn start(
     }
     if let Some(d) = param(&params, "digest") {
         let digest = parse_digest(d)?;
-        let blob = registry.upload_monolithic(&repo, &digest, body).await?;
+        let blob = registry
+            .upload_monolithic(&repo, &digest, body, &ctx)
+            .await?;
         crate::telemetry::metrics().blobs_committed.inc();
         return Ok(created(&repo, &blob));
     }
@@ -148,7 +154,14 @@ pub async fn finish(
     let range = headers::chunk_range(req.headers())?;
     let blob = state
         .registry
-        .finish_upload(&repo, id, &digest, range, body)
+        .finish_upload(
+            &repo,
+            id,
+            &digest,
+            range,
+            body,
+            &request_context(&req, &state),
+        )
         .await
         .map_err(|e| with_session(&repo, id, e))?;
     crate::telemetry::metrics().blobs_committed.inc();

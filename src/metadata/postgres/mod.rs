@@ -36,9 +36,11 @@ use super::{
     UploadStore,
 };
 use crate::types::{
-    BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
+    BlobRecord, ChunkRecord, Digest, EventRecord, ManifestRecord, ReferrerRecord, RepoName, Tag,
+    UploadRecord,
 };
 
+mod events;
 mod gc;
 mod writes;
 
@@ -194,9 +196,10 @@ impl BlobIndex for PostgresStore {
         repo: &RepoName,
         blob: &BlobRecord,
         upload_id: Option<&str>,
+        events: &[EventRecord],
     ) -> Result<BlobCommit> {
         retry("commit_blob", || {
-            writes::commit_blob(&self.pool, repo, blob, upload_id)
+            writes::commit_blob(&self.pool, repo, blob, upload_id, events)
         })
         .await
     }
@@ -209,19 +212,43 @@ impl BlobIndex for PostgresStore {
         queries::any_blob(&self.pool, digest).await
     }
 
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        retry("link_blob", || writes::link_blob(&self.pool, repo, digest)).await
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool> {
+        retry("link_blob", || {
+            writes::link_blob(&self.pool, repo, digest, events)
+        })
+        .await
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        retry("unlink_blob", || queries::unlink(&self.pool, repo, digest)).await
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool> {
+        retry("unlink_blob", || {
+            writes::unlink_blob(&self.pool, repo, digest, events)
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl ManifestStore for PostgresStore {
-    async fn put_manifest(&self, repo: &RepoName, m: &NewManifest) -> Result<PutManifestOutcome> {
-        retry("put_manifest", || writes::put_manifest(&self.pool, repo, m)).await
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        m: &NewManifest,
+        events: &[EventRecord],
+    ) -> Result<PutManifestOutcome> {
+        retry("put_manifest", || {
+            writes::put_manifest(&self.pool, repo, m, events)
+        })
+        .await
     }
 
     async fn manifest_by_digest(
@@ -237,15 +264,23 @@ impl ManifestStore for PostgresStore {
     }
 
     /// The cascade locks tag rows a concurrent push may hold: a deadlock is retried.
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool> {
         retry("delete_manifest", || {
-            queries::delete_manifest(&self.pool, repo, digest)
+            writes::delete_manifest(&self.pool, repo, digest, events)
         })
         .await
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        retry("delete_tag", || queries::delete_tag(&self.pool, repo, tag)).await
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventRecord]) -> Result<bool> {
+        retry("delete_tag", || {
+            writes::delete_tag(&self.pool, repo, tag, events)
+        })
+        .await
     }
 
     async fn list_tags(

@@ -24,7 +24,20 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use super::{gc_sql, queries};
 use crate::metadata::{BlobCommit, MetadataError, NewManifest, PutManifestOutcome, Result};
-use crate::types::{BlobRecord, Digest, RepoName};
+use crate::types::{BlobRecord, Digest, EventRecord, RepoName, Tag};
+
+/// Writes a change's events to the outbox, as the transaction's last statements, if
+/// it changed something (see `metadata::events` on the order and the stream lock).
+async fn append_events_if(
+    tx: &mut Transaction<'static, Postgres>,
+    changed: bool,
+    events: &[EventRecord],
+) -> Result<()> {
+    if changed && !events.is_empty() {
+        super::events::queries::append_events(tx, events).await?;
+    }
+    Ok(())
+}
 
 /// A transaction at READ COMMITTED, asked for explicitly so a server-wide default
 /// cannot change it.
@@ -52,6 +65,7 @@ pub(super) async fn commit_blob(
     repo: &RepoName,
     blob: &BlobRecord,
     upload_id: Option<&str>,
+    events: &[EventRecord],
 ) -> Result<BlobCommit> {
     let mut tx = begin(pool).await?;
     // First: wait for a GC pass deciding this digest's fate, and push its review back.
@@ -74,6 +88,7 @@ pub(super) async fn commit_blob(
     // The link's foreign key locks the blob's row (KEY SHARE): had GC deleted it since
     // the read above, this fails and the whole commit is retried.
     queries::link(&mut *tx, repo_id, &blob.digest).await?;
+    append_events_if(&mut tx, true, events).await?;
     tx.commit().await?;
     Ok(BlobCommit {
         blob: stored,
@@ -83,7 +98,12 @@ pub(super) async fn commit_blob(
 
 /// Links an existing blob into `repo`; false if no such blob. Blob records are never
 /// deleted while linked; the link's foreign key checks it again at insert time.
-pub(super) async fn link_blob(pool: &PgPool, repo: &RepoName, digest: &Digest) -> Result<bool> {
+pub(super) async fn link_blob(
+    pool: &PgPool,
+    repo: &RepoName,
+    digest: &Digest,
+    events: &[EventRecord],
+) -> Result<bool> {
     let mut tx = begin(pool).await?;
     gc_sql::touch_blob(&mut tx, digest).await?;
     if queries::blob(&mut *tx, digest).await?.is_none() {
@@ -91,8 +111,51 @@ pub(super) async fn link_blob(pool: &PgPool, repo: &RepoName, digest: &Digest) -
     }
     let repo_id = queries::ensure_repository(&mut tx, repo.as_str()).await?;
     queries::link(&mut *tx, repo_id, digest).await?;
+    append_events_if(&mut tx, true, events).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Removes a blob's link, with its events.
+pub(super) async fn unlink_blob(
+    pool: &PgPool,
+    repo: &RepoName,
+    digest: &Digest,
+    events: &[EventRecord],
+) -> Result<bool> {
+    let mut tx = begin(pool).await?;
+    let done = queries::unlink(&mut *tx, repo, digest).await?;
+    append_events_if(&mut tx, done, events).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Deletes a manifest (its tags and references cascade), with its events.
+pub(super) async fn delete_manifest(
+    pool: &PgPool,
+    repo: &RepoName,
+    digest: &Digest,
+    events: &[EventRecord],
+) -> Result<bool> {
+    let mut tx = begin(pool).await?;
+    let done = queries::delete_manifest(&mut *tx, repo, digest).await?;
+    append_events_if(&mut tx, done, events).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// Deletes a tag, with its events.
+pub(super) async fn delete_tag(
+    pool: &PgPool,
+    repo: &RepoName,
+    tag: &Tag,
+    events: &[EventRecord],
+) -> Result<bool> {
+    let mut tx = begin(pool).await?;
+    let done = queries::delete_tag(&mut *tx, repo, tag).await?;
+    append_events_if(&mut tx, done, events).await?;
+    tx.commit().await?;
+    Ok(done)
 }
 
 /// Of `required`, the first not present among `table`'s rows of the repository,
@@ -125,6 +188,7 @@ pub(super) async fn put_manifest(
     pool: &PgPool,
     repo: &RepoName,
     m: &NewManifest,
+    events: &[EventRecord],
 ) -> Result<PutManifestOutcome> {
     let mut tx = begin(pool).await?;
     let has_children = !(m.blobs.is_empty() && m.manifests.is_empty());
@@ -185,6 +249,7 @@ pub(super) async fn put_manifest(
     for tag in &m.tags {
         queries::upsert_tag(&mut *tx, repo_id, tag, &r.digest, now).await?;
     }
+    append_events_if(&mut tx, true, events).await?;
     tx.commit().await?;
     Ok(PutManifestOutcome::Stored)
 }

@@ -24,9 +24,11 @@ use super::{
     UploadStore,
 };
 use crate::types::{
-    BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
+    BlobRecord, ChunkRecord, Digest, EventRecord, ManifestRecord, ReferrerRecord, RepoName, Tag,
+    UploadRecord,
 };
 
+mod events;
 mod gc;
 mod group_commit;
 mod lock;
@@ -173,8 +175,9 @@ impl BlobIndex for SqliteStore {
         repo: &RepoName,
         blob: &BlobRecord,
         upload_id: Option<&str>,
+        events: &[EventRecord],
     ) -> Result<BlobCommit> {
-        writes::commit_blob(&self.writer, repo, blob, upload_id).await
+        writes::commit_blob(&self.writer, repo, blob, upload_id, events).await
     }
 
     async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobRecord>> {
@@ -185,22 +188,43 @@ impl BlobIndex for SqliteStore {
         queries::any_blob(&self.reader, digest).await
     }
 
-    async fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        writes::link_blob(&self.writer, repo, digest).await
+    async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool> {
+        writes::link_blob(&self.writer, repo, digest, events).await
     }
 
-    async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repo.clone(), digest.clone());
+    async fn unlink_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool> {
+        let (repo, digest, events) = (repo.clone(), digest.clone(), events.to_vec());
         self.writer
-            .write(move |conn| Box::pin(async move { queries::unlink(conn, &repo, &digest).await }))
+            .write(move |conn| {
+                Box::pin(async move {
+                    let done = queries::unlink(&mut *conn, &repo, &digest).await?;
+                    writes::append_events_if(conn, done, &events).await?;
+                    Ok(done)
+                })
+            })
             .await
     }
 }
 
 #[async_trait]
 impl ManifestStore for SqliteStore {
-    async fn put_manifest(&self, repo: &RepoName, m: &NewManifest) -> Result<PutManifestOutcome> {
-        writes::put_manifest(&self.writer, repo, m).await
+    async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        m: &NewManifest,
+        events: &[EventRecord],
+    ) -> Result<PutManifestOutcome> {
+        writes::put_manifest(&self.writer, repo, m, events).await
     }
 
     async fn manifest_by_digest(
@@ -215,20 +239,33 @@ impl ManifestStore for SqliteStore {
         queries::manifest_by_tag(&self.reader, repo, tag).await
     }
 
-    async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
-        let (repo, digest) = (repo.clone(), digest.clone());
+    async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        events: &[EventRecord],
+    ) -> Result<bool> {
+        let (repo, digest, events) = (repo.clone(), digest.clone(), events.to_vec());
         self.writer
             .write(move |conn| {
-                Box::pin(async move { queries::delete_manifest(conn, &repo, &digest).await })
+                Box::pin(async move {
+                    let done = queries::delete_manifest(&mut *conn, &repo, &digest).await?;
+                    writes::append_events_if(conn, done, &events).await?;
+                    Ok(done)
+                })
             })
             .await
     }
 
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let (repo, tag) = (repo.clone(), tag.clone());
+    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventRecord]) -> Result<bool> {
+        let (repo, tag, events) = (repo.clone(), tag.clone(), events.to_vec());
         self.writer
             .write(move |conn| {
-                Box::pin(async move { queries::delete_tag(conn, &repo, &tag).await })
+                Box::pin(async move {
+                    let done = queries::delete_tag(&mut *conn, &repo, &tag).await?;
+                    writes::append_events_if(conn, done, &events).await?;
+                    Ok(done)
+                })
             })
             .await
     }

@@ -7,7 +7,19 @@ use sqlx::SqliteConnection;
 use super::group_commit::GroupCommitter;
 use super::{gc_sql, queries};
 use crate::metadata::{BlobCommit, MetadataError, NewManifest, PutManifestOutcome, Result};
-use crate::types::{BlobRecord, Digest, RepoName};
+use crate::types::{BlobRecord, Digest, EventRecord, RepoName};
+
+/// Writes a change's events to the outbox, in its job, if it changed something.
+pub(super) async fn append_events_if(
+    conn: &mut SqliteConnection,
+    changed: bool,
+    events: &[EventRecord],
+) -> Result<()> {
+    if changed && !events.is_empty() {
+        super::events::queries::append_events(conn, events).await?;
+    }
+    Ok(())
+}
 
 /// The first referenced child that is not in the repository `repo_id`.
 async fn first_missing_child(
@@ -39,6 +51,7 @@ async fn put_manifest_job(
     conn: &mut SqliteConnection,
     repo: &RepoName,
     m: &NewManifest,
+    events: &[EventRecord],
 ) -> Result<PutManifestOutcome> {
     // Children are checked before the repository is created, so a refused manifest
     // leaves no trace (not even a new, empty repository).
@@ -81,6 +94,7 @@ async fn put_manifest_job(
     for tag in &m.tags {
         queries::upsert_tag(&mut *conn, repo_id, tag, &r.digest, now).await?;
     }
+    append_events_if(conn, true, events).await?;
     Ok(PutManifestOutcome::Stored)
 }
 
@@ -90,8 +104,10 @@ pub(super) async fn commit_blob(
     repo: &RepoName,
     blob: &BlobRecord,
     upload_id: Option<&str>,
+    events: &[EventRecord],
 ) -> Result<BlobCommit> {
     let (repo, blob, upload_id) = (repo.clone(), blob.clone(), upload_id.map(str::to_string));
+    let events = events.to_vec();
     writer
         .write(move |conn| {
             Box::pin(async move {
@@ -115,6 +131,7 @@ pub(super) async fn commit_blob(
                         })?
                 };
                 queries::link(&mut *conn, repo_id, &blob.digest).await?;
+                append_events_if(conn, true, &events).await?;
                 Ok(BlobCommit {
                     blob: stored,
                     stored_new: inserted,
@@ -129,8 +146,9 @@ pub(super) async fn link_blob(
     writer: &GroupCommitter,
     repo: &RepoName,
     digest: &Digest,
+    events: &[EventRecord],
 ) -> Result<bool> {
-    let (repo, digest) = (repo.clone(), digest.clone());
+    let (repo, digest, events) = (repo.clone(), digest.clone(), events.to_vec());
     writer
         .write(move |conn| {
             Box::pin(async move {
@@ -140,6 +158,7 @@ pub(super) async fn link_blob(
                 }
                 let repo_id = queries::ensure_repository(conn, repo.as_str()).await?;
                 queries::link(&mut *conn, repo_id, &digest).await?;
+                append_events_if(conn, true, &events).await?;
                 Ok(true)
             })
         })
@@ -151,9 +170,12 @@ pub(super) async fn put_manifest(
     writer: &GroupCommitter,
     repo: &RepoName,
     m: &NewManifest,
+    events: &[EventRecord],
 ) -> Result<PutManifestOutcome> {
-    let (repo, m) = (repo.clone(), m.clone());
+    let (repo, m, events) = (repo.clone(), m.clone(), events.to_vec());
     writer
-        .write(move |conn| Box::pin(async move { put_manifest_job(conn, &repo, &m).await }))
+        .write(move |conn| {
+            Box::pin(async move { put_manifest_job(conn, &repo, &m, &events).await })
+        })
         .await
 }

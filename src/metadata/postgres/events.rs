@@ -1,0 +1,159 @@
+//! The outbox on PostgreSQL (see `metadata::events`): each method is one READ
+//! COMMITTED transaction; claims lock the due cursors `FOR UPDATE SKIP LOCKED`, so
+//! the workers of every instance share the cursors without waiting on each other.
+
+use async_trait::async_trait;
+
+use super::{retry, PostgresStore};
+use crate::metadata::events::{
+    ClaimedCursor, DeadLetter, EndpointBacklog, EventStore, PendingEvent, ReplayFilter, StoredEvent,
+};
+use crate::metadata::Result;
+use crate::types::EventRecord;
+
+/// The shared outbox statements, for PostgreSQL.
+pub(super) mod queries {
+    crate::metadata::events::event_queries!(sqlx::PgConnection, "FOR UPDATE OF c SKIP LOCKED");
+}
+
+/// Runs `$body` (a future using the connection `$c`) in one READ COMMITTED
+/// transaction, retried when it loses a race.
+macro_rules! in_tx {
+    ($store:expr, $op:literal, |$c:ident| $body:expr) => {
+        retry($op, || async {
+            let mut tx = $store
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+                .await?;
+            let $c: &mut sqlx::PgConnection = &mut tx;
+            let out = $body.await?;
+            tx.commit().await?;
+            Ok(out)
+        })
+        .await
+    };
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    async fn append_events(&self, events: &[EventRecord]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        in_tx!(self, "append_events", |c| queries::append_events(c, events))
+    }
+
+    async fn register_endpoint(&self, endpoint: &str, now: i64) -> Result<()> {
+        in_tx!(self, "register_endpoint", |c| queries::register_endpoint(
+            c, endpoint, now
+        ))
+    }
+
+    async fn claim_cursors(
+        &self,
+        endpoint: &str,
+        token: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedCursor>> {
+        let mut conn = self.pool.acquire().await?;
+        if !queries::work_due(&mut conn, endpoint, now).await? {
+            return Ok(Vec::new());
+        }
+        drop(conn);
+        in_tx!(self, "claim_cursors", |c| queries::claim_cursors(
+            c,
+            endpoint,
+            token,
+            now,
+            lease_until,
+            limit,
+        ))
+    }
+
+    async fn events_after(
+        &self,
+        repository: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut conn = self.pool.acquire().await?;
+        queries::events_after(&mut conn, repository, after, limit).await
+    }
+
+    async fn complete_cursor(
+        &self,
+        endpoint: &str,
+        repository: &str,
+        token: &str,
+        delivered_id: i64,
+    ) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        queries::complete_cursor(&mut conn, endpoint, repository, token, delivered_id).await
+    }
+
+    async fn fail_cursor(
+        &self,
+        endpoint: &str,
+        repository: &str,
+        token: &str,
+        attempts: u32,
+        due_at: i64,
+        error: &str,
+    ) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        queries::fail_cursor(
+            &mut conn, endpoint, repository, token, attempts, due_at, error,
+        )
+        .await
+    }
+
+    async fn dead_letter(
+        &self,
+        endpoint: &str,
+        repository: &str,
+        token: &str,
+        events: &[StoredEvent],
+        attempts: u32,
+        error: &str,
+        now: i64,
+    ) -> Result<bool> {
+        in_tx!(self, "dead_letter", |c| queries::dead_letter(
+            c, endpoint, repository, token, events, attempts, error, now,
+        ))
+    }
+
+    async fn dead_letters(&self, endpoint: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>> {
+        let mut conn = self.pool.acquire().await?;
+        queries::dead_letters(&mut conn, endpoint, limit).await
+    }
+
+    async fn replay_dead_letters(&self, filter: &ReplayFilter) -> Result<u64> {
+        in_tx!(self, "replay_dead_letters", |c| {
+            queries::replay_dead_letters(c, filter)
+        })
+    }
+
+    async fn pending_events(
+        &self,
+        endpoint: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PendingEvent>> {
+        let mut conn = self.pool.acquire().await?;
+        queries::pending_events(&mut conn, endpoint, limit).await
+    }
+
+    async fn endpoint_backlog(&self, endpoint: &str) -> Result<EndpointBacklog> {
+        let mut conn = self.pool.acquire().await?;
+        queries::endpoint_backlog(&mut conn, endpoint).await
+    }
+
+    async fn prune_events(&self, stale_before: i64, limit: u32) -> Result<u64> {
+        in_tx!(self, "prune_events", |c| queries::prune_events(
+            c,
+            stale_before,
+            limit
+        ))
+    }
+}

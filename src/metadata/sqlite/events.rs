@@ -1,0 +1,180 @@
+//! The outbox on SQLite (see `metadata::events`): every write is a group-commit job on
+//! the one writer connection, so claims need no row locks (a lease UPDATE suffices:
+//! there is one process); reads of the delivery state go to the writer too, so a
+//! worker always sees its own last commit.
+
+use async_trait::async_trait;
+
+use super::SqliteStore;
+use crate::metadata::events::{
+    ClaimedCursor, DeadLetter, EndpointBacklog, EventStore, PendingEvent, ReplayFilter, StoredEvent,
+};
+use crate::metadata::Result;
+use crate::types::EventRecord;
+
+/// The shared outbox statements, for SQLite.
+pub(super) mod queries {
+    crate::metadata::events::event_queries!(sqlx::SqliteConnection, "");
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn append_events(&self, events: &[EventRecord]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events = events.to_vec();
+        self.writer
+            .write(move |conn| Box::pin(async move { queries::append_events(conn, &events).await }))
+            .await
+    }
+
+    async fn register_endpoint(&self, endpoint: &str, now: i64) -> Result<()> {
+        let endpoint = endpoint.to_string();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move { queries::register_endpoint(conn, &endpoint, now).await })
+            })
+            .await
+    }
+
+    async fn claim_cursors(
+        &self,
+        endpoint: &str,
+        token: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedCursor>> {
+        let mut conn = self.reader.acquire().await?;
+        if !queries::work_due(&mut conn, endpoint, now).await? {
+            return Ok(Vec::new());
+        }
+        drop(conn);
+        let (endpoint, token) = (endpoint.to_string(), token.to_string());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    queries::claim_cursors(conn, &endpoint, &token, now, lease_until, limit).await
+                })
+            })
+            .await
+    }
+
+    async fn events_after(
+        &self,
+        repository: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut conn = self.reader.acquire().await?;
+        queries::events_after(&mut conn, repository, after, limit).await
+    }
+
+    async fn complete_cursor(
+        &self,
+        endpoint: &str,
+        repository: &str,
+        token: &str,
+        delivered_id: i64,
+    ) -> Result<bool> {
+        let (e, r, t) = (
+            endpoint.to_string(),
+            repository.to_string(),
+            token.to_string(),
+        );
+        self.writer
+            .write(move |conn| {
+                Box::pin(
+                    async move { queries::complete_cursor(conn, &e, &r, &t, delivered_id).await },
+                )
+            })
+            .await
+    }
+
+    async fn fail_cursor(
+        &self,
+        endpoint: &str,
+        repository: &str,
+        token: &str,
+        attempts: u32,
+        due_at: i64,
+        error: &str,
+    ) -> Result<bool> {
+        let (e, r, t, err) = (
+            endpoint.to_string(),
+            repository.to_string(),
+            token.to_string(),
+            error.to_string(),
+        );
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    queries::fail_cursor(conn, &e, &r, &t, attempts, due_at, &err).await
+                })
+            })
+            .await
+    }
+
+    async fn dead_letter(
+        &self,
+        endpoint: &str,
+        repository: &str,
+        token: &str,
+        events: &[StoredEvent],
+        attempts: u32,
+        error: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let (e, r, t, err, list) = (
+            endpoint.to_string(),
+            repository.to_string(),
+            token.to_string(),
+            error.to_string(),
+            events.to_vec(),
+        );
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    queries::dead_letter(conn, &e, &r, &t, &list, attempts, &err, now).await
+                })
+            })
+            .await
+    }
+
+    async fn dead_letters(&self, endpoint: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>> {
+        let mut conn = self.reader.acquire().await?;
+        queries::dead_letters(&mut conn, endpoint, limit).await
+    }
+
+    async fn replay_dead_letters(&self, filter: &ReplayFilter) -> Result<u64> {
+        let filter = filter.clone();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move { queries::replay_dead_letters(conn, &filter).await })
+            })
+            .await
+    }
+
+    async fn pending_events(
+        &self,
+        endpoint: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PendingEvent>> {
+        let mut conn = self.reader.acquire().await?;
+        queries::pending_events(&mut conn, endpoint, limit).await
+    }
+
+    async fn endpoint_backlog(&self, endpoint: &str) -> Result<EndpointBacklog> {
+        let mut conn = self.reader.acquire().await?;
+        queries::endpoint_backlog(&mut conn, endpoint).await
+    }
+
+    async fn prune_events(&self, stale_before: i64, limit: u32) -> Result<u64> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move { queries::prune_events(conn, stale_before, limit).await })
+            })
+            .await
+    }
+}

@@ -1,0 +1,302 @@
+//! One delivery worker per enabled endpoint on every instance.
+//!
+//! A tick asks the outbox for due cursors of the endpoint (repositories with events it
+//! has not passed, not leased, not backing off), leases up to [`CLAIMS_PER_TICK`] of
+//! them and delivers one batch per cursor, at most [`CONCURRENCY`] at once. A batch is
+//! the cursor's next events in stream order, up to `maxbatch` that the endpoint wants
+//! (events its `ignore` rules or a replay for another endpoint exclude are passed over
+//! and count as done). Only a 2xx completes a batch; anything else records a failed
+//! attempt and the time of the next one:
+//!
+//! - attempts below `threshold` come back quickly (100 ms × attempts), as distribution
+//!   retries before it backs off;
+//! - from `threshold` on, `backoff × 2^(attempts − threshold)`, capped at
+//!   `maxbackoff`, with jitter (between half and all of it) so the instances of a
+//!   fleet do not retry in step;
+//! - after `maxattempts` attempts, or when the batch's oldest event is older than
+//!   `maxage`, the batch goes to the dead letters and the cursor moves on.
+//!
+//! The lease outlives the request (`timeout` × 2 + 10 s), so one batch of a cursor is
+//! in flight at a time and per-repository order holds across instances; an instance
+//! that dies mid-delivery loses its lease, and another instance sends the batch again
+//! (same event ids: at least once). Memory per endpoint is bounded by the claims and
+//! batches of one tick, whatever the backlog.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tracing::Instrument;
+
+use super::format;
+use super::metrics::metrics;
+use super::sign;
+use crate::config::EndpointConfig;
+use crate::metadata::{ClaimedCursor, EventStore, StoredEvent};
+
+/// Cursors leased per tick.
+pub const CLAIMS_PER_TICK: u32 = 32;
+/// Deliveries in flight per endpoint and instance.
+pub const CONCURRENCY: usize = 8;
+/// Pause when there was nothing to do.
+pub const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Pause after the outbox failed.
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// A worker's endpoint and what it sends with.
+pub struct Endpoint {
+    pub config: EndpointConfig,
+    client: reqwest::Client,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Endpoint {
+    pub fn new(config: EndpointConfig) -> Result<Endpoint, String> {
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout.0)
+            .connect_timeout(config.timeout.0)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .map_err(|e| format!("endpoint {}: HTTP client: {e}", config.name))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (name, values) in &config.headers {
+            for v in values {
+                let (Ok(n), Ok(v)) = (
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                    reqwest::header::HeaderValue::from_str(v),
+                ) else {
+                    return Err(format!("endpoint {}: bad header {name}", config.name));
+                };
+                headers.append(n, v);
+            }
+        }
+        Ok(Endpoint {
+            config,
+            client,
+            headers,
+        })
+    }
+
+    fn lease(&self) -> Duration {
+        self.config.timeout.0 * 2 + Duration::from_secs(10)
+    }
+
+    /// Whether this endpoint delivers `e` (its rules, and replays meant for others).
+    fn wants(&self, e: &StoredEvent) -> bool {
+        if e.endpoint.as_deref().is_some_and(|t| t != self.config.name) {
+            return false;
+        }
+        if !self.config.wants_action(e.record.action.as_str()) {
+            return false;
+        }
+        match e.record.media_type() {
+            Some(m) => !self.config.ignored_media_types().any(|i| i == m),
+            None => true,
+        }
+    }
+
+    /// The pause before attempt `attempts + 1` (see the module doc).
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
+        let threshold = u32::try_from(self.config.threshold).unwrap_or(u32::MAX);
+        if attempts < threshold {
+            return Duration::from_millis(100) * attempts;
+        }
+        let exp = (attempts - threshold).min(30);
+        let full = self
+            .config
+            .backoff
+            .0
+            .saturating_mul(1u32 << exp.min(20))
+            .min(self.config.maxbackoff.0);
+        let half = full / 2;
+        half + half.mul_f64(jitter())
+    }
+
+    /// Sends one request; Ok on a 2xx.
+    async fn post(&self, events: &[&crate::types::EventRecord]) -> Result<u16, String> {
+        let (body, content_type) = format::body(&self.config, events);
+        let mut req = self
+            .client
+            .post(&self.config.url)
+            .headers(self.headers.clone())
+            .header(reqwest::header::CONTENT_TYPE, content_type);
+        if let Some(secret) = &self.config.secret {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            req = req.header(
+                sign::HEADER,
+                sign::signature(secret.0.as_bytes(), now, &body),
+            );
+        }
+        let response = req.body(body).send().await.map_err(|e| {
+            if e.is_timeout() {
+                format!("timed out after {:?}", self.config.timeout.0)
+            } else {
+                format!("request failed: {e}")
+            }
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(status.as_u16())
+        } else {
+            Err(format!("answered {status}"))
+        }
+    }
+}
+
+/// A random number in [0, 1).
+fn jitter() -> f64 {
+    (uuid::Uuid::new_v4().as_u64_pair().0 >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Runs the endpoint's deliveries until the process ends.
+pub async fn run(endpoint: Arc<Endpoint>, store: Arc<dyn EventStore>) {
+    let name = endpoint.config.name.clone();
+    loop {
+        let now = crate::clock::now_ms();
+        let token = uuid::Uuid::new_v4().to_string();
+        let lease_until = now + i64::try_from(endpoint.lease().as_millis()).unwrap_or(i64::MAX);
+        let claimed = match store
+            .claim_cursors(&name, &token, now, lease_until, CLAIMS_PER_TICK)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(endpoint = %name, error = %e, "notifications: claiming failed");
+                tokio::time::sleep(ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            tokio::time::sleep(IDLE_POLL).await;
+            continue;
+        }
+        futures_util::stream::iter(claimed)
+            .for_each_concurrent(CONCURRENCY, |cursor| {
+                let (endpoint, store, token) = (endpoint.clone(), store.clone(), token.clone());
+                async move {
+                    if let Err(e) = deliver(&endpoint, store.as_ref(), &token, cursor).await {
+                        tracing::warn!(endpoint = %endpoint.config.name, error = %e,
+                            "notifications: recording a delivery failed");
+                    }
+                }
+            })
+            .await;
+    }
+}
+
+/// Delivers the next batch of one leased cursor and records the outcome.
+async fn deliver(
+    endpoint: &Endpoint,
+    store: &dyn EventStore,
+    token: &str,
+    cursor: ClaimedCursor,
+) -> crate::metadata::Result<()> {
+    let name = endpoint.config.name.as_str();
+    let maxbatch = usize::try_from(endpoint.config.maxbatch)
+        .unwrap_or(1)
+        .max(1);
+    let fetched = store
+        .events_after(
+            &cursor.repository,
+            cursor.delivered_id,
+            (maxbatch * 2) as u32,
+        )
+        .await?;
+    // The batch: a prefix of the stream holding up to `maxbatch` wanted events.
+    let mut upto = cursor.delivered_id;
+    let mut batch: Vec<&StoredEvent> = Vec::new();
+    for e in &fetched {
+        if endpoint.wants(e) {
+            if batch.len() == maxbatch {
+                break;
+            }
+            batch.push(e);
+        }
+        upto = e.seq;
+    }
+    if batch.is_empty() {
+        store
+            .complete_cursor(name, &cursor.repository, token, upto)
+            .await?;
+        return Ok(());
+    }
+    let records: Vec<&crate::types::EventRecord> = batch.iter().map(|e| &e.record).collect();
+    let request_ids: Vec<&str> = records
+        .iter()
+        .map(|r| r.request.id.as_str())
+        .filter(|id| !id.is_empty())
+        .collect();
+    let span = tracing::info_span!(
+        "notify.deliver",
+        endpoint = name,
+        repository = %cursor.repository,
+        events = batch.len(),
+        attempt = cursor.attempts + 1,
+        request_id = %request_ids.join(","),
+        otel.kind = "client",
+        http.status_code = tracing::field::Empty,
+        error = tracing::field::Empty,
+    );
+    let m = metrics();
+    if cursor.attempts > 0 {
+        m.retried
+            .with_label_values(&[name])
+            .inc_by(batch.len() as u64);
+    }
+    let outcome = endpoint.post(&records).instrument(span.clone()).await;
+    let now = crate::clock::now_ms();
+    match outcome {
+        Ok(status) => {
+            span.record("http.status_code", status);
+            m.delivered
+                .with_label_values(&[name])
+                .inc_by(batch.len() as u64);
+            let latency = m.latency.with_label_values(&[name]);
+            for e in &batch {
+                latency.observe((now - e.created_at).max(0) as f64 / 1000.0);
+            }
+            store
+                .complete_cursor(name, &cursor.repository, token, upto)
+                .await?;
+        }
+        Err(error) => {
+            span.record("error", error.as_str());
+            m.failures.with_label_values(&[name]).inc();
+            let attempts = cursor.attempts.saturating_add(1);
+            let oldest = batch.iter().map(|e| e.created_at).min().unwrap_or(now);
+            let too_old = now - oldest
+                > i64::try_from(endpoint.config.maxage.0.as_millis()).unwrap_or(i64::MAX);
+            let max = u32::try_from(endpoint.config.maxattempts).unwrap_or(u32::MAX);
+            if attempts >= max || too_old {
+                let owned: Vec<StoredEvent> = batch.iter().map(|e| (*e).clone()).collect();
+                if store
+                    .dead_letter(
+                        name,
+                        &cursor.repository,
+                        token,
+                        &owned,
+                        attempts,
+                        &error,
+                        now,
+                    )
+                    .await?
+                {
+                    m.dead.with_label_values(&[name]).inc_by(owned.len() as u64);
+                    tracing::warn!(endpoint = name, repository = %cursor.repository,
+                        events = owned.len(), attempts, %error, "notifications: events moved to the dead letters");
+                }
+            } else {
+                let delay = endpoint.retry_delay(attempts);
+                let due = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                tracing::debug!(endpoint = name, repository = %cursor.repository, attempts,
+                    %error, retry_in = ?delay, "notifications: delivery failed");
+                store
+                    .fail_cursor(name, &cursor.repository, token, attempts, due, &error)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,412 @@
+//! The notification outbox (`EventStore`) on each engine: events written with the
+//! changes they report (and only then), delivery cursors and their leases, failures,
+//! dead letters and replays, new endpoints starting from "now", pruning, and — the
+//! point of the stream lock — no event skipped by a consumer that races the writers.
+
+use std::collections::HashSet;
+
+use wharf::metadata::{PutManifestOutcome, ReplayFilter};
+use wharf::types::{EventAction, EventRecord, EventTarget, TargetKind};
+
+use crate::support::*;
+
+pub fn event(repository: &str, action: EventAction, tag: &str) -> EventRecord {
+    EventRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        timestamp_ms: wharf::clock::now_ms(),
+        action,
+        repository: repository.to_string(),
+        target: EventTarget {
+            kind: TargetKind::Manifest,
+            media_type: Some(OCI_MANIFEST.into()),
+            digest: None,
+            size: Some(1),
+            tag: Some(tag.to_string()),
+            from_repository: None,
+            references: Vec::new(),
+        },
+        request: Default::default(),
+        source: Default::default(),
+    }
+}
+
+const FAR: i64 = i64::MAX / 2;
+
+/// Claims, reads and completes everything due for `endpoint`; returns the event ids
+/// in delivery order.
+async fn drain(store: &Store, endpoint: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    loop {
+        let now = wharf::clock::now_ms();
+        let claimed = store
+            .events
+            .claim_cursors(endpoint, "t", now, now + 60_000, 100)
+            .await
+            .unwrap();
+        if claimed.is_empty() {
+            return out;
+        }
+        for c in claimed {
+            let events = store
+                .events
+                .events_after(&c.repository, c.delivered_id, 1000)
+                .await
+                .unwrap();
+            let mut last = c.delivered_id;
+            for e in &events {
+                if e.endpoint.as_deref().is_none_or(|t| t == endpoint) {
+                    out.push(e.record.id.clone());
+                }
+                last = e.seq;
+            }
+            assert!(store
+                .events
+                .complete_cursor(endpoint, &c.repository, "t", last)
+                .await
+                .unwrap());
+        }
+    }
+}
+
+pub async fn events_only_with_their_change(store: Store) {
+    store.events.register_endpoint("hook", 1).await.unwrap();
+    let r = repo("ev/change");
+    let b = blob("layer", "k/1");
+    let pushed = event("ev/change", EventAction::Push, "blob");
+    store
+        .blobs
+        .commit_blob(&r, &b, None, std::slice::from_ref(&pushed))
+        .await
+        .unwrap();
+    // A refused manifest, a missing tag, a missing link: no events.
+    let missing = blob("absent", "k/2");
+    let m = manifest("m", &[&missing], Some("v1"));
+    let refused = event("ev/change", EventAction::Push, "refused");
+    assert!(matches!(
+        store
+            .manifests
+            .put_manifest(&r, &m, &[refused])
+            .await
+            .unwrap(),
+        PutManifestOutcome::MissingChild(_)
+    ));
+    let gone = event("ev/change", EventAction::Delete, "gone");
+    assert!(!store
+        .manifests
+        .delete_tag(&r, &tag("nope"), std::slice::from_ref(&gone))
+        .await
+        .unwrap());
+    assert!(!store
+        .blobs
+        .unlink_blob(&r, &missing.digest, &[gone])
+        .await
+        .unwrap());
+    let m = manifest("m", &[&b], Some("v1"));
+    let stored = event("ev/change", EventAction::Push, "v1");
+    store
+        .manifests
+        .put_manifest(&r, &m, std::slice::from_ref(&stored))
+        .await
+        .unwrap();
+    let deleted = event("ev/change", EventAction::Delete, "v1");
+    assert!(store
+        .manifests
+        .delete_tag(&r, &tag("v1"), std::slice::from_ref(&deleted))
+        .await
+        .unwrap());
+    let pending = store
+        .events
+        .pending_events(Some("hook"), 100)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = pending.iter().map(|p| p.event.record.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [pushed.id.as_str(), stored.id.as_str(), deleted.id.as_str()]
+    );
+    assert_eq!(pending[0].event.record, pushed);
+    let backlog = store.events.endpoint_backlog("hook").await.unwrap();
+    assert_eq!(backlog.pending, 3);
+    assert!(backlog.oldest.is_some());
+    assert_eq!(
+        drain(&store, "hook").await,
+        [pushed.id.clone(), stored.id.clone(), deleted.id.clone()]
+    );
+    assert_eq!(
+        store.events.endpoint_backlog("hook").await.unwrap().pending,
+        0
+    );
+}
+
+pub async fn cursors_leases_and_failures(store: Store) {
+    store.events.register_endpoint("a", 1).await.unwrap();
+    store.events.register_endpoint("b", 1).await.unwrap();
+    let e1 = event("ev/one", EventAction::Push, "1");
+    let e2 = event("ev/one", EventAction::Push, "2");
+    let e3 = event("ev/two", EventAction::Pull, "1");
+    store
+        .events
+        .append_events(&[e1.clone(), e2.clone(), e3.clone()])
+        .await
+        .unwrap();
+    let now = wharf::clock::now_ms();
+    let claimed = store
+        .events
+        .claim_cursors("a", "x", now, now + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    // Leased: not claimable again, by this endpoint; the other endpoint has its own.
+    assert!(store
+        .events
+        .claim_cursors("a", "y", now, now + 60_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .events
+            .claim_cursors("b", "z", now, now + 60_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let one = claimed.iter().find(|c| c.repository == "ev/one").unwrap();
+    let events = store
+        .events
+        .events_after("ev/one", one.delivered_id, 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].record, e1);
+    assert!(events[0].seq < events[1].seq);
+    // A failure under another token changes nothing; under ours it sets the retry.
+    assert!(!store
+        .events
+        .fail_cursor("a", "ev/one", "y", 1, FAR, "no")
+        .await
+        .unwrap());
+    assert!(store
+        .events
+        .fail_cursor("a", "ev/one", "x", 1, now + 60_000, "boom")
+        .await
+        .unwrap());
+    let pending = store.events.pending_events(Some("a"), 10).await.unwrap();
+    let p = pending.iter().find(|p| p.event.record.id == e1.id).unwrap();
+    assert_eq!((p.attempts, p.last_error.as_deref()), (1, Some("boom")));
+    // Not due yet.
+    assert!(store
+        .events
+        .claim_cursors("a", "w", now + 1, now + 60_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = now + 60_001;
+    let again = store
+        .events
+        .claim_cursors("a", "v", later, later + 1000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.len(),
+        2,
+        "ev/one is due again and ev/two's lease has expired"
+    );
+    let one = again.iter().find(|c| c.repository == "ev/one").unwrap();
+    assert_eq!(one.attempts, 1);
+    // The expired lease's holder can no longer complete.
+    assert!(!store
+        .events
+        .complete_cursor("a", "ev/two", "x", i64::MAX)
+        .await
+        .unwrap());
+    assert!(store
+        .events
+        .complete_cursor("a", "ev/one", "v", events[1].seq)
+        .await
+        .unwrap());
+    let left = store.events.pending_events(Some("a"), 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event.record.id, e3.id);
+}
+
+pub async fn dead_letters_and_replay(store: Store) {
+    store.events.register_endpoint("a", 1).await.unwrap();
+    store.events.register_endpoint("b", 1).await.unwrap();
+    let e1 = event("ev/dead", EventAction::Push, "1");
+    let e2 = event("ev/dead", EventAction::Delete, "1");
+    store
+        .events
+        .append_events(&[e1.clone(), e2.clone()])
+        .await
+        .unwrap();
+    let now = wharf::clock::now_ms();
+    let c = store
+        .events
+        .claim_cursors("a", "x", now, now + 60_000, 10)
+        .await
+        .unwrap();
+    let events = store
+        .events
+        .events_after("ev/dead", c[0].delivered_id, 10)
+        .await
+        .unwrap();
+    assert!(store
+        .events
+        .dead_letter("a", "ev/dead", "x", &events, 7, "503", now)
+        .await
+        .unwrap());
+    let dead = store.events.dead_letters(None, 10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    assert_eq!((dead[0].endpoint.as_str(), dead[0].attempts), ("a", 7));
+    assert_eq!(dead[0].record, e1);
+    assert_eq!(dead[0].last_error, "503");
+    assert!(store
+        .events
+        .dead_letters(Some("b"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .events
+        .pending_events(Some("a"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // Replay one by id: pending again for "a" only, with the same record.
+    assert_eq!(
+        store
+            .events
+            .replay_dead_letters(&ReplayFilter::Event(e2.id.clone()))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.events.dead_letters(None, 10).await.unwrap().len(), 1);
+    let pending = store.events.pending_events(Some("a"), 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].event.record, e2);
+    assert_eq!(pending[0].event.endpoint.as_deref(), Some("a"));
+    assert_eq!(drain(&store, "a").await, std::slice::from_ref(&e2.id));
+    assert_eq!(drain(&store, "b").await, [e1.id.clone(), e2.id.clone()]);
+    assert_eq!(
+        store
+            .events
+            .replay_dead_letters(&ReplayFilter::Endpoint("a".into()))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(drain(&store, "a").await, std::slice::from_ref(&e1.id));
+    assert_eq!(
+        store
+            .events
+            .replay_dead_letters(&ReplayFilter::All)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+pub async fn new_endpoints_start_now_and_pruning(store: Store) {
+    store.events.register_endpoint("old", 1).await.unwrap();
+    let before = event("ev/prune", EventAction::Push, "1");
+    store
+        .events
+        .append_events(std::slice::from_ref(&before))
+        .await
+        .unwrap();
+    store.events.register_endpoint("new", 2).await.unwrap();
+    let after = event("ev/prune", EventAction::Push, "2");
+    store
+        .events
+        .append_events(std::slice::from_ref(&after))
+        .await
+        .unwrap();
+    assert_eq!(drain(&store, "new").await, std::slice::from_ref(&after.id));
+    // "old" holds both back from pruning.
+    let now = wharf::clock::now_ms();
+    assert_eq!(store.events.prune_events(0, 100).await.unwrap(), 0);
+    assert_eq!(
+        drain(&store, "old").await,
+        [before.id.clone(), after.id.clone()]
+    );
+    assert_eq!(store.events.prune_events(0, 100).await.unwrap(), 2);
+    // The stream is gone with its events; a new event is delivered to both.
+    let third = event("ev/prune", EventAction::Push, "3");
+    store
+        .events
+        .append_events(std::slice::from_ref(&third))
+        .await
+        .unwrap();
+    assert_eq!(drain(&store, "old").await, std::slice::from_ref(&third.id));
+    // Endpoints not served since `stale_before` are forgotten and hold nothing back.
+    store
+        .events
+        .register_endpoint("old", now + 10)
+        .await
+        .unwrap();
+    assert_eq!(store.events.prune_events(now + 5, 100).await.unwrap(), 1);
+    assert!(store
+        .events
+        .pending_events(None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Writers append to a few repositories while a consumer drains: the stream lock keeps
+/// every repository's ids in commit order, so no event is ever passed over.
+pub async fn racing_consumer_misses_nothing(store: Store) {
+    store.events.register_endpoint("c", 1).await.unwrap();
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..20 {
+                    let repo_name = format!("ev/race{}", i % 3);
+                    let e = event(&repo_name, EventAction::Push, &format!("w{w}-{i}"));
+                    ids.push(e.id.clone());
+                    if i % 2 == 0 {
+                        // Through a write method: the events with a change.
+                        let b = blob(&format!("w{w}-{i}"), &format!("k/{w}/{i}"));
+                        store
+                            .blobs
+                            .commit_blob(&repo(&repo_name), &b, None, &[e])
+                            .await
+                            .unwrap();
+                    } else {
+                        store.events.append_events(&[e]).await.unwrap();
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+    let consumer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..400 {
+                seen.extend(drain(&store, "c").await);
+                tokio::task::yield_now().await;
+            }
+            seen
+        })
+    };
+    let mut written = HashSet::new();
+    for w in writers {
+        written.extend(w.await.unwrap());
+    }
+    let mut seen = consumer.await.unwrap();
+    seen.extend(drain(&store, "c").await);
+    let unique: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        seen.len(),
+        "each event once (one consumer, no failures)"
+    );
+    assert_eq!(unique, written, "every written event consumed");
+}
