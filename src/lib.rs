@@ -10,6 +10,7 @@ pub mod config;
 pub mod http;
 pub mod maintenance;
 pub mod metadata;
+pub mod proxy;
 pub mod redirect;
 pub mod registry;
 pub mod server;

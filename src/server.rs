@@ -28,6 +28,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("pull-through cache: {0}")]
+    Proxy(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -81,7 +83,16 @@ pub async fn registry(config: &Config) -> Result<Registry, StartError> {
             .url_patterns(&config.validation.manifests.urls.deny),
         ..RegistryOptions::default()
     };
-    Ok(Registry::new(meta, blobs, redirector, options))
+    let registry = Registry::new(meta, blobs, redirector, options);
+    // The pull-through cache (`proxy`), with its background sweeps.
+    match crate::proxy::Proxy::from_config(config).map_err(StartError::Proxy)? {
+        Some(proxy) => {
+            let registry = registry.with_mirror(proxy.clone());
+            proxy.spawn_background(registry.clone());
+            Ok(registry)
+        }
+        None => Ok(registry),
+    }
 }
 
 /// Starts the HTTP server on `listener` (already bound, so tests can use port 0).

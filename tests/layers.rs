@@ -40,6 +40,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("maintenance", &["types", "config", "registry", "telemetry"]),
     (
+        "proxy",
+        &[
+            "types",
+            "clock",
+            "config",
+            "metadata",
+            "blobs",
+            "registry",
+            "telemetry",
+        ],
+    ),
+    (
         "http",
         &[
             "types",
@@ -63,6 +75,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "auth",
             "registry",
             "maintenance",
+            "proxy",
             "http",
             "telemetry",
         ],

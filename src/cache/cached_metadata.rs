@@ -102,6 +102,7 @@ impl CachedMetadata {
             blobs: cached.clone(),
             manifests: cached,
             repositories: meta.repositories,
+            mirror: meta.mirror,
         }
     }
 

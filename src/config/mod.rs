@@ -16,6 +16,7 @@ mod env;
 mod http;
 mod maintenance;
 mod middleware;
+mod proxy;
 mod storage;
 mod validation;
 
@@ -26,6 +27,7 @@ pub use duration::ConfigDuration;
 pub use http::{HttpConfig, LogConfig};
 pub use maintenance::{MaintenanceConfig, ReadOnlyConfig, UploadPurgingConfig};
 pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
+pub use proxy::{ByteSize, Password, ProxyConfig, Upstream, UpstreamConfig};
 pub use storage::{StorageConfig, StorageDriver};
 pub use validation::ValidationConfig;
 
@@ -107,6 +109,9 @@ pub struct Config {
     pub middleware: MiddlewareConfig,
     #[serde(default)]
     pub validation: ValidationConfig,
+    /// The pull-through cache (`proxy`).
+    #[serde(default)]
+    pub proxy: ProxyConfig,
 }
 
 impl Config {
@@ -161,6 +166,7 @@ impl Config {
         self.auth.validate()?;
         self.validation.validate()?;
         self.middleware.validate(self.storage.s3.is_some())?;
+        self.proxy.validate()?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")

@@ -23,6 +23,8 @@ use crate::types::{
     BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
 };
 
+pub mod mirror;
+mod mirror_queries;
 pub mod postgres;
 mod queries;
 mod rows;
@@ -198,18 +200,21 @@ pub struct Metadata {
     pub blobs: Arc<dyn BlobIndex>,
     pub manifests: Arc<dyn ManifestStore>,
     pub repositories: Arc<dyn RepositoryStore>,
+    /// The pull-through cache's state (`mirror`).
+    pub mirror: Arc<dyn mirror::MirrorStore>,
 }
 
 impl Metadata {
     /// Every aggregate served by one engine.
     pub fn from_engine<S>(store: Arc<S>) -> Metadata
     where
-        S: UploadStore + BlobIndex + ManifestStore + RepositoryStore,
+        S: UploadStore + BlobIndex + ManifestStore + RepositoryStore + mirror::MirrorStore,
     {
         Metadata {
             uploads: store.clone(),
             blobs: store.clone(),
             manifests: store.clone(),
+            mirror: store.clone(),
             repositories: store,
         }
     }

@@ -40,7 +40,14 @@ impl Registry {
         range: Option<ByteRange>,
         client: Option<IpAddr>,
     ) -> Result<BlobLocation> {
-        let blob = self.stat_blob(repo, digest).await?;
+        let Some(blob) = self.local_blob(repo, digest).await? else {
+            // Not in the store: a mirrored repository streams it while it is fetched.
+            return self
+                .mirror_open_blob(repo, digest, range)
+                .await
+                .map(BlobLocation::Stream);
+        };
+        self.mirror_pulled(repo, digest, false);
         let resolved = range.map(|r| r.resolve(blob.size)).transpose()?;
         if let (Some(redirector), true) = (&self.redirector, blob.size > 0) {
             let suffix = range.is_some_and(|r| r.is_suffix());
@@ -57,13 +64,12 @@ impl Registry {
             .map(BlobLocation::Stream)
     }
 
-    /// The blob's record if it is in `repo`.
+    /// The blob's record if it is in `repo` (or, for a mirrored repository, upstream).
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobRecord> {
-        self.meta
-            .blobs
-            .repo_blob(repo, digest)
-            .await?
-            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))
+        match self.meta.blobs.repo_blob(repo, digest).await? {
+            Some(blob) => Ok(blob),
+            None => self.mirror_stat_blob(repo, digest).await,
+        }
     }
 
     /// Opens `range` (or all) of a blob for reading.

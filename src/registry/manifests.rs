@@ -105,11 +105,14 @@ impl Registry {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<ManifestRecord> {
+        self.mirror_refresh(repo, reference).await?;
         let found = match reference {
             Reference::Tag(t) => self.meta.manifests.manifest_by_tag(repo, t).await?,
             Reference::Digest(d) => self.meta.manifests.manifest_by_digest(repo, d).await?,
         };
-        found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
+        let found = found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
+        self.mirror_pulled(repo, &found.digest, true);
+        Ok(found)
     }
 
     /// Deletes a manifest (by digest, with the tags pointing at it) or just a tag.

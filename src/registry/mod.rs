@@ -19,6 +19,7 @@ pub mod error;
 pub mod hasher;
 pub mod manifest_format;
 pub mod manifests;
+pub mod mirror;
 pub mod uploads;
 
 pub use error::{RegistryError, Result};
@@ -66,6 +67,8 @@ pub struct Registry {
     /// Sends blob GETs elsewhere (presigned URLs, a CDN); `None`: always stream.
     pub(crate) redirector: Option<Arc<Redirector>>,
     pub(crate) options: RegistryOptions,
+    /// The pull-through cache, if configured (`mirror`).
+    pub(crate) mirror: Option<Arc<dyn mirror::Mirror>>,
 }
 
 impl Registry {
@@ -80,6 +83,7 @@ impl Registry {
             blobs,
             redirector: redirector.map(Arc::new),
             options,
+            mirror: None,
         }
     }
 

@@ -37,6 +37,7 @@ use crate::types::{
     BlobRecord, ChunkRecord, Digest, ManifestRecord, ReferrerRecord, RepoName, Tag, UploadRecord,
 };
 
+mod mirror;
 mod writes;
 
 /// The shared statements, for PostgreSQL.

@@ -26,6 +26,7 @@ use crate::types::{
 };
 
 mod group_commit;
+mod mirror;
 mod writes;
 
 /// The shared statements, for SQLite.
