@@ -35,7 +35,7 @@ pub(super) fn spawn(proxy: Arc<Proxy>, registry: Registry) {
         }
     });
     tokio::spawn(async move {
-        tokio::time::sleep(FIRST_SWEEP).await;
+        tokio::time::sleep(FIRST_SWEEP.min(proxy.sweep_interval)).await;
         let mut tick = tokio::time::interval(proxy.sweep_interval);
         loop {
             tick.tick().await;
