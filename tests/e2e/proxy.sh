@@ -133,7 +133,7 @@ storage:
 http:
   addr: $U1
 YAML
-start_service upstream-one "$udir/registry.log" docker-registry serve "$udir/config.yml"
+start_service upstream-one "$udir/registry.log" env -u REGISTRY_AUTH_FILE docker-registry serve "$udir/config.yml"
 wait_for_http "http://$U1/v2/" 30 "$REPLY" || { show_service_log upstream-one 20; exit 2; }
 start_wharf_named upstream-two ""
 U2="$ADDR"
