@@ -3,7 +3,8 @@
 //!
 //! One small trait per aggregate — [`UploadStore`] (upload sessions), [`BlobIndex`]
 //! (blob records and their links to repositories), [`ManifestStore`] (manifests, tags,
-//! referrers), [`RepositoryStore`] (the catalog, and liveness) — combined in
+//! referrers), [`RepositoryStore`] (the catalog, and liveness), [`mirror::MirrorStore`]
+//! (the pull-through cache's fills, tags and content) — combined in
 //! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
 //! implement every trait over the same schema (`migrations/<engine>/`); they share the
 //! row mapping (`rows`) and every statement that reads or writes the same way
