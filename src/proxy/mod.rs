@@ -253,3 +253,80 @@ impl Mirror for Proxy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy(yaml: &str) -> Arc<Proxy> {
+        let tree: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+        let config = Config::from_tree(tree).unwrap();
+        Proxy::from_config(&config).unwrap().unwrap()
+    }
+
+    fn route(p: &Proxy, name: &str) -> Option<(String, String)> {
+        p.route(&RepoName::parse(name).unwrap())
+            .map(|r| (r.upstream.name().to_string(), r.remote))
+    }
+
+    #[test]
+    fn routes_by_prefix_with_docker_hub_names() {
+        let p = proxy(
+            "proxy:\n  upstreams:\n    - name: hub\n      ns: docker.io\n    - name: ghcr\n      ns: ghcr.io\n      prefix: mirror/ghcr\n    - name: deep\n      prefix: mirror/ghcr/deep\n      remoteurl: http://127.0.0.1:1\n",
+        );
+        let r = |n| route(&p, n);
+        assert_eq!(
+            r("docker.io/alpine"),
+            Some(("hub".into(), "library/alpine".into()))
+        );
+        assert_eq!(
+            r("docker.io/library/alpine"),
+            Some(("hub".into(), "library/alpine".into()))
+        );
+        assert_eq!(
+            r("docker.io/bitnami/redis"),
+            Some(("hub".into(), "bitnami/redis".into()))
+        );
+        assert_eq!(
+            r("mirror/ghcr/org/tool"),
+            Some(("ghcr".into(), "org/tool".into()))
+        );
+        assert_eq!(r("mirror/ghcr/tool"), Some(("ghcr".into(), "tool".into())));
+        assert_eq!(r("mirror/ghcr/deep/x"), Some(("deep".into(), "x".into())));
+        assert_eq!(r("mirror/ghcrx/tool"), None);
+        assert_eq!(r("local/app"), None);
+        assert_eq!(
+            p.ns_repository("docker.io", "library/alpine").unwrap(),
+            "docker.io/library/alpine"
+        );
+        assert_eq!(
+            p.ns_repository("GHCR.io", "org/tool").unwrap(),
+            "mirror/ghcr/org/tool"
+        );
+        let e = p.ns_repository("quay.io", "x").unwrap_err();
+        assert!(
+            e.contains("quay.io") && e.contains("docker.io, ghcr.io"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn distribution_remoteurl_mirrors_everything_else() {
+        let p = proxy(
+            "proxy:\n  remoteurl: https://registry-1.docker.io\n  upstreams:\n    - name: q\n      ns: quay.io\n",
+        );
+        assert_eq!(
+            route(&p, "alpine"),
+            Some(("remote".into(), "library/alpine".into()))
+        );
+        assert_eq!(
+            route(&p, "team/app"),
+            Some(("remote".into(), "team/app".into()))
+        );
+        assert_eq!(
+            route(&p, "quay.io/org/x"),
+            Some(("q".into(), "org/x".into()))
+        );
+        assert!(p.mirror_of(&RepoName::parse("x/y").unwrap()).is_some());
+    }
+}

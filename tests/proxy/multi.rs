@@ -115,3 +115,59 @@ async fn one_upstream_fetch_per_blob_across_instances() {
         + metric(&client, &b.url, "wharf_proxy_coalesced_total", "").await;
     eprintln!("coalesced requests: {coalesced}");
 }
+
+#[tokio::test]
+async fn a_fill_whose_instance_dies_is_taken_over_and_resumed() {
+    let dir = scratch();
+    let upstream = start_wharf(
+        dir.path(),
+        "upstream",
+        &local_storage(dir.path(), "upstream"),
+    )
+    .await;
+    // 2 MB/s: the 16 MB layer takes 8 s, and instance A is killed after 3.
+    let proxy = CountingProxy::start(&upstream.url, 2_000_000);
+    let client = reqwest::Client::new();
+    let layer = pseudo_random(16_000_000, 400);
+    let digest = sha256(&layer);
+    push_blob(&client, &upstream.url, "big/layer", &layer, None).await;
+    let db = database().await;
+    let shared = format!(
+        "storage:\n  filesystem:\n    rootdirectory: {}\ndatabase:\n  url: {db}\n  maxconnections: 4\nproxy:\n  upstreams:\n    - name: up\n      prefix: up\n      remoteurl: {}\n",
+        dir.path().join("mirror-blobs").display(),
+        proxy.url
+    );
+    let mut a = start_wharf(dir.path(), "mirror-a", &shared).await;
+    let b = start_wharf(dir.path(), "mirror-b", &shared).await;
+    let path = format!("/v2/up/big/layer/blobs/{digest}");
+    let mut first = client.get(format!("{}{path}", a.url)).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let started = Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        if first.chunk().await.unwrap().is_none() {
+            break;
+        }
+    }
+    a.kill(); // SIGKILL: the lease stays until it expires.
+    drop(first);
+    let t = Instant::now();
+    let (status, got, len) = get_blob_hashed(&client, &format!("{}{path}", b.url), None).await;
+    assert_eq!((status, len), (200, 16_000_000));
+    assert_eq!(got, digest);
+    eprintln!(
+        "taken over and finished {:?} after the owner died",
+        t.elapsed()
+    );
+    let gets = proxy.count("GET", &digest);
+    assert_eq!(
+        gets,
+        2,
+        "the original fetch and one resumed from its offset: {:?}",
+        proxy.requests()
+    );
+    // Committed: B serves it from the store.
+    proxy.clear();
+    let (_, got, _) = get_blob_hashed(&client, &format!("{}{path}", b.url), None).await;
+    assert_eq!(got, digest);
+    assert_eq!(proxy.count("GET", &digest), 0);
+}
