@@ -9,12 +9,12 @@
 //!
 //! - upstream bytes go to the client that asked (a bounded channel: a client that
 //!   cannot keep up, or has gone, is dropped from it and follows the store instead;
-//!   the fill never waits for a client and never buffers the blob) and, segment by
-//!   segment, into the session (`Registry::append_chunk`: written, synced, hashed,
-//!   the session's offset advanced). A segment ends after 8 MiB or a second (and no
-//!   less than the store's smallest composable chunk), so followers trail the
-//!   upstream by about a second;
-//! - the lease is renewed with every segment and by a heartbeat; an owner that finds
+//!   the fill never waits for a client and never buffers the blob) as they arrive,
+//!   and, read ahead of the store by a bounded channel, segment by segment into the
+//!   session (`Registry::append_chunk`: written, synced, hashed, the session's offset
+//!   advanced). A segment ends after 64 MiB or a second (and no less than the store's
+//!   smallest composable chunk), so followers trail the upstream by about a second;
+//! - the lease is renewed after segments and by a heartbeat; an owner that finds
 //!   its lease taken (it stalled past the expiry) stops;
 //! - at the end `Registry::finish_upload` verifies the digest from the session's
 //!   hash and commits the blob; on a mismatch nothing becomes visible;
@@ -56,7 +56,7 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How often a follower without a local fill looks at the session.
 const POLL: Duration = Duration::from_millis(200);
 /// A segment (one chunk of the session) ends after this many bytes…
-const SEGMENT_BYTES: u64 = 8 << 20;
+const SEGMENT_BYTES: u64 = 64 << 20;
 /// …or after this long.
 const SEGMENT_TIME: Duration = Duration::from_secs(1);
 /// How long a request waits for a fill's owner to learn the blob's size.
@@ -65,6 +65,10 @@ const WAIT_FOR_START: Duration = Duration::from_secs(60);
 const STALL: Duration = Duration::from_secs(120);
 /// Pieces the direct channel to the first client holds.
 const DIRECT_CAPACITY: usize = 64;
+/// Pieces read from the upstream ahead of the store (while a segment is synced).
+const READ_AHEAD: usize = 256;
+/// The lease is renewed after a segment only if this long has passed since it was.
+const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// Times a broken upstream stream is resumed.
 const RESUMES: u32 = 3;
 
@@ -563,14 +567,17 @@ impl FillTask {
     /// Streams the upstream into the session, segment by segment.
     async fn pump(
         &mut self,
-        mut body: BlobBody,
-        mut direct: Option<Direct>,
+        body: BlobBody,
+        direct: Option<Direct>,
         committed: &AtomicU64,
         lost: &AtomicBool,
     ) -> std::result::Result<(), String> {
         let min_chunk = self.registry.min_chunk_len();
         let meta = self.registry.metadata().clone();
         let mut resumes = 0;
+        let direct = Arc::new(Mutex::new(direct));
+        let mut body = read_ahead(body, &direct);
+        let mut renewed = Instant::now();
         while self.offset < self.size {
             if lost.load(Ordering::Relaxed) {
                 return Err("the fill's lease was lost".into());
@@ -580,7 +587,6 @@ impl FillTask {
                 at: &mut body.start,
                 skip_to: self.offset,
                 limit: self.size,
-                direct: &mut direct,
                 len: 0,
                 min_len: min_chunk.max(1),
                 started: Instant::now(),
@@ -600,17 +606,24 @@ impl FillTask {
                     if let Some(local) = &self.local {
                         local.progress.send_modify(|p| *p = self.offset);
                     }
-                    match meta
-                        .mirror
-                        .renew_fill(
-                            &self.digest,
-                            &self.token,
-                            self.offset,
-                            Some(self.size),
-                            now_ms() + lease_ms(),
-                        )
-                        .await
-                    {
+                    let renew = renewed.elapsed() >= RENEW_EVERY || self.offset >= self.size;
+                    if renew {
+                        renewed = Instant::now();
+                    }
+                    let renewal = if renew {
+                        meta.mirror
+                            .renew_fill(
+                                &self.digest,
+                                &self.token,
+                                self.offset,
+                                Some(self.size),
+                                now_ms() + lease_ms(),
+                            )
+                            .await
+                    } else {
+                        Ok(true)
+                    };
+                    match renewal {
                         Ok(false) => {
                             lost.store(true, Ordering::Relaxed);
                             return Err("the fill's lease was taken over".into());
@@ -634,7 +647,7 @@ impl FillTask {
             }
             tracing::info!(digest = %self.digest, offset = self.offset, error = %why, "resuming a fill");
             tokio::time::sleep(Duration::from_millis(200 * u64::from(resumes))).await;
-            body = self
+            let fresh = self
                 .upstream
                 .get_blob(&self.remote, &self.digest, self.offset)
                 .await
@@ -642,6 +655,7 @@ impl FillTask {
                     Failure::NotFound => "the upstream no longer has the blob".to_string(),
                     Failure::Upstream(e) => e.to_string(),
                 })?;
+            body = read_ahead(fresh, &direct);
         }
         Ok(())
     }
@@ -660,8 +674,49 @@ impl FillTask {
     }
 }
 
+/// Reads the upstream's body in a task of its own, ahead of the store (so the body keeps
+/// flowing while a segment is synced), offering every piece to the direct client as it
+/// arrives: that client gets the upstream's pace, not the store's.
+fn read_ahead(body: BlobBody, direct: &Arc<Mutex<Option<Direct>>>) -> BlobBody {
+    let (tx, rx) = mpsc::channel(READ_AHEAD);
+    let direct = direct.clone();
+    let BlobBody {
+        start,
+        size,
+        mut stream,
+    } = body;
+    tokio::spawn(async move {
+        let mut at = start;
+        while let Some(item) = stream.next().await {
+            if let Ok(b) = &item {
+                if let Ok(mut d) = direct.lock() {
+                    if let Some(client) = d.as_ref() {
+                        if client.try_send((at, b.clone())).is_err() {
+                            // Full (a slow client) or closed (gone): it follows the store.
+                            *d = None;
+                        }
+                    }
+                }
+                at += b.len() as u64;
+            }
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    BlobBody {
+        start,
+        size,
+        stream: futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed(),
+    }
+}
+
 /// One segment of the upstream's body: the bytes from `skip_to` on, until the segment
-/// is long enough; every piece also offered to the direct client.
+/// is long enough.
 struct Segment<'a> {
     stream: &'a mut BoxStream<'static, std::result::Result<Bytes, String>>,
     /// Offset in the blob of the stream's next byte.
@@ -670,7 +725,6 @@ struct Segment<'a> {
     skip_to: u64,
     /// The blob's size: nothing beyond it is accepted.
     limit: u64,
-    direct: &'a mut Option<Direct>,
     len: u64,
     min_len: u64,
     started: Instant,
@@ -720,12 +774,6 @@ impl Stream for Segment<'_> {
                 this.error = Some(e.clone());
                 this.done = true;
                 return Poll::Ready(Some(Err(e)));
-            }
-            if let Some(tx) = this.direct.as_ref() {
-                if tx.try_send((start, piece.clone())).is_err() {
-                    // Full (a slow client) or closed (gone): it follows the store.
-                    *this.direct = None;
-                }
             }
             let position = this.skip_to + this.len;
             if end <= position {

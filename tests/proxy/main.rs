@@ -535,7 +535,8 @@ async fn expiry_and_the_size_limit_remove_content_that_is_not_pulled() {
 /// self-signed certificate is written to `cert`) with users admin and mirror.
 async fn token_server(dir: &std::path::Path, service: &str) -> (Proc, std::path::PathBuf) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let kid = wharf::auth::token::libtrust_key_id(&rcgen::PublicKeyData::subject_public_key_info(&key));
+    let kid =
+        wharf::auth::token::libtrust_key_id(&rcgen::PublicKeyData::subject_public_key_info(&key));
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
         .distinguished_name
@@ -674,4 +675,67 @@ async fn docker_registry_with_token_auth_as_the_upstream() {
     );
     assert!(proxy.requests().is_empty());
     drop(tokens);
+}
+
+#[tokio::test]
+async fn an_upstream_with_basic_auth() {
+    use base64::Engine as _;
+    let dir = scratch();
+    let users = dir.path().join("users.htpasswd");
+    std::fs::write(
+        &users,
+        format!("mirror:{}\n", bcrypt::hash("mirror-pass", 4).unwrap()),
+    )
+    .unwrap();
+    let upstream = start_wharf(
+        dir.path(),
+        "upstream",
+        &format!(
+            "{}auth:\n  htpasswd:\n    realm: basic-upstream\n    path: {}\n",
+            local_storage(dir.path(), "upstream"),
+            users.display()
+        ),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("mirror:mirror-pass")
+    );
+    let image = Image::new(80, &[50_000]);
+    push_image(
+        &client,
+        &upstream.url,
+        "team/app",
+        "v1",
+        &image,
+        Some(&basic),
+    )
+    .await;
+    let proxy = CountingProxy::start(&upstream.url, 0);
+    let mirror = start_wharf(
+        dir.path(),
+        "mirror",
+        &format!(
+            "{}proxy:\n  remoteurl: {}\n  username: mirror\n  password: mirror-pass\n",
+            local_storage(dir.path(), "mirror"),
+            proxy.url
+        ),
+    )
+    .await;
+    // distribution's proxy.remoteurl: every repository mirrors it, under its own name.
+    assert_eq!(
+        pull_image(&client, &mirror.url, "team/app", "v1").await,
+        image.digest
+    );
+    let log = proxy.requests();
+    assert_eq!(
+        log.iter().filter(|r| r.status == 401).count(),
+        1,
+        "one challenge: {log:?}"
+    );
+    assert!(
+        log.iter().filter(|r| r.status == 200).count() >= 3,
+        "{log:?}"
+    );
 }

@@ -442,8 +442,10 @@ impl Image {
     }
 }
 
+/// `token`: a bearer token, or a whole `Basic …` header value.
 fn with_auth(r: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
     match token {
+        Some(t) if t.starts_with("Basic ") => r.header("authorization", t),
         Some(t) => r.bearer_auth(t),
         None => r,
     }
