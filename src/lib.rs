@@ -11,6 +11,7 @@ pub mod http;
 pub mod maintenance;
 pub mod metadata;
 pub mod notify;
+pub mod proxy;
 pub mod redirect;
 pub mod registry;
 pub mod server;

@@ -33,6 +33,8 @@ pub enum StartError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Notify(#[from] crate::notify::NotifyError),
+    #[error("pull-through cache: {0}")]
+    Proxy(String),
     #[error("cannot listen on {addr}: {source}{}", listen_hint(.source))]
     Listen {
         addr: String,
@@ -100,7 +102,16 @@ pub async fn registry(config: &Config) -> Result<Registry, StartError> {
         events: event_options(config),
         ..RegistryOptions::default()
     };
-    Ok(Registry::new(meta, blobs, redirector, options))
+    let registry = Registry::new(meta, blobs, redirector, options);
+    // The pull-through cache (`proxy`), with its background sweeps.
+    match crate::proxy::Proxy::from_config(config).map_err(StartError::Proxy)? {
+        Some(proxy) => {
+            let registry = registry.with_mirror(proxy.clone());
+            proxy.spawn_background(registry.clone());
+            Ok(registry)
+        }
+        None => Ok(registry),
+    }
 }
 
 /// What `notifications` wants the core to write.

@@ -44,6 +44,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["types", "clock", "config", "metadata", "telemetry"],
     ),
     (
+        "proxy",
+        &[
+            "types",
+            "clock",
+            "config",
+            "metadata",
+            "blobs",
+            "registry",
+            "telemetry",
+        ],
+    ),
+    (
         "http",
         &[
             "types",
@@ -68,6 +80,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "registry",
             "maintenance",
             "notify",
+            "proxy",
             "http",
             "telemetry",
         ],

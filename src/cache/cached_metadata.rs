@@ -112,6 +112,7 @@ impl CachedMetadata {
             repositories: meta.repositories,
             gc: cached,
             events: meta.events,
+            mirror: meta.mirror,
         }
     }
 

@@ -18,6 +18,7 @@ mod http;
 mod maintenance;
 mod middleware;
 mod notifications;
+mod proxy;
 mod storage;
 mod validation;
 
@@ -34,6 +35,7 @@ pub use notifications::{
     EndpointConfig, EventFormat, EventsConfig, IgnoreConfig, NotificationsConfig, EVENTS_V1,
     EVENTS_V2,
 };
+pub use proxy::{ByteSize, Password, ProxyConfig, Upstream, UpstreamConfig};
 pub use storage::{StorageConfig, StorageDriver};
 pub use validation::ValidationConfig;
 
@@ -125,6 +127,9 @@ pub struct Config {
     /// Webhook endpoints for registry events.
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// The pull-through cache (`proxy`).
+    #[serde(default)]
+    pub proxy: ProxyConfig,
 }
 
 impl Config {
@@ -184,6 +189,7 @@ impl Config {
         self.validation.validate()?;
         self.notifications.validate()?;
         self.middleware.validate(self.storage.s3.is_some())?;
+        self.proxy.validate()?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")

@@ -239,6 +239,31 @@ impl From<RegistryError> for ApiError {
             E::PaginationInvalid(_) => ApiError::new(S::BAD_REQUEST, C::Unsupported, msg),
             E::Metadata(inner) => inner.into(),
             E::Storage(inner) => inner.into(),
+            E::Upstream(inner) => upstream_error(inner),
+        }
+    }
+}
+
+/// A pull-through cache's upstream failed and nothing cached could be served: the
+/// client learns which upstream and how (no secret is in these messages).
+fn upstream_error(e: crate::registry::mirror::UpstreamError) -> ApiError {
+    use crate::registry::mirror::UpstreamError as U;
+    let msg = e.to_string();
+    match e {
+        U::TooManyRequests { retry_after, .. } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyRequests,
+            msg,
+        )
+        .with_header(RETRY_AFTER, retry_after.unwrap_or(10).to_string()),
+        U::Unavailable { .. } => {
+            tracing::warn!(error = %msg, "upstream unavailable");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, msg)
+                .with_header(RETRY_AFTER, "5")
+        }
+        U::Denied { .. } | U::Invalid { .. } => {
+            tracing::error!(error = %msg, "upstream failed");
+            ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::Unknown, msg)
         }
     }
 }

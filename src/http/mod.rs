@@ -12,6 +12,7 @@ pub mod error;
 pub mod handlers;
 pub mod headers;
 pub mod metrics;
+pub mod mirror;
 pub mod route;
 pub mod spans;
 
@@ -59,9 +60,12 @@ async fn dispatch(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let Some(endpoint) = Endpoint::parse(req.path()) else {
+    let Some(mut endpoint) = Endpoint::parse(req.path()) else {
         return Err(ApiError::no_such_endpoint(req.path()));
     };
+    if let Some(m) = state.registry.mirror() {
+        endpoint = mirror::route(&req, endpoint, m.as_ref())?;
+    }
     tracing::Span::current().record("http.route", endpoint.label());
     req.extensions_mut().insert(endpoint.clone());
     if state.registry.events_enabled() {
@@ -76,6 +80,9 @@ async fn dispatch(
     }
     if !state.auth.is_open() {
         authorize(&req, &endpoint, &state.auth).await?;
+    }
+    if let Some(m) = state.registry.mirror() {
+        mirror::refuse_push(&endpoint, req.method().as_str(), m.as_ref())?;
     }
     use Endpoint as E;
     match (&endpoint, req.method().as_str()) {

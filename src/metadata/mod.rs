@@ -5,7 +5,8 @@
 //! (blob records and their links to repositories), [`ManifestStore`] (manifests, tags,
 //! referrers), [`RepositoryStore`] (the catalog, and liveness), [`GcStore`] (garbage
 //! collection's review queues, tombstones and re-checks; see `gc`), [`EventStore`] (the
-//! notification outbox, see [`events`]) — combined in
+//! notification outbox, see [`events`]), [`mirror::MirrorStore`] (the pull-through
+//! cache's fills, tags and content) — combined in
 //! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
 //! implement every trait over the same schema (`migrations/<engine>/`); they share the
 //! row mapping (`rows`) and every statement that reads or writes the same way
@@ -28,6 +29,8 @@ use crate::types::{
 
 pub mod events;
 pub mod gc;
+pub mod mirror;
+mod mirror_queries;
 pub mod postgres;
 mod queries;
 mod rows;
@@ -244,18 +247,27 @@ pub struct Metadata {
     pub repositories: Arc<dyn RepositoryStore>,
     pub gc: Arc<dyn GcStore>,
     pub events: Arc<dyn EventStore>,
+    /// The pull-through cache's state (`mirror`).
+    pub mirror: Arc<dyn mirror::MirrorStore>,
 }
 
 impl Metadata {
     /// Every aggregate served by one engine.
     pub fn from_engine<S>(store: Arc<S>) -> Metadata
     where
-        S: UploadStore + BlobIndex + ManifestStore + RepositoryStore + GcStore + EventStore,
+        S: UploadStore
+            + BlobIndex
+            + ManifestStore
+            + RepositoryStore
+            + GcStore
+            + EventStore
+            + mirror::MirrorStore,
     {
         Metadata {
             uploads: store.clone(),
             blobs: store.clone(),
             manifests: store.clone(),
+            mirror: store.clone(),
             repositories: store.clone(),
             gc: store.clone(),
             events: store,

@@ -41,7 +41,16 @@ impl Registry {
         client: Option<IpAddr>,
         ctx: &RequestContext,
     ) -> Result<BlobLocation> {
-        let blob = self.stat_blob(repo, digest).await?;
+        let Some(blob) = self.local_blob(repo, digest).await? else {
+            // Not in the store: a mirrored repository streams it while it is fetched.
+            return self
+                .mirror_open_blob(repo, digest, range)
+                .await
+                .map(BlobLocation::Stream);
+        };
+        // A use, which pushes back the blob's pending garbage-collection review.
+        self.access.blob_used(digest);
+        self.mirror_pulled(repo, digest, false);
         if self.pulls.is_some() {
             let target = super::events::blob_target(&blob.digest, Some(blob.size));
             self.pulled(ctx, repo, target);
@@ -62,17 +71,17 @@ impl Registry {
             .map(BlobLocation::Stream)
     }
 
-    /// The blob's record if it is in `repo` (HEAD, and GET through `locate_blob`): a
-    /// use, which pushes back the blob's pending garbage-collection review.
+    /// The blob's record if it is in `repo` (or, for a mirrored repository, upstream).
+    /// A HEAD of a stored blob is a use, which pushes back its pending
+    /// garbage-collection review.
     pub async fn stat_blob(&self, repo: &RepoName, digest: &Digest) -> Result<BlobRecord> {
-        let blob = self
-            .meta
-            .blobs
-            .repo_blob(repo, digest)
-            .await?
-            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
-        self.access.blob_used(digest);
-        Ok(blob)
+        match self.meta.blobs.repo_blob(repo, digest).await? {
+            Some(blob) => {
+                self.access.blob_used(digest);
+                Ok(blob)
+            }
+            None => self.mirror_stat_blob(repo, digest).await,
+        }
     }
 
     /// Opens `range` (or all) of a blob for reading.

@@ -48,6 +48,8 @@ pub enum RegistryError {
     Storage(BlobError),
     #[error("request body could not be read: {0}")]
     BodyRead(String),
+    #[error(transparent)]
+    Upstream(#[from] super::mirror::UpstreamError),
 }
 
 impl From<BlobError> for RegistryError {

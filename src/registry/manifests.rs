@@ -133,6 +133,7 @@ impl Registry {
         reference: &Reference,
         ctx: &RequestContext,
     ) -> Result<ManifestRecord> {
+        self.mirror_refresh(repo, reference).await?;
         let found = match reference {
             Reference::Tag(t) => self.meta.manifests.manifest_by_tag(repo, t).await?,
             Reference::Digest(d) => self.meta.manifests.manifest_by_digest(repo, d).await?,
@@ -140,6 +141,7 @@ impl Registry {
         let m = found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
         // For retention's keeppulledwithin (written in batches, see gc::access).
         self.access.manifest_pulled(repo, &m.digest);
+        self.mirror_pulled(repo, &m.digest, true);
         if self.pulls.is_some() {
             let tag = match reference {
                 Reference::Tag(t) => Some(t.as_str()),

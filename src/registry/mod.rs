@@ -22,6 +22,7 @@ pub mod gc;
 pub mod hasher;
 pub mod manifest_format;
 pub mod manifests;
+pub mod mirror;
 pub mod uploads;
 
 pub use error::{RegistryError, Result};
@@ -80,6 +81,8 @@ pub struct Registry {
     pub(crate) access: Arc<gc::access::AccessLog>,
     /// Where pull events wait to be written (only when some endpoint wants them).
     pub(crate) pulls: Option<events::PullBuffer>,
+    /// The pull-through cache, if configured (`mirror`).
+    pub(crate) mirror: Option<Arc<dyn mirror::Mirror>>,
 }
 
 impl Registry {
@@ -101,6 +104,7 @@ impl Registry {
             options,
             access: Arc::default(),
             pulls,
+            mirror: None,
         }
     }
 

@@ -42,6 +42,7 @@ use crate::types::{
 
 mod events;
 mod gc;
+mod mirror;
 mod writes;
 
 /// The shared statements, for PostgreSQL.

@@ -32,6 +32,7 @@ mod events;
 mod gc;
 mod group_commit;
 mod lock;
+mod mirror;
 mod writes;
 
 /// The shared statements, for SQLite.

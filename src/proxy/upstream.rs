@@ -1,0 +1,628 @@
+//! One upstream registry as the cache talks to it: its base URL, credentials and the
+//! registry auth flows — anonymous, Basic, and Docker's token flow (a `401` with
+//! `WWW-Authenticate: Bearer realm=…,service=…,scope=…`, a token fetched from the
+//! realm with Basic credentials if there are any, cached per scope until it
+//! expires) — with a timeout on every answer's headers and `429`/`Retry-After`
+//! reported as such.
+//!
+//! Requests go only to the configured URL (and where its answers redirect, as a
+//! registry's blob GETs do to a CDN; `reqwest` drops `Authorization` on a redirect to
+//! another host). Nothing a client sends chooses a host.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+
+use super::metrics;
+use crate::config::{Password, Upstream};
+use crate::registry::mirror::UpstreamError;
+use crate::types::Digest;
+
+/// What a manifest request accepts: every manifest and index type Wharf stores.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.docker.distribution.manifest.v2+json";
+
+/// A token is used until this long before it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(10);
+/// A token whose answer gives no lifetime lives 60 s (the token spec's default).
+const DEFAULT_TOKEN_LIFETIME: u64 = 60;
+
+/// Why a request to the upstream did not give what was asked.
+#[derive(Debug)]
+pub enum Failure {
+    /// The upstream says there is no such thing (404).
+    NotFound,
+    /// Anything else: the core's error.
+    Upstream(UpstreamError),
+}
+
+/// A manifest as fetched.
+pub struct FetchedManifest {
+    pub body: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+/// A blob's bytes as they arrive, with where they start and the blob's length.
+pub struct BlobBody {
+    /// The offset of the first byte of `stream` in the blob.
+    pub start: u64,
+    /// The blob's whole length.
+    pub size: u64,
+    pub stream: BoxStream<'static, Result<Bytes, String>>,
+}
+
+/// How the upstream wants to be authenticated, as its challenges said.
+#[derive(Debug, Clone)]
+struct Bearer {
+    realm: String,
+    service: Option<String>,
+}
+
+pub struct UpstreamClient {
+    pub config: Upstream,
+    http: reqwest::Client,
+    /// The token flow's realm and service, once a challenge named them.
+    bearer: Mutex<Option<Bearer>>,
+    /// The upstream challenged with Basic.
+    basic: std::sync::atomic::AtomicBool,
+    /// Tokens by scope, with when they stop being used.
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// `passwordfile`'s content and the modification time it was read at.
+    password_file: Mutex<Option<(SystemTime, String)>>,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient")
+            .field("name", &self.config.name)
+            .field("url", &self.config.url)
+            .finish()
+    }
+}
+
+fn unavailable(up: &Upstream, message: impl Into<String>) -> Failure {
+    Failure::Upstream(UpstreamError::Unavailable {
+        upstream: up.name.clone(),
+        message: message.into(),
+    })
+}
+
+/// The parameters of a `WWW-Authenticate` challenge (`Bearer realm="…",service="…"`).
+pub fn parse_challenge(value: &str) -> Option<(String, HashMap<String, String>)> {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    let mut params = HashMap::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (val, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            out.push(n);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => out.push(c),
+                }
+            }
+            (out, &quoted[end.min(quoted.len())..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        params.insert(key, val);
+        rest = remaining.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some((scheme.to_ascii_lowercase(), params))
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+impl UpstreamClient {
+    pub fn new(config: Upstream) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!(
+                "wharf/",
+                env!("CARGO_PKG_VERSION"),
+                " (pull-through cache)"
+            ))
+            .build()
+            .map_err(|e| format!("upstream {}: {e}", config.name))?;
+        Ok(UpstreamClient {
+            config,
+            http,
+            bearer: Mutex::new(None),
+            basic: std::sync::atomic::AtomicBool::new(false),
+            tokens: Mutex::new(HashMap::new()),
+            password_file: Mutex::new(None),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The password, re-reading `passwordfile` when its modification time changed.
+    fn password(&self) -> Option<String> {
+        match &self.config.password {
+            Password::None => None,
+            Password::Static(s) => Some(s.0.clone()),
+            Password::File(path) => {
+                let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+                let mut cached = self.password_file.lock().ok()?;
+                match (&*cached, mtime) {
+                    (Some((at, pw)), Some(m)) if *at == m => Some(pw.clone()),
+                    (_, Some(m)) => match std::fs::read_to_string(path) {
+                        Ok(text) => {
+                            let pw = text.trim_end_matches(['\n', '\r']).to_string();
+                            *cached = Some((m, pw.clone()));
+                            Some(pw)
+                        }
+                        Err(e) => {
+                            tracing::warn!(upstream = %self.config.name, path, error = %e, "cannot read the upstream's passwordfile");
+                            cached.as_ref().map(|(_, pw)| pw.clone())
+                        }
+                    },
+                    (Some((_, pw)), None) => Some(pw.clone()),
+                    (None, None) => {
+                        tracing::warn!(upstream = %self.config.name, path, "the upstream's passwordfile is missing");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn basic_header(&self) -> Option<String> {
+        use base64::Engine as _;
+        let user = self.config.username.as_deref()?;
+        let pw = self.password().unwrap_or_default();
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+        ))
+    }
+
+    fn cached_token(&self, scope: &str) -> Option<String> {
+        let tokens = self.tokens.lock().ok()?;
+        tokens
+            .get(scope)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(t, _)| t.clone())
+    }
+
+    /// The `Authorization` to send for `scope` before any challenge of this request.
+    fn authorization(&self, scope: &str) -> Option<String> {
+        if let Some(t) = self.cached_token(scope) {
+            return Some(format!("Bearer {t}"));
+        }
+        if self.basic.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.basic_header();
+        }
+        None
+    }
+
+    /// Fetches a token for `scope` from the realm a challenge named.
+    async fn fetch_token(&self, bearer: &Bearer, scope: &str) -> Result<String, Failure> {
+        let up = &self.config;
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = &bearer.service {
+            query.push(("service", s));
+        }
+        if !scope.is_empty() {
+            query.push(("scope", scope));
+        }
+        let mut req = self.http.get(&bearer.realm).query(&query);
+        if let Some(basic) = self.basic_header() {
+            req = req.header(AUTHORIZATION, basic);
+        }
+        let resp = tokio::time::timeout(up.timeout, req.send())
+            .await
+            .map_err(|_| unavailable(up, "the token service did not answer in time"))?
+            .map_err(|e| unavailable(up, format!("token service: {e}")))?;
+        let status = resp.status();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(Failure::Upstream(UpstreamError::TooManyRequests {
+                upstream: up.name.clone(),
+                retry_after: retry_after(resp.headers()),
+            }));
+        }
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(Failure::Upstream(UpstreamError::Denied {
+                upstream: up.name.clone(),
+                message: format!("the token service answered {status}"),
+            }));
+        }
+        if !status.is_success() {
+            return Err(unavailable(
+                up,
+                format!("the token service answered {status}"),
+            ));
+        }
+        let body = tokio::time::timeout(up.timeout, resp.bytes())
+            .await
+            .map_err(|_| unavailable(up, "the token service did not answer in time"))?
+            .map_err(|e| unavailable(up, format!("token service: {e}")))?;
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| unavailable(up, format!("token service answer: {e}")))?;
+        let token = answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unavailable(up, "the token service's answer has no token"))?;
+        let lifetime = Duration::from_secs(answer.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME));
+        let until = Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN);
+        if let Ok(mut tokens) = self.tokens.lock() {
+            if tokens.len() > 10_000 {
+                tokens.retain(|_, (_, u)| *u > Instant::now());
+            }
+            tokens.insert(scope.to_string(), (token.clone(), until));
+        }
+        Ok(token)
+    }
+
+    /// Sends `method path` (relative to the upstream's `/v2/`), answering a challenge
+    /// once: a Bearer one with a token for `scope`, a Basic one with the credentials.
+    /// Returns the response whatever its status, unless it is a 429 or a 5xx.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        scope: &str,
+        headers: HeaderMap,
+    ) -> Result<reqwest::Response, Failure> {
+        let up = &self.config;
+        let url = format!("{}/v2/{path}", up.url);
+        let mut auth = self.authorization(scope);
+        for attempt in 0..2 {
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .headers(headers.clone());
+            if let Some(a) = &auth {
+                req = req.header(AUTHORIZATION, a);
+            }
+            metrics::upstream_request(&up.name);
+            let resp = match tokio::time::timeout(up.timeout, req.send()).await {
+                Err(_) => {
+                    metrics::upstream_error(&up.name);
+                    return Err(unavailable(
+                        up,
+                        format!("no answer within {:?}", up.timeout),
+                    ));
+                }
+                Ok(Err(e)) => {
+                    metrics::upstream_error(&up.name);
+                    return Err(unavailable(up, e.to_string()));
+                }
+                Ok(Ok(r)) => r,
+            };
+            let status = resp.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                metrics::upstream_throttled(&up.name);
+                return Err(Failure::Upstream(UpstreamError::TooManyRequests {
+                    upstream: up.name.clone(),
+                    retry_after: retry_after(resp.headers()),
+                }));
+            }
+            if status.is_server_error() {
+                metrics::upstream_error(&up.name);
+                return Err(unavailable(up, format!("answered {status}")));
+            }
+            if status != StatusCode::UNAUTHORIZED || attempt == 1 {
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    metrics::upstream_error(&up.name);
+                    return Err(Failure::Upstream(UpstreamError::Denied {
+                        upstream: up.name.clone(),
+                        message: format!("{method} {path} answered {status}"),
+                    }));
+                }
+                return Ok(resp);
+            }
+            // 401: answer its challenge once.
+            let challenge = resp
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_challenge);
+            match challenge {
+                Some((scheme, params)) if scheme == "bearer" => {
+                    let Some(realm) = params.get("realm").cloned() else {
+                        return Err(Failure::Upstream(UpstreamError::Denied {
+                            upstream: up.name.clone(),
+                            message: "a Bearer challenge without a realm".into(),
+                        }));
+                    };
+                    let bearer = Bearer {
+                        realm,
+                        service: params.get("service").cloned(),
+                    };
+                    if let Ok(mut b) = self.bearer.lock() {
+                        *b = Some(bearer.clone());
+                    }
+                    let want = params
+                        .get("scope")
+                        .cloned()
+                        .unwrap_or_else(|| scope.to_string());
+                    let token = self.fetch_token(&bearer, &want).await?;
+                    if want != scope {
+                        if let Ok(mut tokens) = self.tokens.lock() {
+                            if let Some(entry) = tokens.get(&want).cloned() {
+                                tokens.insert(scope.to_string(), entry);
+                            }
+                        }
+                    }
+                    auth = Some(format!("Bearer {token}"));
+                }
+                Some((scheme, _)) if scheme == "basic" => {
+                    self.basic.store(true, std::sync::atomic::Ordering::Relaxed);
+                    match self.basic_header() {
+                        Some(b) => auth = Some(b),
+                        None => {
+                            return Err(Failure::Upstream(UpstreamError::Denied {
+                                upstream: up.name.clone(),
+                                message: "Basic credentials asked, none configured".into(),
+                            }))
+                        }
+                    }
+                }
+                _ => {
+                    return Err(Failure::Upstream(UpstreamError::Denied {
+                        upstream: up.name.clone(),
+                        message: "401 without a challenge this registry can answer".into(),
+                    }))
+                }
+            }
+        }
+        Err(unavailable(up, "authentication did not settle"))
+    }
+
+    fn scope(repo: &str) -> String {
+        format!("repository:{repo}:pull")
+    }
+
+    fn manifest_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, HeaderValue::from_static(MANIFEST_ACCEPT));
+        h
+    }
+
+    /// `HEAD` of a manifest: its digest (`Docker-Content-Digest`), `None` if the
+    /// answer did not carry one.
+    pub async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<Digest>, Failure> {
+        let resp = self
+            .send(
+                Method::HEAD,
+                &format!("{repo}/manifests/{reference}"),
+                &Self::scope(repo),
+                Self::manifest_headers(),
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Err(Failure::NotFound),
+            s if s.is_success() => Ok(resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())),
+            s => Err(unavailable(
+                &self.config,
+                format!("HEAD manifest answered {s}"),
+            )),
+        }
+    }
+
+    /// `GET` of a manifest (at most 4 MiB).
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<FetchedManifest, Failure> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("{repo}/manifests/{reference}"),
+                &Self::scope(repo),
+                Self::manifest_headers(),
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => return Err(Failure::NotFound),
+            s if s.is_success() => {}
+            s => {
+                return Err(unavailable(
+                    &self.config,
+                    format!("GET manifest answered {s}"),
+                ))
+            }
+        }
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let limit = crate::registry::manifest_format::MAX_MANIFEST_BYTES;
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        loop {
+            let piece = tokio::time::timeout(self.config.timeout, stream.next())
+                .await
+                .map_err(|_| unavailable(&self.config, "manifest body stalled"))?;
+            match piece {
+                None => break,
+                Some(Err(e)) => return Err(unavailable(&self.config, e.to_string())),
+                Some(Ok(b)) => {
+                    if body.len() + b.len() > limit {
+                        return Err(Failure::Upstream(UpstreamError::Invalid {
+                            upstream: self.config.name.clone(),
+                            message: format!("manifest larger than {limit} bytes"),
+                        }));
+                    }
+                    body.extend_from_slice(&b);
+                }
+            }
+        }
+        metrics::upstream_bytes(&self.config.name, body.len() as u64);
+        Ok(FetchedManifest { body, content_type })
+    }
+
+    /// `HEAD` of a blob: its length.
+    pub async fn head_blob(&self, repo: &str, digest: &Digest) -> Result<u64, Failure> {
+        let resp = self
+            .send(
+                Method::HEAD,
+                &format!("{repo}/blobs/{digest}"),
+                &Self::scope(repo),
+                HeaderMap::new(),
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Err(Failure::NotFound),
+            s if s.is_success() => resp
+                .headers()
+                .get(reqwest::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| unavailable(&self.config, "HEAD blob without a Content-Length")),
+            s => Err(unavailable(&self.config, format!("HEAD blob answered {s}"))),
+        }
+    }
+
+    /// `GET` of a blob from byte `from` on. An upstream that ignores the `Range`
+    /// answers 200: then `start` is 0.
+    pub async fn get_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: u64,
+    ) -> Result<BlobBody, Failure> {
+        let mut headers = HeaderMap::new();
+        if from > 0 {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes={from}-")) {
+                headers.insert(reqwest::header::RANGE, v);
+            }
+        }
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("{repo}/blobs/{digest}"),
+                &Self::scope(repo),
+                headers,
+            )
+            .await?;
+        let status = resp.status();
+        let length = resp.content_length();
+        let (start, size) = match status {
+            StatusCode::NOT_FOUND => return Err(Failure::NotFound),
+            StatusCode::PARTIAL_CONTENT => {
+                // Content-Range: bytes a-b/total
+                let range = resp
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| {
+                        let (ab, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+                        let (a, _) = ab.split_once('-')?;
+                        Some((a.parse::<u64>().ok()?, total.parse::<u64>().ok()?))
+                    });
+                range.ok_or_else(|| {
+                    unavailable(&self.config, "206 without a usable Content-Range")
+                })?
+            }
+            s if s.is_success() => (
+                0,
+                length.ok_or_else(|| {
+                    unavailable(&self.config, "blob GET without a Content-Length")
+                })?,
+            ),
+            s => return Err(unavailable(&self.config, format!("GET blob answered {s}"))),
+        };
+        let name = self.config.name.clone();
+        let idle = self.config.timeout;
+        let body = resp.bytes_stream().boxed();
+        // A body that stops sending for longer than the timeout fails, rather than
+        // holding the fill (and its lease) for ever.
+        let stream = futures_util::stream::unfold(Some((body, name)), move |state| async move {
+            let (mut body, name) = state?;
+            match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => Some((Err(format!("no bytes for {idle:?}")), None)),
+                Ok(None) => None,
+                Ok(Some(Err(e))) => Some((Err(e.to_string()), None)),
+                Ok(Some(Ok(b))) => {
+                    metrics::upstream_bytes(&name, b.len() as u64);
+                    Some((Ok(b), Some((body, name))))
+                }
+            }
+        })
+        .boxed();
+        Ok(BlobBody {
+            start,
+            size,
+            stream,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges() {
+        let (scheme, p) = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#,
+        )
+        .unwrap();
+        assert_eq!(scheme, "bearer");
+        assert_eq!(p["realm"], "https://auth.docker.io/token");
+        assert_eq!(p["service"], "registry.docker.io");
+        assert_eq!(p["scope"], "repository:library/alpine:pull");
+        let (scheme, p) = parse_challenge(r#"Basic realm="x, y""#).unwrap();
+        assert_eq!(scheme, "basic");
+        assert_eq!(p["realm"], "x, y");
+        let (_, p) = parse_challenge("Bearer realm=http://a/b, service=s").unwrap();
+        assert_eq!(p["realm"], "http://a/b");
+        assert_eq!(p["service"], "s");
+    }
+}
