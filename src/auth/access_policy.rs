@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn rules_users_groups_anonymous() {
-        let config: TokenServerConfig = serde_yaml::from_str(
+        let config: TokenServerConfig = serde_norway::from_str(
             "key: k\ngroups:\n  team-a: [alice]\naccess:\n  - groups: [team-a]\n    repositories: ['team-a/*']\n    actions: ['*']\n  - users: ['*']\n    anonymous: true\n    repositories: ['public/*']\n    actions: [pull]\n  - users: [admin]\n    catalog: true\n",
         )
         .unwrap();

@@ -309,20 +309,20 @@ mod tests {
     #[test]
     fn builds_without_network() {
         let s3: S3Config =
-            serde_yaml::from_str("bucket: b\nregionendpoint: http://127.0.0.1:1\naccesskey: a\nsecretkey: s\nstorageclass: STANDARD\n")
+            serde_norway::from_str("bucket: b\nregionendpoint: http://127.0.0.1:1\naccesskey: a\nsecretkey: s\nstorageclass: STANDARD\n")
                 .unwrap();
         let b = super::s3(&s3).unwrap();
         assert_eq!(crate::blobs::BlobBackend::min_chunk_len(&b), S3_MIN_PART);
-        let az: AzureConfig = serde_yaml::from_str(
+        let az: AzureConfig = serde_norway::from_str(
             "accountname: devstoreaccount1\naccountkey: Zm9v\ncontainer: c\nendpoint: http://127.0.0.1:1/devstoreaccount1\n",
         )
         .unwrap();
         azure(&az).unwrap();
         let g: GcsConfig =
-            serde_yaml::from_str("bucket: b\nendpoint: http://127.0.0.1:1\n").unwrap();
+            serde_norway::from_str("bucket: b\nendpoint: http://127.0.0.1:1\n").unwrap();
         gcs(&g).unwrap();
         let g: GcsConfig =
-            serde_yaml::from_str("bucket: b\nkeyfile: /nonexistent/key.json\n").unwrap();
+            serde_norway::from_str("bucket: b\nkeyfile: /nonexistent/key.json\n").unwrap();
         match gcs(&g) {
             Err(e) => assert_eq!(e.key, "storage.gcs.keyfile"),
             Ok(_) => panic!("a missing key file was accepted"),

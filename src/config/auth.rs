@@ -208,7 +208,7 @@ mod tests {
     use crate::config::Config;
 
     fn load(yaml: &str) -> Result<Config, String> {
-        let tree = serde_yaml::from_str(yaml).unwrap();
+        let tree = serde_norway::from_str(yaml).unwrap();
         Config::from_tree(tree).map_err(|e| e.to_string())
     }
 

@@ -76,7 +76,7 @@ pub struct RedisPoolConfig {
     #[serde(default)]
     pub maxactive: Option<u32>,
     #[serde(default)]
-    pub idletimeout: Option<serde_yaml::Value>,
+    pub idletimeout: Option<serde_norway::Value>,
 }
 
 /// `redis`.
@@ -202,7 +202,7 @@ mod tests {
     use super::*;
 
     fn redis(yaml: &str) -> Result<RedisConfig, String> {
-        serde_yaml::from_str::<RedisConfig>(yaml)
+        serde_norway::from_str::<RedisConfig>(yaml)
             .map_err(|e| e.to_string())
             .and_then(|r| r.validate().map(|()| r).map_err(|e| e.to_string()))
     }

@@ -7,7 +7,7 @@
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use super::ConfigError;
 
@@ -337,7 +337,7 @@ pub struct GcsConfig {
 
 /// Inline service account credentials; never shown in `Debug` output.
 #[derive(Clone, Deserialize)]
-pub struct GcsCredentials(pub serde_yaml::Mapping);
+pub struct GcsCredentials(pub serde_norway::Mapping);
 
 impl std::fmt::Debug for GcsCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

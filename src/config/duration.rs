@@ -23,7 +23,7 @@ impl<'de> Deserialize<'de> for ConfigDuration {
         #[serde(untagged)]
         enum Raw {
             Text(String),
-            Number(serde_yaml::Number),
+            Number(serde_norway::Number),
         }
         match Raw::deserialize(d)? {
             Raw::Text(text) => ConfigDuration::parse(&text).map_err(serde::de::Error::custom),

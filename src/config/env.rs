@@ -10,7 +10,7 @@
 //! as such, as distribution does; a key it names with a bad value is refused like a bad
 //! value in the file. Unknown keys in the file itself stay fatal.
 
-use serde_yaml::{Mapping, Value};
+use serde_norway::{Mapping, Value};
 
 use super::storage::DRIVERS;
 use super::{Config, ConfigError};
@@ -70,7 +70,7 @@ pub fn apply_overrides(
             });
             continue;
         }
-        let value: Value = serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()));
+        let value: Value = serde_norway::from_str(&raw).unwrap_or(Value::String(raw.clone()));
         if path == ["storage"] {
             if let Value::String(driver) = &value {
                 select_driver(tree, driver).map_err(|message| ConfigError::Env {

@@ -217,7 +217,7 @@ mod tests {
     use crate::config::Config;
 
     fn load(yaml: &str) -> Result<Config, String> {
-        let tree: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+        let tree: serde_norway::Value = serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
         Config::from_tree(tree).map_err(|e| e.to_string())
     }
 

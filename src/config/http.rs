@@ -108,7 +108,7 @@ pub struct LogConfig {
     /// Accepted for compatibility with distribution's files; not yet added to log
     /// lines (start-up says so when it is set).
     #[serde(default)]
-    pub fields: Option<BTreeMap<String, serde_yaml::Value>>,
+    pub fields: Option<BTreeMap<String, serde_norway::Value>>,
     /// `log.accesslog`: accepted for compatibility; Wharf writes no access log of its
     /// own yet (each request is a tracing span).
     #[serde(default)]

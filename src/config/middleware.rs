@@ -162,9 +162,9 @@ mod tests {
     use crate::config::{Config, IpFilteredBy, StorageMiddleware};
 
     fn load(yaml: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
-        let mut tree: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+        let mut tree: serde_norway::Value = serde_norway::from_str(yaml).unwrap();
         if tree.is_null() {
-            tree = serde_yaml::Value::Mapping(Default::default());
+            tree = serde_norway::Value::Mapping(Default::default());
         }
         super::super::env::apply_overrides(
             &mut tree,

@@ -99,7 +99,7 @@ impl Default for DatabaseConfig {
 pub struct Config {
     /// Accepted for compatibility with distribution's files (`0.1`).
     #[serde(default)]
-    pub version: Option<serde_yaml::Value>,
+    pub version: Option<serde_norway::Value>,
     #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
@@ -144,15 +144,15 @@ impl Config {
                     path: p.display().to_string(),
                     source,
                 })?;
-                let value: serde_yaml::Value =
-                    serde_yaml::from_str(&text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+                let value: serde_norway::Value =
+                    serde_norway::from_str(&text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
                 if value.is_null() {
-                    serde_yaml::Value::Mapping(Default::default())
+                    serde_norway::Value::Mapping(Default::default())
                 } else {
                     value
                 }
             }
-            None => serde_yaml::Value::Mapping(Default::default()),
+            None => serde_norway::Value::Mapping(Default::default()),
         };
         let ignored_variables = env::apply_overrides(&mut tree, vars)?;
         let mut config = Self::from_tree(tree)?;
@@ -161,7 +161,7 @@ impl Config {
     }
 
     /// Deserializes and validates a YAML tree.
-    pub fn from_tree(tree: serde_yaml::Value) -> Result<Config, ConfigError> {
+    pub fn from_tree(tree: serde_norway::Value) -> Result<Config, ConfigError> {
         let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let path = e.path().to_string();
             let message = e.into_inner().to_string();

@@ -252,7 +252,7 @@ mod tests {
     use super::super::Config;
 
     fn load(yaml: &str) -> Result<Config, String> {
-        let tree: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+        let tree: serde_norway::Value = serde_norway::from_str(yaml).unwrap();
         Config::from_tree(tree).map_err(|e| e.to_string())
     }
 

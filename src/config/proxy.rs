@@ -151,12 +151,12 @@ impl ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match serde_yaml::Value::deserialize(d)? {
-            serde_yaml::Value::Number(n) => n
+        match serde_norway::Value::deserialize(d)? {
+            serde_norway::Value::Number(n) => n
                 .as_u64()
                 .map(ByteSize)
                 .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a byte count"))),
-            serde_yaml::Value::String(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+            serde_norway::Value::String(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
             _ => Err(serde::de::Error::custom("expected a size such as 20GiB")),
         }
     }
@@ -374,7 +374,7 @@ mod tests {
     use super::*;
 
     fn proxy(yaml: &str) -> Result<Vec<Upstream>, ConfigError> {
-        let c: ProxyConfig = serde_yaml::from_str(yaml).unwrap();
+        let c: ProxyConfig = serde_norway::from_str(yaml).unwrap();
         c.validate()?;
         c.upstreams()
     }

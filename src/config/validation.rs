@@ -55,7 +55,7 @@ pub struct IndexRules {
     #[serde(default)]
     pub platforms: Option<String>,
     #[serde(default)]
-    pub platformlist: Option<serde_yaml::Value>,
+    pub platformlist: Option<serde_norway::Value>,
 }
 
 impl ValidationConfig {

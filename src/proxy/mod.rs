@@ -259,7 +259,7 @@ mod tests {
     use super::*;
 
     fn proxy(yaml: &str) -> Arc<Proxy> {
-        let tree: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();
+        let tree: serde_norway::Value = serde_norway::from_str(yaml).unwrap();
         let config = Config::from_tree(tree).unwrap();
         Proxy::from_config(&config).unwrap().unwrap()
     }

@@ -68,7 +68,7 @@ fn setup(pkcs1: bool) -> Setup {
          middleware:\n  storage:\n    - name: cloudfront\n      options:\n        baseurl: https://d111111abcdef8.cloudfront.net/cdn/\n        privatekey: {key_s}\n        keypairid: K2JCJMDEHXQW5F\n        duration: 3000s\n        ipfilteredby: awsregion\n        awsregion: us-east-1, eu-west-1\n        iprangesfile: {}\n        updatefrequency: 12h\n",
         ranges.display()
     );
-    let config = Config::from_tree(serde_yaml::from_str(&yaml).unwrap()).unwrap();
+    let config = Config::from_tree(serde_norway::from_str(&yaml).unwrap()).unwrap();
     Setup {
         _dir: dir,
         public_pem,

@@ -144,14 +144,14 @@ fn cloudfront_needs_s3() {
         "middleware": { "storage": [{ "name": "cloudfront", "options": {
             "baseurl": "https://d1.cloudfront.net", "privatekey": "/k.pem", "keypairid": "K1" } }] },
     });
-    let e = wharf::config::Config::from_tree(serde_yaml::to_value(tree).unwrap())
+    let e = wharf::config::Config::from_tree(serde_norway::to_value(tree).unwrap())
         .unwrap_err()
         .to_string();
     assert!(e.contains("middleware.storage[0].name"), "{e}");
     let tree = json!({
         "middleware": { "storage": [{ "name": "redirect", "options": {} }] },
     });
-    let e = wharf::config::Config::from_tree(serde_yaml::to_value(tree).unwrap())
+    let e = wharf::config::Config::from_tree(serde_norway::to_value(tree).unwrap())
         .unwrap_err()
         .to_string();
     assert!(

@@ -322,7 +322,7 @@ impl TestRegistry {
                 tree[k] = v;
             }
         }
-        let tree = serde_yaml::to_value(tree).expect("test config as YAML");
+        let tree = serde_norway::to_value(tree).expect("test config as YAML");
         let config = wharf::config::Config::from_tree(tree).expect("test config");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");

@@ -61,7 +61,7 @@ impl Server {
             "database": { "url": format!("sqlite://{}", dir.path().join("wharf.db").display()) },
             "auth": auth,
         });
-        let tree = serde_yaml::to_value(tree).expect("yaml");
+        let tree = serde_norway::to_value(tree).expect("yaml");
         let config = wharf::config::Config::from_tree(tree).map_err(|e| e.to_string())?;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -84,7 +84,7 @@ fn need(kind: Kind, var: &str) -> String {
 /// A backend through the server's own constructor (`wharf::server::blob_backend`).
 fn from_storage_section(storage: Value) -> Arc<dyn BlobBackend> {
     let tree = json!({ "storage": storage });
-    let config = wharf::config::Config::from_tree(serde_yaml::to_value(tree).expect("YAML"))
+    let config = wharf::config::Config::from_tree(serde_norway::to_value(tree).expect("YAML"))
         .unwrap_or_else(|e| panic!("test storage configuration: {e}"));
     wharf::server::blob_backend(&config).unwrap_or_else(|e| panic!("blob backend: {e}"))
 }

@@ -25,7 +25,7 @@ async fn redis_cache(addrs: &[String]) -> Arc<dyn CacheBackend> {
         "addrs: [{}]\nreadtimeout: 100ms\nwritetimeout: 100ms\ndialtimeout: 200ms\n",
         addrs.join(", ")
     );
-    let config: RedisConfig = serde_yaml::from_str(&yaml).expect("redis config");
+    let config: RedisConfig = serde_norway::from_str(&yaml).expect("redis config");
     Arc::new(RedisCache::connect(&config).await.expect("redis cache"))
 }
 
