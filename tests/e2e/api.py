@@ -70,6 +70,10 @@ def summary(note=""):
             part += f", {c['gap']} gaps"
         parts.append(part)
     t = common.totals()
+    for r in common.TRANSPORT_RETRIED:
+        print(f"# sent again after a transport failure: {r}")
+    if common.TRANSPORT_RETRIED:
+        note += f"; {len(common.TRANSPORT_RETRIED)} requests sent again after a transport failure"
     print(f"SUMMARY api.py: {'; '.join(parts)}")
     extra = f", {t['gap']} known gaps of {common.REFERENCE}" if t["gap"] else ""
     print(f"SUMMARY api.py: {t['ok']} checks ok, {t['failed']} failed{extra}{note}")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 import uuid
 from urllib.parse import urljoin
 
@@ -253,12 +254,44 @@ def with_query(loc, **params):
     return loc + sep + "&".join(f"{k}={v}" for k, v in params.items())
 
 
+# E2E_TRANSPORT_RETRIES=N (tests/cluster/run.sh sets it): a request that fails in
+# transport (connection refused or reset, no response) or gets the load balancer's own
+# 502 (Wharf never answers 502) is sent again, up to N times, as a real client does when
+# an instance behind the load balancer dies under it. Wharf's own answers, 503 included,
+# are never retried. How many were retried is printed at the end (TRANSPORT_RETRIED).
+TRANSPORT_RETRIES = int(os.environ.get("E2E_TRANSPORT_RETRIES", "0") or 0)
+TRANSPORT_RETRIED = []
+
+
+def _send(method, target, kw):
+    attempt = 0
+    while True:
+        try:
+            resp = http.request(method, target, stream=True, **kw)
+        except requests.exceptions.ConnectionError as e:
+            if attempt >= TRANSPORT_RETRIES or not _replayable(kw):
+                raise
+            TRANSPORT_RETRIED.append(f"{method} {target}: {type(e).__name__}")
+        else:
+            if resp.status_code != 502 or attempt >= TRANSPORT_RETRIES or not _replayable(kw):
+                return resp
+            resp.close()
+            TRANSPORT_RETRIED.append(f"{method} {target}: 502 from the load balancer")
+        attempt += 1
+        time.sleep(0.5 * attempt)
+
+
+def _replayable(kw):
+    data = kw.get("data")
+    return data is None or isinstance(data, (bytes, str))
+
+
 def req(method, target, **kw):
     """One request. A response whose body breaks off before its
     Content-Length (seen from distribution 2.8 on a 416) is returned with the
     bytes that came and `broken` set, for the checks to report."""
     kw.setdefault("timeout", TIMEOUT)
-    resp = http.request(method, target, stream=True, **kw)
+    resp = _send(method, target, kw)
     resp.broken = None
     chunks = []
     try:

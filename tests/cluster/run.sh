@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The load-balanced cluster, tested as its users meet it: `scripts/cluster up` (nginx
+# round robin over three instances on S3 (moto) + PostgreSQL + Redis, notifications to
+# a receiver), then through the load balancer:
+#
+#   spec     tests/e2e/api.py, the project's spec suite; every request of an upload may
+#            land on another instance. Instance 2 is killed with SIGKILL part-way through
+#            the run (CLUSTER_KILL_AFTER seconds, default 20) and started again 3 s later.
+#            A request that dies with it (reset, or nginx's 502) is sent again as a real
+#            client would (E2E_TRANSPORT_RETRIES=3; the suite lists each one); every
+#            answer Wharf gives is checked as strictly as on one instance.
+#   clients  tests/e2e/skopeo.sh and tests/e2e/oras_referrers.py (real clients).
+#   events   a push of one image by tag: the receiver gets the push event of each of its
+#            blobs and of the manifest (with the tag), each event id once or more.
+#
+#   tests/cluster/run.sh            (scripts/test runs it as its cluster step)
+#
+# Needs what scripts/cluster needs (nginx, moto, PostgreSQL, redis-server) and a built
+# wharf. Exit status: 0 when every part passed; the summary says which failed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$ROOT"
+export WHARF_CLUSTER_DIR="${WHARF_CLUSTER_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/wharf-cluster.XXXXXX")}"
+KILL_AFTER="${CLUSTER_KILL_AFTER:-20}"
+failed=()
+killer=""
+
+finish() {
+  local rc=$?
+  [[ -z "$killer" ]] || kill "$killer" 2>/dev/null || true
+  scripts/cluster down >/dev/null 2>&1 || true
+  exit "$rc"
+}
+trap finish EXIT
+
+scripts/cluster up
+eval "$(scripts/cluster env)"
+echo "# cluster up: load balancer at ${WHARF_CLUSTER_URL}"
+
+# ---- spec: the spec suite through nginx, one instance SIGKILLed and restarted
+(
+  sleep "$KILL_AFTER"
+  scripts/cluster kill 2 KILL
+  sleep 3
+  scripts/cluster start 2
+) >"$WHARF_CLUSTER_DIR/killer.log" 2>&1 &
+killer=$!
+echo "---- spec suite through the load balancer (wharf2 SIGKILLed after ${KILL_AFTER}s)"
+rc=0
+E2E_TRANSPORT_RETRIES=3 REGISTRY="$WHARF_CLUSTER_ADDR" timeout 900 tests/e2e/api.py || rc=$?
+if wait "$killer"; then
+  killer=""
+  echo "# killer: $(tr '\n' ' ' <"$WHARF_CLUSTER_DIR/killer.log")"
+else
+  killer=""
+  failed+=("spec: the kill and restart of wharf2 failed: $(tail -n 3 "$WHARF_CLUSTER_DIR/killer.log" | tr '\n' ' ')")
+fi
+((rc == 0)) || failed+=("spec: tests/e2e/api.py exit ${rc}")
+grep -q "SIGKILL\|KILL" "$WHARF_CLUSTER_DIR/killer.log" || failed+=("spec: wharf2 was never killed (the suite ended first?)")
+
+# ---- clients: real clients through the load balancer
+for t in tests/e2e/skopeo.sh tests/e2e/oras_referrers.py; do
+  echo "---- $(basename "$t") through the load balancer"
+  rc=0
+  REGISTRY="$WHARF_CLUSTER_ADDR" timeout 600 "$t" || rc=$?
+  ((rc == 0)) || failed+=("clients: $(basename "$t") exit ${rc}")
+done
+
+# ---- events: every event of a push reaches the receiver
+echo "---- events of a push reach the receiver"
+rc=0
+python3 - "$WHARF_CLUSTER_URL" "$WHARF_CLUSTER_RECEIVER_LOG" <<'PY' || rc=$?
+import hashlib, json, sys, time, urllib.request
+
+base, log = sys.argv[1], sys.argv[2]
+repo = f"cluster/events-{int(time.time())}"
+
+def req(method, url, data=None, headers=None):
+    r = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    with urllib.request.urlopen(r, timeout=30) as resp:
+        return resp.status, resp.headers
+
+def push_blob(data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    status, headers = req("POST", f"{base}/v2/{repo}/blobs/uploads/")
+    assert status == 202, status
+    loc = headers["Location"]
+    if loc.startswith("/"):
+        loc = base + loc
+    sep = "&" if "?" in loc else "?"
+    status, _ = req("PUT", f"{loc}{sep}digest={digest}", data,
+                    {"Content-Type": "application/octet-stream"})
+    assert status == 201, status
+    return digest
+
+config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+layer = repo.encode() * 100
+cd, ld = push_blob(config), push_blob(layer)
+manifest = json.dumps({
+    "schemaVersion": 2,
+    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": len(config)},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": len(layer)}],
+}).encode()
+md = "sha256:" + hashlib.sha256(manifest).hexdigest()
+status, _ = req("PUT", f"{base}/v2/{repo}/manifests/v1", manifest,
+                {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+assert status == 201, status
+
+want = {("push", cd, None), ("push", ld, None), ("push", md, "v1")}
+deadline = time.time() + 60
+seen = set()
+while time.time() < deadline:
+    seen = set()
+    with open(log) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("repository") != repo:
+                continue
+            seen.add((rec.get("action"), rec.get("digest"), rec.get("tag") or None))
+    if want <= seen:
+        print(f"# receiver got all {len(want)} push events of {repo}")
+        sys.exit(0)
+    time.sleep(0.5)
+print(f"missing events: {sorted(map(str, want - seen))}; seen {sorted(map(str, seen))}", file=sys.stderr)
+sys.exit(1)
+PY
+((rc == 0)) || failed+=("events: the receiver did not get every push event")
+
+echo
+if ((${#failed[@]})); then
+  printf 'cluster: FAILED: %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "cluster: spec suite, clients and events through the load balancer passed"
