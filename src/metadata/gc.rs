@@ -264,6 +264,17 @@ macro_rules! gc_queries {
             Ok(true)
         }
 
+        /// Whether manifest (`repo_id`, `digest`) is reachable now (PostgreSQL locks the
+        /// manifests it reviews first, then asks; see `postgres::gc`).
+        #[allow(dead_code)] // PostgreSQL's lock ordering only.
+        pub(super) async fn is_reachable(conn: &mut $conn, repo_id: i64, digest: &str) -> Result<bool> {
+            Ok(sqlx::query_scalar(&format!("SELECT {REACHABLE}"))
+                .bind(repo_id)
+                .bind(digest)
+                .fetch_one(&mut *conn)
+                .await?)
+        }
+
         /// The repository's name.
         pub(super) async fn repository_name(conn: &mut $conn, repo_id: i64) -> Result<RepoName> {
             let name: String = sqlx::query_scalar("SELECT name FROM repositories WHERE id = $1")

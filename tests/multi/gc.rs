@@ -6,6 +6,12 @@
 //! layers again, through both instances. Every pull of a live tag must return the
 //! right bytes; afterwards the store must hold exactly the objects the database names.
 //!
+//! Notifications are on too (one endpoint, a receiver answering 200), so every write
+//! transaction both touches GC review rows and appends to the outbox while the reviews
+//! run: the test counts PostgreSQL's detected deadlocks in its database (there must be
+//! none) and checks that the collector's deletions sent no events — the receiver gets
+//! exactly one `delete` event per tag the clients deleted.
+//!
 //! `WHARF_GC_LOAD_ROUNDS` sets the rounds per client (default 700; three clients).
 //! Needs `WHARF_TEST_POSTGRES_URL`: without it this test fails (never skipped).
 
@@ -16,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
+use super::receiver::{Mode, Receiver};
 use super::{data, digest, Cluster};
 
 const CLIENTS: usize = 3;
@@ -219,7 +226,12 @@ async fn no_live_blob_lost_under_load() {
     );
     // The instances inherit it (this test has its process to itself under nextest).
     std::env::set_var("WHARF_TEST_RACE_DELAYS", RACE_DELAYS);
-    let c = Cluster::start_with(2, GC_CONFIG, "").await;
+    let receiver = Receiver::start(Mode::Ok);
+    let notify = format!(
+        "notifications:\n  endpoints:\n    - name: hook\n      url: {}\n      timeout: 2s\n      backoff: 100ms\n      maxbackoff: 500ms\n      ignore:\n        actions: [pull]\n",
+        receiver.url
+    );
+    let mut c = Cluster::start_with(2, GC_CONFIG, &notify).await;
     let rounds: usize = std::env::var("WHARF_GC_LOAD_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -278,6 +290,28 @@ async fn no_live_blob_lost_under_load() {
         assert!(Instant::now() < deadline, "reviews never settled: {d:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The collector's deletions write no events: the only deletes the receiver gets are
+    // the clients' tag deletes, one each.
+    let tag_deletes = counters.tag_deletes.load(Ordering::Relaxed) as usize;
+    let events = receiver
+        .wait_for(Duration::from_secs(60), |e| {
+            e.iter().filter(|e| e["action"] == "delete").count() >= tag_deletes
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deletes: Vec<_> = receiver
+        .delivered()
+        .into_iter()
+        .filter(|e| e["action"] == "delete")
+        .collect();
+    assert!(
+        deletes.len() == tag_deletes && deletes.iter().all(|e| e["target"]["tag"].is_string()),
+        "{} delete events for {tag_deletes} tag deletes: {:?}",
+        deletes.len(),
+        &deletes[..deletes.len().min(5)]
+    );
+    eprintln!("gc load: {} events delivered, {} of them deletes (all the clients' tag deletes)", events.len(), deletes.len());
+
     // Every live tag still pulls, through both instances.
     for (tag, (m, blobs)) in &live {
         for url in &c.urls {
@@ -343,4 +377,24 @@ async fn no_live_blob_lost_under_load() {
         listed.len(),
         live.len()
     );
+    // No write transaction deadlocked with a review (PostgreSQL detects a cycle, aborts
+    // one side and the store retries it: correct, but a second of stalled writes each).
+    // Backends flush their statistics when they exit: stop the instances first.
+    for i in 0..c.urls.len() {
+        c.kill(i);
+    }
+    drop(meta);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut admin = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&db_url).await.expect("postgres")
+    };
+    let deadlocks: i64 =
+        sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = $1")
+            .bind(&c.database)
+            .fetch_one(&mut admin)
+            .await
+            .expect("pg_stat_database");
+    eprintln!("gc load: {deadlocks} deadlocks detected by PostgreSQL");
+    assert_eq!(deadlocks, 0, "write transactions deadlocked with GC reviews");
 }

@@ -124,6 +124,19 @@ pub(super) async fn unlink_blob(
     events: &[EventRecord],
 ) -> Result<bool> {
     let mut tx = begin(pool).await?;
+    // First the blob's review row (queued now, as the unlink's trigger would), so the
+    // locks come in a GC review's order: review row, then link. The other way round —
+    // the link's row locked by the DELETE, then its trigger waiting for a review that
+    // has claimed the row and waits for the link `FOR UPDATE` — is a deadlock.
+    sqlx::query(
+        "SELECT gc_queue_blob($1) WHERE EXISTS (SELECT 1 FROM repository_blobs rb
+             JOIN repositories r ON r.id = rb.repository_id
+             WHERE rb.digest = $1 AND r.name = $2)",
+    )
+    .bind(digest.to_string())
+    .bind(repo.as_str())
+    .execute(&mut *tx)
+    .await?;
     let done = queries::unlink(&mut *tx, repo, digest).await?;
     append_events_if(&mut tx, done, events).await?;
     tx.commit().await?;
@@ -138,6 +151,20 @@ pub(super) async fn delete_manifest(
     events: &[EventRecord],
 ) -> Result<bool> {
     let mut tx = begin(pool).await?;
+    // GC's lock order (`gc::queue_blob_reviews_of`): the manifest's row, then the
+    // reviews of its blobs in digest order, then the delete.
+    if let Some(repo_id) = queries::repository_id(&mut *tx, repo.as_str()).await? {
+        let present: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2 FOR UPDATE",
+        )
+        .bind(repo_id)
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if present.is_some() {
+            super::gc::queue_blob_reviews_of(&mut tx, &[(repo_id, digest.to_string())]).await?;
+        }
+    }
     let done = queries::delete_manifest(&mut *tx, repo, digest).await?;
     append_events_if(&mut tx, done, events).await?;
     tx.commit().await?;
@@ -207,6 +234,31 @@ pub(super) async fn put_manifest(
         }
     };
 
+    // The reviews of the manifests the tags leave, queued (the tag triggers would) before
+    // any link or manifest row is locked: a review that has claimed one is waited for
+    // while this transaction holds nothing a review waits for. Queued by the trigger
+    // after the links were locked, a put could close a cycle: manifest review → blob
+    // review (its deletions queue) → link `FOR SHARE` (this put) → manifest review.
+    if !m.tags.is_empty() {
+        let names: Vec<&str> = m.tags.iter().map(Tag::as_str).collect();
+        let left: Vec<String> = sqlx::query_scalar(
+            "SELECT manifest_digest COLLATE \"C\" FROM tags
+             WHERE repository_id = $1 AND name = ANY($2) AND manifest_digest <> $3
+             ORDER BY 1",
+        )
+        .bind(repo_id)
+        .bind(&names)
+        .bind(m.record.digest.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        for digest in left {
+            sqlx::query("SELECT gc_queue_manifest($1, $2)")
+                .bind(repo_id)
+                .bind(digest)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     // The children must be in the repository when this commits: lock the rows that
     // say so. An unlink that got there first has already removed its row and we answer
     // MissingChild; one that comes later waits for our commit. See the module doc.
