@@ -529,6 +529,179 @@ async fn expiry_and_the_size_limit_remove_content_that_is_not_pulled() {
     );
 }
 
+/// Rows of the mirror's SQLite database: `SELECT COUNT(*) FROM table WHERE digest = ?`.
+async fn count_rows(db: &std::path::Path, table: &str, digest: &str) -> i64 {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE digest = $1"))
+        .bind(digest)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
+/// Waits (up to 30 s) until `table` has `want` rows of `digest`.
+async fn wait_rows(db: &std::path::Path, table: &str, digest: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = count_rows(db, table, digest).await;
+        if n == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{table} still has {n} rows of {digest}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn garbage_collection_keeps_what_mirrored_manifests_name_and_takes_what_the_cache_drops() {
+    // Garbage collection reviewing everything at once (reviewdelay 0s), every second.
+    let dir = scratch();
+    let upstream = start_wharf(
+        dir.path(),
+        "upstream",
+        &local_storage(dir.path(), "upstream"),
+    )
+    .await;
+    let proxy = CountingProxy::start(&upstream.url, 0);
+    let root = dir.path().join("mirror");
+    let db = root.join("wharf.db");
+    let mirror = start_wharf(
+        dir.path(),
+        "mirror",
+        &format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}\n  gc:\n    reviewdelay: 0s\n    interval: 1s\ndatabase:\n  url: sqlite://{}\nproxy:\n  sweepinterval: 1s\n  maxsize: 1500000\n  upstreams:\n    - name: up\n      prefix: up\n      remoteurl: {}\n      tagttl: 2s\n",
+            root.join("blobs").display(),
+            db.display(),
+            proxy.url
+        ),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let a = Image::new(90, &[1_000_000]);
+    let c = Image::new(91, &[1_000_000]);
+    let c2 = Image::new(92, &[100_000]);
+    push_image(&client, &upstream.url, "team/a", "v1", &a, None).await;
+    push_image(&client, &upstream.url, "team/c", "v1", &c, None).await;
+
+    // Mirrored blobs are committed (and linked) after their manifest, stored sparse:
+    // the reviews their links queue find the manifest's references and keep them.
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/a", "v1").await,
+        a.digest
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for blob in a.blobs() {
+        assert_eq!(count_rows(&db, "blobs", &sha256(blob)).await, 1);
+    }
+    proxy.clear();
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/a", "v1").await,
+        a.digest
+    );
+    assert_eq!(
+        proxy.count("GET", "/blobs/"),
+        0,
+        "a blob of a cached manifest was collected: {:?}",
+        proxy.requests()
+    );
+
+    // Over the size limit: a's layer, pulled least recently, is evicted (unlinked),
+    // and garbage collection then deletes its blob; its row in the cache goes too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/c", "v1").await,
+        c.digest
+    );
+    let a_layer = sha256(&a.layers[0]);
+    wait_rows(&db, "blobs", &a_layer, 0).await;
+    wait_rows(&db, "proxy_content", &a_layer, 0).await;
+    let c_layer = sha256(&c.layers[0]);
+    assert_eq!(count_rows(&db, "blobs", &c_layer).await, 1);
+
+    // The tag moves upstream: after tagttl the mirror follows it, garbage collection
+    // deletes the untagged manifest and the layer only it named, and the cache's rows
+    // of both go with them (what the cache counts is what the store holds).
+    push_image(&client, &upstream.url, "team/c", "v1", &c2, None).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/c", "v1").await,
+        c2.digest
+    );
+    wait_rows(&db, "blobs", &c_layer, 0).await;
+    wait_rows(&db, "proxy_content", &c_layer, 0).await;
+    wait_rows(&db, "proxy_content", &c.digest, 0).await;
+    // c2 is still whole in the cache: a warm pull sends no GET upstream.
+    proxy.clear();
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/c", "v1").await,
+        c2.digest
+    );
+    assert_eq!(
+        proxy.count("GET", "/blobs/"),
+        0,
+        "{:?}",
+        proxy.requests()
+    );
+    // And the old image still pulls by digest, fetched again.
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/c", &c.digest).await,
+        c.digest
+    );
+}
+
+#[tokio::test]
+async fn the_cache_writes_no_push_events_and_its_clients_pulls_are_announced() {
+    // An endpoint that never answers: events stay in the outbox, where they are counted.
+    let b = Bench::start(
+        0,
+        "notifications:\n  endpoints:\n    - name: never\n      url: http://127.0.0.1:1/events\nproxy:\n  upstreams:\n    - name: up\n      prefix: up\n      remoteurl: REMOTE\n",
+    )
+    .await;
+    let image = Image::new(95, &[300_000, 2000]);
+    b.push("team/app", "v1", &image).await;
+    // Cold (a fill per blob, the manifest fetched), then warm.
+    pull_image(&b.client, &b.mirror.url, "up/team/app", "v1").await;
+    pull_image(&b.client, &b.mirror.url, "up/team/app", "v1").await;
+    // A push to a local repository beside the mirror does write its events.
+    push_image(&b.client, &b.mirror.url, "local/app", "v1", &image, None).await;
+    // Pull events are written in batches, within a second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let db = b.dir.path().join("mirror").join("wharf.db");
+    let counts = |repo: &'static str, action: &'static str| {
+        let db = db.clone();
+        async move {
+            use sqlx::Connection as _;
+            let mut conn =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+                    .await
+                    .unwrap();
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM events WHERE repository = $1 AND action = $2",
+            )
+            .bind(repo)
+            .bind(action)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            n
+        }
+    };
+    assert_eq!(counts("up/team/app", "push").await, 0, "the cache's fills announced as pushes");
+    assert_eq!(counts("up/team/app", "mount").await, 0);
+    // Two pulls of a manifest and its three blobs (the cold ones streamed during fills).
+    assert_eq!(counts("up/team/app", "pull").await, 8);
+    // The local push: three blobs and a manifest.
+    assert_eq!(counts("local/app", "push").await, 4);
+}
+
 // ---- docker-registry 2.8.2 with token auth --------------------------------------
 
 /// A Wharf token server (tokens for `service`, signed with an ES256 key whose
