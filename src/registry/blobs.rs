@@ -47,7 +47,8 @@ impl Registry {
             // A client's pull all the same, announced as a pull from the store is (the
             // fill itself writes no event: no client pushed the blob).
             if self.pulls.is_some() {
-                let target = super::events::blob_target(&content.blob.digest, Some(content.blob.size));
+                let target =
+                    super::events::blob_target(&content.blob.digest, Some(content.blob.size));
                 self.pulled(ctx, repo, target);
             }
             return Ok(BlobLocation::Stream(content));

@@ -357,6 +357,7 @@ async fn ns_selects_a_configured_upstream_and_nothing_else() {
     );
 
     // An unconfigured ns: refused, and nothing is dialled.
+    b.proxy.clear();
     for ns in ["ghcr.io", "evil.example:443", "127.0.0.1:1"] {
         let r = b
             .client
@@ -375,7 +376,7 @@ async fn ns_selects_a_configured_upstream_and_nothing_else() {
             .unwrap()
             .contains("not an upstream"));
     }
-    assert!(b.proxy.requests().is_empty());
+    assert!(b.proxy.requests().is_empty(), "{:?}", b.proxy.requests());
 }
 
 #[tokio::test]
@@ -463,6 +464,67 @@ async fn a_cold_blob_streams_at_once_serves_ranges_during_its_fill_and_survives_
     }
     assert!(b.proxy.requests().is_empty());
     let _ = &b.dir;
+}
+
+#[tokio::test]
+async fn an_upstream_body_that_breaks_is_resumed_with_a_range() {
+    // 1 MB/s: the 6 MB layer takes six seconds, so several segments are stored before
+    // the cut (a segment ends after a second).
+    let b = Bench::start(
+        1_000_000,
+        "proxy:\n  upstreams:\n    - name: up\n      prefix: up\n      remoteurl: REMOTE\n",
+    )
+    .await;
+    let layer = pseudo_random(6_000_000, 55);
+    let digest = sha256(&layer);
+    push_blob(&b.client, &b.upstream.url, "team/cut", &layer, None).await;
+    b.proxy.cut_next_blob_after(3_500_000);
+    let url = format!("{}/v2/up/team/cut/blobs/{digest}", b.mirror.url);
+    // The first client and one that follows the fill both get the whole blob.
+    let follower = tokio::spawn({
+        let (client, url) = (b.client.clone(), url.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            get_blob_hashed(&client, &url, None).await
+        }
+    });
+    let (status, got, len) = get_blob_hashed(&b.client, &url, None).await;
+    assert_eq!((status, len), (200, 6_000_000));
+    assert_eq!(got, digest);
+    let (status, got, _) = follower.await.unwrap();
+    assert_eq!((status, got), (200, digest.clone()));
+    let gets: Vec<_> = b
+        .proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains(&digest))
+        .collect();
+    assert_eq!(gets.len(), 2, "the cut GET and one resumed: {gets:?}");
+    assert_eq!(gets[0].range, None, "{gets:?}");
+    // Resumed from what the session had stored: a whole number of segments, past the
+    // first and not past the cut.
+    let from: u64 = gets[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("the resumed GET has no open Range: {gets:?}"));
+    assert!(from > 0 && from <= 3_500_000, "resumed from {from}");
+    // Committed: served from the store, nothing asked upstream.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b
+        .metric("wharf_proxy_fills_in_flight", "upstream=\"up\"")
+        .await
+        != 0.0
+    {
+        assert!(Instant::now() < deadline, "the fill did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.proxy.clear();
+    let (status, got, _) = get_blob_hashed(&b.client, &url, None).await;
+    assert_eq!((status, got), (200, digest));
+    assert!(b.proxy.requests().is_empty(), "{:?}", b.proxy.requests());
 }
 
 #[tokio::test]
@@ -644,12 +706,7 @@ async fn garbage_collection_keeps_what_mirrored_manifests_name_and_takes_what_th
         pull_image(&client, &mirror.url, "up/team/c", "v1").await,
         c2.digest
     );
-    assert_eq!(
-        proxy.count("GET", "/blobs/"),
-        0,
-        "{:?}",
-        proxy.requests()
-    );
+    assert_eq!(proxy.count("GET", "/blobs/"), 0, "{:?}", proxy.requests());
     // And the old image still pulls by digest, fetched again.
     assert_eq!(
         pull_image(&client, &mirror.url, "up/team/c", &c.digest).await,
@@ -694,7 +751,11 @@ async fn the_cache_writes_no_push_events_and_its_clients_pulls_are_announced() {
             n
         }
     };
-    assert_eq!(counts("up/team/app", "push").await, 0, "the cache's fills announced as pushes");
+    assert_eq!(
+        counts("up/team/app", "push").await,
+        0,
+        "the cache's fills announced as pushes"
+    );
     assert_eq!(counts("up/team/app", "mount").await, 0);
     // Two pulls of a manifest and its three blobs (the cold ones streamed during fills).
     assert_eq!(counts("up/team/app", "pull").await, 8);
