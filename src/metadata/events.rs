@@ -348,6 +348,7 @@ macro_rules! event_queries {
         /// Whether `endpoint` has anything to claim: a read, so an idle worker's poll
         /// writes nothing (on SQLite every write is a commit with an fsync).
         pub(super) async fn work_due(conn: &mut $conn, endpoint: &str, now: i64) -> Result<bool> {
+            // `SELECT 1` is an INT4 on PostgreSQL: decoded as i32 (as in `gc`).
             let found: Option<i32> = sqlx::query_scalar(
                 "SELECT 1 FROM event_streams s JOIN event_endpoints ep ON ep.name = $1
                  LEFT JOIN event_cursors c ON c.endpoint = $1 AND c.repository = s.repository

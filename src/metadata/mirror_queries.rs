@@ -361,6 +361,7 @@ macro_rules! mirror_queries {
         where
             E: sqlx::Executor<'e, Database = $db>,
         {
+            // `SELECT 1` is an INT4 on PostgreSQL: decoded as i32 (as in `gc`).
             let found: Option<i32> = sqlx::query_scalar(
                 "SELECT 1 FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id
                  WHERE r.name = $1 AND mr.child_digest = $2 LIMIT 1",

@@ -16,7 +16,7 @@
 //!   smallest composable chunk), so followers trail the upstream by about a second;
 //! - the lease is renewed after segments and by a heartbeat; an owner that finds
 //!   its lease taken (it stalled past the expiry) stops;
-//! - at the end `Registry::finish_upload` verifies the digest from the session's
+//! - at the end `Registry::finish_fill_upload` verifies the digest from the session's
 //!   hash and commits the blob; on a mismatch nothing becomes visible;
 //! - an upstream stream that breaks is resumed from the committed offset with a
 //!   `Range` request (an upstream that ignores `Range` is read from the start and
@@ -662,16 +662,10 @@ impl FillTask {
 
     /// Verifies the digest and commits the blob.
     async fn commit(&self) -> Result<BlobRecord> {
+        // No client asked for this commit: the fill's own work, announced by no
+        // notification event (as mirrored manifests are not).
         self.registry
-            .finish_upload(
-                &self.repo,
-                &self.upload_id,
-                &self.digest,
-                None,
-                futures_util::stream::empty::<std::result::Result<Bytes, String>>(),
-                // No client asked for this commit: the fill's own work.
-                &crate::types::RequestContext::default(),
-            )
+            .finish_fill_upload(&self.repo, &self.upload_id, &self.digest)
             .await
     }
 }

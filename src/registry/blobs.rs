@@ -43,10 +43,15 @@ impl Registry {
     ) -> Result<BlobLocation> {
         let Some(blob) = self.local_blob(repo, digest).await? else {
             // Not in the store: a mirrored repository streams it while it is fetched.
-            return self
-                .mirror_open_blob(repo, digest, range)
-                .await
-                .map(BlobLocation::Stream);
+            let content = self.mirror_open_blob(repo, digest, range).await?;
+            // A client's pull all the same, announced as a pull from the store is (the
+            // fill itself writes no event: no client pushed the blob).
+            if self.pulls.is_some() {
+                let target =
+                    super::events::blob_target(&content.blob.digest, Some(content.blob.size));
+                self.pulled(ctx, repo, target);
+            }
+            return Ok(BlobLocation::Stream(content));
         };
         // A use, which pushes back the blob's pending garbage-collection review.
         self.access.blob_used(digest);

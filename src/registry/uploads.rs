@@ -271,6 +271,38 @@ impl Registry {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        self.finish_upload_announced(repo, id, expected, range, body, Some(ctx))
+            .await
+    }
+
+    /// Commits a session that no client pushed (a pull-through cache's fill): as
+    /// [`Registry::finish_upload`] with no body, but without a `push` event, as
+    /// mirrored manifests have none.
+    pub async fn finish_fill_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        expected: &Digest,
+    ) -> Result<BlobRecord> {
+        let body = futures_util::stream::empty::<std::result::Result<Bytes, String>>();
+        self.finish_upload_announced(repo, id, expected, None, body, None)
+            .await
+    }
+
+    /// `finish_upload`, with the push event written only when `ctx` is given.
+    async fn finish_upload_announced<S, E>(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        expected: &Digest,
+        range: Option<ChunkRange>,
+        body: S,
+        ctx: Option<&RequestContext>,
+    ) -> Result<BlobRecord>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
         self.require_writable()?;
         let upload = self.load_upload(repo, id).await?;
         let declared = Self::check_range(&upload, range)?;
@@ -319,7 +351,7 @@ impl Registry {
         has_session_row: bool,
         received: Received,
         expected: &Digest,
-        ctx: &RequestContext,
+        ctx: Option<&RequestContext>,
     ) -> Result<BlobRecord> {
         let Received {
             chunks,
@@ -351,7 +383,11 @@ impl Registry {
         };
         let session = has_session_row.then_some(upload.id.as_str());
         let target = super::events::blob_target(&record.digest, Some(size));
-        let events = self.event(ctx, EventAction::Push, repo, target);
+        // No event for a commit no client asked for (a mirror's fill).
+        let events = match ctx {
+            Some(ctx) => self.event(ctx, EventAction::Push, repo, target),
+            None => Vec::new(),
+        };
         crate::clock::race_point("upload.before_commit", &record.digest.to_string()).await;
         let commit = match self
             .meta
@@ -454,7 +490,7 @@ impl Registry {
             size: written.len,
             hasher: written.hasher,
         };
-        self.commit(repo, &upload, false, received, expected, ctx)
+        self.commit(repo, &upload, false, received, expected, Some(ctx))
             .await
     }
 

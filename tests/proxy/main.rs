@@ -357,6 +357,7 @@ async fn ns_selects_a_configured_upstream_and_nothing_else() {
     );
 
     // An unconfigured ns: refused, and nothing is dialled.
+    b.proxy.clear();
     for ns in ["ghcr.io", "evil.example:443", "127.0.0.1:1"] {
         let r = b
             .client
@@ -375,7 +376,7 @@ async fn ns_selects_a_configured_upstream_and_nothing_else() {
             .unwrap()
             .contains("not an upstream"));
     }
-    assert!(b.proxy.requests().is_empty());
+    assert!(b.proxy.requests().is_empty(), "{:?}", b.proxy.requests());
 }
 
 #[tokio::test]
@@ -466,6 +467,67 @@ async fn a_cold_blob_streams_at_once_serves_ranges_during_its_fill_and_survives_
 }
 
 #[tokio::test]
+async fn an_upstream_body_that_breaks_is_resumed_with_a_range() {
+    // 1 MB/s: the 6 MB layer takes six seconds, so several segments are stored before
+    // the cut (a segment ends after a second).
+    let b = Bench::start(
+        1_000_000,
+        "proxy:\n  upstreams:\n    - name: up\n      prefix: up\n      remoteurl: REMOTE\n",
+    )
+    .await;
+    let layer = pseudo_random(6_000_000, 55);
+    let digest = sha256(&layer);
+    push_blob(&b.client, &b.upstream.url, "team/cut", &layer, None).await;
+    b.proxy.cut_next_blob_after(3_500_000);
+    let url = format!("{}/v2/up/team/cut/blobs/{digest}", b.mirror.url);
+    // The first client and one that follows the fill both get the whole blob.
+    let follower = tokio::spawn({
+        let (client, url) = (b.client.clone(), url.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            get_blob_hashed(&client, &url, None).await
+        }
+    });
+    let (status, got, len) = get_blob_hashed(&b.client, &url, None).await;
+    assert_eq!((status, len), (200, 6_000_000));
+    assert_eq!(got, digest);
+    let (status, got, _) = follower.await.unwrap();
+    assert_eq!((status, got), (200, digest.clone()));
+    let gets: Vec<_> = b
+        .proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains(&digest))
+        .collect();
+    assert_eq!(gets.len(), 2, "the cut GET and one resumed: {gets:?}");
+    assert_eq!(gets[0].range, None, "{gets:?}");
+    // Resumed from what the session had stored: a whole number of segments, past the
+    // first and not past the cut.
+    let from: u64 = gets[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("the resumed GET has no open Range: {gets:?}"));
+    assert!(from > 0 && from <= 3_500_000, "resumed from {from}");
+    // Committed: served from the store, nothing asked upstream.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b
+        .metric("wharf_proxy_fills_in_flight", "upstream=\"up\"")
+        .await
+        != 0.0
+    {
+        assert!(Instant::now() < deadline, "the fill did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.proxy.clear();
+    let (status, got, _) = get_blob_hashed(&b.client, &url, None).await;
+    assert_eq!((status, got), (200, digest));
+    assert!(b.proxy.requests().is_empty(), "{:?}", b.proxy.requests());
+}
+
+#[tokio::test]
 async fn expiry_and_the_size_limit_remove_content_that_is_not_pulled() {
     let b = Bench::start(
         0,
@@ -527,6 +589,178 @@ async fn expiry_and_the_size_limit_remove_content_that_is_not_pulled() {
             .await
             >= 1.0
     );
+}
+
+/// Rows of the mirror's SQLite database: `SELECT COUNT(*) FROM table WHERE digest = ?`.
+async fn count_rows(db: &std::path::Path, table: &str, digest: &str) -> i64 {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE digest = $1"))
+        .bind(digest)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    n
+}
+
+/// Waits (up to 30 s) until `table` has `want` rows of `digest`.
+async fn wait_rows(db: &std::path::Path, table: &str, digest: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = count_rows(db, table, digest).await;
+        if n == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{table} still has {n} rows of {digest}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
+async fn garbage_collection_keeps_what_mirrored_manifests_name_and_takes_what_the_cache_drops() {
+    // Garbage collection reviewing everything at once (reviewdelay 0s), every second.
+    let dir = scratch();
+    let upstream = start_wharf(
+        dir.path(),
+        "upstream",
+        &local_storage(dir.path(), "upstream"),
+    )
+    .await;
+    let proxy = CountingProxy::start(&upstream.url, 0);
+    let root = dir.path().join("mirror");
+    let db = root.join("wharf.db");
+    let mirror = start_wharf(
+        dir.path(),
+        "mirror",
+        &format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}\n  gc:\n    reviewdelay: 0s\n    interval: 1s\ndatabase:\n  url: sqlite://{}\nproxy:\n  sweepinterval: 1s\n  maxsize: 1500000\n  upstreams:\n    - name: up\n      prefix: up\n      remoteurl: {}\n      tagttl: 2s\n",
+            root.join("blobs").display(),
+            db.display(),
+            proxy.url
+        ),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let a = Image::new(90, &[1_000_000]);
+    let c = Image::new(91, &[1_000_000]);
+    let c2 = Image::new(92, &[100_000]);
+    push_image(&client, &upstream.url, "team/a", "v1", &a, None).await;
+    push_image(&client, &upstream.url, "team/c", "v1", &c, None).await;
+
+    // Mirrored blobs are committed (and linked) after their manifest, stored sparse:
+    // the reviews their links queue find the manifest's references and keep them.
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/a", "v1").await,
+        a.digest
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for blob in a.blobs() {
+        assert_eq!(count_rows(&db, "blobs", &sha256(blob)).await, 1);
+    }
+    proxy.clear();
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/a", "v1").await,
+        a.digest
+    );
+    assert_eq!(
+        proxy.count("GET", "/blobs/"),
+        0,
+        "a blob of a cached manifest was collected: {:?}",
+        proxy.requests()
+    );
+
+    // Over the size limit: a's layer, pulled least recently, is evicted (unlinked),
+    // and garbage collection then deletes its blob; its row in the cache goes too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/c", "v1").await,
+        c.digest
+    );
+    let a_layer = sha256(&a.layers[0]);
+    wait_rows(&db, "blobs", &a_layer, 0).await;
+    wait_rows(&db, "proxy_content", &a_layer, 0).await;
+    let c_layer = sha256(&c.layers[0]);
+    assert_eq!(count_rows(&db, "blobs", &c_layer).await, 1);
+
+    // The tag moves upstream: after tagttl the mirror follows it, garbage collection
+    // deletes the untagged manifest and the layer only it named, and the cache's rows
+    // of both go with them (what the cache counts is what the store holds).
+    push_image(&client, &upstream.url, "team/c", "v1", &c2, None).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/c", "v1").await,
+        c2.digest
+    );
+    wait_rows(&db, "blobs", &c_layer, 0).await;
+    wait_rows(&db, "proxy_content", &c_layer, 0).await;
+    wait_rows(&db, "proxy_content", &c.digest, 0).await;
+    // c2 is still whole in the cache: a warm pull sends no GET upstream.
+    proxy.clear();
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/c", "v1").await,
+        c2.digest
+    );
+    assert_eq!(proxy.count("GET", "/blobs/"), 0, "{:?}", proxy.requests());
+    // And the old image still pulls by digest, fetched again.
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/c", &c.digest).await,
+        c.digest
+    );
+}
+
+#[tokio::test]
+async fn the_cache_writes_no_push_events_and_its_clients_pulls_are_announced() {
+    // An endpoint that never answers: events stay in the outbox, where they are counted.
+    let b = Bench::start(
+        0,
+        "notifications:\n  endpoints:\n    - name: never\n      url: http://127.0.0.1:1/events\nproxy:\n  upstreams:\n    - name: up\n      prefix: up\n      remoteurl: REMOTE\n",
+    )
+    .await;
+    let image = Image::new(95, &[300_000, 2000]);
+    b.push("team/app", "v1", &image).await;
+    // Cold (a fill per blob, the manifest fetched), then warm.
+    pull_image(&b.client, &b.mirror.url, "up/team/app", "v1").await;
+    pull_image(&b.client, &b.mirror.url, "up/team/app", "v1").await;
+    // A push to a local repository beside the mirror does write its events.
+    push_image(&b.client, &b.mirror.url, "local/app", "v1", &image, None).await;
+    // Pull events are written in batches, within a second.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let db = b.dir.path().join("mirror").join("wharf.db");
+    let counts = |repo: &'static str, action: &'static str| {
+        let db = db.clone();
+        async move {
+            use sqlx::Connection as _;
+            let mut conn =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=ro", db.display()))
+                    .await
+                    .unwrap();
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM events WHERE repository = $1 AND action = $2",
+            )
+            .bind(repo)
+            .bind(action)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            n
+        }
+    };
+    assert_eq!(
+        counts("up/team/app", "push").await,
+        0,
+        "the cache's fills announced as pushes"
+    );
+    assert_eq!(counts("up/team/app", "mount").await, 0);
+    // Two pulls of a manifest and its three blobs (the cold ones streamed during fills).
+    assert_eq!(counts("up/team/app", "pull").await, 8);
+    // The local push: three blobs and a manifest.
+    assert_eq!(counts("local/app", "push").await, 4);
 }
 
 // ---- docker-registry 2.8.2 with token auth --------------------------------------

@@ -171,3 +171,53 @@ async fn a_fill_whose_instance_dies_is_taken_over_and_resumed() {
     assert_eq!(got, digest);
     assert_eq!(proxy.count("GET", &digest), 0);
 }
+
+#[tokio::test]
+async fn a_layer_two_cached_images_share_is_fetched_once_on_postgres() {
+    let dir = scratch();
+    let upstream = start_wharf(
+        dir.path(),
+        "upstream",
+        &local_storage(dir.path(), "upstream"),
+    )
+    .await;
+    let proxy = CountingProxy::start(&upstream.url, 0);
+    let client = reqwest::Client::new();
+    // Two images with the same layer (same seed and size) and different configs.
+    let a = Image::new(500, &[400_000]);
+    let mut b = Image::new(500, &[400_000]);
+    b.config = br#"{"architecture":"arm64","os":"linux"}"#.to_vec();
+    b.manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": sha256(&b.config), "size": b.config.len()},
+        "layers": [{"mediaType": OCI_LAYER, "digest": sha256(&b.layers[0]), "size": b.layers[0].len()}],
+    }))
+    .unwrap();
+    b.digest = sha256(&b.manifest);
+    push_image(&client, &upstream.url, "team/a", "v1", &a, None).await;
+    push_image(&client, &upstream.url, "team/b", "v1", &b, None).await;
+    let db = database().await;
+    let mirror = start_wharf(
+        dir.path(),
+        "mirror",
+        &format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}\ndatabase:\n  url: {db}\nproxy:\n  upstreams:\n    - name: up\n      prefix: up\n      remoteurl: {}\n",
+            dir.path().join("mirror-blobs").display(),
+            proxy.url
+        ),
+    )
+    .await;
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/a", "v1").await,
+        a.digest
+    );
+    // b's manifest names the layer a's fill stored: linked into up/team/b, not
+    // fetched again (the mirror looks for it in its store before asking upstream).
+    let layer = sha256(&a.layers[0]);
+    assert_eq!(
+        pull_image(&client, &mirror.url, "up/team/b", "v1").await,
+        b.digest
+    );
+    assert_eq!(proxy.count("GET", &layer), 1, "{:?}", proxy.requests());
+}

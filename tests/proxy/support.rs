@@ -216,6 +216,8 @@ pub struct Logged {
     pub method: String,
     pub path: String,
     pub status: u16,
+    /// The request's `Range` header, if any.
+    pub range: Option<String>,
 }
 
 struct ProxyState {
@@ -223,6 +225,9 @@ struct ProxyState {
     /// Bytes per second of response bodies (0: unlimited).
     rate: u64,
     mode: Mutex<Mode>,
+    /// The next blob body forwarded is cut (the connection broken) after this many
+    /// bytes; once.
+    cut: Mutex<Option<u64>>,
     log: Mutex<Vec<Logged>>,
     client: reqwest::Client,
 }
@@ -240,6 +245,7 @@ impl CountingProxy {
             target: target.trim_end_matches('/').to_string(),
             rate,
             mode: Mutex::new(Mode::Forward),
+            cut: Mutex::new(None),
             log: Mutex::new(Vec::new()),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -276,6 +282,11 @@ impl CountingProxy {
 
     pub fn set_mode(&self, mode: Mode) {
         *self.state.mode.lock().unwrap() = mode;
+    }
+
+    /// Breaks the connection of the next blob `GET` after `bytes` of its body.
+    pub fn cut_next_blob_after(&self, bytes: u64) {
+        *self.state.cut.lock().unwrap() = Some(bytes);
     }
 
     pub fn requests(&self) -> Vec<Logged> {
@@ -316,11 +327,17 @@ async fn forward(req: HttpRequest, state: web::Data<ProxyState>) -> HttpResponse
         .unwrap_or_default();
     let method = req.method().to_string();
     let mode = *state.mode.lock().unwrap();
+    let range = req
+        .headers()
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let record = |status: u16| {
         state.log.lock().unwrap().push(Logged {
             method: method.clone(),
             path: path.clone(),
             status,
+            range: range.clone(),
         });
     };
     match mode {
@@ -371,10 +388,25 @@ async fn forward(req: HttpRequest, state: web::Data<ProxyState>) -> HttpResponse
         ));
     }
     let rate = state.rate;
+    let cut = if req.method() == "GET" && path.contains("/blobs/") && status < 300 {
+        state.cut.lock().unwrap().take()
+    } else {
+        None
+    };
     let started = Instant::now();
     let mut sent = 0u64;
     let body = resp.bytes_stream().then(move |piece| {
-        let piece = piece.map_err(std::io::Error::other);
+        let mut piece = piece.map_err(std::io::Error::other);
+        if let Ok(b) = &piece {
+            if let Some(limit) = cut.filter(|&limit| sent + b.len() as u64 > limit) {
+                // Sends the bytes up to the limit, then breaks the connection.
+                piece = if sent < limit {
+                    Ok(b.slice(..(limit - sent) as usize))
+                } else {
+                    Err(std::io::Error::other("cut by the test"))
+                };
+            }
+        }
         if let Ok(b) = &piece {
             sent += b.len() as u64;
         }
