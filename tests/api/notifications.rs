@@ -453,7 +453,18 @@ async fn retried_until_a_2xx_with_stable_ids() {
         }
     }
     assert_eq!(delivered.len(), 3);
-    let metrics = reg.get("/metrics").await.text();
+    // The receiver logs a request before Wharf has its answer (and a hung request it
+    // answers after Wharf gave up on it), so the counters may lag the receiver's log.
+    let start = std::time::Instant::now();
+    let metrics = loop {
+        let metrics = reg.get("/metrics").await.text();
+        if metrics.contains("wharf_notify_events_delivered_total{endpoint=\"hook\"} 3")
+            || start.elapsed() > WAIT
+        {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         metrics.contains("wharf_notify_delivery_failures_total{endpoint=\"hook\"}"),
         "{metrics}"

@@ -234,31 +234,6 @@ pub(super) async fn put_manifest(
         }
     };
 
-    // The reviews of the manifests the tags leave, queued (the tag triggers would) before
-    // any link or manifest row is locked: a review that has claimed one is waited for
-    // while this transaction holds nothing a review waits for. Queued by the trigger
-    // after the links were locked, a put could close a cycle: manifest review → blob
-    // review (its deletions queue) → link `FOR SHARE` (this put) → manifest review.
-    if !m.tags.is_empty() {
-        let names: Vec<&str> = m.tags.iter().map(Tag::as_str).collect();
-        let left: Vec<String> = sqlx::query_scalar(
-            "SELECT manifest_digest COLLATE \"C\" FROM tags
-             WHERE repository_id = $1 AND name = ANY($2) AND manifest_digest <> $3
-             ORDER BY 1",
-        )
-        .bind(repo_id)
-        .bind(&names)
-        .bind(m.record.digest.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        for digest in left {
-            sqlx::query("SELECT gc_queue_manifest($1, $2)")
-                .bind(repo_id)
-                .bind(digest)
-                .execute(&mut *tx)
-                .await?;
-        }
-    }
     // The children must be in the repository when this commits: lock the rows that
     // say so. An unlink that got there first has already removed its row and we answer
     // MissingChild; one that comes later waits for our commit. See the module doc.
