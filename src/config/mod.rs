@@ -28,7 +28,10 @@ pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
 pub use duration::ConfigDuration;
 pub use env::IgnoredVariable;
 pub use gc::{GcConfig, OrphanSweepConfig, RetentionPolicyConfig};
-pub use http::{AccessLogConfig, HttpConfig, LogConfig, LogFormatter, LogLevel};
+pub use http::{
+    AccessLogConfig, Http2Config, HttpConfig, LogConfig, LogFormatter, LogLevel, MinimumTls,
+    TlsConfig,
+};
 pub use maintenance::{MaintenanceConfig, ReadOnlyConfig, UploadPurgingConfig};
 pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
 pub use notifications::{
@@ -56,7 +59,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Key {
             key: key.into(),
             message: message.into(),

@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod mirror;
 pub mod route;
 pub mod spans;
+pub mod tls;
+pub mod urls;
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
