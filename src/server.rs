@@ -196,6 +196,8 @@ impl Listener {
 fn app(
     state: web::Data<AppState>,
     urls: web::Data<crate::http::urls::Urls>,
+    access_log: crate::http::access::AccessLog,
+    public_metrics: bool,
     extra_headers: &std::collections::BTreeMap<String, Vec<String>>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
@@ -216,13 +218,15 @@ fn app(
     App::new()
         .app_data(state)
         .app_data(urls)
+        .app_data(access_log)
         .wrap(from_fn(crate::http::metrics::record))
+        .wrap(from_fn(crate::http::access::record))
         .wrap(tracing_actix_web::TracingLogger::<
             crate::http::spans::RegistryRootSpan,
         >::new())
         .wrap(headers)
         .wrap(from_fn(crate::http::urls::rewrite))
-        .configure(configure)
+        .configure(|cfg| configure(cfg, public_metrics))
 }
 
 fn start_http(
@@ -232,13 +236,20 @@ fn start_http(
     listener: Listener,
 ) -> Result<Server, StartError> {
     let clients = crate::http::client_addr::ClientAddr::new(config.http.trusted_proxies()?);
+    let health = crate::http::health::Health::spawn(&config.health, &registry);
     let state = web::Data::new(AppState {
         registry,
         auth,
         clients,
+        health,
     });
+    let public_metrics = !config.http.metrics_on_debug();
+    if let Some(debug) = &config.http.debug {
+        start_debug(state.clone(), debug)?;
+    }
     let urls = web::Data::new(crate::http::urls::Urls::from_config(&config.http));
     let extra_headers = config.http.headers.clone();
+    let access_log = crate::http::access::AccessLog(!config.log.accesslog.disabled);
     let addr = listener.url(config.http.tls.is_some());
     let listen_error = |source| StartError::Listen {
         addr: addr.clone(),
@@ -260,7 +271,13 @@ fn start_http(
                 .disable_signals()
                 .shutdown_timeout(drain)
                 .listen("wharf-https-h1", listener, move || {
-                    let app = app(state.clone(), urls.clone(), &extra_headers);
+                    let app = app(
+                        state.clone(),
+                        urls.clone(),
+                        access_log,
+                        public_metrics,
+                        &extra_headers,
+                    );
                     actix_http::HttpService::build()
                         .h1(actix_service::map_config(app, |()| {
                             actix_web::dev::AppConfig::default()
@@ -271,11 +288,19 @@ fn start_http(
                 .run()
         }
         (listener, tls) => {
-            let builder = HttpServer::new(move || app(state.clone(), urls.clone(), &extra_headers))
-                .workers(workers)
-                // `serve` handles the signals itself, to say what happens.
-                .disable_signals()
-                .shutdown_timeout(drain);
+            let builder = HttpServer::new(move || {
+                app(
+                    state.clone(),
+                    urls.clone(),
+                    access_log,
+                    public_metrics,
+                    &extra_headers,
+                )
+            })
+            .workers(workers)
+            // `serve` handles the signals itself, to say what happens.
+            .disable_signals()
+            .shutdown_timeout(drain);
             let builder = match (listener, tls) {
                 (Listener::Tcp(l), Some(tls)) => builder.listen_rustls_0_23(l, tls),
                 (Listener::Tcp(l), None) => builder.listen(l),
@@ -285,6 +310,45 @@ fn start_http(
         }
     };
     Ok(server)
+}
+
+/// Starts the debug listener (`http.debug.addr`): `/debug/health`, `/healthz`,
+/// `/readyz`, and the metrics with `http.debug.prometheus.enabled`. It runs until the
+/// process exits, so it reports the drain.
+fn start_debug(
+    state: web::Data<AppState>,
+    debug: &crate::config::DebugConfig,
+) -> Result<(), StartError> {
+    let addr = debug.socket_addr()?;
+    let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let metrics = debug.prometheus.enabled.then(|| debug.prometheus.path());
+    tracing::info!(
+        "debug listener on http://{}{}",
+        listener.local_addr().unwrap_or(addr),
+        metrics
+            .as_deref()
+            .map(|p| format!(", metrics at {p}"))
+            .unwrap_or_default()
+    );
+    let server = HttpServer::new(move || {
+        let metrics = metrics.clone();
+        App::new()
+            .app_data(state.clone())
+            .configure(move |cfg| crate::http::configure_debug(cfg, metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(|source| StartError::Listen {
+        addr: addr.to_string(),
+        source,
+    })?
+    .run();
+    actix_web::rt::spawn(server);
+    Ok(())
 }
 
 /// Everything `wharf serve` does. The port is bound first, so a busy port fails before
@@ -314,9 +378,6 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let auth_mode = describe_auth(&config);
     tracing::info!("auth: {auth_mode}");
     tracing::info!("notifications: {}", describe_notifications(&config));
-    if config.log.fields.as_ref().is_some_and(|f| !f.is_empty()) {
-        tracing::warn!("log.fields is accepted but not yet added to log lines");
-    }
 
     crate::maintenance::spawn(registry.clone(), &config);
     // Handlers in place before "ready", so a signal from then on is never the default
@@ -399,6 +460,7 @@ async fn stop_on_signal(
         drain_timeout.as_secs()
     );
     let _ = drain_started.set(Instant::now());
+    crate::http::health::start_draining();
     // `serve` says when the drain is over.
     let stopping = handle.stop(true);
     tokio::select! {

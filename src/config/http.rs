@@ -48,6 +48,57 @@ pub struct HttpConfig {
     /// `http.h2c`: HTTP/2 without TLS (prior knowledge); accepted, not served.
     #[serde(default)]
     pub h2c: Option<serde_yaml::Value>,
+    /// `http.debug`: a second listener for operators (metrics, health).
+    #[serde(default)]
+    pub debug: Option<DebugConfig>,
+}
+
+/// `http.debug`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugConfig {
+    /// `host:port` of the debug listener.
+    pub addr: String,
+    #[serde(default)]
+    pub prometheus: PrometheusConfig,
+}
+
+/// `http.debug.prometheus`: the metrics on the debug listener (and then not on the
+/// public port).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Default `/metrics`.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+impl PrometheusConfig {
+    pub fn path(&self) -> String {
+        self.path.clone().unwrap_or_else(|| "/metrics".into())
+    }
+}
+
+impl DebugConfig {
+    /// The debug listener's address (`:5001` is every interface).
+    pub fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr(&self.addr, "http.debug.addr")
+    }
+}
+
+/// `host:port`, or `:port` for every interface, as distribution writes them.
+fn parse_addr(addr: &str, key: &str) -> Result<SocketAddr, ConfigError> {
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ConfigError::key(key, format!("{addr:?} is not a host:port address")))
 }
 
 /// `http.http2`.
@@ -223,6 +274,7 @@ impl Default for HttpConfig {
             tls: None,
             http2: Http2Config::default(),
             h2c: None,
+            debug: None,
         }
     }
 }
@@ -280,6 +332,11 @@ impl HttpConfig {
                     format!("{:?} is not a host:port address", self.addr),
                 )
             })
+    }
+
+    /// `http.debug.prometheus.enabled`: the metrics leave the public port.
+    pub fn metrics_on_debug(&self) -> bool {
+        self.debug.as_ref().is_some_and(|d| d.prometheus.enabled)
     }
 
     /// `http.trustedproxies` as networks (a plain address is a /32 or /128).
@@ -345,6 +402,18 @@ impl HttpConfig {
         if let Some(tls) = &self.tls {
             tls.validate()?;
         }
+        if let Some(debug) = &self.debug {
+            debug.socket_addr()?;
+            if !debug.prometheus.path().starts_with('/') {
+                return Err(ConfigError::key(
+                    "http.debug.prometheus.path",
+                    format!(
+                        "{:?} is not a path such as /metrics",
+                        debug.prometheus.path()
+                    ),
+                ));
+            }
+        }
         self.trusted_proxies()?;
         for name in self.headers.keys() {
             if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -369,12 +438,11 @@ pub struct LogConfig {
     /// `text` (the default), `json`, or `logstash` (JSON lines, as `json`).
     #[serde(default)]
     pub formatter: LogFormatter,
-    /// Accepted for compatibility with distribution's files; not yet added to log
-    /// lines (start-up says so when it is set).
+    /// Added to every log line (`key=value` in text, members of JSON lines).
     #[serde(default)]
     pub fields: Option<BTreeMap<String, serde_yaml::Value>>,
-    /// `log.accesslog`: accepted for compatibility; Wharf writes no access log of its
-    /// own yet (each request is a tracing span).
+    /// `log.accesslog`: one line per request (target `wharf::access`) unless
+    /// `disabled`.
     #[serde(default)]
     pub accesslog: AccessLogConfig,
 }
