@@ -9,4 +9,5 @@ mod support;
 
 mod http;
 mod log;
+mod ops;
 mod tls;
