@@ -10,4 +10,5 @@ mod support;
 mod http;
 mod log;
 mod ops;
+mod samples;
 mod tls;
