@@ -151,7 +151,7 @@ fn main() -> ExitCode {
         .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
         .collect();
     wharf::telemetry::init_tracing(
-        config.log.level,
+        config.log.level.as_str(),
         config.log.formatter.is_json(),
         fields,
         !config.log.accesslog.disabled,

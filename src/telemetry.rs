@@ -10,8 +10,6 @@ use prometheus::{
 };
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogLevel;
-
 /// All of Wharf's metrics.
 pub struct Metrics {
     pub registry: Registry,
@@ -157,7 +155,7 @@ pub fn render() -> String {
 /// `access_log`, the access log's lines (target `wharf::access`) are written whatever
 /// the level.
 pub fn init_tracing(
-    level: LogLevel,
+    level: &str,
     json: bool,
     fields: Vec<(String, serde_json::Value)>,
     access_log: bool,
@@ -168,7 +166,7 @@ pub fn init_tracing(
         // is the client's, not the server's.
         EnvFilter::new(format!(
             "{},sqlx=warn,actix_server=warn,actix_http::h1::dispatcher=off,h2=warn,hyper=warn,wharf::access={}",
-            level.as_str(),
+            level,
             if access_log { "info" } else { "off" }
         ))
     });
