@@ -143,7 +143,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    wharf::telemetry::init_tracing(config.log.level, config.log.formatter.is_json());
+    let fields = config
+        .log
+        .fields
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+        .collect();
+    wharf::telemetry::init_tracing(
+        config.log.level.as_str(),
+        config.log.formatter.is_json(),
+        fields,
+        !config.log.accesslog.disabled,
+    );
     for v in &config.ignored_variables {
         tracing::warn!("ignoring {}: {}", v.name, v.reason);
     }

@@ -138,56 +138,218 @@ pub fn http_server(
     listener: TcpListener,
 ) -> Result<Server, StartError> {
     let auth = crate::auth::Authorizer::from_config(&config.auth)?;
-    start_http(registry, auth, config, listener)
+    start_http(registry, auth, config, Listener::Tcp(listener))
+}
+
+/// A bound listening socket (`http.net`).
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl Listener {
+    /// Binds `http.addr` on `http.net`. A unix socket left by a previous run (nothing
+    /// answers on it) is replaced.
+    pub fn bind(http: &crate::config::HttpConfig) -> Result<Listener, StartError> {
+        if http.is_unix() {
+            let path = std::path::Path::new(&http.addr);
+            if std::fs::symlink_metadata(path)
+                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                && std::os::unix::net::UnixStream::connect(path).is_err()
+            {
+                let _ = std::fs::remove_file(path);
+            }
+            return std::os::unix::net::UnixListener::bind(path)
+                .map(Listener::Unix)
+                .map_err(|source| StartError::Listen {
+                    addr: http.addr.clone(),
+                    source,
+                });
+        }
+        let addr = http.socket_addr()?;
+        TcpListener::bind(addr)
+            .map(Listener::Tcp)
+            .map_err(|source| StartError::Listen {
+                addr: addr.to_string(),
+                source,
+            })
+    }
+
+    /// Where it listens, as a URL (`https://127.0.0.1:5000`, `unix:/run/wharf.sock`).
+    pub fn url(&self, tls: bool) -> String {
+        let scheme = if tls { "https" } else { "http" };
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(|a| format!("{scheme}://{a}"))
+                .unwrap_or_default(),
+            Listener::Unix(l) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The application: state, middleware and routes, as every worker builds it.
+fn app(
+    state: web::Data<AppState>,
+    urls: web::Data<crate::http::urls::Urls>,
+    access_log: crate::http::access::AccessLog,
+    public_metrics: bool,
+    extra_headers: &std::collections::BTreeMap<String, Vec<String>>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let mut headers =
+        DefaultHeaders::new().add(("Docker-Distribution-API-Version", "registry/2.0"));
+    for (name, values) in extra_headers {
+        if let Some(v) = values.first() {
+            headers = headers.add((name.as_str(), v.as_str()));
+        }
+    }
+    App::new()
+        .app_data(state)
+        .app_data(urls)
+        .app_data(access_log)
+        .wrap(from_fn(crate::http::metrics::record))
+        .wrap(from_fn(crate::http::access::record))
+        .wrap(tracing_actix_web::TracingLogger::<
+            crate::http::spans::RegistryRootSpan,
+        >::new())
+        .wrap(headers)
+        .wrap(from_fn(crate::http::urls::rewrite))
+        .configure(|cfg| configure(cfg, public_metrics))
 }
 
 fn start_http(
     registry: Registry,
     auth: crate::auth::Authorizer,
     config: &Config,
-    listener: TcpListener,
+    listener: Listener,
 ) -> Result<Server, StartError> {
     let clients = crate::http::client_addr::ClientAddr::new(config.http.trusted_proxies()?);
+    let health = crate::http::health::Health::spawn(&config.health, &registry);
     let state = web::Data::new(AppState {
         registry,
         auth,
         clients,
+        health,
     });
+    let public_metrics = !config.http.metrics_on_debug();
+    if let Some(debug) = &config.http.debug {
+        start_debug(state.clone(), debug)?;
+    }
+    let urls = web::Data::new(crate::http::urls::Urls::from_config(&config.http));
     let extra_headers = config.http.headers.clone();
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let access_log = crate::http::access::AccessLog(!config.log.accesslog.disabled);
+    let addr = listener.url(config.http.tls.is_some());
+    let listen_error = |source| StartError::Listen {
+        addr: addr.clone(),
+        source,
+    };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let server = HttpServer::new(move || {
-        let mut headers =
-            DefaultHeaders::new().add(("Docker-Distribution-API-Version", "registry/2.0"));
-        for (name, values) in &extra_headers {
-            if let Some(v) = values.first() {
-                headers = headers.add((name.as_str(), v.as_str()));
-            }
+    let drain = config.http.drain_timeout().as_secs();
+    let http2 = !config.http.http2.disabled;
+    let tls = match &config.http.tls {
+        Some(tls) => Some(crate::http::tls::server_config(tls, http2)?),
+        None => None,
+    };
+    let server = match (listener, tls) {
+        (Listener::Tcp(listener), Some(tls)) if !http2 => {
+            // actix-web's HttpServer always offers h2 over TLS: HTTP/1.1 alone is
+            // actix-http's H1 service behind the rustls acceptor.
+            Server::build()
+                .workers(workers)
+                .disable_signals()
+                .shutdown_timeout(drain)
+                .listen("wharf-https-h1", listener, move || {
+                    let app = app(
+                        state.clone(),
+                        urls.clone(),
+                        access_log,
+                        public_metrics,
+                        &extra_headers,
+                    );
+                    actix_http::HttpService::build()
+                        .h1(actix_service::map_config(app, |()| {
+                            actix_web::dev::AppConfig::default()
+                        }))
+                        .rustls_0_23(tls.clone())
+                })
+                .map_err(listen_error)?
+                .run()
         }
-        App::new()
-            .app_data(state.clone())
-            .wrap(from_fn(crate::http::metrics::record))
-            .wrap(tracing_actix_web::TracingLogger::<
-                crate::http::spans::RegistryRootSpan,
-            >::new())
-            .wrap(headers)
-            .configure(configure)
-    })
-    .workers(workers)
-    // `serve` handles the signals itself, to say what happens.
-    .disable_signals()
-    .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
-    .listen(listener)
-    .map_err(|source| StartError::Listen { addr, source })?
-    .run();
+        (listener, tls) => {
+            let builder = HttpServer::new(move || {
+                app(
+                    state.clone(),
+                    urls.clone(),
+                    access_log,
+                    public_metrics,
+                    &extra_headers,
+                )
+            })
+            .workers(workers)
+            // `serve` handles the signals itself, to say what happens.
+            .disable_signals()
+            .shutdown_timeout(drain);
+            let builder = match (listener, tls) {
+                (Listener::Tcp(l), Some(tls)) => builder.listen_rustls_0_23(l, tls),
+                (Listener::Tcp(l), None) => builder.listen(l),
+                (Listener::Unix(l), _) => builder.listen_uds(l),
+            };
+            builder.map_err(listen_error)?.run()
+        }
+    };
     Ok(server)
 }
 
-/// How long a stopping server waits for requests in progress.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Starts the debug listener (`http.debug.addr`): `/debug/health`, `/healthz`,
+/// `/readyz`, and the metrics with `http.debug.prometheus.enabled`. It runs until the
+/// process exits, so it reports the drain.
+fn start_debug(
+    state: web::Data<AppState>,
+    debug: &crate::config::DebugConfig,
+) -> Result<(), StartError> {
+    let addr = debug.socket_addr()?;
+    let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let metrics = debug.prometheus.enabled.then(|| debug.prometheus.path());
+    tracing::info!(
+        "debug listener on http://{}{}",
+        listener.local_addr().unwrap_or(addr),
+        metrics
+            .as_deref()
+            .map(|p| format!(", metrics at {p}"))
+            .unwrap_or_default()
+    );
+    let server = HttpServer::new(move || {
+        let metrics = metrics.clone();
+        App::new()
+            .app_data(state.clone())
+            .configure(move |cfg| crate::http::configure_debug(cfg, metrics))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(|source| StartError::Listen {
+        addr: addr.to_string(),
+        source,
+    })?
+    .run();
+    actix_web::rt::spawn(server);
+    Ok(())
+}
 
 /// Everything `wharf serve` does. The port is bound first, so a busy port fails before
 /// anything is created or migrated; then the stores are opened (SQLite: locked for this
@@ -201,13 +363,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         "wharf {} starting",
         env!("CARGO_PKG_VERSION")
     );
-    let addr = config.http.socket_addr()?;
-    let listener = TcpListener::bind(addr).map_err(|source| StartError::Listen {
-        addr: addr.to_string(),
-        source,
-    })?;
-    let local = listener.local_addr().unwrap_or(addr);
-    tracing::info!("listening on http://{local}");
+    let listener = Listener::bind(&config.http)?;
+    let local = listener.url(config.http.tls.is_some());
+    tracing::info!("listening on {local}");
     let auth = crate::auth::Authorizer::from_config(&config.auth)?;
 
     let (backend, location) = describe_storage(&config);
@@ -220,9 +378,6 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let auth_mode = describe_auth(&config);
     tracing::info!("auth: {auth_mode}");
     tracing::info!("notifications: {}", describe_notifications(&config));
-    if config.log.fields.as_ref().is_some_and(|f| !f.is_empty()) {
-        tracing::warn!("log.fields is accepted but not yet added to log lines");
-    }
 
     crate::maintenance::spawn(registry.clone(), &config);
     // Handlers in place before "ready", so a signal from then on is never the default
@@ -233,25 +388,27 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let server = start_http(registry, auth, &config, listener)?;
     tracing::info!(
         startup_ms = started.elapsed().as_millis() as u64,
-        "ready: serving on http://{local}"
+        "ready: serving on {local}"
     );
     let drain_started = Arc::new(OnceLock::new());
+    let drain_timeout = config.http.drain_timeout();
     actix_web::rt::spawn(stop_on_signal(
         server.handle(),
         signals,
         drain_started.clone(),
+        drain_timeout,
     ));
     let result = server.await.map_err(|source| StartError::Listen {
-        addr: local.to_string(),
+        addr: local.clone(),
         source,
     });
     gc.stop().await;
     if let Some(drain_started) = drain_started.get() {
         let took = drain_started.elapsed();
-        if took >= SHUTDOWN_TIMEOUT {
+        if took >= drain_timeout {
             tracing::warn!(
                 "drain timed out after {} s: requests still in progress were cut off",
-                SHUTDOWN_TIMEOUT.as_secs()
+                drain_timeout.as_secs()
             );
         } else {
             tracing::info!("drained in {:.1} s", took.as_secs_f64());
@@ -282,12 +439,13 @@ fn shutdown_signals() -> Signals {
 }
 
 /// Waits for SIGTERM or SIGINT, then stops the server gracefully: no new connections,
-/// requests in progress finish (up to [`SHUTDOWN_TIMEOUT`]). A second signal, or
+/// requests in progress finish (up to `http.draintimeout`). A second signal, or
 /// SIGQUIT, exits at once.
 async fn stop_on_signal(
     handle: ServerHandle,
     mut streams: Signals,
     drain_started: Arc<OnceLock<Instant>>,
+    drain_timeout: Duration,
 ) {
     let Some(first) = next_signal(&mut streams).await else {
         return;
@@ -299,9 +457,10 @@ async fn stop_on_signal(
     }
     tracing::info!(
         "{first} received: stopping; no new connections, draining {in_flight} request(s) in progress (at most {} s; a second signal exits at once)",
-        SHUTDOWN_TIMEOUT.as_secs()
+        drain_timeout.as_secs()
     );
     let _ = drain_started.set(Instant::now());
+    crate::http::health::start_draining();
     // `serve` says when the drain is over.
     let stopping = handle.stop(true);
     tokio::select! {

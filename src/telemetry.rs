@@ -10,8 +10,6 @@ use prometheus::{
 };
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogLevel;
-
 /// All of Wharf's metrics.
 pub struct Metrics {
     pub registry: Registry,
@@ -151,27 +149,141 @@ pub fn render() -> String {
 }
 
 /// Installs the global tracing subscriber, writing to stderr. `RUST_LOG` overrides
-/// `level`. Colours only when stderr is a terminal (never into a file or a pipe) and
-/// `NO_COLOR` is unset.
-pub fn init_tracing(level: LogLevel, json: bool) {
+/// `level`. Colours only when stderr is a terminal (never into a file or a pipe),
+/// `NO_COLOR` is unset and no `fields` are added. `fields` (`log.fields`) are added to
+/// every line: `key=value` at the end of a text line, members of a JSON line. With
+/// `access_log`, the access log's lines (target `wharf::access`) are written whatever
+/// the level.
+pub fn init_tracing(
+    level: &str,
+    json: bool,
+    fields: Vec<(String, serde_json::Value)>,
+    access_log: bool,
+) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // actix_http's dispatcher logs every malformed request at ERROR — clients probing
         // HTTPS on a plain-HTTP port (skopeo with --tls-verify=false) — though the error
         // is the client's, not the server's.
         EnvFilter::new(format!(
-            "{},sqlx=warn,actix_server=warn,actix_http::h1::dispatcher=off,h2=warn,hyper=warn",
-            level.as_str()
+            "{},sqlx=warn,actix_server=warn,actix_http::h1::dispatcher=off,h2=warn,hyper=warn,wharf::access={}",
+            level,
+            if access_log { "info" } else { "off" }
         ))
     });
     let colour = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && fields.is_empty();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(colour);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let extra = ExtraFields::new(fields);
+    let _ = match (json, extra) {
+        (true, Some(extra)) => builder
+            .event_format(extra.wrap(tracing_subscriber::fmt::format().json(), true))
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .try_init(),
+        (true, None) => builder.json().try_init(),
+        (false, Some(extra)) => builder
+            .event_format(extra.wrap(tracing_subscriber::fmt::format(), false))
+            .try_init(),
+        (false, None) => builder.try_init(),
     };
+}
+
+/// `log.fields`, rendered once for each format.
+struct ExtraFields {
+    /// ` key=value key2=value2`
+    text: String,
+    /// `"key":value,"key2":value2,`
+    json: String,
+}
+
+impl ExtraFields {
+    fn new(fields: Vec<(String, serde_json::Value)>) -> Option<ExtraFields> {
+        if fields.is_empty() {
+            return None;
+        }
+        let mut text = String::new();
+        let mut json = String::new();
+        for (k, v) in fields {
+            let shown = match &v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            text.push_str(&format!(" {k}={shown}"));
+            json.push_str(&format!(
+                "{}:{},",
+                serde_json::Value::String(k),
+                serde_json::to_string(&v).unwrap_or_else(|_| "null".into())
+            ));
+        }
+        Some(ExtraFields { text, json })
+    }
+
+    fn wrap<F>(self, inner: F, json: bool) -> WithFields<F> {
+        WithFields {
+            inner,
+            extra: if json { self.json } else { self.text },
+            json,
+        }
+    }
+}
+
+/// An event formatter that adds fixed fields to what `inner` writes.
+struct WithFields<F> {
+    inner: F,
+    extra: String,
+    json: bool,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithFields<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.inner.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        let had_newline = line.ends_with('\n');
+        let body = line.trim_end_matches('\n');
+        match (self.json, body.strip_prefix('{')) {
+            (true, Some(rest)) => write!(writer, "{{{}{rest}", self.extra)?,
+            _ => write!(writer, "{body}{}", self.extra)?,
+        }
+        if had_newline {
+            writeln!(writer)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_fields_render_for_text_and_json() {
+        let extra = ExtraFields::new(vec![
+            ("service".into(), serde_json::json!("registry")),
+            ("shard".into(), serde_json::json!(3)),
+        ])
+        .unwrap();
+        assert_eq!(extra.text, " service=registry shard=3");
+        let line = format!("{{{}\"msg\":\"x\"}}", extra.json);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["service"], "registry");
+        assert_eq!(v["shard"], 3);
+        assert!(ExtraFields::new(Vec::new()).is_none());
+    }
 }

@@ -24,6 +24,235 @@ pub struct HttpConfig {
     /// proxies whose `X-Forwarded-For` is believed when finding a client's address.
     #[serde(default)]
     pub trustedproxies: Vec<String>,
+    /// `tcp` (the default) or `unix` (then `addr` is the socket's path).
+    #[serde(default)]
+    pub net: Option<String>,
+    /// The path before `/v2/` when the registry is not served at the root (`/path/`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The externally reachable URL (`https://registry.example.com`): generated
+    /// `Location` URLs are absolute on it. Without it they are relative.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// distribution's switch for relative `Location` URLs; Wharf's are relative unless
+    /// `host` is set, and `relativeurls: true` keeps them relative even then.
+    #[serde(default)]
+    pub relativeurls: bool,
+    /// How long a stopping server waits for requests in progress (default 30 s).
+    #[serde(default)]
+    pub draintimeout: Option<super::ConfigDuration>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub http2: Http2Config,
+    /// `http.h2c`: HTTP/2 without TLS (prior knowledge); accepted, not served.
+    #[serde(default)]
+    pub h2c: Option<serde_norway::Value>,
+    /// `http.debug`: a second listener for operators (metrics, health).
+    #[serde(default)]
+    pub debug: Option<DebugConfig>,
+}
+
+/// `http.debug`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugConfig {
+    /// `host:port` of the debug listener.
+    pub addr: String,
+    #[serde(default)]
+    pub prometheus: PrometheusConfig,
+}
+
+/// `http.debug.prometheus`: the metrics on the debug listener (and then not on the
+/// public port).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Default `/metrics`.
+    #[serde(default)]
+    pub path: Option<String>,
+}
+
+impl PrometheusConfig {
+    pub fn path(&self) -> String {
+        self.path.clone().unwrap_or_else(|| "/metrics".into())
+    }
+}
+
+impl DebugConfig {
+    /// The debug listener's address (`:5001` is every interface).
+    pub fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr(&self.addr, "http.debug.addr")
+    }
+}
+
+/// `host:port`, or `:port` for every interface, as distribution writes them.
+fn parse_addr(addr: &str, key: &str) -> Result<SocketAddr, ConfigError> {
+    let full = if addr.starts_with(':') {
+        format!("0.0.0.0{addr}")
+    } else {
+        addr.to_string()
+    };
+    full.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ConfigError::key(key, format!("{addr:?} is not a host:port address")))
+}
+
+/// `http.http2`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http2Config {
+    /// Serve HTTP/1.1 only over TLS (no `h2` in ALPN).
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// `http.tls`: HTTPS with rustls.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file: the server's certificate, then its chain.
+    #[serde(default)]
+    pub certificate: Option<String>,
+    /// PEM file: the private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// PEM files of the CAs whose client certificates are required (mutual TLS).
+    #[serde(default)]
+    pub clientcas: Vec<String>,
+    /// `tls1.2` (the default) or `tls1.3`; rustls has no TLS 1.0 or 1.1.
+    #[serde(default)]
+    pub minimumtls: Option<String>,
+    /// Cipher suites by their IANA (Go) names; TLS 1.3 suites stay all enabled when
+    /// none is named, as in Go.
+    #[serde(default)]
+    pub ciphersuites: Vec<String>,
+    /// ACME: refused (Wharf obtains no certificates).
+    #[serde(default)]
+    pub letsencrypt: Option<serde_norway::Value>,
+}
+
+/// `http.tls.minimumtls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinimumTls {
+    Tls12,
+    Tls13,
+}
+
+impl TlsConfig {
+    pub fn minimum(&self) -> Result<MinimumTls, ConfigError> {
+        match self
+            .minimumtls
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("tls1.2") => Ok(MinimumTls::Tls12),
+            Some("tls1.3") => Ok(MinimumTls::Tls13),
+            Some(v @ ("tls1.0" | "tls1.1")) => Err(ConfigError::key(
+                "http.tls.minimumtls",
+                format!(
+                    "{v} is not supported (rustls speaks TLS 1.2 and 1.3): use tls1.2 or tls1.3"
+                ),
+            )),
+            Some(v) => Err(ConfigError::key(
+                "http.tls.minimumtls",
+                format!("{v:?} is not a TLS version (tls1.2 or tls1.3)"),
+            )),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.letsencrypt.is_some() {
+            return Err(ConfigError::key(
+                "http.tls.letsencrypt",
+                "Wharf does not obtain certificates (no ACME): get one with certbot, \
+                 cert-manager or your load balancer and name its files in \
+                 http.tls.certificate and http.tls.key",
+            ));
+        }
+        for key in ["certificate", "key"] {
+            let v = if key == "key" {
+                &self.key
+            } else {
+                &self.certificate
+            };
+            if v.as_deref().is_none_or(|v| v.trim().is_empty()) {
+                return Err(ConfigError::key(
+                    format!("http.tls.{key}"),
+                    "required with http.tls (a PEM file)",
+                ));
+            }
+        }
+        self.minimum()?;
+        self.cipher_suites()?;
+        Ok(())
+    }
+
+    /// The enabled cipher suites (rustls' ring provider's, in its order of preference):
+    /// those named in `ciphersuites` for the TLS versions they name, every suite of a
+    /// version none is named for, only TLS 1.3's with `minimumtls: tls1.3`.
+    pub fn cipher_suites(&self) -> Result<Vec<rustls::SupportedCipherSuite>, ConfigError> {
+        let all = rustls::crypto::ring::ALL_CIPHER_SUITES;
+        let mut named = Vec::new();
+        for (i, name) in self.ciphersuites.iter().enumerate() {
+            let wanted = go_suite_name(name);
+            let Some(suite) = all
+                .iter()
+                .find(|s| go_suite_name(&format!("{:?}", s.suite())) == wanted)
+            else {
+                let known: Vec<String> = all.iter().map(|s| format!("{:?}", s.suite())).collect();
+                return Err(ConfigError::key(
+                    format!("http.tls.ciphersuites[{i}]"),
+                    format!(
+                        "{name:?} is not a cipher suite rustls offers (it has {})",
+                        known.join(", ")
+                    ),
+                ));
+            };
+            named.push(*suite);
+        }
+        let is13 =
+            |s: &rustls::SupportedCipherSuite| matches!(s, rustls::SupportedCipherSuite::Tls13(_));
+        let named13 = named.iter().any(is13);
+        let named12 = named.iter().any(|s| !is13(s));
+        let mut suites: Vec<_> = all
+            .iter()
+            .filter(|s| {
+                if is13(s) {
+                    !named13 || named.contains(s)
+                } else {
+                    !named12 || named.contains(s)
+                }
+            })
+            .copied()
+            .collect();
+        if self.minimum()? == MinimumTls::Tls13 {
+            suites.retain(is13);
+            if named12 && !named13 {
+                return Err(ConfigError::key(
+                    "http.tls.ciphersuites",
+                    "names only TLS 1.2 suites, but http.tls.minimumtls is tls1.3",
+                ));
+            }
+        }
+        Ok(suites)
+    }
+}
+
+/// A cipher suite's name as Go (and so distribution's files) writes it: rustls'
+/// `TLS13_AES_128_GCM_SHA256` is Go's `TLS_AES_128_GCM_SHA256`, and Go's ChaCha20 names
+/// may omit the `_SHA256`.
+fn go_suite_name(name: &str) -> String {
+    let n = name.trim().to_ascii_uppercase();
+    let n = n
+        .strip_prefix("TLS13_")
+        .map_or(n.clone(), |r| format!("TLS_{r}"));
+    n.strip_suffix("_POLY1305_SHA256")
+        .map_or(n.clone(), |r| format!("{r}_POLY1305"))
 }
 
 fn default_addr() -> String {
@@ -37,11 +266,56 @@ impl Default for HttpConfig {
             secret: None,
             headers: BTreeMap::new(),
             trustedproxies: Vec::new(),
+            net: None,
+            prefix: None,
+            host: None,
+            relativeurls: false,
+            draintimeout: None,
+            tls: None,
+            http2: Http2Config::default(),
+            h2c: None,
+            debug: None,
         }
     }
 }
 
 impl HttpConfig {
+    /// True when `http.net` is `unix`: `addr` is a socket path.
+    pub fn is_unix(&self) -> bool {
+        self.net.as_deref() == Some("unix")
+    }
+
+    /// `http.prefix` normalized to `/path` (no trailing slash), or "" at the root.
+    pub fn prefix(&self) -> String {
+        let p = self
+            .prefix
+            .as_deref()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('/');
+        if p.is_empty() {
+            String::new()
+        } else {
+            format!("/{p}")
+        }
+    }
+
+    /// What generated `Location` URLs start with: `host` (unless `relativeurls`) and
+    /// the prefix, never a trailing slash.
+    pub fn url_base(&self) -> String {
+        let host = match (&self.host, self.relativeurls) {
+            (Some(h), false) => h.trim().trim_end_matches('/').to_string(),
+            _ => String::new(),
+        };
+        format!("{host}{}", self.prefix())
+    }
+
+    /// `http.draintimeout`, 30 s by default.
+    pub fn drain_timeout(&self) -> std::time::Duration {
+        self.draintimeout
+            .map_or(std::time::Duration::from_secs(30), |d| d.0)
+    }
+
     /// The address to bind.
     pub fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
         let addr = if self.addr.starts_with(':') {
@@ -58,6 +332,11 @@ impl HttpConfig {
                     format!("{:?} is not a host:port address", self.addr),
                 )
             })
+    }
+
+    /// `http.debug.prometheus.enabled`: the metrics leave the public port.
+    pub fn metrics_on_debug(&self) -> bool {
+        self.debug.as_ref().is_some_and(|d| d.prometheus.enabled)
     }
 
     /// `http.trustedproxies` as networks (a plain address is a /32 or /128).
@@ -80,7 +359,61 @@ impl HttpConfig {
     }
 
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        self.socket_addr()?;
+        match self.net.as_deref() {
+            None | Some("tcp") => {
+                self.socket_addr()?;
+            }
+            Some("unix") => {
+                if self.addr.trim().is_empty() {
+                    return Err(ConfigError::key(
+                        "http.addr",
+                        "with http.net: unix, the path of the socket",
+                    ));
+                }
+            }
+            Some(other) => {
+                return Err(ConfigError::key(
+                    "http.net",
+                    format!("{other:?} is not a network Wharf listens on (tcp or unix)"),
+                ))
+            }
+        }
+        if let Some(host) = &self.host {
+            let ok = url::Url::parse(host.trim())
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(ConfigError::key(
+                    "http.host",
+                    format!("{host:?} is not an absolute URL such as https://registry.example.com"),
+                ));
+            }
+        }
+        if let Some(prefix) = &self.prefix {
+            let p = prefix.trim();
+            if !p.is_empty()
+                && (!p.starts_with('/') || p.contains("//") || p.contains(['?', '#', ' ']))
+            {
+                return Err(ConfigError::key(
+                    "http.prefix",
+                    format!("{prefix:?} is not a path such as /registry/"),
+                ));
+            }
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
+        if let Some(debug) = &self.debug {
+            debug.socket_addr()?;
+            if !debug.prometheus.path().starts_with('/') {
+                return Err(ConfigError::key(
+                    "http.debug.prometheus.path",
+                    format!(
+                        "{:?} is not a path such as /metrics",
+                        debug.prometheus.path()
+                    ),
+                ));
+            }
+        }
         self.trusted_proxies()?;
         for name in self.headers.keys() {
             if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -105,12 +438,11 @@ pub struct LogConfig {
     /// `text` (the default), `json`, or `logstash` (JSON lines, as `json`).
     #[serde(default)]
     pub formatter: LogFormatter,
-    /// Accepted for compatibility with distribution's files; not yet added to log
-    /// lines (start-up says so when it is set).
+    /// Added to every log line (`key=value` in text, members of JSON lines).
     #[serde(default)]
     pub fields: Option<BTreeMap<String, serde_norway::Value>>,
-    /// `log.accesslog`: accepted for compatibility; Wharf writes no access log of its
-    /// own yet (each request is a tracing span).
+    /// `log.accesslog`: one line per request (target `wharf::access`) unless
+    /// `disabled`.
     #[serde(default)]
     pub accesslog: AccessLogConfig,
 }

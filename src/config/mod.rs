@@ -14,6 +14,7 @@ mod cloud;
 mod duration;
 mod env;
 mod gc;
+mod health;
 mod http;
 mod maintenance;
 mod middleware;
@@ -28,7 +29,15 @@ pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
 pub use duration::ConfigDuration;
 pub use env::IgnoredVariable;
 pub use gc::{GcConfig, OrphanSweepConfig, RetentionPolicyConfig};
-pub use http::{AccessLogConfig, HttpConfig, LogConfig, LogFormatter, LogLevel};
+pub use health::{FileCheck, HealthConfig, HttpCheck, StorageDriverCheck, TcpCheck};
+pub use http::{
+    AccessLogConfig, DebugConfig, Http2Config, HttpConfig, LogConfig, LogFormatter, LogLevel,
+    MinimumTls, PrometheusConfig, TlsConfig,
+};
+/// `health`'s defaults (distribution's): 10 s between checks, 1 s timeouts.
+pub mod health_defaults {
+    pub use super::health::{interval, timeout};
+}
 pub use maintenance::{MaintenanceConfig, ReadOnlyConfig, UploadPurgingConfig};
 pub use middleware::{CloudFrontOptions, IpFilteredBy, MiddlewareConfig, StorageMiddleware};
 pub use notifications::{
@@ -56,7 +65,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Key {
             key: key.into(),
             message: message.into(),
@@ -130,6 +139,9 @@ pub struct Config {
     /// The pull-through cache (`proxy`).
     #[serde(default)]
     pub proxy: ProxyConfig,
+    /// distribution's health checks.
+    #[serde(default)]
+    pub health: HealthConfig,
 }
 
 impl Config {
@@ -190,6 +202,7 @@ impl Config {
         self.notifications.validate()?;
         self.middleware.validate(self.storage.s3.is_some())?;
         self.proxy.validate()?;
+        self.health.validate()?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")

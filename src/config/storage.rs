@@ -97,6 +97,10 @@ pub struct StorageConfig {
     /// Online garbage collection (a Wharf key).
     #[serde(default)]
     pub gc: GcConfig,
+    /// distribution's `storage.tag.concurrencylimit` (parallel tag lookups in its
+    /// storage driver); accepted and ignored: Wharf's tag lookups are one query.
+    #[serde(default)]
+    pub tag: Option<serde_norway::Value>,
 }
 
 /// The chosen blob backend.

@@ -7,14 +7,18 @@
 
 use actix_web::web;
 
+pub mod access;
 pub mod client_addr;
 pub mod error;
 pub mod handlers;
 pub mod headers;
+pub mod health;
 pub mod metrics;
 pub mod mirror;
 pub mod route;
 pub mod spans;
+pub mod tls;
+pub mod urls;
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
@@ -29,13 +33,18 @@ pub struct AppState {
     pub auth: crate::auth::Authorizer,
     /// Who the client is, behind the trusted proxies.
     pub clients: client_addr::ClientAddr,
+    /// distribution's `health` checks (readiness).
+    pub health: health::Health,
 }
 
 /// Registers every route: the operational endpoints by exact path, and every `/v2/`
-/// path through [`dispatch`], which parses it into an [`Endpoint`] once.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/metrics").route(web::get().to(ops::metrics)))
-        .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
+/// path through [`dispatch`], which parses it into an [`Endpoint`] once. `/metrics`
+/// only when `public_metrics` (not when `http.debug.prometheus` has it).
+pub fn configure(cfg: &mut web::ServiceConfig, public_metrics: bool) {
+    if public_metrics {
+        cfg.service(web::resource("/metrics").route(web::get().to(ops::metrics)));
+    }
+    cfg.service(web::resource("/healthz").route(web::get().to(ops::healthz)))
         .service(web::resource("/readyz").route(web::get().to(ops::readyz)))
         .service(
             web::resource("/auth/token")
@@ -45,8 +54,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(dispatch));
 }
 
-/// The request's id (`X-Request-Id` from the client or a proxy, else a new UUID), in
-/// its extensions and on its span; events name it.
+/// The debug listener's routes (`http.debug.addr`): `/debug/health` as distribution
+/// serves it, liveness and readiness, and the metrics at `metrics_path` if any.
+pub fn configure_debug(cfg: &mut web::ServiceConfig, metrics_path: Option<String>) {
+    if let Some(path) = metrics_path {
+        cfg.service(web::resource(path).route(web::get().to(ops::metrics)));
+    }
+    cfg.service(web::resource("/debug/health").route(web::get().to(ops::debug_health)))
+        .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(ops::readyz)));
+}
+
+/// The request's id (`X-Request-Id` from a trusted proxy, else a new UUID), in its
+/// extensions and on its span; events name it ([`access`] sets it).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
@@ -68,16 +88,6 @@ async fn dispatch(
     }
     tracing::Span::current().record("http.route", endpoint.label());
     req.extensions_mut().insert(endpoint.clone());
-    if state.registry.events_enabled() {
-        let id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 200)
-            .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
-        tracing::Span::current().record("request_id", id.as_str());
-        req.extensions_mut().insert(RequestId(id));
-    }
     if !state.auth.is_open() {
         authorize(&req, &endpoint, &state.auth).await?;
     }

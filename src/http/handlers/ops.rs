@@ -1,5 +1,6 @@
 //! Operational endpoints: `/metrics` (Prometheus), `/healthz` (alive), `/readyz`
-//! (the metadata database answers and the blob store is reachable).
+//! (the metadata database answers, the blob store is reachable, no `health` check is
+//! failing and the server is not draining), `/debug/health` (distribution's).
 
 use actix_web::{web, HttpResponse};
 
@@ -15,7 +16,26 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
+/// distribution's `/debug/health`: `{}` when every check passes, else 503 with the
+/// failing checks and their errors.
+pub async fn debug_health(state: web::Data<AppState>) -> HttpResponse {
+    let failing = state.health.failing();
+    let mut resp = if failing.is_empty() {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    resp.json(failing)
+}
+
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let failing = state.health.failing();
+    if !failing.is_empty() {
+        let what: Vec<String> = failing.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body(what.join("\n"));
+    }
     match state.registry.check_ready().await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
         Err(e) => {

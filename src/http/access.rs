@@ -1,0 +1,142 @@
+//! The request id and the access log.
+//!
+//! Every request gets an id: the `X-Request-Id` a trusted proxy (`http.trustedproxies`)
+//! sent, else a new UUID. It is in the request's extensions ([`RequestId`]: events name
+//! it), on its span, and echoed in the response's `X-Request-Id`.
+//!
+//! Unless `log.accesslog.disabled`, one line per request (target `wharf::access`) when
+//! its response has been sent — the body included, so `bytes` and `duration_ms` are what
+//! went over the wire, also for a streamed blob or a client that went away.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue, USER_AGENT};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpMessage};
+use bytes::Bytes;
+
+use super::{AppState, RequestId};
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Whether the access log is written (`!log.accesslog.disabled`), as app data.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLog(pub bool);
+
+/// The id of `req`: a trusted proxy's `X-Request-Id` (printable, at most 200 bytes),
+/// else a new UUID.
+fn request_id(req: &ServiceRequest) -> String {
+    let from_proxy = req
+        .app_data::<web::Data<AppState>>()
+        .zip(req.peer_addr())
+        .is_some_and(|(state, peer)| state.clients.is_trusted(peer.ip().to_canonical()));
+    from_proxy
+        .then(|| req.headers().get(&X_REQUEST_ID))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+}
+
+pub async fn record(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = request_id(&req);
+    tracing::Span::current().record("request_id", id.as_str());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let enabled = req.app_data::<AccessLog>().is_none_or(|a| a.0);
+    let line = enabled.then(|| Line {
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+        user_agent: req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        client: req
+            .app_data::<web::Data<AppState>>()
+            .and_then(|s| s.clients.of(req.request()))
+            .map(|ip| ip.to_string())
+            .unwrap_or_default(),
+        request_id: id.clone(),
+        status: 0,
+        started,
+    });
+    let mut res = next.call(req).await?;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    let status = res.status().as_u16();
+    Ok(res.map_body(move |_, body| Counted {
+        body: body.boxed(),
+        bytes: 0,
+        line: line.map(|l| Line { status, ..l }),
+    }))
+}
+
+/// What the access log line says, written when the body is done (or dropped).
+struct Line {
+    method: String,
+    path: String,
+    user_agent: String,
+    client: String,
+    request_id: String,
+    status: u16,
+    started: Instant,
+}
+
+/// A response body that counts its bytes and writes the access log line at its end.
+struct Counted {
+    body: BoxBody,
+    bytes: u64,
+    line: Option<Line>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(l) = self.line.take() {
+            tracing::info!(
+                target: "wharf::access",
+                method = %l.method,
+                path = %l.path,
+                status = l.status,
+                bytes = self.bytes,
+                duration_ms = l.started.elapsed().as_secs_f64() * 1000.0,
+                user_agent = %l.user_agent,
+                client = %l.client,
+                request_id = %l.request_id,
+                "{} {} {}",
+                l.method,
+                l.path,
+                l.status
+            );
+        }
+    }
+}
+
+impl MessageBody for Counted {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.body).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &poll {
+            this.bytes += chunk.len() as u64;
+        }
+        poll
+    }
+}
