@@ -152,7 +152,12 @@ fn start_http(
         registry,
         auth,
         clients,
+        transfers: crate::http::transfers::Transfers::new(
+            config.http.limits.transfers,
+            config.http.timeouts.body.0,
+        ),
     });
+    let timeouts = config.http.timeouts;
     let extra_headers = config.http.headers.clone();
     let addr = listener
         .local_addr()
@@ -177,6 +182,11 @@ fn start_http(
             .configure(configure)
     })
     .workers(workers)
+    // Per worker in actix: the configured total shared out.
+    .max_connections(config.http.limits.connections.div_ceil(workers))
+    .client_request_timeout(timeouts.header.0)
+    .keep_alive(timeouts.idle.0)
+    .on_connect(crate::http::transfers::on_connect(timeouts.send.0))
     // `serve` handles the signals itself, to say what happens.
     .disable_signals()
     .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())

@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
+use super::duration::ConfigDuration;
 use super::ConfigError;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -24,6 +27,85 @@ pub struct HttpConfig {
     /// proxies whose `X-Forwarded-For` is believed when finding a client's address.
     #[serde(default)]
     pub trustedproxies: Vec<String>,
+    /// `http.timeouts` (Wharf): how long a slow or silent client may hold a connection.
+    #[serde(default)]
+    pub timeouts: HttpTimeouts,
+    /// `http.limits` (Wharf): how much work the server takes at once.
+    #[serde(default)]
+    pub limits: HttpLimits,
+}
+
+/// `http.timeouts`: each a duration such as `30s`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTimeouts {
+    /// A request's head (request line and headers) must arrive within this.
+    #[serde(default = "default_header")]
+    pub header: ConfigDuration,
+    /// A request body that brings no byte for this long ends the request (`408`); an
+    /// upload keeps the offset of its last completed chunk.
+    #[serde(default = "default_body")]
+    pub body: ConfigDuration,
+    /// Response bytes the client leaves unacknowledged for this long close the
+    /// connection (the socket's `TCP_USER_TIMEOUT`, which also ends a zero window).
+    #[serde(default = "default_send")]
+    pub send: ConfigDuration,
+    /// An idle keep-alive connection is closed after this.
+    #[serde(default = "default_idle")]
+    pub idle: ConfigDuration,
+}
+
+fn default_header() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
+}
+fn default_body() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
+}
+fn default_send() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(60))
+}
+fn default_idle() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(30))
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        HttpTimeouts {
+            header: default_header(),
+            body: default_body(),
+            send: default_send(),
+            idle: default_idle(),
+        }
+    }
+}
+
+/// `http.limits`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimits {
+    /// Open connections at most (beyond it, new ones wait in the listen backlog).
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    /// Blob uploads and downloads in progress at most; beyond it a new one is refused
+    /// with `429 TOOMANYREQUESTS` and `Retry-After`, and `/readyz` says `saturated`.
+    #[serde(default = "default_transfers")]
+    pub transfers: usize,
+}
+
+fn default_connections() -> usize {
+    10_000
+}
+fn default_transfers() -> usize {
+    4_096
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            connections: default_connections(),
+            transfers: default_transfers(),
+        }
+    }
 }
 
 fn default_addr() -> String {
@@ -37,6 +119,8 @@ impl Default for HttpConfig {
             secret: None,
             headers: BTreeMap::new(),
             trustedproxies: Vec::new(),
+            timeouts: HttpTimeouts::default(),
+            limits: HttpLimits::default(),
         }
     }
 }
@@ -82,6 +166,31 @@ impl HttpConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         self.socket_addr()?;
         self.trusted_proxies()?;
+        let t = &self.timeouts;
+        for (key, d) in [
+            ("header", t.header),
+            ("body", t.body),
+            ("send", t.send),
+            ("idle", t.idle),
+        ] {
+            if d.0 < Duration::from_secs(1) {
+                return Err(ConfigError::key(
+                    format!("http.timeouts.{key}"),
+                    "must be at least 1s",
+                ));
+            }
+        }
+        for (key, n) in [
+            ("connections", self.limits.connections),
+            ("transfers", self.limits.transfers),
+        ] {
+            if n == 0 {
+                return Err(ConfigError::key(
+                    format!("http.limits.{key}"),
+                    "must be at least 1",
+                ));
+            }
+        }
         for name in self.headers.keys() {
             if actix_web::http::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(ConfigError::key(

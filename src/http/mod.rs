@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod route;
 pub mod spans;
+pub mod transfers;
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
@@ -29,6 +30,8 @@ pub struct AppState {
     pub auth: crate::auth::Authorizer,
     /// Who the client is, behind the trusted proxies.
     pub clients: client_addr::ClientAddr,
+    /// Blob transfers in progress, their limit, and the request body timeout.
+    pub transfers: std::sync::Arc<transfers::Transfers>,
 }
 
 /// Registers every route: the operational endpoints by exact path, and every `/v2/`

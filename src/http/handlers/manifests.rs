@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{repo_name, request_context, segment};
 use crate::http::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::headers::{self, param};
+use crate::http::transfers::Direction;
 use crate::http::AppState;
 use crate::registry::manifest_format::MAX_MANIFEST_BYTES;
 use crate::registry::{Page, RegistryError};
@@ -50,7 +51,11 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Htt
 }
 
 /// Reads a manifest body, refusing more than the limit without buffering it all.
-async fn read_manifest_body(mut body: web::Payload) -> ApiResult<Vec<u8>> {
+async fn read_manifest_body<S, E>(mut body: S) -> ApiResult<Vec<u8>>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
     let mut out = Vec::new();
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(|e| {
@@ -88,7 +93,11 @@ pub async fn put(
         .collect::<Result<Vec<Tag>, NameError>>()
         .map_err(RegistryError::from)?;
     let content_type = headers::content_type(req.headers())?.map(str::to_string);
-    let body = read_manifest_body(body).await?;
+    let (body, stalled) = state.transfers.body(body, Direction::Upload);
+    let timeout = body.timeout();
+    let body = read_manifest_body(body)
+        .await
+        .map_err(|e| stalled.explain(e, timeout))?;
     let pushed = state
         .registry
         .put_manifest(

@@ -1,5 +1,6 @@
 //! Operational endpoints: `/metrics` (Prometheus), `/healthz` (alive), `/readyz`
-//! (the metadata database answers and the blob store is reachable).
+//! (the metadata database answers, the blob store is reachable, and the server is not
+//! saturated with blob transfers).
 
 use actix_web::{web, HttpResponse};
 
@@ -16,6 +17,16 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    // Full of transfers: a load balancer should send new clients elsewhere.
+    if state.transfers.saturated() {
+        tracing::warn!(
+            in_flight = state.transfers.in_flight(),
+            "not ready: saturated (http.limits.transfers in progress)"
+        );
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("saturated");
+    }
     match state.registry.check_ready().await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),
         Err(e) => {
