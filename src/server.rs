@@ -155,6 +155,7 @@ fn start_http(
         transfers: crate::http::transfers::Transfers::new(
             config.http.limits.transfers,
             config.http.timeouts.body.0,
+            config.http.limits.manifestbytes,
         ),
     });
     let timeouts = config.http.timeouts;

@@ -90,6 +90,15 @@ pub struct HttpLimits {
     /// with `429 TOOMANYREQUESTS` and `Retry-After`, and `/readyz` says `saturated`.
     #[serde(default = "default_transfers")]
     pub transfers: usize,
+    /// Bytes of manifest bodies held in memory at once (each counted at its
+    /// `Content-Length`, or the 4 MiB maximum without one); beyond it a push is refused
+    /// with `429 TOOMANYREQUESTS` and `Retry-After`.
+    #[serde(default = "default_manifestbytes")]
+    pub manifestbytes: usize,
+}
+
+fn default_manifestbytes() -> usize {
+    64 * 1024 * 1024
 }
 
 fn default_connections() -> usize {
@@ -104,6 +113,7 @@ impl Default for HttpLimits {
         HttpLimits {
             connections: default_connections(),
             transfers: default_transfers(),
+            manifestbytes: default_manifestbytes(),
         }
     }
 }
@@ -179,6 +189,12 @@ impl HttpConfig {
                     "must be at least 1s",
                 ));
             }
+        }
+        if self.limits.manifestbytes < 4 * 1024 * 1024 {
+            return Err(ConfigError::key(
+                "http.limits.manifestbytes",
+                "must be at least 4194304 (one manifest of the largest size)",
+            ));
         }
         for (key, n) in [
             ("connections", self.limits.connections),

@@ -39,7 +39,8 @@ fn metrics() -> &'static Metrics {
         ),
         refused: crate::telemetry::lazy_counter_vec(
             "http_transfers_refused_total",
-            "Blob transfers refused with 429 because http.limits.transfers were in progress",
+            "Requests refused with 429: blob transfers beyond http.limits.transfers \
+             (upload, download), manifest bodies beyond http.limits.manifestbytes (manifest)",
             &["direction"],
         ),
         stalled: crate::telemetry::lazy_counter_vec(
@@ -77,21 +78,47 @@ impl Direction {
     }
 }
 
-/// The transfer limit and the request body timeout, shared by every worker.
+/// The transfer limit, the budget for buffered manifest bodies and the request body
+/// timeout, shared by every worker.
 #[derive(Debug)]
 pub struct Transfers {
     in_flight: AtomicUsize,
     limit: usize,
     body_timeout: Duration,
+    manifest_budget: Arc<tokio::sync::Semaphore>,
 }
 
+/// Bytes of the manifest budget one body holds until it is stored.
+pub type BufferPermit = tokio::sync::OwnedSemaphorePermit;
+
 impl Transfers {
-    pub fn new(limit: usize, body_timeout: Duration) -> Arc<Self> {
+    pub fn new(limit: usize, body_timeout: Duration, manifest_bytes: usize) -> Arc<Self> {
+        let budget = manifest_bytes.min(tokio::sync::Semaphore::MAX_PERMITS);
         Arc::new(Transfers {
             in_flight: AtomicUsize::new(0),
             limit,
             body_timeout,
+            manifest_budget: Arc::new(tokio::sync::Semaphore::new(budget)),
         })
+    }
+
+    /// Reserves `bytes` of the budget for a manifest body, or refuses with
+    /// `429 TOOMANYREQUESTS` when other pushes hold it.
+    pub fn buffer(&self, bytes: usize) -> Result<BufferPermit, ApiError> {
+        let n = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.manifest_budget
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| {
+                metrics().refused.with_label_values(&["manifest"]).inc();
+                tracing::warn!(bytes, "manifest refused: http.limits.manifestbytes in use");
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::TooManyRequests,
+                    "the registry holds as many manifest bodies as it may; retry later",
+                )
+                .with_header(RETRY_AFTER, "1")
+            })
     }
 
     /// Transfers in progress.

@@ -50,13 +50,22 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Htt
     get(req, state).await
 }
 
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::SizeInvalid,
+        format!("manifest exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
+    )
+}
+
 /// Reads a manifest body, refusing more than the limit without buffering it all.
-async fn read_manifest_body<S, E>(mut body: S) -> ApiResult<Vec<u8>>
+/// One buffer of the declared size (`capacity`), so a body is never copied to grow it.
+async fn read_manifest_body<S, E>(mut body: S, capacity: usize) -> ApiResult<Vec<u8>>
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(capacity.min(MAX_MANIFEST_BYTES));
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(|e| {
             ApiError::bad_request(
@@ -65,11 +74,7 @@ where
             )
         })?;
         if out.len() + piece.len() > MAX_MANIFEST_BYTES {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::SizeInvalid,
-                format!("manifest exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
-            ));
+            return Err(too_large());
         }
         out.extend_from_slice(&piece);
     }
@@ -93,9 +98,20 @@ pub async fn put(
         .collect::<Result<Vec<Tag>, NameError>>()
         .map_err(RegistryError::from)?;
     let content_type = headers::content_type(req.headers())?.map(str::to_string);
+    // Held until the manifest is stored: the body, and what is made of it, count
+    // against http.limits.manifestbytes at their declared size (the maximum if none).
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_MANIFEST_BYTES) {
+        return Err(too_large());
+    }
+    let capacity = declared.unwrap_or(MAX_MANIFEST_BYTES);
+    let _budget = state.transfers.buffer(capacity.max(1))?;
     let (body, stalled) = state.transfers.body(body, Direction::Upload);
     let timeout = body.timeout();
-    let body = read_manifest_body(body)
+    let body = read_manifest_body(body, capacity)
         .await
         .map_err(|e| stalled.explain(e, timeout))?;
     let pushed = state
