@@ -169,8 +169,10 @@ async fn stalled_uploads_and_downloads_starve_nobody() {
         "threads: {before} before, {during} with {} stalled transfers",
         2 * STALLED
     );
+    // One thread per stalled transfer (what it was) would be 600 more; other tests'
+    // servers in this process (under `cargo test`) add some of their own.
     assert!(
-        during < before + 64,
+        during < before + STALLED,
         "{} stalled transfers took threads: {before} before, {during} during",
         2 * STALLED
     );
