@@ -18,16 +18,40 @@ fn with_http(http: Value) -> Options {
     }
 }
 
-/// Threads of this process (the server runs in it).
-fn threads() -> usize {
+/// A number from this process's `/proc/self/status` (the server runs in it).
+fn proc_status(key: &str) -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
+        .find_map(|l| l.strip_prefix(key))
         .unwrap()
         .trim()
+        .trim_end_matches(" kB")
         .parse()
         .unwrap()
+}
+
+fn threads() -> usize {
+    proc_status("Threads:")
+}
+
+fn rss_mib() -> usize {
+    proc_status("VmRSS:") / 1024
+}
+
+/// A normal client's push (a 4 MiB layer and an image) and pull; how long it took.
+async fn push_and_pull(reg: &TestRegistry, repo: &str, seed: u64) -> Duration {
+    let started = std::time::Instant::now();
+    let layer = pseudo_random(4 * 1024 * 1024, seed);
+    let digest = reg.push_blob(repo, &layer).await;
+    let (manifest, _) = reg.push_image(repo, "v1", seed).await;
+    let got = reg.get(&format!("/v2/{repo}/manifests/v1")).await;
+    got.expect_status(200);
+    assert_eq!(got.body, manifest);
+    let blob = reg.get(&format!("/v2/{repo}/blobs/{digest}")).await;
+    blob.expect_status(200);
+    assert!(blob.body == layer);
+    started.elapsed()
 }
 
 fn addr(reg: &TestRegistry) -> String {
@@ -132,7 +156,9 @@ async fn stalled_uploads_and_downloads_starve_nobody() {
     for _ in 0..STALLED {
         sessions.push(reg.start_upload("slow/up").await);
     }
+    let usual = push_and_pull(&reg, "normal/alone", 98).await;
     let before = threads();
+    let rss_before = rss_mib();
 
     let mut held = Vec::new();
     for location in &sessions {
@@ -179,31 +205,30 @@ async fn stalled_uploads_and_downloads_starve_nobody() {
     assert_eq!(readyz(&reg).await.0, 200);
 
     // Meanwhile a normal client pushes and pulls (bounded: a hang fails the test).
-    let started = std::time::Instant::now();
-    let normal = async {
-        let layer = pseudo_random(4 * 1024 * 1024, 99);
-        let digest = reg.push_blob("normal/app", &layer).await;
-        let (manifest, _) = reg.push_image("normal/app", "v1", 5).await;
-        let got = reg.get("/v2/normal/app/manifests/v1").await;
-        got.expect_status(200);
-        assert_eq!(got.body, manifest);
-        let blob = reg.get(&format!("/v2/normal/app/blobs/{digest}")).await;
-        blob.expect_status(200);
-        assert_eq!(blob.body.len(), layer.len());
-        assert!(blob.body == layer);
-    };
-    tokio::time::timeout(Duration::from_secs(60), normal)
-        .await
-        .expect("a normal push and pull completes while others stall");
+    let during_push = tokio::time::timeout(
+        Duration::from_secs(60),
+        push_and_pull(&reg, "normal/during", 99),
+    )
+    .await
+    .expect("a normal push and pull completes while others stall");
+    let rss_during = rss_mib();
     eprintln!(
-        "normal push and pull took {:?} meanwhile",
-        started.elapsed()
+        "normal push and pull: {usual:?} alone, {during_push:?} with {} stalled transfers; \
+         RSS {rss_before} MiB before, {rss_during} MiB during",
+        2 * STALLED
+    );
+    // 600 transfers each holding at most one 256 KiB read piece or 1 MiB write buffer
+    // (most of it never touched): far from a thread stack or a blob each.
+    assert!(
+        rss_during < rss_before + 512,
+        "RSS {rss_before} MiB before, {rss_during} MiB during"
     );
 
     // The stalled uploads kept their sessions at offset 0; the transfers end when the
     // clients go.
     drop(held);
     wait_metric(&reg, "wharf_http_transfers_in_flight", |v| v == 0.0).await;
+    eprintln!("RSS {} MiB after the stalled clients left", rss_mib());
     let status = reg.send(reg.req(Method::GET, &sessions[0])).await;
     status.expect_status(204);
     assert_eq!(status.header("Range"), Some("0-0"));
