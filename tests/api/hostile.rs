@@ -380,3 +380,37 @@ async fn unread_download_is_cut_off() {
         "the whole blob ({got} bytes) arrived: the unread response was not cut off"
     );
 }
+
+/// What actix-web's HTTP/1 parser refuses never reaches a handler: a bare `400` or `431`
+/// (no hook for the spec's body; see the README). The server goes on serving.
+#[tokio::test]
+async fn parser_refusals_are_bare_and_harmless() {
+    let reg = TestRegistry::start().await;
+    let many_headers: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let huge = format!("X-Big: {}\r\n", "a".repeat(1 << 20));
+    for (what, request, expected) in [
+        (
+            "control byte in the target",
+            b"GET /v2/a\x01b/tags/list HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "200 headers",
+            format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n").into_bytes(),
+            431,
+        ),
+        (
+            "a 1 MiB header",
+            format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{huge}\r\n").into_bytes(),
+            431,
+        ),
+    ] {
+        let mut s = TcpStream::connect(addr(&reg)).await.unwrap();
+        // The server may answer and close before the whole head is sent.
+        let _ = s.write_all(&request).await;
+        let (status, _, body) = read_response(&mut s).await;
+        assert_eq!(status, expected, "{what}");
+        assert!(body.is_empty(), "{what}: the parser's answer has no body");
+    }
+    reg.get("/v2/").await.expect_status(200);
+}
