@@ -308,3 +308,40 @@ impl LogFormatter {
         matches!(self, LogFormatter::Json | LogFormatter::Logstash)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> HttpConfig {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn timeouts_and_limits_have_defaults_and_are_checked() {
+        let c = parse("addr: 127.0.0.1:5000\n");
+        assert_eq!(c.timeouts.header.0, Duration::from_secs(10));
+        assert_eq!(c.timeouts.body.0, Duration::from_secs(60));
+        assert_eq!(c.timeouts.send.0, Duration::from_secs(60));
+        assert_eq!(c.timeouts.idle.0, Duration::from_secs(30));
+        assert_eq!(c.limits.connections, 10_000);
+        assert_eq!(c.limits.transfers, 4_096);
+        assert_eq!(c.limits.manifestbytes, 64 * 1024 * 1024);
+        assert!(c.validate().is_ok());
+
+        let c = parse("timeouts: { body: 5s, send: 2m }\nlimits: { transfers: 10 }\n");
+        assert_eq!(c.timeouts.body.0, Duration::from_secs(5));
+        assert_eq!(c.timeouts.send.0, Duration::from_secs(120));
+        assert_eq!(c.limits.transfers, 10);
+
+        let e = parse("timeouts: { body: 100ms }\n").validate().unwrap_err();
+        assert!(e.to_string().contains("http.timeouts.body"), "{e}");
+        let e = parse("limits: { transfers: 0 }\n").validate().unwrap_err();
+        assert!(e.to_string().contains("http.limits.transfers"), "{e}");
+        let e = parse("limits: { manifestbytes: 1000 }\n")
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("http.limits.manifestbytes"), "{e}");
+        assert!(serde_yaml::from_str::<HttpConfig>("timeouts: { bdy: 5s }\n").is_err());
+    }
+}

@@ -414,3 +414,85 @@ async fn parser_refusals_are_bare_and_harmless() {
     }
     reg.get("/v2/").await.expect_status(200);
 }
+
+/// Manifest bodies count against `http.limits.manifestbytes` at their declared size:
+/// while one 4 MiB body is held, another push gets `429 TOOMANYREQUESTS`; a declared size
+/// over the maximum is refused before anything is read.
+#[tokio::test]
+async fn manifest_bodies_count_against_their_budget() {
+    let reg = TestRegistry::start_with(with_http(json!({
+        "limits": { "manifestbytes": 4 * 1024 * 1024 },
+        "timeouts": { "body": "60s" },
+    })))
+    .await;
+    let mut held = stall(
+        &reg,
+        format!(
+            "PUT /v2/m/app/manifests/big HTTP/1.1\r\nHost: x\r\nContent-Type: {OCI_MANIFEST}\r\n\
+             Content-Length: {}\r\n\r\n",
+            4 * 1024 * 1024
+        ),
+        b"{",
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let config = b"{}";
+        reg.push_blob("m/app", config).await;
+        let manifest = image_manifest(config, &[], None);
+        let r = reg
+            .put_manifest("m/app", "small", Some(OCI_MANIFEST), &manifest)
+            .await;
+        if r.status == 429 {
+            break r;
+        }
+        // The held body may not have reached its handler yet.
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    refused.expect_error(429, "TOOMANYREQUESTS");
+    assert_eq!(refused.header("Retry-After"), Some("1"));
+    assert!(
+        metric(
+            &reg,
+            "wharf_http_transfers_refused_total{direction=\"manifest\"}"
+        )
+        .await
+            >= 1.0
+    );
+
+    // Declared over the maximum: 413 at once.
+    let mut s = stall(
+        &reg,
+        format!(
+            "PUT /v2/m/app/manifests/huge HTTP/1.1\r\nHost: x\r\nContent-Type: {OCI_MANIFEST}\r\n\
+             Content-Length: {}\r\n\r\n",
+            4 * 1024 * 1024 + 1
+        ),
+        b"{",
+    )
+    .await;
+    let (status, _, body) = read_response(&mut s).await;
+    assert_eq!(status, 413);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["errors"][0]["code"], "SIZE_INVALID");
+
+    // The budget comes back when the held body goes.
+    held.shutdown().await.unwrap();
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let manifest = image_manifest(b"{}", &[], None);
+        let r = reg
+            .put_manifest("m/app", "small", Some(OCI_MANIFEST), &manifest)
+            .await;
+        if r.status == 201 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "budget never returned"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
