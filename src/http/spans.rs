@@ -26,18 +26,6 @@ pub fn short_target(path: &str) -> std::borrow::Cow<'_, str> {
     format!("{}…({} bytes)", &path[..end], path.len()).into()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn long_targets_are_cut() {
-        assert_eq!(super::short_target("/v2/a/b"), "/v2/a/b");
-        let long = format!("/v2/{}", "é".repeat(60_000));
-        let cut = super::short_target(&long);
-        assert!(cut.len() < 300, "{}", cut.len());
-        assert!(cut.ends_with(&format!("…({} bytes)", long.len())));
-    }
-}
-
 impl RootSpanBuilder for RegistryRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         // Not `root_span!`: it asks actix for the matched route pattern, which re-runs
@@ -67,5 +55,17 @@ impl RootSpanBuilder for RegistryRootSpan {
             }
             _ => DefaultRootSpanBuilder::on_request_end(span, outcome),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_targets_are_cut() {
+        assert_eq!(super::short_target("/v2/a/b"), "/v2/a/b");
+        let long = format!("/v2/{}", "é".repeat(60_000));
+        let cut = super::short_target(&long);
+        assert!(cut.len() < 300, "{}", cut.len());
+        assert!(cut.ends_with(&format!("…({} bytes)", long.len())));
     }
 }
