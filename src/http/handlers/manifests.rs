@@ -50,6 +50,21 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Htt
     get(req, state).await
 }
 
+/// A manifest body at least this big has its memory handed back to the system after the
+/// push (see [`return_memory`]).
+const RETURN_MEMORY_ABOVE: usize = 1024 * 1024;
+
+/// Hands freed heap memory back to the system (glibc `malloc_trim`, on a blocking
+/// thread): the copies a big manifest push makes (body, parsed JSON, the database
+/// request) are freed into glibc's arenas, which otherwise keep them after a burst.
+fn return_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    drop(tokio::task::spawn_blocking(|| {
+        // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+        unsafe { libc::malloc_trim(0) };
+    }));
+}
+
 fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -126,6 +141,9 @@ pub async fn put(
         )
         .await?;
     crate::telemetry::metrics().manifests_pushed.inc();
+    if capacity >= RETURN_MEMORY_ABOVE {
+        return_memory();
+    }
     let mut response = HttpResponse::Created();
     response
         .insert_header((LOCATION, format!("/v2/{repo}/manifests/{}", pushed.digest)))
