@@ -242,7 +242,13 @@ fn start_http(
         auth,
         clients,
         health,
+        transfers: crate::http::transfers::Transfers::new(
+            config.http.limits.transfers,
+            config.http.timeouts.body.0,
+            config.http.limits.manifestbytes,
+        ),
     });
+    let timeouts = config.http.timeouts;
     let public_metrics = !config.http.metrics_on_debug();
     if let Some(debug) = &config.http.debug {
         start_debug(state.clone(), debug)?;
@@ -268,6 +274,7 @@ fn start_http(
             // actix-http's H1 service behind the rustls acceptor.
             Server::build()
                 .workers(workers)
+                .max_concurrent_connections(config.http.limits.connections.div_ceil(workers))
                 .disable_signals()
                 .shutdown_timeout(drain)
                 .listen("wharf-https-h1", listener, move || {
@@ -279,6 +286,8 @@ fn start_http(
                         &extra_headers,
                     );
                     actix_http::HttpService::build()
+                        .client_request_timeout(timeouts.header.0)
+                        .keep_alive(timeouts.idle.0)
                         .h1(actix_service::map_config(app, |()| {
                             actix_web::dev::AppConfig::default()
                         }))
@@ -298,6 +307,13 @@ fn start_http(
                 )
             })
             .workers(workers)
+            // Per worker in actix: the configured total shared out.
+            .max_connections(config.http.limits.connections.div_ceil(workers))
+            .client_request_timeout(timeouts.header.0)
+            .keep_alive(timeouts.idle.0)
+            // TCP_USER_TIMEOUT on plain TCP connections (a TLS stream is not matched
+            // there: its send timeout is the TLS layer's own).
+            .on_connect(crate::http::transfers::on_connect(timeouts.send.0))
             // `serve` handles the signals itself, to say what happens.
             .disable_signals()
             .shutdown_timeout(drain);

@@ -27,6 +27,10 @@ use crate::config::AuthConfig;
 
 pub mod access_policy;
 pub mod htpasswd;
+
+/// What a client sending a password bcrypt cannot check in full is told.
+pub const TOO_LONG: &str =
+    "passwords longer than 72 bytes are refused: bcrypt would check only their first 72";
 pub mod token;
 pub mod token_server;
 pub mod x5c;
@@ -277,6 +281,9 @@ impl Authorizer {
                 "no_credentials",
             );
         };
+        if htpasswd::password_too_long(&password) {
+            return (Err(unauthorized(TOO_LONG, challenge)), "password_too_long");
+        }
         let users = users.clone();
         // bcrypt is deliberately slow: off the async workers.
         let ok = tokio::task::spawn_blocking(move || users.verify(&user, &password))

@@ -291,6 +291,9 @@ impl TokenServer {
         }
         let (subject, refresh) = match request.grant {
             TokenGrant::Anonymous => (None, false),
+            TokenGrant::Basic { password, .. } if super::htpasswd::password_too_long(&password) => {
+                return Err(TokenRequestError::PasswordTooLong);
+            }
             TokenGrant::Basic {
                 user,
                 password,
@@ -299,6 +302,11 @@ impl TokenServer {
                 Some(user) => (Some(user), offline),
                 None => return Err(TokenRequestError::BadCredentials),
             },
+            TokenGrant::Password { password, .. }
+                if super::htpasswd::password_too_long(&password) =>
+            {
+                return Err(TokenRequestError::InvalidGrant(super::TOO_LONG));
+            }
             TokenGrant::Password {
                 user,
                 password,
@@ -321,6 +329,9 @@ impl TokenServer {
 
     /// The user if the password is theirs (bcrypt, off the async workers).
     async fn verify(self: &Arc<Self>, user: String, password: String) -> Option<String> {
+        if super::htpasswd::password_too_long(&password) {
+            return None;
+        }
         let server = self.clone();
         tokio::task::spawn_blocking(move || server.users.verify(&user, &password).then_some(user))
             .await
@@ -368,6 +379,9 @@ pub enum TokenRequestError {
     /// Basic credentials (Docker's token flow) that do not verify.
     #[error("invalid username or password")]
     BadCredentials,
+    /// Basic credentials with a password bcrypt cannot check in full.
+    #[error("{}", super::TOO_LONG)]
+    PasswordTooLong,
     /// A malformed request (OAuth2 `invalid_request`).
     #[error("{0}")]
     InvalidRequest(&'static str),

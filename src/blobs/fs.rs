@@ -2,8 +2,9 @@
 //!
 //! An upload writes straight into the file that becomes its blob (`blobs/<xx>/<id>`):
 //! every PATCH continues the same file at its offset, so assembling is a truncate and an
-//! fsync — never a copy or a rename. Writes and reads run on blocking threads with large
-//! buffers; data is `fdatasync`ed (and a new file's directory `fsync`ed) before a chunk
+//! fsync — never a copy or a rename. Each write and read runs on a blocking thread with a
+//! large buffer, one at a time, so a thread is held only while the disk works, never while
+//! a client is slow to send or to read; data is `fdatasync`ed (and a new file's directory `fsync`ed) before a chunk
 //! counts as stored. An exclusive, non-blocking file lock (`File::try_lock`: `flock` on
 //! Linux), taken before anything is changed and held until the caller has recorded the
 //! chunk, keeps two requests from writing one upload.
@@ -23,8 +24,8 @@ use tokio::sync::mpsc;
 use super::{BlobBackend, BlobError, ByteStream, ChunkWriter, FinishedChunk, Result};
 use crate::types::ChunkRecord;
 
-/// Read size when streaming a blob out.
-const READ_BUFFER: usize = 1024 * 1024;
+/// Read size when streaming a blob out: also what a client that stops reading holds.
+const READ_BUFFER: usize = 256 * 1024;
 /// Incoming bytes are gathered to this size before each write.
 const WRITE_BUFFER: usize = 1024 * 1024;
 
@@ -83,47 +84,88 @@ fn not_found(key: &str) -> impl Fn(std::io::Error) -> BlobError + '_ {
     }
 }
 
-enum WriteMsg {
-    Data(Bytes),
-    Finish,
+/// The open upload file (holding its lock) and where writing stands. It moves to a
+/// blocking thread for each write and comes back, so no thread waits on the client.
+struct FileState {
+    file: File,
+    path: PathBuf,
+    created: bool,
+    position: u64,
+    writeback_from: u64,
+    truncated: bool,
 }
 
+impl FileState {
+    /// Drops what an interrupted request wrote past the recorded offset; only once, before
+    /// the first change, after the caller has confirmed the offset under the lock.
+    fn truncate_once(&mut self) -> std::io::Result<()> {
+        if !self.truncated {
+            if self.file.metadata()?.len() > self.position {
+                self.file.set_len(self.position)?;
+            }
+            self.truncated = true;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.truncate_once()?;
+        self.file.write_all_at(data, self.position)?;
+        self.position += data.len() as u64;
+        write_behind(&self.file, &mut self.writeback_from, self.position);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.truncate_once()?;
+        self.file.sync_data()?;
+        if self.created {
+            sync_dir(&self.path)?;
+        }
+        Ok(())
+    }
+}
+
+type WriteTask = tokio::task::JoinHandle<(FileState, std::io::Result<()>)>;
+
+fn join_error(e: tokio::task::JoinError) -> BlobError {
+    BlobError::Io(std::io::Error::other(e.to_string()))
+}
+
+/// Writes an upload's chunk: incoming bytes are gathered into large buffers, each written
+/// on a blocking thread while the next one is received (one write in flight at most).
+/// Between writes the file waits here, not on a thread: a client that stops sending
+/// holds a connection and a buffer, never a thread.
 struct FsChunkWriter {
     key: String,
     offset: u64,
     written: u64,
     buffer: BytesMut,
-    tx: Option<mpsc::Sender<WriteMsg>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<Option<File>>>>,
+    state: Option<FileState>,
+    pending: Option<WriteTask>,
 }
 
 impl FsChunkWriter {
-    async fn send(&mut self, msg: WriteMsg) -> Result<()> {
-        let sent = match &self.tx {
-            Some(tx) => tx.send(msg).await.is_ok(),
-            None => false,
-        };
-        if sent {
-            return Ok(());
+    /// Waits for the write in flight, if any, and takes the file back.
+    async fn reclaim(&mut self) -> Result<FileState> {
+        if let Some(task) = self.pending.take() {
+            let (state, result) = task.await.map_err(join_error)?;
+            // On an error the file is dropped here, releasing the lock.
+            result?;
+            self.state = Some(state);
         }
-        // The writer thread stopped: report its error.
-        Err(self
-            .join()
-            .await
-            .err()
-            .unwrap_or_else(|| BlobError::Io(std::io::Error::other("blob writer stopped"))))
+        self.state
+            .take()
+            .ok_or_else(|| BlobError::Io(std::io::Error::other("blob writer stopped")))
     }
 
-    /// Waits for the writer thread; returns the (still locked) file if it finished.
-    async fn join(&mut self) -> Result<Option<File>> {
-        self.tx = None;
-        match self.task.take() {
-            Some(task) => match task.await {
-                Ok(r) => r.map_err(BlobError::Io),
-                Err(e) => Err(BlobError::Io(std::io::Error::other(e.to_string()))),
-            },
-            None => Ok(None),
-        }
+    async fn flush(&mut self, data: Bytes) -> Result<()> {
+        let mut state = self.reclaim().await?;
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            let result = state.write(&data);
+            (state, result)
+        }));
+        Ok(())
     }
 }
 
@@ -132,12 +174,12 @@ impl ChunkWriter for FsChunkWriter {
     async fn write(&mut self, data: Bytes) -> Result<()> {
         self.written += data.len() as u64;
         if self.buffer.is_empty() && data.len() >= WRITE_BUFFER {
-            return self.send(WriteMsg::Data(data)).await;
+            return self.flush(data).await;
         }
         self.buffer.extend_from_slice(&data);
         if self.buffer.len() >= WRITE_BUFFER {
             let full = self.buffer.split().freeze();
-            self.send(WriteMsg::Data(full)).await?;
+            self.flush(full).await?;
         }
         Ok(())
     }
@@ -145,25 +187,27 @@ impl ChunkWriter for FsChunkWriter {
     async fn finish(mut self: Box<Self>) -> Result<FinishedChunk> {
         if !self.buffer.is_empty() {
             let rest = self.buffer.split().freeze();
-            self.send(WriteMsg::Data(rest)).await?;
+            self.flush(rest).await?;
         }
-        self.send(WriteMsg::Finish).await?;
-        let file = self.join().await?;
+        let mut state = self.reclaim().await?;
+        let file = tokio::task::spawn_blocking(move || state.sync().map(|()| state.file))
+            .await
+            .map_err(join_error)??;
         Ok(FinishedChunk {
             chunk: (self.written > 0).then(|| ChunkRecord {
                 key: self.key.clone(),
                 offset: self.offset,
                 len: self.written,
             }),
-            hold: file.map(|f| Box::new(f) as Box<dyn Send + Sync>),
+            hold: Some(Box::new(file) as Box<dyn Send + Sync>),
         })
     }
 
     async fn abort(mut self: Box<Self>) {
-        // Closing the channel without Finish stops the thread without syncing; the bytes
-        // past the session's offset are truncated by the next writer or at assembly.
-        // Dropping the file releases the lock.
-        let _ = self.join().await;
+        // Nothing is synced; the bytes past the session's offset are truncated by the
+        // next writer or at assembly. The write in flight ends first, then dropping the
+        // file releases the lock.
+        let _ = self.reclaim().await;
     }
 }
 
@@ -202,44 +246,6 @@ fn write_behind(file: &File, started_at: &mut u64, position: u64) {
         let _ = file;
         *started_at = start + WRITEBACK_WINDOW;
     }
-}
-
-/// Body of the writer thread: owns the file (and its lock) until the chunk is done, then
-/// hands it back so the lock outlives the caller's bookkeeping.
-fn write_loop(
-    file: File,
-    path: PathBuf,
-    mut position: u64,
-    created: bool,
-    mut rx: mpsc::Receiver<WriteMsg>,
-) -> std::io::Result<Option<File>> {
-    let mut writeback_from = position;
-    let mut truncated = false;
-    while let Some(msg) = rx.blocking_recv() {
-        if !truncated {
-            // Drop what an interrupted request wrote past the recorded offset; only now,
-            // after the caller has confirmed the offset under the lock.
-            if file.metadata()?.len() > position {
-                file.set_len(position)?;
-            }
-            truncated = true;
-        }
-        match msg {
-            WriteMsg::Data(data) => {
-                file.write_all_at(&data, position)?;
-                position += data.len() as u64;
-                write_behind(&file, &mut writeback_from, position);
-            }
-            WriteMsg::Finish => {
-                file.sync_data()?;
-                if created {
-                    sync_dir(&path)?;
-                }
-                return Ok(Some(file));
-            }
-        }
-    }
-    Ok(None)
 }
 
 #[async_trait]
@@ -289,15 +295,20 @@ impl BlobBackend for FsBackend {
         })
         .await
         .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))??;
-        let (tx, rx) = mpsc::channel(8);
-        let task = tokio::task::spawn_blocking(move || write_loop(file, path, offset, created, rx));
         Ok(Box::new(FsChunkWriter {
             key,
             offset,
             written: 0,
             buffer: BytesMut::with_capacity(WRITE_BUFFER),
-            tx: Some(tx),
-            task: Some(task),
+            state: Some(FileState {
+                file,
+                path,
+                created,
+                position: offset,
+                writeback_from: offset,
+                truncated: false,
+            }),
+            pending: None,
         }))
     }
 
@@ -342,44 +353,49 @@ impl BlobBackend for FsBackend {
         Ok(storage_key.to_string())
     }
 
+    /// Each piece is read on a blocking thread when the response asks for it: a client
+    /// that stops reading holds at most one piece, never a thread.
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
         let path = self.path(key)?;
-        let mut file = tokio::task::spawn_blocking(move || File::open(path))
-            .await
-            .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?
-            .map_err(not_found(key))?;
-        let (tx, rx) = mpsc::channel::<Result<Bytes>>(2);
-        tokio::task::spawn_blocking(move || {
-            let run = || -> std::io::Result<()> {
-                let (start, end) = match range {
-                    Some(r) => (r.start, r.end),
-                    None => (0, file.metadata()?.len()),
-                };
-                file.seek(SeekFrom::Start(start))?;
-                let mut remaining = end.saturating_sub(start);
-                while remaining > 0 {
-                    let want = remaining.min(READ_BUFFER as u64);
-                    // read_to_end through Take fills spare capacity without zeroing it first.
-                    let mut buf = Vec::with_capacity(want as usize);
-                    let n = (&mut file).take(want).read_to_end(&mut buf)?;
-                    if n == 0 {
-                        return Err(std::io::Error::new(
-                            ErrorKind::UnexpectedEof,
-                            "blob file is shorter than recorded",
-                        ));
-                    }
-                    remaining -= n as u64;
-                    if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                        return Ok(()); // client went away
-                    }
-                }
-                Ok(())
+        let (file, start, end) = tokio::task::spawn_blocking(move || {
+            let mut file = File::open(path)?;
+            let (start, end) = match range {
+                Some(r) => (r.start, r.end),
+                None => (0, file.metadata()?.len()),
             };
-            if let Err(e) = run() {
-                let _ = tx.blocking_send(Err(BlobError::Io(e)));
-            }
-        });
-        Ok(Box::pin(tokio_stream_from(rx)))
+            file.seek(SeekFrom::Start(start))?;
+            Ok::<_, std::io::Error>((file, start, end))
+        })
+        .await
+        .map_err(join_error)?
+        .map_err(not_found(key))?;
+        let pieces = futures_util::stream::try_unfold(
+            (Some(file), end.saturating_sub(start)),
+            |(file, remaining)| async move {
+                let Some(mut file) = file.filter(|_| remaining > 0) else {
+                    return Ok(None);
+                };
+                let want = remaining.min(READ_BUFFER as u64);
+                let (file, read) = tokio::task::spawn_blocking(move || {
+                    // read_to_end through Take fills spare capacity without zeroing it.
+                    let mut buf = Vec::with_capacity(want as usize);
+                    let read = (&mut file).take(want).read_to_end(&mut buf).map(|_| buf);
+                    (file, read)
+                })
+                .await
+                .map_err(join_error)?;
+                let buf = read?;
+                if buf.is_empty() {
+                    return Err(BlobError::Io(std::io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "blob file is shorter than recorded",
+                    )));
+                }
+                let remaining = remaining - buf.len() as u64;
+                Ok(Some((Bytes::from(buf), (Some(file), remaining))))
+            },
+        );
+        Ok(Box::pin(pieces))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

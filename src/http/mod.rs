@@ -18,6 +18,7 @@ pub mod mirror;
 pub mod route;
 pub mod spans;
 pub mod tls;
+pub mod transfers;
 pub mod urls;
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
@@ -35,6 +36,8 @@ pub struct AppState {
     pub clients: client_addr::ClientAddr,
     /// distribution's `health` checks (readiness).
     pub health: health::Health,
+    /// Blob transfers in progress, their limit, and the request body timeout.
+    pub transfers: std::sync::Arc<transfers::Transfers>,
 }
 
 /// Registers every route: the operational endpoints by exact path, and every `/v2/`

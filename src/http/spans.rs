@@ -10,6 +10,22 @@ use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 
 pub struct RegistryRootSpan;
 
+/// Longest request target put on a span (and so on every log line of the request).
+const MAX_LOGGED_TARGET: usize = 256;
+
+/// The target, cut to [`MAX_LOGGED_TARGET`] bytes (at a character boundary) with its
+/// full length said: a 100 KB URL makes no 100 KB log line.
+pub fn short_target(path: &str) -> std::borrow::Cow<'_, str> {
+    if path.len() <= MAX_LOGGED_TARGET {
+        return path.into();
+    }
+    let mut end = MAX_LOGGED_TARGET;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &path[..end], path.len()).into()
+}
+
 impl RootSpanBuilder for RegistryRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         // Not `root_span!`: it asks actix for the matched route pattern, which re-runs
@@ -17,7 +33,7 @@ impl RootSpanBuilder for RegistryRootSpan {
         tracing::info_span!(
             "HTTP request",
             http.method = %request.method(),
-            http.target = %request.path(),
+            http.target = %short_target(request.path()),
             http.route = tracing::field::Empty,
             request_id = tracing::field::Empty,
             http.status_code = tracing::field::Empty,
@@ -39,5 +55,17 @@ impl RootSpanBuilder for RegistryRootSpan {
             }
             _ => DefaultRootSpanBuilder::on_request_end(span, outcome),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_targets_are_cut() {
+        assert_eq!(super::short_target("/v2/a/b"), "/v2/a/b");
+        let long = format!("/v2/{}", "é".repeat(60_000));
+        let cut = super::short_target(&long);
+        assert!(cut.len() < 300, "{}", cut.len());
+        assert!(cut.ends_with(&format!("…({} bytes)", long.len())));
     }
 }

@@ -18,6 +18,7 @@ mod config_delete;
 mod draft;
 mod errors;
 mod gc;
+mod hostile;
 mod maintenance;
 mod manifests;
 mod notifications;

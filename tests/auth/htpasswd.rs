@@ -65,3 +65,33 @@ async fn missing_users_file_stops_start_up() {
         .expect("refused");
     assert!(err.contains("auth.htpasswd.path"), "{err}");
 }
+
+/// bcrypt reads 72 bytes: a longer password is refused with a message saying so, not
+/// accepted by its prefix (the file's hash was made by a tool that truncates).
+#[tokio::test]
+async fn passwords_over_72_bytes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("htpasswd");
+    let prefix = "p".repeat(72);
+    let long = format!("{prefix}-tail");
+    htpasswd(&path, &[("alice", long.as_str()), ("bob", prefix.as_str())]);
+    let s = Server::start(json!({ "htpasswd": { "realm": "r", "path": path } })).await;
+    for password in [long.clone(), format!("{prefix}-other-tail")] {
+        let r = s
+            .send(Method::GET, "/v2/", Auth::Basic("alice", &password))
+            .await;
+        r.assert_unauthorized();
+        let message = r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("72 bytes"), "{message}");
+    }
+    // 72 bytes exactly are read in full: accepted.
+    assert_eq!(
+        s.send(Method::GET, "/v2/", Auth::Basic("bob", &prefix))
+            .await
+            .status,
+        200
+    );
+}

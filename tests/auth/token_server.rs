@@ -431,3 +431,37 @@ async fn containerd_post_then_get() {
     assert_eq!(r.status, 401);
     assert!(r.challenge().starts_with("Basic realm="));
 }
+
+/// A password over 72 bytes gets no token (GET with Basic, POST with the password grant),
+/// and the answer says why.
+#[tokio::test]
+async fn passwords_over_72_bytes_get_no_token() {
+    let t = setup(None);
+    let s = Server::start(t.auth.clone()).await;
+    // alice's password is "a-pass": 72 bytes of it and more would pass bcrypt by its prefix
+    // only if the hash were of a 72-byte prefix; either way, refused before bcrypt.
+    let long = format!("a-pass{}", "x".repeat(80));
+    let r = get_token(&s, Some(("alice", &long)), &["repository:team-a/app:pull"]).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["errors"][0]["code"], "UNAUTHORIZED");
+    let message = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("72 bytes"), "{message}");
+    let r = post_form(
+        &s,
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", &long),
+            ("service", SERVICE),
+            ("client_id", "test"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    let message = r.json()["error_description"].as_str().unwrap().to_string();
+    assert!(message.contains("72 bytes"), "{message}");
+}

@@ -8,6 +8,7 @@ use futures_util::TryStreamExt;
 use super::{repo_name, request_context, segment};
 use crate::http::error::ApiResult;
 use crate::http::headers;
+use crate::http::transfers::{Direction, Guarded};
 use crate::http::AppState;
 use crate::registry::blobs::BlobLocation;
 use crate::registry::RegistryError;
@@ -40,6 +41,8 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Http
     let digest = digest(&req)?;
     let range = headers::byte_range(req.headers())?;
     let client = state.clients.of(&req);
+    // Counted before the store is asked, so a refusal costs nothing; a redirect ends it.
+    let transfer = state.transfers.begin(Direction::Download)?;
     let content = match state
         .registry
         .locate_blob(
@@ -82,7 +85,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Http
         .insert_header((CONTENT_TYPE, "application/octet-stream"))
         .insert_header((DIGEST_HEADER, content.blob.digest.to_string()))
         .insert_header((ACCEPT_RANGES, "bytes"))
-        .body(SizedStream::new(len, stream)))
+        .body(SizedStream::new(len, Guarded::new(stream, transfer))))
 }
 
 pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {

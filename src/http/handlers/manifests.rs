@@ -11,6 +11,7 @@ use serde_json::json;
 use super::{repo_name, request_context, segment};
 use crate::http::error::{ApiError, ApiResult, ErrorCode};
 use crate::http::headers::{self, param};
+use crate::http::transfers::Direction;
 use crate::http::AppState;
 use crate::registry::manifest_format::MAX_MANIFEST_BYTES;
 use crate::registry::{Page, RegistryError};
@@ -49,9 +50,37 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Htt
     get(req, state).await
 }
 
+/// A manifest body at least this big has its memory handed back to the system after the
+/// push (see [`return_memory`]).
+const RETURN_MEMORY_ABOVE: usize = 1024 * 1024;
+
+/// Hands freed heap memory back to the system (glibc `malloc_trim`, on a blocking
+/// thread): the copies a big manifest push makes (body, parsed JSON, the database
+/// request) are freed into glibc's arenas, which otherwise keep them after a burst.
+fn return_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    drop(tokio::task::spawn_blocking(|| {
+        // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
+        unsafe { libc::malloc_trim(0) };
+    }));
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::SizeInvalid,
+        format!("manifest exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
+    )
+}
+
 /// Reads a manifest body, refusing more than the limit without buffering it all.
-async fn read_manifest_body(mut body: web::Payload) -> ApiResult<Vec<u8>> {
-    let mut out = Vec::new();
+/// One buffer of the declared size (`capacity`), so a body is never copied to grow it.
+async fn read_manifest_body<S, E>(mut body: S, capacity: usize) -> ApiResult<Vec<u8>>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut out = Vec::with_capacity(capacity.min(MAX_MANIFEST_BYTES));
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(|e| {
             ApiError::bad_request(
@@ -60,11 +89,7 @@ async fn read_manifest_body(mut body: web::Payload) -> ApiResult<Vec<u8>> {
             )
         })?;
         if out.len() + piece.len() > MAX_MANIFEST_BYTES {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorCode::SizeInvalid,
-                format!("manifest exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
-            ));
+            return Err(too_large());
         }
         out.extend_from_slice(&piece);
     }
@@ -88,7 +113,22 @@ pub async fn put(
         .collect::<Result<Vec<Tag>, NameError>>()
         .map_err(RegistryError::from)?;
     let content_type = headers::content_type(req.headers())?.map(str::to_string);
-    let body = read_manifest_body(body).await?;
+    // Held until the manifest is stored: the body, and what is made of it, count
+    // against http.limits.manifestbytes at their declared size (the maximum if none).
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_MANIFEST_BYTES) {
+        return Err(too_large());
+    }
+    let capacity = declared.unwrap_or(MAX_MANIFEST_BYTES);
+    let _budget = state.transfers.buffer(capacity.max(1))?;
+    let (body, stalled) = state.transfers.body(body, Direction::Upload);
+    let timeout = body.timeout();
+    let body = read_manifest_body(body, capacity)
+        .await
+        .map_err(|e| stalled.explain(e, timeout))?;
     let pushed = state
         .registry
         .put_manifest(
@@ -101,6 +141,9 @@ pub async fn put(
         )
         .await?;
     crate::telemetry::metrics().manifests_pushed.inc();
+    if capacity >= RETURN_MEMORY_ABOVE {
+        return_memory();
+    }
     let mut response = HttpResponse::Created();
     response
         .insert_header((LOCATION, format!("/v2/{repo}/manifests/{}", pushed.digest)))

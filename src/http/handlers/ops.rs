@@ -1,6 +1,7 @@
 //! Operational endpoints: `/metrics` (Prometheus), `/healthz` (alive), `/readyz`
 //! (the metadata database answers, the blob store is reachable, no `health` check is
-//! failing and the server is not draining), `/debug/health` (distribution's).
+//! failing, the server is not draining and not saturated with blob transfers),
+//! `/debug/health` (distribution's).
 
 use actix_web::{web, HttpResponse};
 
@@ -35,6 +36,16 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
             .body(what.join("\n"));
+    }
+    // Full of transfers: a load balancer should send new clients elsewhere.
+    if state.transfers.saturated() {
+        tracing::warn!(
+            in_flight = state.transfers.in_flight(),
+            "not ready: saturated (http.limits.transfers in progress)"
+        );
+        return HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("saturated");
     }
     match state.registry.check_ready().await {
         Ok(()) => HttpResponse::Ok().content_type("text/plain").body("ready"),

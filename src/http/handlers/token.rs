@@ -37,7 +37,7 @@ fn refused(e: TokenRequestError) -> HttpResponse {
         E::UnknownService => {
             oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e.to_string())
         }
-        E::BadCredentials => {
+        E::BadCredentials | E::PasswordTooLong => {
             use actix_web::ResponseError as _;
             ApiError::new(
                 StatusCode::UNAUTHORIZED,

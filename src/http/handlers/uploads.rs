@@ -7,6 +7,7 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use super::{repo_name, request_context, segment};
 use crate::http::error::{upload_range, ApiError, ApiResult};
 use crate::http::headers::{self, param};
+use crate::http::transfers::Direction;
 use crate::http::AppState;
 use crate::registry::uploads::{MountOutcome, UploadStatus};
 use crate::registry::RegistryError;
@@ -93,9 +94,13 @@ pub async fn start(
     }
     if let Some(d) = param(&params, "digest") {
         let digest = parse_digest(d)?;
+        let _transfer = state.transfers.begin(Direction::Upload)?;
+        let (body, stalled) = state.transfers.body(body, Direction::Upload);
+        let timeout = body.timeout();
         let blob = registry
             .upload_monolithic(&repo, &digest, body, &ctx)
-            .await?;
+            .await
+            .map_err(|e| stalled.explain(e.into(), timeout))?;
         crate::telemetry::metrics().blobs_committed.inc();
         return Ok(created(&repo, &blob));
     }
@@ -125,11 +130,14 @@ pub async fn patch(
     let repo = repo_name(&req)?;
     let id = &segment(&req);
     let range = headers::chunk_range(req.headers())?;
+    let _transfer = state.transfers.begin(Direction::Upload)?;
+    let (body, stalled) = state.transfers.body(body, Direction::Upload);
+    let timeout = body.timeout();
     let status = state
         .registry
         .append_chunk(&repo, id, range, body)
         .await
-        .map_err(|e| with_session(&repo, id, e))?;
+        .map_err(|e| stalled.explain(with_session(&repo, id, e), timeout))?;
     Ok(in_progress(&state, &status))
 }
 
@@ -152,6 +160,9 @@ pub async fn finish(
         }
     };
     let range = headers::chunk_range(req.headers())?;
+    let _transfer = state.transfers.begin(Direction::Upload)?;
+    let (body, stalled) = state.transfers.body(body, Direction::Upload);
+    let timeout = body.timeout();
     let blob = state
         .registry
         .finish_upload(
@@ -163,7 +174,7 @@ pub async fn finish(
             &request_context(&req, &state),
         )
         .await
-        .map_err(|e| with_session(&repo, id, e))?;
+        .map_err(|e| stalled.explain(with_session(&repo, id, e), timeout))?;
     crate::telemetry::metrics().blobs_committed.inc();
     Ok(created(&repo, &blob))
 }
