@@ -676,4 +676,58 @@ mod tests {
         assert!(e.to_string().contains("http.limits.manifestbytes"), "{e}");
         assert!(serde_norway::from_str::<HttpConfig>("timeouts: { bdy: 5s }\n").is_err());
     }
+
+    fn tls(yaml: &str) -> TlsConfig {
+        serde_norway::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn go_cipher_suite_names_match_rustls() {
+        assert_eq!(
+            go_suite_name("TLS13_AES_128_GCM_SHA256"),
+            go_suite_name("TLS_AES_128_GCM_SHA256")
+        );
+        assert_eq!(
+            go_suite_name("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"),
+            go_suite_name("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305")
+        );
+        // Only the named TLS 1.2 suite, and every TLS 1.3 one.
+        let suites = tls("ciphersuites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]")
+            .cipher_suites()
+            .unwrap();
+        let tls12: Vec<_> = suites
+            .iter()
+            .filter(|s| matches!(s, rustls::SupportedCipherSuite::Tls12(_)))
+            .collect();
+        assert_eq!(tls12.len(), 1);
+        assert_eq!(suites.len(), 1 + 3);
+        // minimumtls: tls1.3 drops TLS 1.2's, and refuses a list of TLS 1.2 suites only.
+        let only13 = tls("minimumtls: tls1.3").cipher_suites().unwrap();
+        assert!(only13
+            .iter()
+            .all(|s| matches!(s, rustls::SupportedCipherSuite::Tls13(_))));
+        let e = tls("minimumtls: tls1.3\nciphersuites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]")
+            .cipher_suites()
+            .unwrap_err();
+        assert!(e.to_string().contains("http.tls.ciphersuites"), "{e}");
+        let e = tls("ciphersuites: [TLS_RSA_WITH_AES_128_CBC_SHA]")
+            .cipher_suites()
+            .unwrap_err();
+        assert!(e.to_string().contains("http.tls.ciphersuites[0]"), "{e}");
+    }
+
+    #[test]
+    fn url_base_from_host_prefix_and_relativeurls() {
+        let http = |yaml: &str| serde_norway::from_str::<HttpConfig>(yaml).unwrap();
+        assert_eq!(http("{}").url_base(), "");
+        assert_eq!(http("prefix: /r/").url_base(), "/r");
+        assert_eq!(
+            http("prefix: /r/\nhost: https://h.example:5000/").url_base(),
+            "https://h.example:5000/r"
+        );
+        assert_eq!(
+            http("host: https://h.example\nrelativeurls: true").url_base(),
+            ""
+        );
+    }
 }
