@@ -431,6 +431,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         }
     }
     tracing::info!("stopped");
+    crate::telemetry::otlp::shutdown();
     result
 }
 

@@ -1,6 +1,8 @@
 //! Observability: the tracing subscriber (text or JSON logs) and the Prometheus metrics
 //! every layer records into, served at `/metrics`.
 
+pub mod otlp;
+
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 
@@ -173,22 +175,40 @@ pub fn init_tracing(
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && fields.is_empty();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    type Base = tracing_subscriber::Registry;
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(colour);
     let extra = ExtraFields::new(fields);
-    let _ = match (json, extra) {
-        (true, Some(extra)) => builder
-            .event_format(extra.wrap(tracing_subscriber::fmt::format().json(), true))
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .try_init(),
-        (true, None) => builder.json().try_init(),
-        (false, Some(extra)) => builder
-            .event_format(extra.wrap(tracing_subscriber::fmt::format(), false))
-            .try_init(),
-        (false, None) => builder.try_init(),
-    };
+    let mut layers: Vec<Box<dyn tracing_subscriber::Layer<Base> + Send + Sync>> =
+        vec![match (json, extra) {
+            (true, Some(extra)) => fmt
+                .event_format(extra.wrap(tracing_subscriber::fmt::format().json(), true))
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .with_filter(filter)
+                .boxed(),
+            (true, None) => fmt.json().with_filter(filter).boxed(),
+            (false, Some(extra)) => fmt
+                .event_format(extra.wrap(tracing_subscriber::fmt::format(), false))
+                .with_filter(filter)
+                .boxed(),
+            (false, None) => fmt.with_filter(filter).boxed(),
+        }];
+    let (otel, otel_note) = otlp::layer::<Base>();
+    if let Some(otel) = otel {
+        // Its own filter: the core's spans (DEBUG) belong in a trace even when the log
+        // shows INFO only.
+        let spans = EnvFilter::try_from_env("OTEL_SPAN_FILTER")
+            .unwrap_or_else(|_| EnvFilter::new("info,wharf=debug,sqlx=warn"));
+        layers.push(otel.with_filter(spans).boxed());
+    }
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    if let Some(note) = otel_note {
+        tracing::info!("{note}");
+    }
 }
 
 /// `log.fields`, rendered once for each format.

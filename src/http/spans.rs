@@ -30,7 +30,7 @@ impl RootSpanBuilder for RegistryRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         // Not `root_span!`: it asks actix for the matched route pattern, which re-runs
         // every route's regex per request. The endpoint label is recorded by dispatch.
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "HTTP request",
             http.method = %request.method(),
             http.target = %short_target(request.path()),
@@ -41,7 +41,10 @@ impl RootSpanBuilder for RegistryRootSpan {
             otel.kind = "server",
             exception.message = tracing::field::Empty,
             exception.details = tracing::field::Empty,
-        )
+        );
+        // A caller's W3C trace context (`traceparent`) as the parent, when exporting.
+        crate::telemetry::otlp::set_parent_from_headers(&span, request.headers());
+        span
     }
 
     fn on_request_end<B: MessageBody>(

@@ -94,7 +94,7 @@ resource "aws_vpc_security_group_egress_rule" "tasks_https" {
 resource "aws_vpc_security_group_egress_rule" "tasks_otlp" {
   count             = var.otel_exporter_otlp_endpoint == null ? 0 : 1
   security_group_id = aws_security_group.tasks.id
-  description       = "OTLP/gRPC to the trace collector"
+  description       = "OTLP/HTTP (4318; 4317 for gRPC collectors) to the trace collector"
   ip_protocol       = "tcp"
   from_port         = 4317
   to_port           = 4318

@@ -272,7 +272,7 @@ variable "extra_secrets" {
 }
 
 variable "otel_exporter_otlp_endpoint" {
-  description = "Optional OTLP endpoint for traces (an ADOT collector, http://collector:4317). Null: no trace export."
+  description = "Optional OTLP/HTTP endpoint for traces (an ADOT collector, http://collector:4318). Null: no trace export."
   type        = string
   default     = null
 }

@@ -1,0 +1,108 @@
+//! OpenTelemetry trace export over OTLP/HTTP (protobuf), configured the standard way:
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) turns it on;
+//! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and
+//! `OTEL_TRACES_SAMPLER_ARG` are read by the SDK; `OTEL_SDK_DISABLED=true` turns it off.
+//! Off by default. Spans are batched and sent from the SDK's own thread, so a collector
+//! that is slow or down never holds a request. W3C `traceparent` on a request becomes
+//! its root span's parent (see `http::spans`).
+
+use std::sync::OnceLock;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Subscriber;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
+
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+fn env_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}
+
+/// Whether export is configured (an endpoint set and the SDK not disabled).
+pub fn enabled() -> bool {
+    let disabled =
+        std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    !disabled
+        && (env_set("OTEL_EXPORTER_OTLP_ENDPOINT") || env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+}
+
+/// The tracing layer that exports spans, when configured; what it was told is
+/// returned as a line for the start-up log (the subscriber is not installed yet).
+pub fn layer<S>() -> (Option<impl Layer<S>>, Option<String>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if !enabled() {
+        return (None, None);
+    }
+    let protocol = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_default();
+    let mut note = None;
+    if !protocol.is_empty() && protocol != "http/protobuf" {
+        note = Some(format!(
+            "OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported: exporting with http/protobuf (point the endpoint at the collector's OTLP/HTTP port, 4318)"
+        ));
+    }
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+    {
+        Ok(e) => e,
+        Err(e) => return (None, Some(format!("OpenTelemetry export off: {e}"))),
+    };
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .build();
+    let tracer = provider.tracer("wharf");
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    let _ = PROVIDER.set(provider);
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .unwrap_or_default();
+    let line = format!("traces: exported over OTLP/HTTP to {endpoint}");
+    let note = Some(match note {
+        Some(n) => format!("{line}; {n}"),
+        None => line,
+    });
+    (
+        Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+        note,
+    )
+}
+
+/// Sends the spans still batched (at exit).
+pub fn shutdown() {
+    if let Some(p) = PROVIDER.get() {
+        let _ = p.force_flush();
+        let _ = p.shutdown();
+    }
+}
+
+/// A request's W3C trace context (`traceparent`, `tracestate`) as the parent of `span`.
+pub fn set_parent_from_headers(span: &tracing::Span, headers: &actix_web::http::header::HeaderMap) {
+    if PROVIDER.get().is_none() || !headers.contains_key("traceparent") {
+        return;
+    }
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
+    span.set_parent(cx);
+}
+
+/// actix's header map read as OpenTelemetry's carrier (opentelemetry-http's extractor
+/// takes the `http` crate's map, not actix's).
+struct Headers<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""End-to-end: traces exported over OTLP/HTTP reach a receiver, one trace per request.
+
+Starts an OTLP/HTTP receiver (a small server decoding the OpenTelemetry protobuf
+definitions from PyPI's opentelemetry-proto) and a wharf of its own (the binary in
+WHARF_BIN, else $CARGO_TARGET_DIR/release/wharf) with OTEL_EXPORTER_OTLP_ENDPOINT
+pointing at it, pushes an image, the manifest PUT carrying a W3C `traceparent`, and
+checks what the receiver got:
+
+  - spans of service `wharf-e2e` (OTEL_SERVICE_NAME) arrive;
+  - the manifest PUT's request span has the traceparent's trace id and its span as
+    parent, and the spans inside that request (the registry core, the metadata
+    store) share its trace id, each with a parent in the trace;
+  - a request without traceparent starts a trace of its own.
+
+REGISTRY is not used (a wharf of its own is started). With E2E_REFERENCE set (another
+registry under test) it exits 77. Exit 0 when every check passed.
+"""
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import hashlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import requests
+
+if os.environ.get("E2E_REFERENCE"):
+    print(f"otlp.py: skipped: tests wharf's own OTLP export, not {os.environ['E2E_REFERENCE']}")
+    sys.exit(77)
+
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
+
+OK = 0
+FAILED = 0
+SPANS = []  # (service, span) of every span received
+LOCK = threading.Lock()
+
+
+def ok(msg):
+    global OK
+    OK += 1
+    print(f"ok - {msg}")
+
+
+def not_ok(msg):
+    global FAILED
+    FAILED += 1
+    print(f"FAIL - {msg}")
+
+
+class Receiver(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path != "/v1/traces":
+            self.send_response(404)
+            self.end_headers()
+            return
+        req = trace_service_pb2.ExportTraceServiceRequest()
+        req.ParseFromString(body)
+        with LOCK:
+            for rs in req.resource_spans:
+                service = ""
+                for a in rs.resource.attributes:
+                    if a.key == "service.name":
+                        service = a.value.string_value
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        SPANS.append((service, span))
+        out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args):
+        pass
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wharf_bin():
+    for c in (os.environ.get("WHARF_BIN"),
+              os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "wharf")):
+        if c and os.access(c, os.X_OK):
+            return c
+    sys.exit("otlp.py: no wharf binary (set WHARF_BIN)")
+
+
+def main():
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    otlp = f"http://127.0.0.1:{receiver.server_address[1]}"
+
+    tmp = tempfile.mkdtemp(prefix="wharf-otlp-")
+    port = free_port()
+    config = os.path.join(tmp, "config.yml")
+    with open(config, "w") as f:
+        f.write(f"version: 0.1\nhttp:\n  addr: 127.0.0.1:{port}\n"
+                f"storage:\n  filesystem:\n    rootdirectory: {tmp}/blobs\n"
+                f"database:\n  url: sqlite://{tmp}/wharf.db\n")
+    env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=otlp, OTEL_SERVICE_NAME="wharf-e2e",
+               OTEL_BSP_SCHEDULE_DELAY="200", RUST_LOG="info", NO_COLOR="1")
+    env.pop("OTEL_EXPORTER_OTLP_PROTOCOL", None)
+    log = open(os.path.join(tmp, "wharf.log"), "w")
+    proc = subprocess.Popen([wharf_bin(), "serve", "--config", config], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(f"{base}/v2/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            sys.exit("otlp.py: wharf did not start: " + open(os.path.join(tmp, "wharf.log")).read()[-2000:])
+        print(f"# otlp e2e: wharf at {base}, OTLP receiver at {otlp}")
+        run_checks(base)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        receiver.shutdown()
+    print(f"SUMMARY otlp.py: {OK} checks ok, {FAILED} failed")
+    sys.exit(1 if FAILED else 0)
+
+
+def push_blob(base, repo, data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    r = requests.post(f"{base}/v2/{repo}/blobs/uploads/?digest={digest}", data=data,
+                      headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, r.status_code
+    return digest
+
+
+def run_checks(base):
+    repo = "e2e/otlp"
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    layer = secrets.token_bytes(1000)
+    cd, ld = push_blob(base, repo, config), push_blob(base, repo, layer)
+    manifest = json.dumps({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": len(layer)}],
+    }).encode()
+    trace_id = secrets.token_hex(16)
+    parent_id = secrets.token_hex(8)
+    r = requests.put(f"{base}/v2/{repo}/manifests/v1", data=manifest, headers={
+        "Content-Type": "application/vnd.oci.image.manifest.v1+json",
+        "traceparent": f"00-{trace_id}-{parent_id}-01",
+    })
+    if r.status_code != 201:
+        not_ok(f"manifest PUT: {r.status_code} {r.text[:200]}")
+        return
+    r = requests.get(f"{base}/v2/{repo}/manifests/v1",
+                     headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 200, r.status_code
+
+    # The batch processor sends every 200 ms here (OTEL_BSP_SCHEDULE_DELAY).
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with LOCK:
+            ours = [s for _, s in SPANS if s.trace_id.hex() == trace_id]
+            gets = [s for _, s in SPANS if s.trace_id.hex() != trace_id and s.parent_span_id == b""
+                    and any(a.key == "http.method" and a.value.string_value == "GET" for a in s.attributes)]
+        if ours and gets and len(ours) >= 2:
+            break
+        time.sleep(0.2)
+    with LOCK:
+        services = {svc for svc, _ in SPANS}
+        total = len(SPANS)
+    if total and services == {"wharf-e2e"}:
+        ok(f"{total} spans received, service {sorted(services)}")
+    else:
+        not_ok(f"spans received: {total}, services {sorted(services)}")
+
+    roots = [s for s in ours if s.parent_span_id.hex() == parent_id]
+    if len(roots) == 1 and roots[0].name == "HTTP request":
+        ok("the manifest PUT's request span continues the traceparent (its trace id, its span as parent)")
+    else:
+        not_ok(f"spans whose parent is the traceparent's span: {[(s.name, s.parent_span_id.hex()) for s in roots]}")
+        return
+    ids = {s.span_id for s in ours}
+    children = [s for s in ours if s is not roots[0]]
+    if children and all(s.parent_span_id in ids for s in children):
+        ok(f"{len(children)} spans inside the request share its trace and have their parents in it: "
+           f"{sorted({s.name for s in children})[:8]}")
+    else:
+        not_ok(f"spans inside the request: {[(s.name, s.parent_span_id.hex()) for s in children]}")
+    if gets:
+        ok("a request without traceparent starts a trace of its own")
+    else:
+        not_ok("no root span of the GET without traceparent")
+
+
+if __name__ == "__main__":
+    main()
