@@ -12,6 +12,9 @@
 #   clients  tests/e2e/skopeo.sh and tests/e2e/oras_referrers.py (real clients).
 #   events   a push of one image by tag: the receiver gets the push event of each of its
 #            blobs and of the manifest (with the tag), each event id once or more.
+#   traces   every instance exports over OTLP to a receiver here (otlp_receiver.py);
+#            requests through nginx with a traceparent each have exactly one request
+#            span continuing it, and the spans come from all three instances.
 #
 #   tests/cluster/run.sh            (scripts/test runs it as its cluster step)
 #
@@ -25,13 +28,25 @@ KILL_AFTER="${CLUSTER_KILL_AFTER:-20}"
 failed=()
 killer=""
 
+otlp_pid=""
 finish() {
   local rc=$?
   [[ -z "$killer" ]] || kill "$killer" 2>/dev/null || true
   scripts/cluster down >/dev/null 2>&1 || true
+  [[ -z "$otlp_pid" ]] || kill "$otlp_pid" 2>/dev/null || true
+  rm -f "${SPANS:-}"
   exit "$rc"
 }
 trap finish EXIT
+
+# An OTLP receiver: every instance exports its traces to it.
+SPANS="$WHARF_CLUSTER_DIR.spans.jsonl"
+: >"$SPANS"
+coproc OTLP { exec python3 -u tests/cluster/otlp_receiver.py "$SPANS"; }
+otlp_pid=$OTLP_PID
+read -r otlp_port <&"${OTLP[0]}"
+export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:${otlp_port}" OTEL_BSP_SCHEDULE_DELAY=200
+unset OTEL_EXPORTER_OTLP_PROTOCOL
 
 scripts/cluster up
 eval "$(scripts/cluster env)"
@@ -130,9 +145,46 @@ sys.exit(1)
 PY
 ((rc == 0)) || failed+=("events: the receiver did not get every push event")
 
+# ---- traces: every instance exports; one trace per request, through the LB
+echo "---- traces from every instance reach the OTLP receiver, one trace per request"
+rc=0
+python3 - "$WHARF_CLUSTER_URL" "$SPANS" "$WHARF_CLUSTER_INSTANCES" <<'PY' || rc=$?
+import json, secrets, sys, time, urllib.request
+
+base, spans_file, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sent = {}
+for _ in range(6 * n):
+    trace, parent = secrets.token_hex(16), secrets.token_hex(8)
+    r = urllib.request.Request(f"{base}/v2/", headers={"traceparent": f"00-{trace}-{parent}-01"})
+    with urllib.request.urlopen(r, timeout=10) as resp:
+        assert resp.status == 200
+    sent[trace] = parent
+deadline = time.time() + 30
+while True:
+    spans = [json.loads(l) for l in open(spans_file) if l.strip()]
+    roots = {}
+    for s in spans:
+        if s["trace"] in sent and s["name"] == "HTTP request":
+            roots.setdefault(s["trace"], []).append(s)
+    if len(roots) == len(sent) or time.time() > deadline:
+        break
+    time.sleep(0.3)
+instances = {s["instance"] for s in spans}
+bad = [t for t in sent if len(roots.get(t, [])) != 1 or roots[t][0]["parent"] != sent[t]]
+served_by = {roots[t][0]["instance"] for t in sent if t in roots}
+print(f"# {len(spans)} spans from {sorted(instances)}; {len(sent)} traced requests served by {sorted(served_by)}")
+if bad:
+    print(f"requests without exactly one root span continuing their traceparent: {len(bad)}", file=sys.stderr)
+    sys.exit(1)
+if len(served_by) != n or len(instances - {''}) < n:
+    print(f"traces from {sorted(instances)}, want {n} instances", file=sys.stderr)
+    sys.exit(1)
+PY
+((rc == 0)) || failed+=("traces: not every instance's traces arrived, one per request")
+
 echo
 if ((${#failed[@]})); then
   printf 'cluster: FAILED: %s\n' "${failed[@]}"
   exit 1
 fi
-echo "cluster: spec suite, clients and events through the load balancer passed"
+echo "cluster: spec suite, clients, events and traces through the load balancer passed"
