@@ -9,7 +9,9 @@
 #            A request that dies with it (reset, or nginx's 502) is sent again as a real
 #            client would (E2E_TRANSPORT_RETRIES=3; the suite lists each one); every
 #            answer Wharf gives is checked as strictly as on one instance.
-#   clients  tests/e2e/skopeo.sh and tests/e2e/oras_referrers.py (real clients).
+#   clients  tests/e2e/skopeo.sh and tests/e2e/oras_referrers.py (real clients), and
+#            containerd's ctr (a daemon of its own on a private socket) pulling the
+#            image of the events step and pushing it under another name.
 #   events   a push of one image by tag: the receiver gets the push event of each of its
 #            blobs and of the manifest (with the tag), each event id once or more.
 #   traces   every instance exports over OTLP to a receiver here (otlp_receiver.py);
@@ -34,7 +36,7 @@ finish() {
   [[ -z "$killer" ]] || kill "$killer" 2>/dev/null || true
   scripts/cluster down >/dev/null 2>&1 || true
   [[ -z "$otlp_pid" ]] || kill "$otlp_pid" 2>/dev/null || true
-  rm -f "${SPANS:-}"
+  rm -f "${SPANS:-}" "${pushed:-}"
   exit "$rc"
 }
 trap finish EXIT
@@ -84,7 +86,8 @@ done
 # ---- events: every event of a push reaches the receiver
 echo "---- events of a push reach the receiver"
 rc=0
-python3 - "$WHARF_CLUSTER_URL" "$WHARF_CLUSTER_RECEIVER_LOG" <<'PY' || rc=$?
+pushed="$WHARF_CLUSTER_DIR.pushed"
+python3 - "$WHARF_CLUSTER_URL" "$WHARF_CLUSTER_RECEIVER_LOG" "$pushed" <<'PY' || rc=$?
 import hashlib, json, sys, time, urllib.request
 
 base, log = sys.argv[1], sys.argv[2]
@@ -108,9 +111,19 @@ def push_blob(data):
     assert status == 201, status
     return digest
 
-config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
-layer = repo.encode() * 100
-cd, ld = push_blob(config), push_blob(layer)
+# A real image (a tar layer, its diff_id in the config), so containerd can unpack it.
+import io, tarfile
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as tar:
+    data = (repo + "\n").encode() * 100
+    info = tarfile.TarInfo("hello.txt")
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+layer = buf.getvalue()
+ld = push_blob(layer)
+config = json.dumps({"architecture": "amd64", "os": "linux",
+                     "rootfs": {"type": "layers", "diff_ids": [ld]}}).encode()
+cd = push_blob(config)
 manifest = json.dumps({
     "schemaVersion": 2,
     "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -138,12 +151,64 @@ while time.time() < deadline:
             seen.add((rec.get("action"), rec.get("digest"), rec.get("tag") or None))
     if want <= seen:
         print(f"# receiver got all {len(want)} push events of {repo}")
+        open(sys.argv[3], "w").write(f"{repo} {md}\n")
         sys.exit(0)
     time.sleep(0.5)
 print(f"missing events: {sorted(map(str, want - seen))}; seen {sorted(map(str, seen))}", file=sys.stderr)
 sys.exit(1)
 PY
 ((rc == 0)) || failed+=("events: the receiver did not get every push event")
+
+# ---- ctr: containerd's client pulls and pushes through the load balancer
+echo "---- containerd's ctr through the load balancer"
+rc=0
+if [[ ! -s "$pushed" ]]; then
+  failed+=("ctr: not run, the events step pushed no image")
+elif ! command -v containerd >/dev/null || ! command -v ctr >/dev/null; then
+  failed+=("ctr: containerd and ctr are not installed (scripts/install-tools)")
+else
+  read -r repo digest <"$pushed"
+  cdir="$WHARF_CLUSTER_DIR.containerd"
+  csock="$cdir/containerd.sock"
+  mkdir -p "$cdir"
+  cat >"$cdir/config.toml" <<TOML
+version = 2
+root = "$cdir/root"
+state = "$cdir/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$csock"
+[ttrpc]
+  address = "$csock.ttrpc"
+TOML
+  containerd --config "$cdir/config.toml" >"$cdir/containerd.log" 2>&1 &
+  containerd_pid=$!
+  for _ in $(seq 100); do
+    ctr -a "$csock" version >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  CTR=(ctr -a "$csock" -n cluster)
+  ref="$WHARF_CLUSTER_ADDR/$repo:v1"
+  if "${CTR[@]}" images pull --plain-http --snapshotter native "$ref" >"$cdir/pull.log" 2>&1 \
+    && [[ "$("${CTR[@]}" images ls | awk -v r="$ref" '$1 == r { print $3 }')" == "$digest" ]]; then
+    echo "ok - ctr pulled $ref ($digest)"
+  else
+    rc=1
+    failed+=("ctr: pull of $ref: $(tail -n 3 "$cdir/pull.log" | tr '\n' ' ')")
+  fi
+  copy="$WHARF_CLUSTER_ADDR/$repo-ctr:v1"
+  if ((rc == 0)) && "${CTR[@]}" images tag "$ref" "$copy" >/dev/null \
+    && "${CTR[@]}" images push --plain-http "$copy" >"$cdir/push.log" 2>&1 \
+    && [[ "$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+      "$WHARF_CLUSTER_URL/v2/$repo-ctr/manifests/$digest")" == 200 ]]; then
+    echo "ok - ctr pushed $copy, served by digest through the load balancer"
+  elif ((rc == 0)); then
+    failed+=("ctr: push of $copy: $(tail -n 3 "$cdir/push.log" | tr '\n' ' ')")
+  fi
+  kill "$containerd_pid" 2>/dev/null || true
+  wait "$containerd_pid" 2>/dev/null || true
+  rm -rf "$cdir"
+fi
 
 # ---- traces: every instance exports; one trace per request, through the LB
 echo "---- traces from every instance reach the OTLP receiver, one trace per request"
