@@ -171,11 +171,13 @@ impl Mirror for Proxy {
         {
             Some(u) => Ok(format!("{}/{name}", u.config.prefix)),
             None => {
-                let known: Vec<&str> = self
+                let mut known: Vec<&str> = self
                     .upstreams
                     .iter()
                     .filter_map(|u| u.config.ns.as_deref())
                     .collect();
+                // Sorted: the message is the same whatever the configuration's order.
+                known.sort_unstable();
                 Err(format!(
                     "ns={:?} is not an upstream of this mirror ({}); it is not contacted",
                     ns.chars().take(100).collect::<String>(),

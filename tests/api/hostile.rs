@@ -11,9 +11,13 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
+/// A registry with these `http` keys. Blob GETs are streamed by the registry on every
+/// backend (`storage.redirect.disable`): a 307 to S3 or Azure would leave the download
+/// to the store, and these tests are about the registry's own transfers.
 fn with_http(http: Value) -> Options {
     Options {
         extra: Some(json!({ "http": http })),
+        redirect_disable: true,
         ..Options::default()
     }
 }
