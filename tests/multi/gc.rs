@@ -415,7 +415,7 @@ async fn no_live_blob_lost_under_load() {
     eprintln!("gc load: {deadlocks} deadlocks detected by PostgreSQL");
     // Before one lock order was given to every transaction that deletes manifests, this
     // load saw 26 in 100 s. One cycle is still possible (a manifest review, a blob review
-    // and a manifest put, three ways) and shows up about once in two runs of this test:
+    // and a manifest put, three ways) and showed up once in the last three runs of this test:
     // PostgreSQL aborts one side after `deadlock_timeout` and the store retries it, so no
     // request fails, but it stalls. Allowed here at that rate, not more.
     assert!(
