@@ -44,7 +44,7 @@ trap finish EXIT
 # An OTLP receiver: every instance exports its traces to it.
 SPANS="$WHARF_CLUSTER_DIR.spans.jsonl"
 : >"$SPANS"
-coproc OTLP { exec python3 -u tests/cluster/otlp_receiver.py "$SPANS"; }
+coproc OTLP { exec python3 -u scripts/lib/otlp_receiver.py "$SPANS"; }
 otlp_pid=$OTLP_PID
 read -r otlp_port <&"${OTLP[0]}"
 export OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:${otlp_port}" OTEL_BSP_SCHEDULE_DELAY=200

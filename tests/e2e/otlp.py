@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """End-to-end: traces exported over OTLP/HTTP reach a receiver, one trace per request.
 
-Starts an OTLP/HTTP receiver (a small server decoding the OpenTelemetry protobuf
-definitions from PyPI's opentelemetry-proto) and a wharf of its own (the binary in
+Starts an OTLP/HTTP receiver (scripts/lib/otlp_receiver.py, which decodes with PyPI's
+opentelemetry-proto and writes one JSON line per span) and a wharf of its own (the binary in
 WHARF_BIN, else $CARGO_TARGET_DIR/release/wharf) with OTEL_EXPORTER_OTLP_ENDPOINT
 pointing at it, pushes an image, the manifest PUT carrying a W3C `traceparent`, and
 checks what the receiver got:
@@ -24,10 +24,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import hashlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
 
@@ -35,12 +33,9 @@ if os.environ.get("E2E_REFERENCE"):
     print(f"otlp.py: skipped: tests wharf's own OTLP export, not {os.environ['E2E_REFERENCE']}")
     sys.exit(77)
 
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2  # noqa: E402
-
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OK = 0
 FAILED = 0
-SPANS = []  # (service, span) of every span received
-LOCK = threading.Lock()
 
 
 def ok(msg):
@@ -55,33 +50,15 @@ def not_ok(msg):
     print(f"FAIL - {msg}")
 
 
-class Receiver(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.path != "/v1/traces":
-            self.send_response(404)
-            self.end_headers()
-            return
-        req = trace_service_pb2.ExportTraceServiceRequest()
-        req.ParseFromString(body)
-        with LOCK:
-            for rs in req.resource_spans:
-                service = ""
-                for a in rs.resource.attributes:
-                    if a.key == "service.name":
-                        service = a.value.string_value
-                for ss in rs.scope_spans:
-                    for span in ss.spans:
-                        SPANS.append((service, span))
-        out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *args):
-        pass
+def spans(path):
+    """The spans received so far, as (service, span) pairs."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                s = json.loads(line)
+                out.append((s["service"], s))
+    return out
 
 
 def free_port():
@@ -101,11 +78,12 @@ def wharf_bin():
 
 
 def main():
-    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
-    otlp = f"http://127.0.0.1:{receiver.server_address[1]}"
-
     tmp = tempfile.mkdtemp(prefix="wharf-otlp-")
+    spans_file = os.path.join(tmp, "spans.jsonl")
+    receiver = subprocess.Popen([sys.executable, "-u", os.path.join(ROOT, "scripts/lib/otlp_receiver.py"),
+                                 spans_file], stdout=subprocess.PIPE, text=True)
+    otlp = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
+
     port = free_port()
     config = os.path.join(tmp, "config.yml")
     with open(config, "w") as f:
@@ -129,14 +107,14 @@ def main():
         else:
             sys.exit("otlp.py: wharf did not start: " + open(os.path.join(tmp, "wharf.log")).read()[-2000:])
         print(f"# otlp e2e: wharf at {base}, OTLP receiver at {otlp}")
-        run_checks(base)
+        run_checks(base, spans_file)
     finally:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
-        receiver.shutdown()
+        receiver.kill()
     print(f"SUMMARY otlp.py: {OK} checks ok, {FAILED} failed")
     sys.exit(1 if FAILED else 0)
 
@@ -149,7 +127,7 @@ def push_blob(base, repo, data):
     return digest
 
 
-def run_checks(base):
+def run_checks(base, spans_file):
     repo = "e2e/otlp"
     config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
     layer = secrets.token_bytes(1000)
@@ -176,34 +154,33 @@ def run_checks(base):
     # The batch processor sends every 200 ms here (OTEL_BSP_SCHEDULE_DELAY).
     deadline = time.time() + 30
     while time.time() < deadline:
-        with LOCK:
-            ours = [s for _, s in SPANS if s.trace_id.hex() == trace_id]
-            gets = [s for _, s in SPANS if s.trace_id.hex() != trace_id and s.parent_span_id == b""
-                    and any(a.key == "http.method" and a.value.string_value == "GET" for a in s.attributes)]
+        received = spans(spans_file)
+        ours = [s for _, s in received if s["trace"] == trace_id]
+        gets = [s for _, s in received if s["trace"] != trace_id and s["parent"] == ""
+                and s["attributes"].get("http.method") == "GET"]
         if ours and gets and len(ours) >= 2:
             break
         time.sleep(0.2)
-    with LOCK:
-        services = {svc for svc, _ in SPANS}
-        total = len(SPANS)
+    services = {svc for svc, _ in received}
+    total = len(received)
     if total and services == {"wharf-e2e"}:
         ok(f"{total} spans received, service {sorted(services)}")
     else:
         not_ok(f"spans received: {total}, services {sorted(services)}")
 
-    roots = [s for s in ours if s.parent_span_id.hex() == parent_id]
-    if len(roots) == 1 and roots[0].name == "HTTP request":
+    roots = [s for s in ours if s["parent"] == parent_id]
+    if len(roots) == 1 and roots[0]["name"] == "HTTP request":
         ok("the manifest PUT's request span continues the traceparent (its trace id, its span as parent)")
     else:
-        not_ok(f"spans whose parent is the traceparent's span: {[(s.name, s.parent_span_id.hex()) for s in roots]}")
+        not_ok(f"spans whose parent is the traceparent's span: {[(s['name'], s['parent']) for s in roots]}")
         return
-    ids = {s.span_id for s in ours}
+    ids = {s["span"] for s in ours}
     children = [s for s in ours if s is not roots[0]]
-    if children and all(s.parent_span_id in ids for s in children):
+    if children and all(s["parent"] in ids for s in children):
         ok(f"{len(children)} spans inside the request share its trace and have their parents in it: "
-           f"{sorted({s.name for s in children})[:8]}")
+           f"{sorted({s['name'] for s in children})[:8]}")
     else:
-        not_ok(f"spans inside the request: {[(s.name, s.parent_span_id.hex()) for s in children]}")
+        not_ok(f"spans inside the request: {[(s['name'], s['parent']) for s in children]}")
     if gets:
         ok("a request without traceparent starts a trace of its own")
     else:

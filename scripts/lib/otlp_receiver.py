@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An OTLP/HTTP trace receiver for tests/cluster/run.sh: decodes each export
+"""An OTLP/HTTP trace receiver for the tests (tests/cluster/run.sh, tests/e2e/otlp.py): decodes each export
 (opentelemetry-proto from PyPI) and appends one JSON line per span to the file given,
 with the exporting instance (`service.instance.id`). Prints its port, then serves.
 
@@ -31,6 +31,7 @@ class Handler(BaseHTTPRequestHandler):
                             "service": attrs.get("service.name", ""),
                             "trace": s.trace_id.hex(), "span": s.span_id.hex(),
                             "parent": s.parent_span_id.hex(), "name": s.name,
+                            "attributes": {a.key: a.value.string_value for a in s.attributes},
                         }) + "\n")
         out = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
         self.send_response(200)
