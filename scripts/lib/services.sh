@@ -660,3 +660,36 @@ start_redis() {
   warn "redis did not start"
   return 1
 }
+
+# start_containerd DIR: a containerd daemon of the tests' own (root, state and
+# socket under DIR, the CRI plugin off, so neither root nor a system daemon is
+# needed), started through start_service. On success sets CONTAINERD_SOCK and
+# CONTAINERD_PID and returns 0; otherwise shows its log and returns 1.
+start_containerd() {
+  local dir="$1" _
+  if ! have containerd || ! have ctr; then
+    warn "containerd and ctr are not installed (scripts/install-tools)"
+    return 1
+  fi
+  mkdir -p "$dir"
+  CONTAINERD_SOCK="$dir/containerd.sock"
+  cat >"$dir/config.toml" <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$CONTAINERD_SOCK"
+[ttrpc]
+  address = "$CONTAINERD_SOCK.ttrpc"
+TOML
+  start_service containerd "$dir/containerd.log" containerd --config "$dir/config.toml"
+  CONTAINERD_PID=$REPLY
+  for _ in $(seq 100); do
+    ctr -a "$CONTAINERD_SOCK" version >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  show_service_log containerd 20
+  warn "containerd did not start"
+  return 1
+}

@@ -25,6 +25,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/lib/services.sh
+source scripts/lib/services.sh
 export WHARF_CLUSTER_DIR="${WHARF_CLUSTER_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/wharf-cluster.XXXXXX")}"
 KILL_AFTER="${CLUSTER_KILL_AFTER:-20}"
 failed=()
@@ -36,6 +38,7 @@ finish() {
   [[ -z "$killer" ]] || kill "$killer" 2>/dev/null || true
   scripts/cluster down >/dev/null 2>&1 || true
   [[ -z "$otlp_pid" ]] || kill "$otlp_pid" 2>/dev/null || true
+  [[ -z "${CONTAINERD_PID:-}" ]] || stop_service "$CONTAINERD_PID"
   rm -f "${SPANS:-}" "${pushed:-}"
   exit "$rc"
 }
@@ -164,30 +167,15 @@ echo "---- containerd's ctr through the load balancer"
 rc=0
 if [[ ! -s "$pushed" ]]; then
   failed+=("ctr: not run, the events step pushed no image")
-elif ! command -v containerd >/dev/null || ! command -v ctr >/dev/null; then
-  failed+=("ctr: containerd and ctr are not installed (scripts/install-tools)")
 else
   read -r repo digest <"$pushed"
   cdir="$WHARF_CLUSTER_DIR.containerd"
-  csock="$cdir/containerd.sock"
-  mkdir -p "$cdir"
-  cat >"$cdir/config.toml" <<TOML
-version = 2
-root = "$cdir/root"
-state = "$cdir/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$csock"
-[ttrpc]
-  address = "$csock.ttrpc"
-TOML
-  containerd --config "$cdir/config.toml" >"$cdir/containerd.log" 2>&1 &
-  containerd_pid=$!
-  for _ in $(seq 100); do
-    ctr -a "$csock" version >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  CTR=(ctr -a "$csock" -n cluster)
+  if ! start_containerd "$cdir"; then
+    failed+=("ctr: containerd did not start (see above)")
+  fi
+fi
+if [[ -s "$pushed" && -n "${CONTAINERD_PID:-}" ]] && _alive "$CONTAINERD_PID"; then
+  CTR=(ctr -a "$CONTAINERD_SOCK" -n cluster)
   ref="$WHARF_CLUSTER_ADDR/$repo:v1"
   if "${CTR[@]}" images pull --plain-http --snapshotter native "$ref" >"$cdir/pull.log" 2>&1 \
     && [[ "$("${CTR[@]}" images ls | awk -v r="$ref" '$1 == r { print $3 }')" == "$digest" ]]; then
@@ -205,8 +193,7 @@ TOML
   elif ((rc == 0)); then
     failed+=("ctr: push of $copy: $(tail -n 3 "$cdir/push.log" | tr '\n' ' ')")
   fi
-  kill "$containerd_pid" 2>/dev/null || true
-  wait "$containerd_pid" 2>/dev/null || true
+  stop_service "$CONTAINERD_PID"
   rm -rf "$cdir"
 fi
 

@@ -411,72 +411,50 @@ password_posts_issued() {
     /^wharf_token_requests_total\{/ && /method="POST"/ && /grant="password"/ && /outcome="issued"/ { n += $2 }
     END { print n + 0 }'
 }
-if ! have ctr || ! have containerd; then
-  not_ok "containerd and ctr are not installed (scripts/install-tools)"
+cdir="$work/containerd"
+if ! start_containerd "$cdir"; then
+  not_ok "containerd did not start (see above)"
 else
-  cdir="$work/containerd"
-  mkdir -p "$cdir"
-  csock="$cdir/containerd.sock"
-  cat >"$cdir/config.toml" <<TOML
-version = 2
-root = "$cdir/root"
-state = "$cdir/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$csock"
-[ttrpc]
-  address = "$csock.ttrpc"
-TOML
-  start_service containerd "$cdir/containerd.log" containerd --config "$cdir/config.toml"
-  for _ in $(seq 100); do
-    ctr -a "$csock" version >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  CTR=(ctr -a "$csock" -n wharf-e2e)
-  if ! "${CTR[@]}" version >/dev/null 2>&1; then
-    not_ok "containerd did not start"
-    show_service_log containerd 20
-  else
-    echo "# $(containerd --version)"
-    layer_hex="$(jq -r '.layers[0].digest | ltrimstr("sha256:")' "$layout/blobs/sha256/${IMG#sha256:}")"
-    posts_before="$(password_posts_issued)"
-    # Pulls first, while containerd's content store is empty, so every blob
-    # comes from wharf.
-    if run "ctr: bob pulls team-a/app" "${CTR[@]}" images pull --plain-http --snapshotter native --user bob:bob-pass "$T/team-a/app:v1"; then
-      check_eq "ctr: team-a/app digest" "$IMG" \
-        "$("${CTR[@]}" images ls | awk -v r="$T/team-a/app:v1" '$1 == r { print $3 }')"
-      if "${CTR[@]}" content get "sha256:$layer_hex" | cmp -s - "$layout/blobs/sha256/$layer_hex"; then
-        ok "ctr: the pulled layer is the pushed one"
-      else
-        not_ok "ctr: the pulled layer differs"
-      fi
-    fi
-    posts_after="$(password_posts_issued)"
-    if ((posts_after > posts_before)); then
-      ok "ctr: token from POST /auth/token (OAuth2 password grant), as containerd asks first"
+  CTR=(ctr -a "$CONTAINERD_SOCK" -n wharf-e2e)
+  echo "# $(containerd --version)"
+  layer_hex="$(jq -r '.layers[0].digest | ltrimstr("sha256:")' "$layout/blobs/sha256/${IMG#sha256:}")"
+  posts_before="$(password_posts_issued)"
+  # Pulls first, while containerd's content store is empty, so every blob
+  # comes from wharf.
+  if run "ctr: bob pulls team-a/app" "${CTR[@]}" images pull --plain-http --snapshotter native --user bob:bob-pass "$T/team-a/app:v1"; then
+    check_eq "ctr: team-a/app digest" "$IMG" \
+      "$("${CTR[@]}" images ls | awk -v r="$T/team-a/app:v1" '$1 == r { print $3 }')"
+    if "${CTR[@]}" content get "sha256:$layer_hex" | cmp -s - "$layout/blobs/sha256/$layer_hex"; then
+      ok "ctr: the pulled layer is the pushed one"
     else
-      not_ok "ctr: no POST password grant was issued ($posts_before -> $posts_after)"
+      not_ok "ctr: the pulled layer differs"
     fi
-    run "ctr: anonymous pull of public/base" "${CTR[@]}" images pull --plain-http --snapshotter native "$T/public/base:v1" || true
-    refused "ctr: anonymous pull of team-a/app" "${CTR[@]}" images pull --plain-http --snapshotter native "$T/team-a/app:v1"
-    refused "ctr: bob pulls with a wrong password" "${CTR[@]}" images pull --plain-http --snapshotter native --user bob:nope "$T/team-a/app:v1"
-    # Pushes: the layout imported as an image named for team-a/ctr.
-    tar -C "$layout" -cf "$work/image.tar" .
-    if run "ctr: import the image" "${CTR[@]}" images import --no-unpack --all-platforms --base-name "$T/team-a/ctr" "$work/image.tar"; then
-      if run "ctr: alice pushes team-a/ctr" "${CTR[@]}" images push --plain-http --user alice:alice-pass "$T/team-a/ctr:v1"; then
-        if run "ctr push: admin inspects team-a/ctr" skopeo inspect --tls-verify=false --creds admin:admin-pass "docker://$T/team-a/ctr:v1"; then
-          check_eq "ctr push: team-a/ctr digest" "$IMG" "$(jq -r .Digest "$work/last.log")"
-        fi
+  fi
+  posts_after="$(password_posts_issued)"
+  if ((posts_after > posts_before)); then
+    ok "ctr: token from POST /auth/token (OAuth2 password grant), as containerd asks first"
+  else
+    not_ok "ctr: no POST password grant was issued ($posts_before -> $posts_after)"
+  fi
+  run "ctr: anonymous pull of public/base" "${CTR[@]}" images pull --plain-http --snapshotter native "$T/public/base:v1" || true
+  refused "ctr: anonymous pull of team-a/app" "${CTR[@]}" images pull --plain-http --snapshotter native "$T/team-a/app:v1"
+  refused "ctr: bob pulls with a wrong password" "${CTR[@]}" images pull --plain-http --snapshotter native --user bob:nope "$T/team-a/app:v1"
+  # Pushes: the layout imported as an image named for team-a/ctr.
+  tar -C "$layout" -cf "$work/image.tar" .
+  if run "ctr: import the image" "${CTR[@]}" images import --no-unpack --all-platforms --base-name "$T/team-a/ctr" "$work/image.tar"; then
+    if run "ctr: alice pushes team-a/ctr" "${CTR[@]}" images push --plain-http --user alice:alice-pass "$T/team-a/ctr:v1"; then
+      if run "ctr push: admin inspects team-a/ctr" skopeo inspect --tls-verify=false --creds admin:admin-pass "docker://$T/team-a/ctr:v1"; then
+        check_eq "ctr push: team-a/ctr digest" "$IMG" "$(jq -r .Digest "$work/last.log")"
       fi
-      "${CTR[@]}" images tag "$T/team-a/ctr:v1" "$T/team-a/ctr-bob:v1" "$T/team-b/ctr:v1" >/dev/null
-      refused "ctr: bob pushes team-a/ctr-bob" "${CTR[@]}" images push --plain-http --user bob:bob-pass "$T/team-a/ctr-bob:v1"
-      refused "ctr: alice pushes team-b/ctr" "${CTR[@]}" images push --plain-http --user alice:alice-pass "$T/team-b/ctr:v1"
-      for repo in team-a/ctr-bob team-b/ctr; do
-        check_eq "no $repo:v1 after the refused ctr push" 404 \
-          "$(curl -s -o /dev/null -w '%{http_code}' "http://$T/v2/$repo/manifests/v1" \
-              -H "Authorization: Bearer $(curl -s -u admin:admin-pass "$REALM?service=$SERVICE&scope=repository:$repo:pull" | jq -r .token)")"
-      done
     fi
+    "${CTR[@]}" images tag "$T/team-a/ctr:v1" "$T/team-a/ctr-bob:v1" "$T/team-b/ctr:v1" >/dev/null
+    refused "ctr: bob pushes team-a/ctr-bob" "${CTR[@]}" images push --plain-http --user bob:bob-pass "$T/team-a/ctr-bob:v1"
+    refused "ctr: alice pushes team-b/ctr" "${CTR[@]}" images push --plain-http --user alice:alice-pass "$T/team-b/ctr:v1"
+    for repo in team-a/ctr-bob team-b/ctr; do
+      check_eq "no $repo:v1 after the refused ctr push" 404 \
+        "$(curl -s -o /dev/null -w '%{http_code}' "http://$T/v2/$repo/manifests/v1" \
+            -H "Authorization: Bearer $(curl -s -u admin:admin-pass "$REALM?service=$SERVICE&scope=repository:$repo:pull" | jq -r .token)")"
+    done
   fi
 fi
 

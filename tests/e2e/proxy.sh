@@ -171,17 +171,6 @@ two_blob_gets_before="$(wharf_gets '/v2/{name}/blobs/{digest}')"
 
 cdir="$work/containerd"
 mkdir -p "$cdir/hosts/$U1" "$cdir/hosts/$U2"
-csock="$cdir/containerd.sock"
-cat >"$cdir/config.toml" <<TOML
-version = 2
-root = "$cdir/root"
-state = "$cdir/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = "$csock"
-[ttrpc]
-  address = "$csock.ttrpc"
-TOML
 for u in "$U1" "$U2"; do
   cat >"$cdir/hosts/$u/hosts.toml" <<TOML
 server = "http://$u"
@@ -190,17 +179,11 @@ server = "http://$u"
   capabilities = ["pull", "resolve"]
 TOML
 done
-start_service containerd "$cdir/containerd.log" containerd --config "$cdir/config.toml"
-for _ in $(seq 100); do
-  ctr -a "$csock" version >/dev/null 2>&1 && break
-  sleep 0.1
-done
-CTR=(ctr -a "$csock" -n proxy-e2e)
-if ! "${CTR[@]}" version >/dev/null 2>&1; then
-  show_service_log containerd 20
+if ! start_containerd "$cdir"; then
   echo "proxy.sh: containerd did not start" >&2
   exit 2
 fi
+CTR=(ctr -a "$CONTAINERD_SOCK" -n proxy-e2e)
 
 for pair in "one:$U1:$IMG1" "two:$U2:$IMG2"; do
   IFS=: read -r repo host port img <<<"$pair"
@@ -234,7 +217,7 @@ check_eq "the wharf upstream served e2e/two's two blobs" 2 "$((two_blob_gets_aft
 # Warm: a fresh namespace pulls both again; no upstream request.
 u1_lines="$(wc -l <"$u1_log")"
 two_before="$(wharf_gets '/v2/{name}/blobs/{digest}')"
-CTR2=(ctr -a "$csock" -n proxy-e2e-warm)
+CTR2=(ctr -a "$CONTAINERD_SOCK" -n proxy-e2e-warm)
 run "ctr pulls e2e/one again (warm)" "${CTR2[@]}" images pull --hosts-dir "$cdir/hosts" --snapshotter native "$U1/e2e/one:v1" || true
 run "ctr pulls e2e/two again (warm)" "${CTR2[@]}" images pull --hosts-dir "$cdir/hosts" --snapshotter native "$U2/e2e/two:v1" || true
 if tail -n +"$((u1_lines + 1))" "$u1_log" | grep -q '/v2/e2e/one/blobs/'; then
