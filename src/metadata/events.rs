@@ -268,6 +268,9 @@ fn decode(s: &str, id: i64) -> Result<EventRecord> {
     serde_json::from_str(s).map_err(|e| super::MetadataError::Corrupt(format!("event {id}: {e}")))
 }
 
+/// Most cursors one statement of `complete_cursors` completes.
+pub(super) const COMPLETE_CHUNK: usize = 64;
+
 /// Repositories of `events` in name order (the order streams are locked in), each
 /// with its events in the order given.
 pub(super) fn by_repository(events: &[EventRecord]) -> Vec<(&str, Vec<&EventRecord>)> {
@@ -456,7 +459,8 @@ macro_rules! event_queries {
             Ok(done.rows_affected() == 1)
         }
 
-        /// `complete_cursor` for each of `done`; how many were still leased.
+        /// `complete_cursor` for each of `done`, one statement per [`COMPLETE_CHUNK`]
+        /// of them (a request's cursors are one statement); how many were still leased.
         pub(super) async fn complete_cursors(
             conn: &mut $conn,
             endpoint: &str,
@@ -464,10 +468,28 @@ macro_rules! event_queries {
             done: &[(String, i64)],
         ) -> Result<u64> {
             let mut n = 0;
-            for (repository, delivered_id) in done {
-                if complete_cursor(conn, endpoint, repository, token, *delivered_id).await? {
-                    n += 1;
+            for chunk in done.chunks($crate::metadata::events::COMPLETE_CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE event_cursors SET delivered_id = d.delivered_id, attempts = 0,
+                         due_at = 0, lease_token = NULL, lease_until = 0, last_error = NULL
+                     FROM (",
+                );
+                for (i, (repository, delivered_id)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        q.push(" UNION ALL ");
+                    }
+                    q.push("SELECT CAST(")
+                        .push_bind(repository.as_str())
+                        .push(" AS TEXT) AS repository, CAST(")
+                        .push_bind(*delivered_id)
+                        .push(" AS BIGINT) AS delivered_id");
                 }
+                q.push(") AS d WHERE event_cursors.endpoint = ")
+                    .push_bind(endpoint)
+                    .push(" AND event_cursors.lease_token = ")
+                    .push_bind(token)
+                    .push(" AND event_cursors.repository = d.repository");
+                n += q.build().execute(&mut *conn).await?.rows_affected();
             }
             Ok(n)
         }

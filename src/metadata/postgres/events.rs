@@ -102,14 +102,13 @@ impl EventStore for PostgresStore {
             return Ok(Vec::new());
         }
         drop(conn);
-        in_tx!(self, "claim_cursors", |c| queries::claim_cursors(
-            c,
-            endpoint,
-            token,
-            now,
-            lease_until,
-            limit,
-        ))
+        // Two statements, each atomic (the missing cursors, then the lease of the due
+        // ones): no transaction around them, which would add two round trips per tick.
+        retry("claim_cursors", || async {
+            let mut c = self.pool.acquire().await?;
+            queries::claim_cursors(&mut c, endpoint, token, now, lease_until, limit).await
+        })
+        .await
     }
 
     async fn events_after(
@@ -142,9 +141,13 @@ impl EventStore for PostgresStore {
         if done.is_empty() {
             return Ok(0);
         }
-        in_tx!(self, "complete_cursors", |c| queries::complete_cursors(
-            c, endpoint, token, done
-        ))
+        // One statement per chunk, each atomic: a transaction around them would add
+        // two round trips and guard nothing (each cursor is completed or not alone).
+        retry("complete_cursors", || async {
+            let mut conn = self.pool.acquire().await?;
+            queries::complete_cursors(&mut conn, endpoint, token, done).await
+        })
+        .await
     }
 
     async fn fail_cursor(
