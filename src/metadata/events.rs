@@ -2,10 +2,11 @@
 //! report, delivery cursors per (endpoint, repository) that any instance can lease,
 //! and dead letters.
 //!
-//! **Order.** Each repository's events are one stream ordered by `events.id`. Every
-//! transaction that writes events first locks its repository's `event_streams` row
-//! (an upsert), then inserts the events, then records the stream's `last_id`; the lock
-//! is held to commit. Two transactions writing events for one repository therefore
+//! **Order.** Each repository's events are one stream ordered by `events.id`. On
+//! PostgreSQL every transaction that writes events first locks its repository's
+//! `event_streams` row (an upsert), then inserts the events, then records the stream's
+//! `last_id`; the lock is held to commit. (SQLite runs one write transaction at a time,
+//! so there ids are in commit order anyway: it inserts, then upserts `last_id`.) Two transactions writing events for one repository therefore
 //! run their inserts one after the other, so ids (assigned at insert) are in commit
 //! order within a repository and a reader never sees id 11 committed while id 10 is
 //! still in flight. Events are always the *last* statements of a transaction, so a
@@ -127,6 +128,16 @@ pub trait EventStore: Send + Sync + 'static {
         token: &str,
         delivered_id: i64,
     ) -> Result<bool>;
+    /// [`EventStore::complete_cursor`] for several cursors of `endpoint` leased under
+    /// `token` (repository, delivered id), in one transaction: what one delivery request
+    /// carrying events of several repositories completes. Returns how many were still
+    /// leased (and so completed).
+    async fn complete_cursors(
+        &self,
+        endpoint: &str,
+        token: &str,
+        done: &[(String, i64)],
+    ) -> Result<u64>;
     /// Records a failed attempt and when to try again; releases the lease.
     async fn fail_cursor(
         &self,
@@ -257,6 +268,9 @@ fn decode(s: &str, id: i64) -> Result<EventRecord> {
     serde_json::from_str(s).map_err(|e| super::MetadataError::Corrupt(format!("event {id}: {e}")))
 }
 
+/// Most cursors one statement of `complete_cursors` completes.
+pub(super) const COMPLETE_CHUNK: usize = 64;
+
 /// Repositories of `events` in name order (the order streams are locked in), each
 /// with its events in the order given.
 pub(super) fn by_repository(events: &[EventRecord]) -> Vec<(&str, Vec<&EventRecord>)> {
@@ -290,29 +304,19 @@ macro_rules! event_queries {
 
         /// Appends `events` to their repositories' streams (see the module doc of
         /// `metadata::events` for why the stream row is locked first).
+        ///
+        /// Each repository's events go through the engine's `append_stream` (defined
+        /// beside this macro's expansion): the statements differ, the order they keep
+        /// does not.
         pub(crate) async fn append_events(conn: &mut $conn, events: &[EventRecord]) -> Result<()> {
+            let now = $crate::clock::now_ms();
             for (repository, list) in by_repository(events) {
-                sqlx::query(
-                    "INSERT INTO event_streams (repository, last_id) VALUES ($1, 0)
-                     ON CONFLICT (repository) DO UPDATE SET last_id = event_streams.last_id",
-                )
-                .bind(repository)
-                .execute(&mut *conn)
-                .await?;
-                let mut last = 0i64;
-                for e in list {
-                    last = insert_event(conn, e, None, $crate::clock::now_ms()).await?;
-                }
-                sqlx::query("UPDATE event_streams SET last_id = $1 WHERE repository = $2")
-                    .bind(last)
-                    .bind(repository)
-                    .execute(&mut *conn)
-                    .await?;
+                append_stream(conn, repository, &list, now).await?;
             }
             Ok(())
         }
 
-        async fn insert_event(
+        pub(super) async fn insert_event(
             conn: &mut $conn,
             e: &EventRecord,
             endpoint: Option<&str>,
@@ -384,41 +388,36 @@ macro_rules! event_queries {
             .bind(endpoint)
             .execute(&mut *conn)
             .await?;
-            let due: Vec<(String, i64, i64)> = sqlx::query_as(concat!(
-                "SELECT c.repository, c.delivered_id, c.attempts
-                 FROM event_cursors c JOIN event_streams s ON s.repository = c.repository
-                 WHERE c.endpoint = $1 AND s.last_id > c.delivered_id
-                   AND c.due_at <= $2 AND c.lease_until <= $2
-                 ORDER BY c.due_at, c.repository LIMIT $3 ",
-                $lock
+            // One statement leases them all (the subquery picks and, on PostgreSQL,
+            // locks them), rather than a select and an update per cursor.
+            let mut due: Vec<(String, i64, i64, i64)> = sqlx::query_as(concat!(
+                "UPDATE event_cursors SET lease_token = $1, lease_until = $2
+                 WHERE endpoint = $3 AND lease_until <= $4 AND repository IN (
+                     SELECT c.repository
+                     FROM event_cursors c JOIN event_streams s ON s.repository = c.repository
+                     WHERE c.endpoint = $3 AND s.last_id > c.delivered_id
+                       AND c.due_at <= $4 AND c.lease_until <= $4
+                     ORDER BY c.due_at, c.repository LIMIT $5 ",
+                $lock,
+                ")
+                 RETURNING repository, delivered_id, attempts, due_at"
             ))
+            .bind(token)
+            .bind(lease_until)
             .bind(endpoint)
             .bind(now)
             .bind(i64::from(limit))
             .fetch_all(&mut *conn)
             .await?;
-            let mut claimed = Vec::with_capacity(due.len());
-            for (repository, delivered_id, attempts) in due {
-                let done = sqlx::query(
-                    "UPDATE event_cursors SET lease_token = $1, lease_until = $2
-                     WHERE endpoint = $3 AND repository = $4 AND lease_until <= $5",
-                )
-                .bind(token)
-                .bind(lease_until)
-                .bind(endpoint)
-                .bind(&repository)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                if done.rows_affected() == 1 {
-                    claimed.push(ClaimedCursor {
-                        repository,
-                        delivered_id,
-                        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                    });
-                }
-            }
-            Ok(claimed)
+            due.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
+            Ok(due
+                .into_iter()
+                .map(|(repository, delivered_id, attempts, _)| ClaimedCursor {
+                    repository,
+                    delivered_id,
+                    attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                })
+                .collect())
         }
 
         pub(super) async fn events_after(
@@ -458,6 +457,41 @@ macro_rules! event_queries {
             .execute(&mut *conn)
             .await?;
             Ok(done.rows_affected() == 1)
+        }
+
+        /// `complete_cursor` for each of `done`, one statement per [`COMPLETE_CHUNK`]
+        /// of them (a request's cursors are one statement); how many were still leased.
+        pub(super) async fn complete_cursors(
+            conn: &mut $conn,
+            endpoint: &str,
+            token: &str,
+            done: &[(String, i64)],
+        ) -> Result<u64> {
+            let mut n = 0;
+            for chunk in done.chunks($crate::metadata::events::COMPLETE_CHUNK) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE event_cursors SET delivered_id = d.delivered_id, attempts = 0,
+                         due_at = 0, lease_token = NULL, lease_until = 0, last_error = NULL
+                     FROM (",
+                );
+                for (i, (repository, delivered_id)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        q.push(" UNION ALL ");
+                    }
+                    q.push("SELECT CAST(")
+                        .push_bind(repository.as_str())
+                        .push(" AS TEXT) AS repository, CAST(")
+                        .push_bind(*delivered_id)
+                        .push(" AS BIGINT) AS delivered_id");
+                }
+                q.push(") AS d WHERE event_cursors.endpoint = ")
+                    .push_bind(endpoint)
+                    .push(" AND event_cursors.lease_token = ")
+                    .push_bind(token)
+                    .push(" AND event_cursors.repository = d.repository");
+                n += q.build().execute(&mut *conn).await?.rows_affected();
+            }
+            Ok(n)
         }
 
         pub(super) async fn fail_cursor(
@@ -596,7 +630,7 @@ macro_rules! event_queries {
             Ok(n)
         }
 
-        async fn set_last(conn: &mut $conn, repository: &str, last: i64) -> Result<()> {
+        pub(super) async fn set_last(conn: &mut $conn, repository: &str, last: i64) -> Result<()> {
             sqlx::query("UPDATE event_streams SET last_id = $1 WHERE repository = $2")
                 .bind(last)
                 .bind(repository)

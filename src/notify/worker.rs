@@ -2,11 +2,21 @@
 //!
 //! A tick asks the outbox for due cursors of the endpoint (repositories with events it
 //! has not passed, not leased, not backing off), leases up to [`CLAIMS_PER_TICK`] of
-//! them and delivers one batch per cursor, at most [`CONCURRENCY`] at once. A batch is
-//! the cursor's next events in stream order, up to `maxbatch` that the endpoint wants
-//! (events its `ignore` rules or a replay for another endpoint exclude are passed over
-//! and count as done). Only a 2xx completes a batch; anything else records a failed
-//! attempt and the time of the next one:
+//! them and takes one batch per cursor: the cursor's next events in stream order, up
+//! to `maxbatch` that the endpoint wants (events its `ignore` rules or a replay for
+//! another endpoint exclude are passed over and count as done). The batches of cursors
+//! that are not retrying share requests, up to `maxbatch` events each (distribution's
+//! envelope carries any events; each repository's are in order within it), and a
+//! retrying cursor's batch goes alone, so a batch a receiver keeps refusing holds back
+//! no other repository; at most [`CONCURRENCY`] requests are in flight. One request
+//! then costs one HTTP exchange and one store transaction for all its repositories,
+//! rather than one each: under a steady stream of pushes the work of delivery grows
+//! with the number of requests, not of events. For the same reason a tick that found
+//! less than a full load waits until [`LINGER`] has passed since it began before it
+//! claims again, so events written meanwhile go together (a full tick goes on at once).
+//!
+//! Only a 2xx completes a request's batches; anything else records a failed attempt of
+//! each, and the time of its next one:
 //!
 //! - attempts below `threshold` come back quickly (100 ms × attempts), as distribution
 //!   retries before it backs off;
@@ -40,6 +50,8 @@ pub const CLAIMS_PER_TICK: u32 = 32;
 pub const CONCURRENCY: usize = 8;
 /// Pause when there was nothing to do.
 pub const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Least time from the start of a tick that was not full to the next claim.
+pub const LINGER: Duration = Duration::from_millis(25);
 /// Pause after the outbox failed.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -154,6 +166,7 @@ fn jitter() -> f64 {
 pub async fn run(endpoint: Arc<Endpoint>, store: Arc<dyn EventStore>) {
     let name = endpoint.config.name.clone();
     loop {
+        let started = tokio::time::Instant::now();
         let now = crate::clock::now_ms();
         let token = uuid::Uuid::new_v4().to_string();
         let lease_until = now + i64::try_from(endpoint.lease().as_millis()).unwrap_or(i64::MAX);
@@ -172,131 +185,246 @@ pub async fn run(endpoint: Arc<Endpoint>, store: Arc<dyn EventStore>) {
             tokio::time::sleep(IDLE_POLL).await;
             continue;
         }
-        futures_util::stream::iter(claimed)
-            .for_each_concurrent(CONCURRENCY, |cursor| {
-                let (endpoint, store, token) = (endpoint.clone(), store.clone(), token.clone());
-                async move {
-                    if let Err(e) = deliver(&endpoint, store.as_ref(), &token, cursor).await {
-                        tracing::warn!(endpoint = %endpoint.config.name, error = %e,
-                            "notifications: recording a delivery failed");
-                    }
-                }
-            })
-            .await;
+        let full = claimed.len() >= CLAIMS_PER_TICK as usize;
+        let more = tick(&endpoint, &store, &token, claimed).await;
+        if !(more || full) {
+            tokio::time::sleep_until(started + LINGER).await;
+        }
     }
 }
 
-/// Delivers the next batch of one leased cursor and records the outcome.
+/// A leased cursor's next batch.
+struct Batch {
+    cursor: ClaimedCursor,
+    /// The events to send (wanted by the endpoint), in stream order.
+    events: Vec<StoredEvent>,
+    /// The last event the batch passes (sent or not wanted).
+    upto: i64,
+}
+
+/// Reads the claimed cursors' batches, completes those with nothing to send, and sends
+/// the rest in shared requests. True when some cursor has more events than its batch
+/// took. A cursor whose events could not be read keeps its lease until it expires.
+async fn tick(
+    endpoint: &Arc<Endpoint>,
+    store: &Arc<dyn EventStore>,
+    token: &str,
+    claimed: Vec<ClaimedCursor>,
+) -> bool {
+    let maxbatch = usize::try_from(endpoint.config.maxbatch)
+        .unwrap_or(1)
+        .max(1);
+    let fetched: Vec<crate::metadata::Result<(Batch, bool)>> = futures_util::stream::iter(claimed)
+        .map(|cursor| read_batch(endpoint, store.as_ref(), cursor, maxbatch))
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut more = false;
+    let mut skipped = Vec::new();
+    let mut batches = Vec::new();
+    let name = endpoint.config.name.as_str();
+    for f in fetched {
+        let (batch, rest) = match f {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(endpoint = name, error = %e, "notifications: reading events failed");
+                continue;
+            }
+        };
+        more |= rest;
+        if batch.events.is_empty() {
+            skipped.push((batch.cursor.repository, batch.upto));
+        } else {
+            batches.push(batch);
+        }
+    }
+    if let Err(e) = store.complete_cursors(name, token, &skipped).await {
+        tracing::warn!(endpoint = name, error = %e, "notifications: recording a delivery failed");
+    }
+    futures_util::stream::iter(pack(batches, maxbatch))
+        .for_each_concurrent(CONCURRENCY, |request| async move {
+            if let Err(e) = deliver(endpoint, store.as_ref(), token, request).await {
+                tracing::warn!(endpoint = %endpoint.config.name, error = %e,
+                    "notifications: recording a delivery failed");
+            }
+        })
+        .await;
+    more
+}
+
+/// The next batch of one cursor, and whether its stream goes on past it.
+async fn read_batch(
+    endpoint: &Endpoint,
+    store: &dyn EventStore,
+    cursor: ClaimedCursor,
+    maxbatch: usize,
+) -> crate::metadata::Result<(Batch, bool)> {
+    let limit = maxbatch * 2;
+    let fetched = store
+        .events_after(&cursor.repository, cursor.delivered_id, limit as u32)
+        .await?;
+    let mut rest = fetched.len() == limit;
+    // A prefix of the stream holding up to `maxbatch` wanted events.
+    let mut upto = cursor.delivered_id;
+    let mut events = Vec::new();
+    for e in fetched {
+        if endpoint.wants(&e) {
+            if events.len() == maxbatch {
+                rest = true;
+                break;
+            }
+            upto = e.seq;
+            events.push(e);
+        } else {
+            upto = e.seq;
+        }
+    }
+    Ok((
+        Batch {
+            cursor,
+            events,
+            upto,
+        },
+        rest,
+    ))
+}
+
+/// Batches into requests of at most `maxbatch` events: a retrying cursor's alone, the
+/// others together, first fit in claim order.
+fn pack(batches: Vec<Batch>, maxbatch: usize) -> Vec<Vec<Batch>> {
+    let mut requests: Vec<(usize, Vec<Batch>)> = Vec::new();
+    for b in batches {
+        let n = b.events.len();
+        if b.cursor.attempts == 0 {
+            if let Some(r) = requests
+                .iter_mut()
+                .find(|r| r.1[0].cursor.attempts == 0 && r.0 + n <= maxbatch)
+            {
+                r.0 += n;
+                r.1.push(b);
+                continue;
+            }
+        }
+        requests.push((n, vec![b]));
+    }
+    requests.into_iter().map(|r| r.1).collect()
+}
+
+/// Sends one request carrying `batches` (at least one, each of its own cursor) and
+/// records the outcome for each.
 async fn deliver(
     endpoint: &Endpoint,
     store: &dyn EventStore,
     token: &str,
-    cursor: ClaimedCursor,
+    batches: Vec<Batch>,
 ) -> crate::metadata::Result<()> {
     let name = endpoint.config.name.as_str();
-    let maxbatch = usize::try_from(endpoint.config.maxbatch)
-        .unwrap_or(1)
-        .max(1);
-    let fetched = store
-        .events_after(
-            &cursor.repository,
-            cursor.delivered_id,
-            (maxbatch * 2) as u32,
-        )
-        .await?;
-    // The batch: a prefix of the stream holding up to `maxbatch` wanted events.
-    let mut upto = cursor.delivered_id;
-    let mut batch: Vec<&StoredEvent> = Vec::new();
-    for e in &fetched {
-        if endpoint.wants(e) {
-            if batch.len() == maxbatch {
-                break;
-            }
-            batch.push(e);
-        }
-        upto = e.seq;
-    }
-    if batch.is_empty() {
-        store
-            .complete_cursor(name, &cursor.repository, token, upto)
-            .await?;
-        return Ok(());
-    }
-    let records: Vec<&crate::types::EventRecord> = batch.iter().map(|e| &e.record).collect();
+    let records: Vec<&crate::types::EventRecord> = batches
+        .iter()
+        .flat_map(|b| b.events.iter().map(|e| &e.record))
+        .collect();
     let request_ids: Vec<&str> = records
         .iter()
         .map(|r| r.request.id.as_str())
         .filter(|id| !id.is_empty())
         .collect();
+    let repositories: Vec<&str> = batches
+        .iter()
+        .map(|b| b.cursor.repository.as_str())
+        .collect();
+    let attempt = batches
+        .iter()
+        .map(|b| b.cursor.attempts)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1);
     let span = tracing::info_span!(
         "notify.deliver",
         endpoint = name,
-        repository = %cursor.repository,
-        events = batch.len(),
-        attempt = cursor.attempts + 1,
+        repository = %repositories.join(","),
+        events = records.len(),
+        attempt,
         request_id = %request_ids.join(","),
         otel.kind = "client",
         http.status_code = tracing::field::Empty,
         error = tracing::field::Empty,
     );
     let m = metrics();
-    if cursor.attempts > 0 {
+    for b in batches.iter().filter(|b| b.cursor.attempts > 0) {
         m.retried
             .with_label_values(&[name])
-            .inc_by(batch.len() as u64);
+            .inc_by(b.events.len() as u64);
     }
     let outcome = endpoint.post(&records).instrument(span.clone()).await;
     let now = crate::clock::now_ms();
-    match outcome {
-        Ok(status) => {
-            span.record("http.status_code", status);
-            m.delivered
-                .with_label_values(&[name])
-                .inc_by(batch.len() as u64);
-            let latency = m.latency.with_label_values(&[name]);
-            for e in &batch {
-                latency.observe((now - e.created_at).max(0) as f64 / 1000.0);
-            }
-            store
-                .complete_cursor(name, &cursor.repository, token, upto)
-                .await?;
-        }
+    let status = match outcome {
+        Ok(status) => status,
         Err(error) => {
             span.record("error", error.as_str());
             m.failures.with_label_values(&[name]).inc();
-            let attempts = cursor.attempts.saturating_add(1);
-            let oldest = batch.iter().map(|e| e.created_at).min().unwrap_or(now);
-            let too_old = now - oldest
-                > i64::try_from(endpoint.config.maxage.0.as_millis()).unwrap_or(i64::MAX);
-            let max = u32::try_from(endpoint.config.maxattempts).unwrap_or(u32::MAX);
-            if attempts >= max || too_old {
-                let owned: Vec<StoredEvent> = batch.iter().map(|e| (*e).clone()).collect();
-                if store
-                    .dead_letter(
-                        name,
-                        &cursor.repository,
-                        token,
-                        &owned,
-                        attempts,
-                        &error,
-                        now,
-                    )
-                    .await?
-                {
-                    m.dead.with_label_values(&[name]).inc_by(owned.len() as u64);
-                    tracing::warn!(endpoint = name, repository = %cursor.repository,
-                        events = owned.len(), attempts, %error, "notifications: events moved to the dead letters");
-                }
-            } else {
-                let delay = endpoint.retry_delay(attempts);
-                let due = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                tracing::debug!(endpoint = name, repository = %cursor.repository, attempts,
-                    %error, retry_in = ?delay, "notifications: delivery failed");
-                store
-                    .fail_cursor(name, &cursor.repository, token, attempts, due, &error)
-                    .await?;
+            for b in &batches {
+                failed(endpoint, store, token, b, &error, now).await?;
             }
+            return Ok(());
         }
+    };
+    span.record("http.status_code", status);
+    m.delivered
+        .with_label_values(&[name])
+        .inc_by(records.len() as u64);
+    let latency = m.latency.with_label_values(&[name]);
+    for e in batches.iter().flat_map(|b| &b.events) {
+        latency.observe((now - e.created_at).max(0) as f64 / 1000.0);
+    }
+    let done: Vec<(String, i64)> = batches
+        .iter()
+        .map(|b| (b.cursor.repository.clone(), b.upto))
+        .collect();
+    store.complete_cursors(name, token, &done).await?;
+    Ok(())
+}
+
+/// Records a failed attempt of one cursor's batch: a retry later, or the dead letters.
+async fn failed(
+    endpoint: &Endpoint,
+    store: &dyn EventStore,
+    token: &str,
+    batch: &Batch,
+    error: &str,
+    now: i64,
+) -> crate::metadata::Result<()> {
+    let name = endpoint.config.name.as_str();
+    let repository = batch.cursor.repository.as_str();
+    let m = metrics();
+    let attempts = batch.cursor.attempts.saturating_add(1);
+    let oldest = batch
+        .events
+        .iter()
+        .map(|e| e.created_at)
+        .min()
+        .unwrap_or(now);
+    let too_old =
+        now - oldest > i64::try_from(endpoint.config.maxage.0.as_millis()).unwrap_or(i64::MAX);
+    let max = u32::try_from(endpoint.config.maxattempts).unwrap_or(u32::MAX);
+    if attempts >= max || too_old {
+        if store
+            .dead_letter(name, repository, token, &batch.events, attempts, error, now)
+            .await?
+        {
+            m.dead
+                .with_label_values(&[name])
+                .inc_by(batch.events.len() as u64);
+            tracing::warn!(endpoint = name, repository, events = batch.events.len(), attempts,
+                %error, "notifications: events moved to the dead letters");
+        }
+    } else {
+        let delay = endpoint.retry_delay(attempts);
+        let due = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        tracing::debug!(endpoint = name, repository, attempts, %error, retry_in = ?delay,
+            "notifications: delivery failed");
+        store
+            .fail_cursor(name, repository, token, attempts, due, error)
+            .await?;
     }
     Ok(())
 }

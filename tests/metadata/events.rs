@@ -46,6 +46,9 @@ async fn drain(store: &Store, endpoint: &str) -> Vec<String> {
         if claimed.is_empty() {
             return out;
         }
+        // As the delivery worker does: one request for every claimed cursor, completed
+        // in one transaction.
+        let mut done = Vec::new();
         for c in claimed {
             let events = store
                 .events
@@ -59,12 +62,25 @@ async fn drain(store: &Store, endpoint: &str) -> Vec<String> {
                 }
                 last = e.seq;
             }
-            assert!(store
-                .events
-                .complete_cursor(endpoint, &c.repository, "t", last)
-                .await
-                .unwrap());
+            done.push((c.repository.clone(), last));
         }
+        // Under another token, none; under ours, all of them.
+        assert_eq!(
+            store
+                .events
+                .complete_cursors(endpoint, "not-t", &done)
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .events
+                .complete_cursors(endpoint, "t", &done)
+                .await
+                .unwrap(),
+            done.len() as u64
+        );
     }
 }
 

@@ -15,6 +15,31 @@ use crate::types::EventRecord;
 /// The shared outbox statements, for SQLite.
 pub(super) mod queries {
     crate::metadata::events::event_queries!(sqlx::SqliteConnection, "");
+
+    /// One repository's events (for `append_events`). SQLite runs one write
+    /// transaction at a time, so ids are in commit order without locking the stream
+    /// first: the inserts, then one upsert of the stream's `last_id` (each statement is
+    /// a round trip to the writer connection's thread, on the path of every push).
+    async fn append_stream(
+        conn: &mut sqlx::SqliteConnection,
+        repository: &str,
+        list: &[&EventRecord],
+        now: i64,
+    ) -> Result<()> {
+        let mut last = 0i64;
+        for e in list {
+            last = insert_event(conn, e, None, now).await?;
+        }
+        sqlx::query(
+            "INSERT INTO event_streams (repository, last_id) VALUES ($1, $2)
+             ON CONFLICT (repository) DO UPDATE SET last_id = excluded.last_id",
+        )
+        .bind(repository)
+        .bind(last)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -88,6 +113,23 @@ impl EventStore for SqliteStore {
                 Box::pin(
                     async move { queries::complete_cursor(conn, &e, &r, &t, delivered_id).await },
                 )
+            })
+            .await
+    }
+
+    async fn complete_cursors(
+        &self,
+        endpoint: &str,
+        token: &str,
+        done: &[(String, i64)],
+    ) -> Result<u64> {
+        if done.is_empty() {
+            return Ok(0);
+        }
+        let (e, t, done) = (endpoint.to_string(), token.to_string(), done.to_vec());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move { queries::complete_cursors(conn, &e, &t, &done).await })
             })
             .await
     }
