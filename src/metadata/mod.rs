@@ -29,6 +29,7 @@ use crate::types::{
 
 pub mod events;
 pub mod gc;
+pub mod import;
 pub mod mirror;
 mod mirror_queries;
 pub mod postgres;
@@ -249,6 +250,8 @@ pub struct Metadata {
     pub events: Arc<dyn EventStore>,
     /// The pull-through cache's state (`mirror`).
     pub mirror: Arc<dyn mirror::MirrorStore>,
+    /// `wharf import`'s checkpoints (`import`).
+    pub imports: Arc<dyn import::ImportStore>,
 }
 
 impl Metadata {
@@ -261,13 +264,15 @@ impl Metadata {
             + RepositoryStore
             + GcStore
             + EventStore
-            + mirror::MirrorStore,
+            + mirror::MirrorStore
+            + import::ImportStore,
     {
         Metadata {
             uploads: store.clone(),
             blobs: store.clone(),
             manifests: store.clone(),
             mirror: store.clone(),
+            imports: store.clone(),
             repositories: store.clone(),
             gc: store.clone(),
             events: store,
