@@ -73,6 +73,9 @@ enum Command {
         /// No progress bar or progress lines.
         #[arg(long)]
         quiet: bool,
+        /// Write the import's metrics (Prometheus text format) to this file at the end.
+        #[arg(long)]
+        metrics_file: Option<PathBuf>,
         /// Stop as if interrupted once N repositories are done (for testing resumes).
         #[arg(long, hide = true)]
         stop_after: Option<u64>,
@@ -161,12 +164,21 @@ async fn import(
     config: &Config,
     options: wharf::import::ImportOptions,
     json: bool,
+    metrics_file: Option<PathBuf>,
 ) -> Result<(), wharf::server::StartError> {
     let registry = wharf::server::registry(config).await?;
     let source = wharf::import::source_name(config);
     let print = |summary: &wharf::import::Summary| {
+        if let Some(path) = &metrics_file {
+            if let Err(e) = std::fs::write(path, wharf::import::metrics_text()) {
+                eprintln!("wharf import: cannot write {}: {e}", path.display());
+            }
+        }
         if json {
-            println!("{}", serde_json::to_string_pretty(summary).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(summary).unwrap_or_default()
+            );
         } else {
             summary.lines().iter().for_each(|l| println!("{l}"));
         }
@@ -250,6 +262,7 @@ fn main() -> ExitCode {
             json,
             quiet,
             stop_after,
+            metrics_file,
             ..
         } => {
             let options = wharf::import::ImportOptions {
@@ -259,7 +272,7 @@ fn main() -> ExitCode {
                 stop_after,
                 progress: !quiet,
             };
-            block_on(import(&config, options, json))
+            block_on(import(&config, options, json, metrics_file))
         }
         Command::Events { command, .. } => block_on(async {
             events(&config, command)

@@ -176,8 +176,14 @@ mod tests {
             p("_uploads/0d6c/hashstates/sha256/0").1,
             Ok(Entry::Upload("0d6c".into()))
         );
-        assert_eq!(p("_layers/sha256/zz/link").1, Err("_layers/sha256/zz/link".into()));
-        assert_eq!(parse_repository_key("docker/registry/v2/repositories/_x/y"), None);
+        assert_eq!(
+            p("_layers/sha256/zz/link").1,
+            Err("_layers/sha256/zz/link".into())
+        );
+        assert_eq!(
+            parse_repository_key("docker/registry/v2/repositories/_x/y"),
+            None
+        );
         assert_eq!(parse_repository_key("elsewhere/x"), None);
     }
 }

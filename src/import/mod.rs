@@ -35,6 +35,7 @@ mod metrics;
 mod progress;
 mod report;
 
+pub use metrics::exposition as metrics_text;
 pub use report::Summary;
 
 use layout::{RepoLayout, BLOBS, REPOSITORIES};
@@ -277,8 +278,12 @@ async fn import_repository(
             return Ok(report);
         }
     };
-    report.repositories = 1;
     report.uploads_ignored = layout.uploads.len() as u64;
+    if layout.layers.is_empty() && layout.revisions.is_empty() && layout.tags.is_empty() {
+        report.repositories_empty = 1;
+        return Ok(report);
+    }
+    report.repositories = 1;
     report.manifests_deleted = layout.deleted_manifests() as u64;
     for key in &layout.unknown {
         report.unknown_keys += 1;

@@ -19,6 +19,8 @@ pub struct Summary {
     pub repositories_resumed: u64,
     /// Repositories whose name Wharf refuses.
     pub repositories_invalid: u64,
+    /// Repositories with nothing to import (only unfinished uploads): not created.
+    pub repositories_empty: u64,
     pub tags: u64,
     /// Tags whose manifest's revision link is gone (the manifest was deleted).
     pub tags_deleted: u64,
@@ -55,6 +57,7 @@ impl Summary {
     pub fn merge(&mut self, other: Summary) {
         self.repositories += other.repositories;
         self.repositories_invalid += other.repositories_invalid;
+        self.repositories_empty += other.repositories_empty;
         self.tags += other.tags;
         self.tags_deleted += other.tags_deleted;
         self.tags_invalid += other.tags_invalid;
@@ -81,6 +84,7 @@ impl Summary {
         count("repository", done, self.repositories);
         count("repository", "resumed", self.repositories_resumed);
         count("repository", "invalid", self.repositories_invalid);
+        count("repository", "empty", self.repositories_empty);
         count("tag", done, self.tags);
         count("tag", "skipped_deleted", self.tags_deleted);
         count("tag", "invalid", self.tags_invalid);
@@ -102,13 +106,20 @@ impl Summary {
         let mut out = vec![
             format!(
                 "{}source {}: {} blob objects (none copied)",
-                if self.dry_run { "dry run, nothing written; " } else { "" },
+                if self.dry_run {
+                    "dry run, nothing written; "
+                } else {
+                    ""
+                },
                 self.source,
                 self.blobs_in_store
             ),
             format!(
-                "repositories: {verb} {}, already imported {}, invalid names {}",
-                self.repositories, self.repositories_resumed, self.repositories_invalid
+                "repositories: {verb} {}, already imported {}, invalid names {}, empty {}",
+                self.repositories,
+                self.repositories_resumed,
+                self.repositories_invalid,
+                self.repositories_empty
             ),
             format!(
                 "tags: {verb} {}, skipped {} deleted, invalid {}",

@@ -6,7 +6,8 @@
 //! referrers), [`RepositoryStore`] (the catalog, and liveness), [`GcStore`] (garbage
 //! collection's review queues, tombstones and re-checks; see `gc`), [`EventStore`] (the
 //! notification outbox, see [`events`]), [`mirror::MirrorStore`] (the pull-through
-//! cache's fills, tags and content) — combined in
+//! cache's fills, tags and content), [`import::ImportStore`] (`wharf import`'s
+//! checkpoints) — combined in
 //! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
 //! implement every trait over the same schema (`migrations/<engine>/`); they share the
 //! row mapping (`rows`) and every statement that reads or writes the same way
