@@ -44,6 +44,8 @@ use layout::{RepoLayout, BLOBS, REPOSITORIES};
 const MAX_MANIFEST: u64 = 4 * 1024 * 1024;
 /// A tag's `current/link` holds one digest.
 const MAX_LINK: u64 = 1024;
+/// Links and manifests read (and blob links recorded) at once within a repository.
+const READS_AT_ONCE: usize = 8;
 
 /// How to run an import.
 #[derive(Debug, Clone)]
@@ -290,35 +292,49 @@ async fn import_repository(
         report.problem(format!("{key}: not distribution's layout, ignored"));
     }
 
-    // Blob links.
+    // Blob links (several at once: each is its own transaction).
     let mut linked: HashSet<Digest> = HashSet::new();
+    let mut present = Vec::new();
     for digest in &layout.layers {
-        let Some(&size) = blobs.get(digest) else {
-            report.dangling_links += 1;
-            report.problem(format!(
-                "{name}: layer link {digest} has no blob data; not linked"
-            ));
-            continue;
-        };
-        if !dry_run {
-            let key = layout::blob_data_key(digest);
-            if registry.adopt_blob(&repo, digest, size, &key).await? {
-                report.blobs_new += 1;
+        match blobs.get(digest) {
+            Some(&size) => present.push((digest, size)),
+            None => {
+                report.dangling_links += 1;
+                report.problem(format!(
+                    "{name}: layer link {digest} has no blob data; not linked"
+                ));
             }
         }
-        report.blob_links += 1;
-        linked.insert(digest.clone());
     }
+    let repo_ref = &repo;
+    let adopted: Vec<bool> = futures_util::stream::iter(present.iter())
+        .map(|&(digest, size)| async move {
+            if dry_run {
+                return Ok(false);
+            }
+            let key = layout::blob_data_key(digest);
+            registry.adopt_blob(repo_ref, digest, size, &key).await
+        })
+        .buffered(READS_AT_ONCE)
+        .try_collect()
+        .await?;
+    report.blobs_new += adopted.iter().filter(|new| **new).count() as u64;
+    report.blob_links += present.len() as u64;
+    linked.extend(present.iter().map(|(d, _)| (*d).clone()));
 
     // Tags, by the manifest they name.
     let mut tags_of: BTreeMap<Digest, Vec<Tag>> = BTreeMap::new();
-    for (tag, key) in &layout.tags {
+    let links: Vec<Option<Vec<u8>>> = futures_util::stream::iter(layout.tags.values())
+        .map(|key| read_small(store.as_ref(), key, MAX_LINK))
+        .buffered(READS_AT_ONCE)
+        .try_collect()
+        .await?;
+    for ((tag, key), link) in layout.tags.iter().zip(links) {
         let Ok(tag) = Tag::parse(tag) else {
             report.tags_invalid += 1;
             report.problem(format!("{name}: tag {tag:?} is not a valid tag; skipped"));
             continue;
         };
-        let link = read_small(store.as_ref(), key, MAX_LINK).await?;
         let digest = link
             .as_deref()
             .and_then(|l| std::str::from_utf8(l).ok())
@@ -339,8 +355,24 @@ async fn import_repository(
     }
 
     // Manifests, retried while a child is missing (indexes after their children).
+    let bodies: Vec<Option<Vec<u8>>> = futures_util::stream::iter(layout.revisions.iter())
+        .map(|digest| {
+            let store = store.clone();
+            async move {
+                match blobs.get(digest) {
+                    Some(&size) if size <= MAX_MANIFEST => {
+                        let key = layout::blob_data_key(digest);
+                        read_small(store.as_ref(), &key, MAX_MANIFEST).await
+                    }
+                    _ => Ok(None),
+                }
+            }
+        })
+        .buffered(READS_AT_ONCE)
+        .try_collect()
+        .await?;
     let mut pending = Vec::new();
-    for digest in &layout.revisions {
+    for (digest, body) in layout.revisions.iter().zip(bodies) {
         let Some(&size) = blobs.get(digest) else {
             report.dangling_links += 1;
             report.problem(format!(
@@ -349,12 +381,7 @@ async fn import_repository(
             report.tags_invalid += tags_of.get(digest).map_or(0, |t| t.len() as u64);
             continue;
         };
-        let body = if size > MAX_MANIFEST {
-            None
-        } else {
-            read_small(store.as_ref(), &layout::blob_data_key(digest), MAX_MANIFEST).await?
-        };
-        let Some(body) = body else {
+        let Some(body) = body.filter(|b| b.len() as u64 <= MAX_MANIFEST) else {
             report.manifests_invalid += 1;
             report.problem(format!(
                 "{name}@{digest}: manifest of {size} bytes is missing or too large; skipped"

@@ -56,9 +56,10 @@ impl Progress {
         }
     }
 
+    /// Removes the bar (the summary follows).
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
-            bar.finish();
+            bar.finish_and_clear();
         }
     }
 }
