@@ -12,7 +12,9 @@
 #      a nested repository name, a repository where one tag's manifest is then DELETEd
 #      by digest (2.8 deletes the tag with it) and where a tag moved from one image to
 #      another before the first was DELETEd (its revision link is gone, the tag's
-#      index/ still names it: reported as a deleted manifest, skipped), and an
+#      index/ still names it: reported as a deleted manifest, skipped), a repository
+#      whose only manifest's revision link is removed by hand while its tag stays (as
+#      distribution before 2.7 deleted: the tag is reported deleted, skipped), and an
 #      unfinished upload (POST + PATCH, never PUT). It is stopped.
 #   2. `wharf import --dry-run` reports the counts and writes nothing (a wharf on the
 #      result serves an empty catalog).
@@ -163,10 +165,11 @@ PUSHES=(
   "e2e/churn:gone oci-gone"
   "e2e/churn:moving oci-app"
   "e2e/churn:moving oci-api"
+  "e2e/stale:old oci-keep"
 )
 # The tags that must pull from Wharf after the import.
 KEPT_REFS=(e2e/app:v1 e2e/app:v2 e2e/app:latest e2e/multi:1.0 team/tools/api:stable e2e/churn:keep e2e/churn:moving)
-REPOS_EXPECTED="e2e/app e2e/churn e2e/multi team/tools/api"
+REPOS_EXPECTED="e2e/app e2e/churn e2e/multi e2e/stale team/tools/api"
 
 # ---- the variants --------------------------------------------------------------
 
@@ -192,6 +195,20 @@ out = []
 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
     out += [f"{o['Key'][len(prefix):]} {o['Size']}" for o in page.get("Contents", [])]
 print("\n".join(sorted(out)))
+PY
+    ;;
+  esac
+}
+
+# remove_object VARIANT KEY: deletes one object of the store, from outside.
+remove_object() {
+  case "$1" in
+    fs) rm "$STORE_DIR/$2" ;;
+    s3) env -u AWS_CA_BUNDLE python3 - "$WHARF_TEST_S3_ENDPOINT" "$WHARF_TEST_S3_BUCKET" "$S3_ROOT/$2" <<'PY'
+import sys, boto3
+endpoint, bucket, key = sys.argv[1:4]
+boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
+             aws_secret_access_key="test").delete_object(Bucket=bucket, Key=key)
 PY
     ;;
   esac
@@ -283,6 +300,9 @@ variant() {
   digest="${DIGESTS[e2e/app:v1]}"
   check_eq "[$v] docker-registry deletes e2e/churn@$digest (moving's first image)" 202 \
     "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "http://$DR_ADDR/v2/e2e/churn/manifests/$digest")"
+  # A tag left behind by a delete (distribution before 2.7 kept tags): its manifest's
+  # revision link removed by hand.
+  remove_object "$v" "docker/registry/v2/repositories/e2e/stale/_manifests/revisions/sha256/${DIGESTS[e2e/stale:old]#sha256:}/link"
   # An unfinished upload: POST, one PATCH, never a PUT.
   local loc
   loc="$(curl -s -D - -o /dev/null -X POST "http://$DR_ADDR/v2/e2e/app/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')"
@@ -300,11 +320,13 @@ variant() {
   wharf_import --dry-run
   check_eq "[$v] dry run exits 0" 0 "$IMPORT_RC"
   [[ "$IMPORT_RC" == 0 ]] || sed 's/^/    | /' "$work/import.err" | tail -n 20
-  check_eq "[$v] dry run: repositories" 4 "$(field repositories)"
+  check_eq "[$v] dry run: repositories" 5 "$(field repositories)"
+  check_eq "[$v] dry run: the tag whose manifest is gone skipped" 1 "$(field tags_deleted)"
   check_eq "[$v] dry run: tags (the deleted one skipped)" 7 "$(field tags)"
   # app, api, keep, multi's index and its two platform manifests, churn's api.
   check_eq "[$v] dry run: manifests" 7 "$(field manifests)"
-  check_eq "[$v] dry run: deleted manifests skipped" 1 "$(field manifests_deleted)"
+  # churn's first image of the moved tag, and stale's (both named by a tag's index/).
+  check_eq "[$v] dry run: deleted manifests skipped" 2 "$(field manifests_deleted)"
   check_eq "[$v] dry run: unfinished uploads ignored" 1 "$(field uploads_ignored)"
   check_eq "[$v] dry run: no invalid manifests, dangling links or unknown keys" "0 0 0 0" \
     "$(jq -r '"\(.manifests_invalid) \(.tags_invalid) \(.dangling_links) \(.unknown_keys)"' "$work/import.json")"
@@ -324,15 +346,15 @@ variant() {
   wharf_import
   check_eq "[$v] the resumed run exits 0" 0 "$IMPORT_RC"
   check_eq "[$v] resumed: 2 repositories already imported" 2 "$(field repositories_resumed)"
-  check_eq "[$v] resumed: the other 2 imported" 2 "$(field repositories)"
+  check_eq "[$v] resumed: the other 3 imported" 3 "$(field repositories)"
   check_eq "[$v] both runs: tags as the dry run said" 7 "$((first_tags + $(field tags)))"
   check_eq "[$v] both runs: manifests as the dry run said" 7 "$((first_manifests + $(field manifests)))"
   check_eq "[$v] both runs: blob links as the dry run said" "$links" "$((first_links + $(field blob_links)))"
   local all_new=$((first_new + $(field blobs_new)))
   wharf_import
-  check_eq "[$v] a third run: nothing left to import" "0 4" "$(jq -r '"\(.repositories) \(.repositories_resumed)"' "$work/import.json")"
+  check_eq "[$v] a third run: nothing left to import" "0 5" "$(jq -r '"\(.repositories) \(.repositories_resumed)"' "$work/import.json")"
   wharf_import --restart
-  check_eq "[$v] --restart: everything read again" "4 7 7 $links" \
+  check_eq "[$v] --restart: everything read again" "5 7 7 $links" \
     "$(jq -r '"\(.repositories) \(.tags) \(.manifests) \(.blob_links)"' "$work/import.json")"
   check_eq "[$v] --restart: no new blob record (idempotent)" 0 "$(field blobs_new)"
 
@@ -353,6 +375,8 @@ variant() {
     "$(curl -s "http://$W_ADDR/v2/e2e/app/tags/list" | jq -r '.tags | sort | join(" ")')"
   check_eq "[$v] tags of e2e/churn (the deleted one gone)" "keep moving" \
     "$(curl -s "http://$W_ADDR/v2/e2e/churn/tags/list" | jq -r '.tags | sort | join(" ")')"
+  check_eq "[$v] e2e/stale: no tag (its manifest was gone)" "" \
+    "$(curl -s "http://$W_ADDR/v2/e2e/stale/tags/list" | jq -r '.tags // [] | join(" ")')"
   pull_all "$v" "before gc"
   check_eq "[$v] the deleted manifest is unknown" 404 \
     "$(curl -s -o /dev/null -w '%{http_code}' "http://$W_ADDR/v2/e2e/churn/manifests/${DIGESTS[e2e/churn:gone]}")"
