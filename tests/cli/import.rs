@@ -203,3 +203,100 @@ fn import_reports_and_skips_what_it_cannot_import() {
     );
     assert_eq!(again["repositories"], 0);
 }
+
+/// A real interruption: `wharf import` killed with SIGKILL once it has finished a
+/// repository; the next run resumes after the checkpoints, imports the rest, and
+/// together they import every repository; a third run has nothing left to do.
+#[test]
+fn an_import_killed_mid_way_resumes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    const REPOS: usize = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    for r in 0..REPOS {
+        let repo = format!("many/r{r:03}");
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}},"r":{r}}}"#
+        );
+        let layer = format!("layer {r}");
+        let (c, l) = (
+            blob(&root, config.as_bytes()),
+            blob(&root, layer.as_bytes()),
+        );
+        for d in [&c, &l] {
+            link(
+                &root,
+                &repo,
+                &format!("_layers/sha256/{}/link", hex_of(d)),
+                d,
+            );
+        }
+        let m = blob(&root, &manifest(&c, config.len(), &l, layer.len()));
+        link(
+            &root,
+            &repo,
+            &format!("_manifests/revisions/sha256/{}/link", hex_of(&m)),
+            &m,
+        );
+        link(&root, &repo, "_manifests/tags/latest/current/link", &m);
+    }
+    let config_path = dir.path().join("wharf.yml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\ndatabase:\n  url: sqlite://{}/wharf.db\n",
+            root.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    // Plain progress lines on stderr (not a terminal): kill at the first.
+    let mut child = wharf()
+        .args(["import", "--jobs", "1", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.starts_with("wharf import: ") && line.contains(" repositories") {
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed mid-way; stderr: {seen:?}");
+
+    let import = || {
+        let out = run(wharf()
+            .args(["import", "--json", "--quiet", "--config"])
+            .arg(&config_path));
+        assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let resumed = import();
+    let (done, before) = (
+        resumed["repositories"].as_u64().unwrap(),
+        resumed["repositories_resumed"].as_u64().unwrap(),
+    );
+    assert!(
+        before >= 1,
+        "the killed run checkpointed what it finished: {resumed}"
+    );
+    assert!(
+        before < REPOS as u64,
+        "it was killed before the end: {resumed}"
+    );
+    assert_eq!(done + before, REPOS as u64, "{resumed}");
+    assert_eq!(resumed["manifests"], done, "one manifest per repository");
+    assert_eq!(resumed["tags"], done);
+    let third = import();
+    assert_eq!(third["repositories"], 0);
+    assert_eq!(third["repositories_resumed"], REPOS as u64);
+}
