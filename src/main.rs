@@ -1,6 +1,7 @@
 //! The `wharf` command: `serve` runs the registry, `migrate` applies database migrations,
 //! `check-config` checks a configuration, `gc` collects garbage once, `events` lists
-//! pending notification events and dead letters and replays them.
+//! pending notification events and dead letters and replays them, `import` adopts a
+//! distribution registry's storage in place.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -50,6 +51,34 @@ enum Command {
         /// Print what would go, with sizes, and change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Import a distribution registry's storage (its `docker/registry/v2` layout under
+    /// the configured store's root) in place: records repositories, tags, manifests and
+    /// blobs in the metadata store; copies no blob. Resumes where it stopped.
+    Import {
+        #[arg(long, short, env = "WHARF_CONFIG")]
+        config: Option<PathBuf>,
+        /// Read and validate everything, report what would be imported, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Repositories imported at once.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: u16,
+        /// Forget this store's checkpoints and read every repository again.
+        #[arg(long)]
+        restart: bool,
+        /// Print the summary as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar or progress lines.
+        #[arg(long)]
+        quiet: bool,
+        /// Write the import's metrics (Prometheus text format) to this file at the end.
+        #[arg(long)]
+        metrics_file: Option<PathBuf>,
+        /// Stop as if interrupted once N repositories are done (for testing resumes).
+        #[arg(long, hide = true)]
+        stop_after: Option<u64>,
     },
     /// Notification events: what is pending, the dead letters, replays.
     Events {
@@ -128,12 +157,56 @@ async fn events(config: &Config, command: EventsCommand) -> Result<(), String> {
     Ok(())
 }
 
+/// `wharf import`: the summary on stdout (exit 1 if the import failed, 3 if it was
+/// stopped by `--stop-after`).
+#[allow(clippy::print_stdout)]
+async fn import(
+    config: &Config,
+    options: wharf::import::ImportOptions,
+    json: bool,
+    metrics_file: Option<PathBuf>,
+) -> Result<(), wharf::server::StartError> {
+    let registry = wharf::server::registry(config).await?;
+    let source = wharf::import::source_name(config);
+    let print = |summary: &wharf::import::Summary| {
+        if let Some(path) = &metrics_file {
+            if let Err(e) = std::fs::write(path, wharf::import::metrics_text()) {
+                eprintln!("wharf import: cannot write {}: {e}", path.display());
+            }
+        }
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(summary).unwrap_or_default()
+            );
+        } else {
+            summary.lines().iter().for_each(|l| println!("{l}"));
+        }
+    };
+    match wharf::import::run(&registry, &source, &options).await {
+        Ok(summary) => {
+            print(&summary);
+            Ok(())
+        }
+        Err(wharf::import::ImportError::Stopped(n, summary)) => {
+            print(&summary);
+            eprintln!("wharf import: stopped after {n} repositories (--stop-after); run it again to resume");
+            std::process::exit(3);
+        }
+        Err(e) => {
+            eprintln!("wharf import: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (Command::Serve { config }
     | Command::Migrate { config }
     | Command::CheckConfig { config }
     | Command::Gc { config, .. }
+    | Command::Import { config, .. }
     | Command::Events { config, .. }) = &cli.command;
     let config = match Config::load(config.as_deref(), std::env::vars()) {
         Ok(c) => c,
@@ -182,6 +255,25 @@ fn main() -> ExitCode {
             }
             Ok(())
         }),
+        Command::Import {
+            dry_run,
+            jobs,
+            restart,
+            json,
+            quiet,
+            stop_after,
+            metrics_file,
+            ..
+        } => {
+            let options = wharf::import::ImportOptions {
+                dry_run,
+                jobs: usize::from(jobs),
+                restart,
+                stop_after,
+                progress: !quiet,
+            };
+            block_on(import(&config, options, json, metrics_file))
+        }
         Command::Events { command, .. } => block_on(async {
             events(&config, command)
                 .await

@@ -40,6 +40,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("maintenance", &["types", "config", "registry", "telemetry"]),
     (
+        "import",
+        &[
+            "types",
+            "clock",
+            "config",
+            "metadata",
+            "blobs",
+            "registry",
+            "telemetry",
+        ],
+    ),
+    (
         "notify",
         &["types", "clock", "config", "metadata", "telemetry"],
     ),

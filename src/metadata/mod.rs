@@ -6,7 +6,8 @@
 //! referrers), [`RepositoryStore`] (the catalog, and liveness), [`GcStore`] (garbage
 //! collection's review queues, tombstones and re-checks; see `gc`), [`EventStore`] (the
 //! notification outbox, see [`events`]), [`mirror::MirrorStore`] (the pull-through
-//! cache's fills, tags and content) — combined in
+//! cache's fills, tags and content), [`import::ImportStore`] (`wharf import`'s
+//! checkpoints) — combined in
 //! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
 //! implement every trait over the same schema (`migrations/<engine>/`); they share the
 //! row mapping (`rows`) and every statement that reads or writes the same way
@@ -29,6 +30,7 @@ use crate::types::{
 
 pub mod events;
 pub mod gc;
+pub mod import;
 pub mod mirror;
 mod mirror_queries;
 pub mod postgres;
@@ -249,6 +251,8 @@ pub struct Metadata {
     pub events: Arc<dyn EventStore>,
     /// The pull-through cache's state (`mirror`).
     pub mirror: Arc<dyn mirror::MirrorStore>,
+    /// `wharf import`'s checkpoints (`import`).
+    pub imports: Arc<dyn import::ImportStore>,
 }
 
 impl Metadata {
@@ -261,13 +265,15 @@ impl Metadata {
             + RepositoryStore
             + GcStore
             + EventStore
-            + mirror::MirrorStore,
+            + mirror::MirrorStore
+            + import::ImportStore,
     {
         Metadata {
             uploads: store.clone(),
             blobs: store.clone(),
             manifests: store.clone(),
             mirror: store.clone(),
+            imports: store.clone(),
             repositories: store.clone(),
             gc: store.clone(),
             events: store,

@@ -110,7 +110,7 @@ impl Registry {
 
     /// `validation.manifests.urls`: every URL of a non-distributable layer matches an
     /// `allow` pattern (when there are any) and no `deny` pattern.
-    fn check_foreign_urls(&self, urls: &[String]) -> Result<()> {
+    pub(super) fn check_foreign_urls(&self, urls: &[String]) -> Result<()> {
         let (allow, deny) = (&self.options.url_allow, &self.options.url_deny);
         for url in urls {
             let allowed = allow.is_empty() || allow.iter().any(|r| r.is_match(url));

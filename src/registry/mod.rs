@@ -15,6 +15,7 @@ pub(crate) use crate::clock::now_ms;
 use crate::metadata::Metadata;
 use crate::redirect::Redirector;
 
+pub mod adopt;
 pub mod blobs;
 pub mod error;
 pub mod events;

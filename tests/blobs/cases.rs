@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::TryStreamExt;
 use wharf::blobs::BlobError;
 use wharf::types::ChunkRecord;
 
@@ -504,4 +505,52 @@ fn split<'a>(whole: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
         start += len;
     }
     parts
+}
+
+/// An object another registry wrote under the same root (distribution's
+/// `docker/registry/v2/blobs/…/data`, which `wharf import` records as a blob's storage
+/// key) is read, ranged, listed and deleted under that key as Wharf's own are: the
+/// backend puts its root (`rootdirectory`) in front of any key.
+pub async fn foreign_keys_are_read_under_the_root(s: &Subject) {
+    let data = pseudo_random(70_000, 19);
+    let hex = "b5bb9d8014a0f9b1d61e21e796d78dccdf1352f23cd32812f4850b878ae4944c";
+    let key = format!("docker/registry/v2/blobs/sha256/b5/{hex}/data");
+    s.put_outside(&key, &data).await;
+    assert!(read_ok(s.backend.as_ref(), &key).await == data, "the bytes");
+    let part = read(s.backend.as_ref(), &key, Some(1000..1500))
+        .await
+        .expect("a ranged read");
+    assert!(part == data[1000..1500], "the range's bytes");
+    let listed: Vec<_> = s
+        .backend
+        .list("docker/registry/v2/blobs/")
+        .await
+        .expect("list")
+        .try_collect()
+        .await
+        .expect("the listing");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|o| (o.key.as_str(), o.size))
+            .collect::<Vec<_>>(),
+        vec![(key.as_str(), data.len() as u64)],
+        "listed under its key, relative to the root"
+    );
+    assert!(
+        s.backend
+            .list("blobs/")
+            .await
+            .expect("list")
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("the listing")
+            .is_empty(),
+        "not under Wharf's own blobs/ (the orphan sweep's prefix)"
+    );
+    s.backend.delete(&key).await.expect("delete");
+    assert_not_found(
+        "the deleted object",
+        read(s.backend.as_ref(), &key, None).await,
+    );
 }

@@ -69,6 +69,7 @@ macro_rules! common_cases {
             failed_compose_leaves_no_blob,
             check_passes,
             presigned_get,
+            foreign_keys_are_read_under_the_root,
         );
     };
 }

@@ -255,6 +255,51 @@ impl Subject {
         chunks
     }
 
+    /// Writes `data` at `key` under the backend's root from outside it, as another
+    /// registry sharing the store (distribution's layout, for `wharf import`) would.
+    pub async fn put_outside(&self, key: &str, data: &[u8]) {
+        match &self.location {
+            Location::Filesystem { dir } => {
+                let path = dir.path().join("blobs").join(key);
+                std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+                std::fs::write(&path, data).expect("write the object");
+            }
+            Location::InMemory { store } => {
+                store
+                    .put(&Path::from(key), Bytes::copy_from_slice(data).into())
+                    .await
+                    .expect("put the object");
+            }
+            Location::Bucket { store, prefix } => {
+                store
+                    .put(
+                        &Path::from(format!("{prefix}/{key}")),
+                        Bytes::copy_from_slice(data).into(),
+                    )
+                    .await
+                    .expect("put the object");
+            }
+            Location::Gcs {
+                base,
+                bucket,
+                prefix,
+            } => {
+                let r = self
+                    .http
+                    .post(format!("{base}/upload/storage/v1/b/{bucket}/o"))
+                    .query(&[
+                        ("uploadType", "media".to_string()),
+                        ("name", format!("{prefix}/{key}")),
+                    ])
+                    .body(data.to_vec())
+                    .send()
+                    .await
+                    .expect("upload to the GCS emulator");
+                assert!(r.status().is_success(), "upload: {}", r.status());
+            }
+        }
+    }
+
     /// Every object the backend holds, by storage key, sorted.
     pub async fn objects(&self) -> Vec<String> {
         let mut keys = match &self.location {

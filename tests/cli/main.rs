@@ -11,6 +11,8 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+mod import;
+
 const WAIT: Duration = Duration::from_secs(30);
 
 /// `wharf` with a clean environment for the settings it reads: no `REGISTRY_*`,

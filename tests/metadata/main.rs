@@ -22,6 +22,7 @@
 mod cache;
 mod cases;
 mod events;
+mod import;
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
 mod races;
@@ -101,6 +102,7 @@ suite!(
     events::dead_letters_and_replay,
     events::new_endpoints_start_now_and_pruning,
     events::racing_consumer_misses_nothing,
+    import::import_checkpoints,
 );
 
 /// PostgreSQL only (SQLite is one process): several instances opened at once on one

@@ -42,6 +42,7 @@ use crate::types::{
 
 mod events;
 mod gc;
+mod import;
 mod mirror;
 mod writes;
 

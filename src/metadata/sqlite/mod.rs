@@ -31,6 +31,7 @@ use crate::types::{
 mod events;
 mod gc;
 mod group_commit;
+mod import;
 mod lock;
 mod mirror;
 mod writes;
