@@ -16,6 +16,7 @@ struct Rule {
     repositories: Vec<String>,
     actions: BTreeSet<Action>,
     catalog: bool,
+    quotas: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -76,6 +77,7 @@ impl AccessPolicy {
                     })
                     .collect(),
                 catalog: r.catalog,
+                quotas: r.quotas,
             })
             .collect();
         AccessPolicy { rules, memberships }
@@ -118,6 +120,17 @@ impl AccessPolicy {
         self.rules
             .iter()
             .any(|r| r.catalog && self.applies(r, subject))
+    }
+
+    /// May `subject` read and change quotas (the admin API)? As for the catalog: with
+    /// no rules, any authenticated user; else a rule with `quotas: true` must apply.
+    pub fn quotas(&self, subject: Option<&str>) -> bool {
+        if self.rules.is_empty() {
+            return subject.is_some();
+        }
+        self.rules
+            .iter()
+            .any(|r| r.quotas && self.applies(r, subject))
     }
 }
 

@@ -6,7 +6,8 @@
 //! referrers), [`RepositoryStore`] (the catalog, and liveness), [`GcStore`] (garbage
 //! collection's review queues, tombstones and re-checks; see `gc`), [`EventStore`] (the
 //! notification outbox, see [`events`]), [`mirror::MirrorStore`] (the pull-through
-//! cache's fills, tags and content) — combined in
+//! cache's fills, tags and content), [`quota::QuotaStore`] (storage quotas' counters,
+//! quotas and reservations) — combined in
 //! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
 //! implement every trait over the same schema (`migrations/<engine>/`); they share the
 //! row mapping (`rows`) and every statement that reads or writes the same way
@@ -33,6 +34,8 @@ pub mod mirror;
 mod mirror_queries;
 pub mod postgres;
 mod queries;
+pub mod quota;
+mod quota_queries;
 mod rows;
 mod sql_error;
 pub mod sqlite;
@@ -249,6 +252,8 @@ pub struct Metadata {
     pub events: Arc<dyn EventStore>,
     /// The pull-through cache's state (`mirror`).
     pub mirror: Arc<dyn mirror::MirrorStore>,
+    /// Storage quotas: counters, quotas, reservations (`quota`).
+    pub quotas: Arc<dyn quota::QuotaStore>,
 }
 
 impl Metadata {
@@ -261,13 +266,15 @@ impl Metadata {
             + RepositoryStore
             + GcStore
             + EventStore
-            + mirror::MirrorStore,
+            + mirror::MirrorStore
+            + quota::QuotaStore,
     {
         Metadata {
             uploads: store.clone(),
             blobs: store.clone(),
             manifests: store.clone(),
             mirror: store.clone(),
+            quotas: store.clone(),
             repositories: store.clone(),
             gc: store.clone(),
             events: store,

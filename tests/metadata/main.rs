@@ -24,6 +24,7 @@ mod cases;
 mod events;
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
+mod quotas;
 mod races;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
@@ -101,6 +102,10 @@ suite!(
     events::dead_letters_and_replay,
     events::new_endpoints_start_now_and_pruning,
     events::racing_consumer_misses_nothing,
+    quotas::quota_shared_layers_charged_once,
+    quotas::quota_reservations,
+    quotas::quota_limits_seeded_and_set,
+    quotas::quota_race_counters,
 );
 
 /// PostgreSQL only (SQLite is one process): several instances opened at once on one

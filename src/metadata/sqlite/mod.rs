@@ -33,6 +33,7 @@ mod gc;
 mod group_commit;
 mod lock;
 mod mirror;
+mod quota;
 mod writes;
 
 /// The shared statements, for SQLite.
@@ -41,6 +42,16 @@ mod queries {
         sqlx::Sqlite,
         sqlx::SqliteConnection,
         "m.created_at, m.digest"
+    );
+}
+
+/// The quota statements, for SQLite.
+mod quota_sql {
+    crate::metadata::quota_queries::quota_queries!(
+        sqlx::Sqlite,
+        sqlx::SqliteConnection,
+        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        ""
     );
 }
 
