@@ -82,6 +82,9 @@ pub struct Reservation {
     pub bytes: u64,
     /// Unix ms after which it no longer counts.
     pub expires_at: i64,
+    /// The blob it is for, when known (a mount, an upload's final `PUT`): a scope that
+    /// holds it already needs no room for it.
+    pub digest: Option<crate::types::Digest>,
 }
 
 /// What a reservation or a check found.

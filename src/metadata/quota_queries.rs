@@ -171,6 +171,18 @@ macro_rules! quota_queries {
             let total = to_i64(r.bytes).max(held.unwrap_or(0));
             for (scope, quota) in sorted(limits) {
                 let stored = locked_stored(conn, &scope).await?;
+                if let Some(d) = &r.digest {
+                    let held: Option<i64> = sqlx::query_scalar(
+                        "SELECT refs FROM quota_scope_blobs WHERE scope = $1 AND digest = $2",
+                    )
+                    .bind(&scope)
+                    .bind(d.to_string())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if held.is_some() {
+                        continue;
+                    }
+                }
                 let others: i64 = sqlx::query_scalar(RESERVED)
                     .bind(&scope)
                     .bind(&r.id)

@@ -12,7 +12,9 @@
 //! its session will hold: offset plus the declared length (`Content-Range`, else
 //! `Content-Length`) when there is one, else in steps of [`STREAM_STEP`] ahead of the
 //! bytes as they stream (the last step exactly, so a push that fits is not refused for
-//! the step's sake). A reservation that does not fit is refused with the scope, its
+//! the step's sake). When the blob's digest is known (the final `PUT`, a mount), a
+//! scope that already holds the blob needs no room for it: a layer shared across a
+//! namespace is charged, and checked, once. A reservation that does not fit is refused with the scope, its
 //! quota and its usage; the upload's session and every byte it wrote are deleted. A
 //! mount reserves the blob's size for as long as it takes to link it; a manifest is
 //! refused when the blobs it references that the scope does not hold yet would take
@@ -165,6 +167,7 @@ impl Registry {
         id: &str,
         repo: &RepoName,
         total: u64,
+        digest: Option<&Digest>,
         limits: &[(String, u64)],
     ) -> Result<()> {
         if limits.is_empty() {
@@ -177,6 +180,7 @@ impl Registry {
             repository: repo.clone(),
             bytes: total,
             expires_at: now_ms().saturating_add(ttl),
+            digest: digest.cloned(),
         };
         let outcome = self.meta.quotas.reserve(&reservation, limits).await?;
         debug!(upload = %id, total, ?outcome, "quota reservation");
@@ -184,7 +188,12 @@ impl Registry {
     }
 
     /// A mount of `size` bytes into `repo`: reserved while `link` runs, then released.
-    pub(crate) async fn reserve_mount(&self, repo: &RepoName, size: u64) -> Result<Option<String>> {
+    pub(crate) async fn reserve_mount(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Option<String>> {
         let limits = self.binding_quotas(repo).await?;
         if limits.is_empty() {
             return Ok(None);
@@ -195,6 +204,7 @@ impl Registry {
             repository: repo.clone(),
             bytes: size,
             expires_at: now_ms() + MOUNT_RESERVATION.as_millis() as i64,
+            digest: Some(digest.clone()),
         };
         refused(self.meta.quotas.reserve(&reservation, &limits).await?)?;
         Ok(Some(id))

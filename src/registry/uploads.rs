@@ -47,6 +47,8 @@ struct Received {
 struct QuotaWatch<'a> {
     id: &'a str,
     repo: &'a RepoName,
+    /// The blob's digest when the request names it (a final `PUT`).
+    digest: Option<&'a Digest>,
     limits: Vec<(String, u64)>,
     reserved: u64,
 }
@@ -189,10 +191,14 @@ impl Registry {
             return Ok(());
         }
         let ahead = total.saturating_add(super::quota::STREAM_STEP);
-        match self.reserve_upload(q.id, q.repo, ahead, &q.limits).await {
+        match self
+            .reserve_upload(q.id, q.repo, ahead, q.digest, &q.limits)
+            .await
+        {
             Ok(()) => q.reserved = ahead,
             Err(RegistryError::QuotaExceeded { .. }) => {
-                self.reserve_upload(q.id, q.repo, total, &q.limits).await?;
+                self.reserve_upload(q.id, q.repo, total, q.digest, &q.limits)
+                    .await?;
                 q.reserved = total;
             }
             Err(e) => return Err(e),
@@ -206,6 +212,7 @@ impl Registry {
         &self,
         id: &'a str,
         repo: &'a RepoName,
+        digest: Option<&'a Digest>,
         offset: u64,
         declared: Option<u64>,
     ) -> Result<Option<QuotaWatch<'a>>> {
@@ -216,6 +223,7 @@ impl Registry {
         let mut watch = QuotaWatch {
             id,
             repo,
+            digest,
             limits,
             reserved: 0,
         };
@@ -225,7 +233,8 @@ impl Registry {
     }
 
     async fn extend_reservation_exact(&self, q: &mut QuotaWatch<'_>, total: u64) -> Result<()> {
-        self.reserve_upload(q.id, q.repo, total, &q.limits).await?;
+        self.reserve_upload(q.id, q.repo, total, q.digest, &q.limits)
+            .await?;
         q.reserved = total;
         Ok(())
     }
@@ -275,7 +284,7 @@ impl Registry {
         let declared = Self::check_range(&upload, range)?;
         let hasher = Self::restore_hasher(&upload)?;
         let quota = match self
-            .watch_quota(id, repo, upload.offset, declared.or(content_length))
+            .watch_quota(id, repo, None, upload.offset, declared.or(content_length))
             .await
         {
             Ok(q) => q,
@@ -400,7 +409,13 @@ impl Registry {
         // The total is reserved again before the commit, even with no body: a
         // reservation that expired while the session idled is checked once more.
         let quota = match self
-            .watch_quota(id, repo, upload.offset, declared.or(content_length))
+            .watch_quota(
+                id,
+                repo,
+                Some(expected),
+                upload.offset,
+                declared.or(content_length),
+            )
             .await
         {
             Ok(q) => q,
@@ -569,7 +584,9 @@ impl Registry {
         self.require_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
         // No session row to end the reservation with: released here, whatever happens.
-        let quota = self.watch_quota(&id, repo, 0, content_length).await?;
+        let quota = self
+            .watch_quota(&id, repo, Some(expected), 0, content_length)
+            .await?;
         let reserved = quota.is_some();
         let result = self
             .upload_monolithic_reserved(repo, expected, &id, quota, body, ctx)
@@ -665,7 +682,7 @@ impl Registry {
             let reservation = if already {
                 None
             } else {
-                self.reserve_mount(repo, blob.size).await?
+                self.reserve_mount(repo, digest, blob.size).await?
             };
             let linked = self.meta.blobs.link_blob(repo, digest, &events).await;
             self.release_reservation(reservation).await;

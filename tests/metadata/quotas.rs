@@ -130,6 +130,7 @@ pub async fn quota_reservations(store: Store) {
         repository: r.clone(),
         bytes,
         expires_at,
+        digest: None,
     };
     assert_eq!(
         store
