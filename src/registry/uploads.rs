@@ -111,6 +111,8 @@ impl Registry {
     /// `session` names the upload when it has a session row: on backends that write in
     /// place, its offset is checked again once the writer holds the upload, so a request
     /// that lost a race never touches bytes another request has recorded.
+    // The request's parts, each its own value as the handler parsed it.
+    #[allow(clippy::too_many_arguments)]
     async fn write_chunk<S, E>(
         &self,
         storage_key: &str,
@@ -355,6 +357,8 @@ impl Registry {
 
     /// `PUT ?digest=`: appends the optional last chunk, verifies the digest, and commits.
     #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, upload = %id, digest = %expected))]
+    // The request's parts, each its own value as the handler parsed it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_upload<S, E>(
         &self,
         repo: &RepoName,
@@ -388,6 +392,8 @@ impl Registry {
     }
 
     /// `finish_upload`, with the push event written only when `ctx` is given.
+    // The request's parts, each its own value as the handler parsed it.
+    #[allow(clippy::too_many_arguments)]
     async fn finish_upload_announced<S, E>(
         &self,
         repo: &RepoName,

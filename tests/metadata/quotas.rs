@@ -233,7 +233,7 @@ pub async fn quota_reservations(store: Store) {
     assert_eq!(
         store
             .quotas
-            .check_blobs(&r, &[stored.digest.clone()], &limits)
+            .check_blobs(&r, std::slice::from_ref(&stored.digest), &limits)
             .await
             .unwrap(),
         QuotaOutcome::Allowed
