@@ -598,7 +598,10 @@ impl Registry {
             .upload_monolithic_reserved(repo, expected, &id, quota, body, ctx)
             .await;
         if reserved {
-            self.release_reservation(Some(id.clone())).await;
+            // Off the request's path: the client need not wait for one more write (a
+            // failure, or a process that dies first, leaves it to expire).
+            let registry = self.clone();
+            tokio::spawn(async move { registry.release_reservation(Some(id)).await });
         }
         result
     }
