@@ -2,6 +2,14 @@
 -- explains the scopes and the counters. Expand only: new tables, an index, functions
 -- and triggers.
 --
+-- The counting triggers never update a shared row: each change is a row appended to
+-- `quota_usage_deltas`, and a scope's figures are `quota_usage` (the compacted base)
+-- plus its deltas (the view `quota_usage_totals`). A per-scope counter row updated by
+-- every link would serialize every write of a namespace behind garbage collection's
+-- batches and deadlock with them (a commit holding its blob's key lock waiting for the
+-- counter, a review holding the counter waiting for that blob). Reservations lock the
+-- `quota_usage` row of their scope, which only they and compaction take.
+--
 -- Concurrency (READ COMMITTED, several instances): whether a link makes a blob new to
 -- a scope is decided by `INSERT … ON CONFLICT DO UPDATE … RETURNING refs` on
 -- `quota_scope_blobs(scope, digest)`, which takes the row's lock and sees the latest
@@ -24,6 +32,25 @@ CREATE TABLE quota_usage (
     blobs         BIGINT NOT NULL DEFAULT 0,
     manifests     BIGINT NOT NULL DEFAULT 0
 );
+
+CREATE TABLE quota_usage_deltas (
+    id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scope         TEXT   NOT NULL,
+    logical_bytes BIGINT NOT NULL DEFAULT 0,
+    stored_bytes  BIGINT NOT NULL DEFAULT 0,
+    blobs         BIGINT NOT NULL DEFAULT 0,
+    manifests     BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX quota_usage_deltas_scope ON quota_usage_deltas (scope);
+
+CREATE VIEW quota_usage_totals AS
+SELECT scope, CAST(sum(logical_bytes) AS BIGINT) AS logical_bytes,
+       CAST(sum(stored_bytes) AS BIGINT) AS stored_bytes,
+       CAST(sum(blobs) AS BIGINT) AS blobs, CAST(sum(manifests) AS BIGINT) AS manifests
+FROM (SELECT scope, logical_bytes, stored_bytes, blobs, manifests FROM quota_usage
+      UNION ALL
+      SELECT scope, logical_bytes, stored_bytes, blobs, manifests FROM quota_usage_deltas) u
+GROUP BY scope;
 
 CREATE TABLE quota_scope_blobs (
     scope  TEXT   NOT NULL,
@@ -101,10 +128,8 @@ BEGIN
             ON CONFLICT (scope, digest) DO UPDATE SET refs = q.refs + 1
             RETURNING q.refs INTO n;
             IF n = 1 THEN
-                INSERT INTO quota_usage AS u (scope, stored_bytes, blobs)
-                VALUES (s, coalesce(sz, 0), 1)
-                ON CONFLICT (scope) DO UPDATE
-                SET stored_bytes = u.stored_bytes + coalesce(sz, 0), blobs = u.blobs + 1;
+                INSERT INTO quota_usage_deltas (scope, stored_bytes, blobs)
+                VALUES (s, coalesce(sz, 0), 1);
             END IF;
         END LOOP;
     ELSE
@@ -115,9 +140,8 @@ BEGIN
             WHERE scope = s AND digest = OLD.digest RETURNING refs INTO n;
             IF n IS NOT NULL AND n <= 0 THEN
                 DELETE FROM quota_scope_blobs WHERE scope = s AND digest = OLD.digest;
-                UPDATE quota_usage
-                SET stored_bytes = stored_bytes - coalesce(sz, 0), blobs = blobs - 1
-                WHERE scope = s;
+                INSERT INTO quota_usage_deltas (scope, stored_bytes, blobs)
+                VALUES (s, -coalesce(sz, 0), -1);
             END IF;
         END LOOP;
     END IF;
@@ -134,13 +158,12 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         FOR s IN SELECT scope FROM quota_repository_scopes
                  WHERE repository_id = NEW.repository_id ORDER BY scope LOOP
-            INSERT INTO quota_usage AS u (scope, manifests) VALUES (s, 1)
-            ON CONFLICT (scope) DO UPDATE SET manifests = u.manifests + 1;
+            INSERT INTO quota_usage_deltas (scope, manifests) VALUES (s, 1);
         END LOOP;
     ELSE
         FOR s IN SELECT scope FROM quota_repository_scopes
                  WHERE repository_id = OLD.repository_id ORDER BY scope LOOP
-            UPDATE quota_usage SET manifests = manifests - 1 WHERE scope = s;
+            INSERT INTO quota_usage_deltas (scope, manifests) VALUES (s, -1);
         END LOOP;
     END IF;
     RETURN NULL;
@@ -165,7 +188,7 @@ BEGIN
     IF sz IS NOT NULL THEN
         FOR s IN SELECT scope FROM quota_repository_scopes
                  WHERE repository_id = repo ORDER BY scope LOOP
-            UPDATE quota_usage SET logical_bytes = logical_bytes + sz WHERE scope = s;
+            INSERT INTO quota_usage_deltas (scope, logical_bytes) VALUES (s, sz);
         END LOOP;
     END IF;
     RETURN NULL;
@@ -196,7 +219,7 @@ BEGIN
              JOIN quota_repository_scopes s ON s.repository_id = mr.repository_id
              WHERE mr.child_digest = d AND NOT mr.child_is_manifest
              GROUP BY s.scope ORDER BY s.scope LOOP
-        UPDATE quota_usage SET logical_bytes = logical_bytes + sz * r.n WHERE scope = r.scope;
+        INSERT INTO quota_usage_deltas (scope, logical_bytes) VALUES (r.scope, sz * r.n);
     END LOOP;
     RETURN NULL;
 END

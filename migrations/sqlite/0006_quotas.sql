@@ -40,6 +40,11 @@ CREATE TABLE quota_usage (
     manifests     INTEGER NOT NULL DEFAULT 0
 );
 
+-- A scope's figures as the shared statements read them (on PostgreSQL the compacted
+-- base plus the triggers' deltas; here the one writer updates the rows in place).
+CREATE VIEW quota_usage_totals AS
+SELECT scope, logical_bytes, stored_bytes, blobs, manifests FROM quota_usage;
+
 -- A blob in a scope, with how many of the scope's repositories link it.
 CREATE TABLE quota_scope_blobs (
     scope  TEXT    NOT NULL,

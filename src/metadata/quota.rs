@@ -155,6 +155,9 @@ pub trait QuotaStore: Send + Sync + 'static {
         digests: &[crate::types::Digest],
         limits: &[(String, u64)],
     ) -> Result<QuotaOutcome>;
+    /// Folds the counting triggers' appended changes into the per-scope rows
+    /// (PostgreSQL; nothing to do on SQLite, whose writer updates them in place).
+    async fn compact(&self) -> Result<()>;
     /// Recomputes every counter from the rows; returns what differed, and with `fix`
     /// sets the counters to the recomputed figures in the same transaction.
     async fn recompute(&self, fix: bool) -> Result<Vec<Drift>>;

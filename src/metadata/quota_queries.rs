@@ -96,7 +96,7 @@ macro_rules! quota_queries {
             E: sqlx::Executor<'e, Database = $db> + Copy,
         {
             let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
-                "SELECT logical_bytes, stored_bytes, blobs, manifests FROM quota_usage
+                "SELECT logical_bytes, stored_bytes, blobs, manifests FROM quota_usage_totals
                  WHERE scope = $1",
             )
             .bind(scope)
@@ -125,20 +125,22 @@ macro_rules! quota_queries {
             })
         }
 
-        /// The scope's stored bytes, its usage row locked (created if missing, so that
-        /// there is a row to lock).
-        async fn locked_stored(conn: &mut $conn, scope: &str) -> Result<i64> {
+        /// Locks the scope's usage row (created if missing, so that there is a row to
+        /// lock): reservations of the scope then run one at a time. The counting
+        /// triggers never take it (see `migrations/postgres/0006_quotas.sql`).
+        async fn lock_scope(conn: &mut $conn, scope: &str) -> Result<()> {
             sqlx::query("INSERT INTO quota_usage (scope) VALUES ($1) ON CONFLICT DO NOTHING")
                 .bind(scope)
                 .execute(&mut *conn)
                 .await?;
-            Ok(sqlx::query_scalar(concat!(
-                "SELECT stored_bytes FROM quota_usage WHERE scope = $1",
+            let _: Option<i32> = sqlx::query_scalar(concat!(
+                "SELECT 1 FROM quota_usage WHERE scope = $1",
                 $for_update
             ))
             .bind(scope)
-            .fetch_one(&mut *conn)
-            .await?)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(())
         }
 
         /// The scope's stored bytes (0 for a scope nothing counts in yet), unlocked.
@@ -170,7 +172,7 @@ macro_rules! quota_queries {
                     .await?;
             let total = to_i64(r.bytes).max(held.unwrap_or(0));
             for (scope, quota) in sorted(limits) {
-                let stored = locked_stored(conn, &scope).await?;
+                lock_scope(conn, &scope).await?;
                 if let Some(d) = &r.digest {
                     let held: Option<i64> = sqlx::query_scalar(
                         "SELECT refs FROM quota_scope_blobs WHERE scope = $1 AND digest = $2",
@@ -183,11 +185,16 @@ macro_rules! quota_queries {
                         continue;
                     }
                 }
-                let others: i64 = sqlx::query_scalar(RESERVED)
-                    .bind(&scope)
-                    .bind(&r.id)
-                    .fetch_one(&mut *conn)
-                    .await?;
+                // One statement, one snapshot: a commit that turns a reservation into
+                // stored bytes is seen either wholly before or wholly after.
+                let (stored, others): (i64, i64) = sqlx::query_as(&format!(
+                    "SELECT coalesce((SELECT stored_bytes FROM quota_usage_totals WHERE scope = $1), 0),
+                            ({RESERVED})"
+                ))
+                .bind(&scope)
+                .bind(&r.id)
+                .fetch_one(&mut *conn)
+                .await?;
                 if stored + others + total > to_i64(quota) {
                     return Ok(QuotaOutcome::Exceeded {
                         scope,

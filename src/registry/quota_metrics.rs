@@ -79,13 +79,17 @@ impl Registry {
         Ok(())
     }
 
-    /// Refreshes the gauges every 30 s for as long as the process runs.
+    /// Refreshes the gauges (and folds the usage counters' deltas, see
+    /// `metadata::quota`) every 30 s for as long as the process runs.
     pub fn spawn_quota_gauges(&self) {
         let registry = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(EVERY);
             loop {
                 tick.tick().await;
+                if let Err(e) = registry.meta.quotas.compact().await {
+                    tracing::debug!(error = %e, "quota counters not compacted");
+                }
                 if let Err(e) = registry.refresh_quota_gauges().await {
                     tracing::debug!(error = %e, "quota gauges not refreshed");
                 }

@@ -3,7 +3,8 @@
 //! the limited scopes' usage rows `FOR UPDATE` in scope order, the order the counting
 //! triggers take them in (see `migrations/postgres/0006_quotas.sql`), so reservations
 //! on every instance are judged one at a time against counters no commit is changing.
-//! `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
+//! The counting triggers append deltas (no shared row to wait on); `compact` folds
+//! them into the per-scope rows. `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
 //! that already changed a counter finish first, the next wait) so that it compares one
 //! consistent state.
 
@@ -15,6 +16,28 @@ use crate::metadata::quota::{
 };
 use crate::metadata::Result;
 use crate::types::{Digest, RepoName};
+
+/// Moves the counting triggers' deltas into the per-scope rows in one statement (so
+/// a reader sees them either all before or all after), rows taken in scope order.
+async fn compact(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<()> {
+    sqlx::query(
+        "WITH moved AS (DELETE FROM quota_usage_deltas
+                        RETURNING scope, logical_bytes, stored_bytes, blobs, manifests),
+              sums AS (SELECT scope, CAST(sum(logical_bytes) AS BIGINT) AS l,
+                              CAST(sum(stored_bytes) AS BIGINT) AS s,
+                              CAST(sum(blobs) AS BIGINT) AS b, CAST(sum(manifests) AS BIGINT) AS m
+                       FROM moved GROUP BY scope)
+         INSERT INTO quota_usage AS u (scope, logical_bytes, stored_bytes, blobs, manifests)
+         SELECT scope, l, s, b, m FROM sums ORDER BY scope
+         ON CONFLICT (scope) DO UPDATE SET
+             logical_bytes = u.logical_bytes + excluded.logical_bytes,
+             stored_bytes = u.stored_bytes + excluded.stored_bytes,
+             blobs = u.blobs + excluded.blobs, manifests = u.manifests + excluded.manifests",
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 #[async_trait]
 impl QuotaStore for PostgresStore {
@@ -76,12 +99,27 @@ impl QuotaStore for PostgresStore {
         quota_sql::check_blobs(&mut conn, repo, digests, limits).await
     }
 
+    async fn compact(&self) -> Result<()> {
+        retry("quota_compact", || async {
+            let mut tx = begin(&self.pool).await?;
+            compact(&mut tx).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn recompute(&self, fix: bool) -> Result<Vec<Drift>> {
         retry("quota_recompute", || async {
             let mut tx = begin(&self.pool).await?;
-            sqlx::query("LOCK TABLE quota_usage, quota_scope_blobs IN SHARE ROW EXCLUSIVE MODE")
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "LOCK TABLE quota_usage, quota_usage_deltas, quota_scope_blobs
+                 IN SHARE ROW EXCLUSIVE MODE",
+            )
+            .execute(&mut *tx)
+            .await?;
+            // The figures are then the per-scope rows alone.
+            compact(&mut tx).await?;
             let drifts = quota_sql::recompute(&mut tx, fix).await?;
             tx.commit().await?;
             Ok(drifts)

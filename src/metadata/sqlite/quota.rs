@@ -70,6 +70,10 @@ impl QuotaStore for SqliteStore {
         quota_sql::check_blobs(&mut conn, repo, digests, limits).await
     }
 
+    async fn compact(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn recompute(&self, fix: bool) -> Result<Vec<Drift>> {
         self.writer
             .write(move |conn| Box::pin(async move { quota_sql::recompute(conn, fix).await }))
