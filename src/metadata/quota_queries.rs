@@ -146,7 +146,7 @@ macro_rules! quota_queries {
         /// The scope's stored bytes (0 for a scope nothing counts in yet), unlocked.
         async fn stored_of(conn: &mut $conn, scope: &str) -> Result<i64> {
             let v: Option<i64> =
-                sqlx::query_scalar("SELECT stored_bytes FROM quota_usage WHERE scope = $1")
+                sqlx::query_scalar("SELECT stored_bytes FROM quota_usage_totals WHERE scope = $1")
                     .bind(scope)
                     .fetch_optional(&mut *conn)
                     .await?;
