@@ -1,7 +1,8 @@
 //! The `wharf` command: `serve` runs the registry, `migrate` applies database migrations,
 //! `check-config` checks a configuration, `gc` collects garbage once, `events` lists
 //! pending notification events and dead letters and replays them, `import` adopts a
-//! distribution registry's storage in place.
+//! distribution registry's storage in place, `quota recompute` checks (and fixes) the
+//! storage quotas' counters.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -87,7 +88,29 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Storage quotas.
+    Quota {
+        #[arg(long, short, env = "WHARF_CONFIG", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: QuotaCommand,
+    },
 }
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Recompute every usage counter from the stored rows, print each that differed and
+    /// set it right. Exit status 0: the counters were right; 3: some were not (fixed,
+    /// unless --check).
+    Recompute {
+        /// Report only; change nothing.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// Exit status of `wharf quota recompute` when a counter was wrong.
+const DRIFT_FOUND: u8 = 3;
 
 #[derive(Subcommand)]
 enum EventsCommand {
@@ -207,7 +230,8 @@ fn main() -> ExitCode {
     | Command::CheckConfig { config }
     | Command::Gc { config, .. }
     | Command::Import { config, .. }
-    | Command::Events { config, .. }) = &cli.command;
+    | Command::Events { config, .. }
+    | Command::Quota { config, .. }) = &cli.command;
     let config = match Config::load(config.as_deref(), std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
@@ -278,6 +302,27 @@ fn main() -> ExitCode {
             events(&config, command)
                 .await
                 .map_err(|e| wharf::server::StartError::Notify(wharf::notify::NotifyError(e)))
+        }),
+        // The report is the command's output: one line per counter that was wrong.
+        #[allow(clippy::print_stdout)]
+        Command::Quota {
+            command: QuotaCommand::Recompute { check },
+            ..
+        } => block_on(async {
+            let meta = wharf::metadata::open(&config.database.url, 2).await?;
+            let drifts = meta.quotas.recompute(!check).await?;
+            drifts.iter().for_each(|d| println!("{d}"));
+            if drifts.is_empty() {
+                eprintln!("wharf: quota counters are right");
+                Ok(())
+            } else {
+                eprintln!(
+                    "wharf: {} quota counters were wrong{}",
+                    drifts.len(),
+                    if check { "" } else { "; fixed" }
+                );
+                std::process::exit(i32::from(DRIFT_FOUND));
+            }
         }),
         Command::CheckConfig { .. } => {
             eprintln!("wharf: configuration is valid");

@@ -100,8 +100,12 @@ pub async fn registry(config: &Config) -> Result<Registry, StartError> {
             .url_patterns(&config.validation.manifests.urls.deny),
         gc: crate::maintenance::gc_options(config),
         events: event_options(config),
+        quotas: quota_options(config),
         ..RegistryOptions::default()
     };
+    if !config.storage.maintenance.readonly.enabled {
+        meta.quotas.seed_quota_limits(&quota_seeds(config)).await?;
+    }
     let registry = Registry::new(meta, blobs, redirector, options);
     // The pull-through cache (`proxy`), with its background sweeps.
     match crate::proxy::Proxy::from_config(config).map_err(StartError::Proxy)? {
@@ -112,6 +116,29 @@ pub async fn registry(config: &Config) -> Result<Registry, StartError> {
         }
         None => Ok(registry),
     }
+}
+
+/// `quotas` for the core.
+fn quota_options(config: &Config) -> crate::registry::quota::QuotaOptions {
+    let defaults = crate::registry::quota::QuotaOptions::default();
+    crate::registry::quota::QuotaOptions {
+        reservation_ttl: config
+            .quotas
+            .reservationttl
+            .map_or(defaults.reservation_ttl, |d| d.0),
+        ..defaults
+    }
+}
+
+/// The configuration's quotas, which seed the store's (`registry::quota`).
+fn quota_seeds(config: &Config) -> Vec<crate::metadata::quota::QuotaLimit> {
+    (config.quotas.scopes().into_iter())
+        .map(|(scope, bytes)| crate::metadata::quota::QuotaLimit {
+            scope,
+            bytes,
+            source: "config".into(),
+        })
+        .collect()
 }
 
 /// What `notifications` wants the core to write.
@@ -247,6 +274,9 @@ fn start_http(
             config.http.timeouts.body.0,
             config.http.limits.manifestbytes,
         ),
+        writes: config.http.limits.writes.map(|w| {
+            crate::http::write_limiter::WriteLimiter::new(w.concurrent, w.queued, w.queuetimeout.0)
+        }),
     });
     let timeouts = config.http.timeouts;
     let public_metrics = !config.http.metrics_on_debug();
@@ -396,6 +426,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!("notifications: {}", describe_notifications(&config));
 
     crate::maintenance::spawn(registry.clone(), &config);
+    registry.spawn_quota_gauges();
     // Handlers in place before "ready", so a signal from then on is never the default
     // action (an immediate exit).
     let signals = shutdown_signals();

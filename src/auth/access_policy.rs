@@ -16,6 +16,7 @@ struct Rule {
     repositories: Vec<String>,
     actions: BTreeSet<Action>,
     catalog: bool,
+    quotas: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -76,6 +77,7 @@ impl AccessPolicy {
                     })
                     .collect(),
                 catalog: r.catalog,
+                quotas: r.quotas,
             })
             .collect();
         AccessPolicy { rules, memberships }
@@ -119,6 +121,17 @@ impl AccessPolicy {
             .iter()
             .any(|r| r.catalog && self.applies(r, subject))
     }
+
+    /// May `subject` read and change quotas (the admin API)? As for the catalog: with
+    /// no rules, any authenticated user; else a rule with `quotas: true` must apply.
+    pub fn quotas(&self, subject: Option<&str>) -> bool {
+        if self.rules.is_empty() {
+            return subject.is_some();
+        }
+        self.rules
+            .iter()
+            .any(|r| r.quotas && self.applies(r, subject))
+    }
 }
 
 #[cfg(test)]
@@ -152,5 +165,20 @@ mod tests {
         assert_eq!(p.repository_actions(None, "public/x"), pull);
         assert!(p.repository_actions(None, "team-a/app").is_empty());
         assert!(p.catalog(Some("admin")) && !p.catalog(Some("alice")) && !p.catalog(None));
+        assert!(!p.quotas(Some("admin")) && !p.quotas(Some("alice")) && !p.quotas(None));
+    }
+
+    #[test]
+    fn quota_admin_only_where_a_rule_grants_it() {
+        let config: TokenServerConfig = serde_norway::from_str(
+            "key: k\naccess:\n  - users: [ops]\n    quotas: true\n  - users: ['*']\n    repositories: ['*']\n    actions: [pull]\n",
+        )
+        .unwrap();
+        let p = AccessPolicy::from_config(&config);
+        assert!(p.quotas(Some("ops")));
+        assert!(!p.quotas(Some("dev")) && !p.quotas(None));
+        // No rules: any authenticated user, as for the catalog.
+        let open = AccessPolicy::from_config(&serde_norway::from_str("key: k\n").unwrap());
+        assert!(open.quotas(Some("dev")) && !open.quotas(None));
     }
 }

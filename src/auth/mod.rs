@@ -76,6 +76,9 @@ pub enum Need {
     Repository { name: String, action: Action },
     /// `registry:catalog:*`.
     Catalog,
+    /// The quota admin API: `registry:quota:read` (`GET`), `registry:quota:write`
+    /// (`PUT`, `DELETE`); `registry:quota:*` grants both.
+    Quotas { write: bool },
 }
 
 impl Need {
@@ -92,6 +95,8 @@ impl Need {
                 Some(format!("repository:{name}:{}", action.as_str()))
             }
             Need::Catalog => Some("registry:catalog:*".into()),
+            Need::Quotas { write: false } => Some("registry:quota:read".into()),
+            Need::Quotas { write: true } => Some("registry:quota:write".into()),
         }
     }
 }
@@ -337,6 +342,7 @@ impl Authorizer {
             Need::Authenticated => true,
             Need::Repository { name, action } => claims.allows_repository(name, *action),
             Need::Catalog => claims.allows_catalog(),
+            Need::Quotas { write } => claims.allows_quotas(*write),
         };
         if allowed {
             (Ok(Grant::Token(Arc::new(claims))), "granted")

@@ -56,6 +56,11 @@ impl Claims {
     pub fn allows_catalog(&self) -> bool {
         self.grants("registry", "catalog", "*")
     }
+
+    /// The quota admin API: reading, or (`write`) changing quotas.
+    pub fn allows_quotas(&self, write: bool) -> bool {
+        self.grants("registry", "quota", if write { "write" } else { "read" })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -198,6 +198,9 @@ impl TokenServer {
                 "registry" if scope.name == "catalog" && self.policy.catalog(subject) => {
                     vec!["*".into()]
                 }
+                "registry" if scope.name == "quota" && self.policy.quotas(subject) => {
+                    vec!["read".into(), "write".into()]
+                }
                 _ => Vec::new(),
             };
             if !actions.is_empty() {

@@ -114,6 +114,7 @@ impl CachedMetadata {
             events: meta.events,
             mirror: meta.mirror,
             imports: meta.imports,
+            quotas: meta.quotas,
         }
     }
 

@@ -100,7 +100,8 @@ fn default_refresh_expiration() -> u64 {
 
 /// One rule: who (users, groups, anonymous; `"*"` in users is any authenticated user),
 /// which repositories (globs: `*` matches any run of characters, `/` included), which
-/// actions (`pull`, `push`, `delete`, `*`); `catalog: true` also grants `_catalog`.
+/// actions (`pull`, `push`, `delete`, `*`); `catalog: true` also grants `_catalog`;
+/// `quotas: true` grants the quota admin API (`registry:quota:read`/`write`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRule {
@@ -116,6 +117,8 @@ pub struct AccessRule {
     pub actions: Vec<String>,
     #[serde(default)]
     pub catalog: bool,
+    #[serde(default)]
+    pub quotas: bool,
 }
 
 const ACTIONS: [&str; 4] = ["pull", "push", "delete", "*"];

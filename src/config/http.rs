@@ -324,6 +324,27 @@ pub struct HttpLimits {
     /// with `429 TOOMANYREQUESTS` and `Retry-After`.
     #[serde(default = "default_manifestbytes")]
     pub manifestbytes: usize,
+    /// The write limiter (off unless set): pushes and deletes running at once.
+    #[serde(default)]
+    pub writes: Option<WriteLimits>,
+}
+
+/// `http.limits.writes`: at most `concurrent` writes (`POST`, `PUT`, `PATCH`, `DELETE`
+/// on the API) run at once; up to `queued` more wait up to `queuetimeout` for a turn;
+/// beyond that, or past the wait, `429 TOOMANYREQUESTS` with `Retry-After`. Reads
+/// (`GET`, `HEAD`) never wait behind writes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteLimits {
+    pub concurrent: usize,
+    #[serde(default)]
+    pub queued: usize,
+    #[serde(default = "default_write_queue_timeout")]
+    pub queuetimeout: ConfigDuration,
+}
+
+fn default_write_queue_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(10))
 }
 
 fn default_manifestbytes() -> usize {
@@ -343,6 +364,7 @@ impl Default for HttpLimits {
             connections: default_connections(),
             transfers: default_transfers(),
             manifestbytes: default_manifestbytes(),
+            writes: None,
         }
     }
 }
@@ -528,6 +550,20 @@ impl HttpConfig {
                 "http.limits.manifestbytes",
                 "must be at least 4194304 (one manifest of the largest size)",
             ));
+        }
+        if let Some(w) = self.limits.writes {
+            if w.concurrent == 0 {
+                return Err(ConfigError::key(
+                    "http.limits.writes.concurrent",
+                    "must be at least 1",
+                ));
+            }
+            if w.queuetimeout.0 > Duration::from_secs(300) {
+                return Err(ConfigError::key(
+                    "http.limits.writes.queuetimeout",
+                    "must be at most 5m (a queued push holds its connection)",
+                ));
+            }
         }
         for (key, n) in [
             ("connections", self.limits.connections),

@@ -20,6 +20,7 @@ mod maintenance;
 mod middleware;
 mod notifications;
 mod proxy;
+mod quotas;
 mod storage;
 mod validation;
 
@@ -45,6 +46,7 @@ pub use notifications::{
     EVENTS_V2,
 };
 pub use proxy::{ByteSize, Password, ProxyConfig, Upstream, UpstreamConfig};
+pub use quotas::QuotasConfig;
 pub use storage::{StorageConfig, StorageDriver};
 pub use validation::ValidationConfig;
 
@@ -142,6 +144,9 @@ pub struct Config {
     /// distribution's health checks.
     #[serde(default)]
     pub health: HealthConfig,
+    /// Storage quotas (a Wharf key).
+    #[serde(default)]
+    pub quotas: QuotasConfig,
 }
 
 impl Config {
@@ -203,6 +208,7 @@ impl Config {
         self.middleware.validate(self.storage.s3.is_some())?;
         self.proxy.validate()?;
         self.health.validate()?;
+        self.quotas.validate()?;
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres:")

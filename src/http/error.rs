@@ -240,6 +240,7 @@ impl From<RegistryError> for ApiError {
             E::Metadata(inner) => inner.into(),
             E::Storage(inner) => inner.into(),
             E::Upstream(inner) => upstream_error(inner),
+            E::QuotaExceeded { .. } => ApiError::new(S::FORBIDDEN, C::Denied, msg),
         }
     }
 }

@@ -24,7 +24,7 @@ fn renamed(endpoint: &Endpoint, name: String) -> Endpoint {
         E::Upload { id, .. } => E::Upload { name, id },
         E::Blob { digest, .. } => E::Blob { name, digest },
         E::Referrers { digest, .. } => E::Referrers { name, digest },
-        other @ (E::Base | E::Catalog) => other,
+        other @ (E::Base | E::Catalog | E::Quota { .. } | E::Usage { .. }) => other,
     }
 }
 

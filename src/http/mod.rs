@@ -20,11 +20,12 @@ pub mod spans;
 pub mod tls;
 pub mod transfers;
 pub mod urls;
+pub mod write_limiter;
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
 use error::{ApiError, ApiResult};
-use handlers::{base, blobs, manifests, ops, token, uploads};
+use handlers::{base, blobs, manifests, ops, quotas, token, uploads};
 use route::Endpoint;
 
 /// Application state shared by every worker.
@@ -38,6 +39,8 @@ pub struct AppState {
     pub health: health::Health,
     /// Blob transfers in progress, their limit, and the request body timeout.
     pub transfers: std::sync::Arc<transfers::Transfers>,
+    /// `http.limits.writes`, when set.
+    pub writes: Option<std::sync::Arc<write_limiter::WriteLimiter>>,
 }
 
 /// Registers every route: the operational endpoints by exact path, and every `/v2/`
@@ -97,6 +100,11 @@ async fn dispatch(
     if let Some(m) = state.registry.mirror() {
         mirror::refuse_push(&endpoint, req.method().as_str(), m.as_ref())?;
     }
+    // Held until the handler is done (reads never wait here).
+    let _write_turn = match &state.writes {
+        Some(l) if write_limiter::is_write(req.method().as_str()) => Some(l.admit().await?),
+        _ => None,
+    };
     use Endpoint as E;
     match (&endpoint, req.method().as_str()) {
         (E::Base, "GET" | "HEAD") => Ok(base::version_check().await),
@@ -115,6 +123,11 @@ async fn dispatch(
         (E::Blob { .. }, "HEAD") => blobs::head(req, state).await,
         (E::Blob { .. }, "DELETE") => blobs::delete(req, state).await,
         (E::Referrers { .. }, "GET") => manifests::referrers(req, state).await,
+        (E::Quota { scope: None }, "GET") => quotas::list(state).await,
+        (E::Quota { scope: Some(s) }, "GET") => quotas::get(s, state).await,
+        (E::Quota { scope: Some(s) }, "PUT") => quotas::put(s, body, state).await,
+        (E::Quota { scope: Some(s) }, "DELETE") => quotas::delete(s, state).await,
+        (E::Usage { scope }, "GET") => quotas::usage(scope, state).await,
         (endpoint, method) => Err(ApiError::unsupported(format!(
             "{method} is not supported on {}",
             endpoint.label()

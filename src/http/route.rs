@@ -14,12 +14,36 @@ use crate::auth::{Action, Need};
 pub enum Endpoint {
     Base,
     Catalog,
-    Tags { name: String },
-    Manifest { name: String, reference: String },
-    UploadStart { name: String },
-    Upload { name: String, id: String },
-    Blob { name: String, digest: String },
-    Referrers { name: String, digest: String },
+    Tags {
+        name: String,
+    },
+    Manifest {
+        name: String,
+        reference: String,
+    },
+    UploadStart {
+        name: String,
+    },
+    Upload {
+        name: String,
+        id: String,
+    },
+    Blob {
+        name: String,
+        digest: String,
+    },
+    Referrers {
+        name: String,
+        digest: String,
+    },
+    /// Wharf's quota admin API: `/v2/_wharf/quotas/` (all) or `…/quotas/{scope}`.
+    Quota {
+        scope: Option<String>,
+    },
+    /// `/v2/_wharf/usage/{scope}`: a scope's usage.
+    Usage {
+        scope: String,
+    },
 }
 
 impl Endpoint {
@@ -34,6 +58,8 @@ impl Endpoint {
             Endpoint::Upload { .. } => "/v2/{name}/blobs/uploads/{id}",
             Endpoint::Blob { .. } => "/v2/{name}/blobs/{digest}",
             Endpoint::Referrers { .. } => "/v2/{name}/referrers/{digest}",
+            Endpoint::Quota { .. } => "/v2/_wharf/quotas/{scope}",
+            Endpoint::Usage { .. } => "/v2/_wharf/usage/{scope}",
         }
     }
 
@@ -46,6 +72,17 @@ impl Endpoint {
         let rest = rest.strip_prefix('/')?;
         if rest == "_catalog" {
             return Some(Endpoint::Catalog);
+        }
+        // `_wharf` is no repository name (a name starts with a letter or digit), so
+        // the admin routes never shadow a repository's; a scope may contain `/`.
+        if let Some(scope) = rest.strip_prefix("_wharf/quotas") {
+            let scope = scope.strip_prefix('/').unwrap_or(scope);
+            return Some(Endpoint::Quota {
+                scope: non_empty(scope),
+            });
+        }
+        if let Some(scope) = rest.strip_prefix("_wharf/usage/") {
+            return non_empty(scope).map(|scope| Endpoint::Usage { scope });
         }
         if let Some(name) = rest.strip_suffix("/tags/list") {
             return non_empty(name).map(|name| Endpoint::Tags { name });
@@ -93,6 +130,8 @@ impl Endpoint {
         };
         match (self, method) {
             (E::Base, _) => Need::Authenticated,
+            (E::Quota { .. } | E::Usage { .. }, "GET" | "HEAD") => Need::Quotas { write: false },
+            (E::Quota { .. }, _) => Need::Quotas { write: true },
             (E::Catalog, _) => Need::Catalog,
             (
                 E::Tags { name }
@@ -120,7 +159,10 @@ impl Endpoint {
             | Endpoint::Upload { name, .. }
             | Endpoint::Blob { name, .. }
             | Endpoint::Referrers { name, .. } => Some(name),
-            Endpoint::Base | Endpoint::Catalog => None,
+            Endpoint::Base
+            | Endpoint::Catalog
+            | Endpoint::Quota { .. }
+            | Endpoint::Usage { .. } => None,
         }
     }
 
@@ -211,6 +253,21 @@ mod tests {
         };
         assert_eq!(e("/v2/").need("GET"), Need::Authenticated);
         assert_eq!(e("/v2/_catalog").need("GET"), Need::Catalog);
+        assert_eq!(
+            e("/v2/_wharf/quotas/team-a/").need("PUT"),
+            Need::Quotas { write: true }
+        );
+        assert_eq!(
+            e("/v2/_wharf/usage/team-a/app").need("GET"),
+            Need::Quotas { write: false }
+        );
+        assert_eq!(
+            p("/v2/_wharf/quotas/team-a/"),
+            Some(Quota {
+                scope: Some("team-a/".into())
+            })
+        );
+        assert_eq!(p("/v2/_wharf/quotas"), Some(Quota { scope: None }));
         assert_eq!(e("/v2/a/b/tags/list").need("GET"), r(Action::Pull));
         assert_eq!(e("/v2/a/b/manifests/x").need("HEAD"), r(Action::Pull));
         assert_eq!(e("/v2/a/b/manifests/x").need("PUT"), r(Action::Push));

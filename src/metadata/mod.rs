@@ -7,7 +7,8 @@
 //! collection's review queues, tombstones and re-checks; see `gc`), [`EventStore`] (the
 //! notification outbox, see [`events`]), [`mirror::MirrorStore`] (the pull-through
 //! cache's fills, tags and content), [`import::ImportStore`] (`wharf import`'s
-//! checkpoints) — combined in
+//! checkpoints), [`quota::QuotaStore`] (storage quotas' counters, quotas and
+//! reservations) — combined in
 //! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
 //! implement every trait over the same schema (`migrations/<engine>/`); they share the
 //! row mapping (`rows`) and every statement that reads or writes the same way
@@ -35,6 +36,8 @@ pub mod mirror;
 mod mirror_queries;
 pub mod postgres;
 mod queries;
+pub mod quota;
+mod quota_queries;
 mod rows;
 mod sql_error;
 pub mod sqlite;
@@ -253,6 +256,8 @@ pub struct Metadata {
     pub mirror: Arc<dyn mirror::MirrorStore>,
     /// `wharf import`'s checkpoints (`import`).
     pub imports: Arc<dyn import::ImportStore>,
+    /// Storage quotas: counters, quotas, reservations (`quota`).
+    pub quotas: Arc<dyn quota::QuotaStore>,
 }
 
 impl Metadata {
@@ -266,7 +271,8 @@ impl Metadata {
             + GcStore
             + EventStore
             + mirror::MirrorStore
-            + import::ImportStore,
+            + import::ImportStore
+            + quota::QuotaStore,
     {
         Metadata {
             uploads: store.clone(),
@@ -274,6 +280,7 @@ impl Metadata {
             manifests: store.clone(),
             mirror: store.clone(),
             imports: store.clone(),
+            quotas: store.clone(),
             repositories: store.clone(),
             gc: store.clone(),
             events: store,

@@ -596,7 +596,7 @@ impl FillTask {
             };
             let appended = self
                 .registry
-                .append_chunk(&self.repo, &self.upload_id, None, &mut segment)
+                .append_chunk(&self.repo, &self.upload_id, None, None, &mut segment)
                 .await;
             let (error, ended) = (segment.error.take(), segment.ended);
             match appended {

@@ -50,6 +50,17 @@ pub enum RegistryError {
     BodyRead(String),
     #[error(transparent)]
     Upstream(#[from] super::mirror::UpstreamError),
+    /// A push that would take a scope over its storage quota (`registry::quota`).
+    #[error(
+        "quota exceeded: {scope} has a quota of {quota} bytes and {usage} bytes stored or \
+         reserved; this push needs {requested} more"
+    )]
+    QuotaExceeded {
+        scope: String,
+        quota: u64,
+        usage: u64,
+        requested: u64,
+    },
 }
 
 impl From<BlobError> for RegistryError {

@@ -87,6 +87,8 @@ impl Registry {
             self.event(ctx, EventAction::Push, repo, target)
         })
         .collect();
+        // Refused when the blobs it references that the scope lacks would take a quota over.
+        self.check_manifest_quota(repo, &new.blobs).await?;
         crate::clock::race_point("manifest.before_put", repo.as_str()).await;
         match self
             .meta

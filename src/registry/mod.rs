@@ -1,6 +1,6 @@
 //! The registry core: the OCI Distribution Spec's rules — names, references, digests,
-//! upload sessions, manifest validation, tags, referrers, and the events that report
-//! changes and pulls (`events`).
+//! upload sessions, manifest validation, tags, referrers, storage quotas (`quota`), and
+//! the events that report changes and pulls (`events`).
 //!
 //! Layer rule: the core calls the metadata store, the blob store and the redirector;
 //! they never call the core. Nothing in here names an HTTP, SQL, object-store or cache
@@ -24,6 +24,8 @@ pub mod hasher;
 pub mod manifest_format;
 pub mod manifests;
 pub mod mirror;
+pub mod quota;
+mod quota_metrics;
 pub mod uploads;
 
 pub use error::{RegistryError, Result};
@@ -52,6 +54,8 @@ pub struct RegistryOptions {
     pub gc: gc::GcOptions,
     /// What notifications want written (`notifications`).
     pub events: EventOptions,
+    /// `quotas` (`quota`).
+    pub quotas: quota::QuotaOptions,
 }
 
 impl Default for RegistryOptions {
@@ -66,6 +70,7 @@ impl Default for RegistryOptions {
             url_deny: Vec::new(),
             gc: gc::GcOptions::default(),
             events: EventOptions::default(),
+            quotas: quota::QuotaOptions::default(),
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct Registry {
     pub(crate) pulls: Option<events::PullBuffer>,
     /// The pull-through cache, if configured (`mirror`).
     pub(crate) mirror: Option<Arc<dyn mirror::Mirror>>,
+    /// This instance's copy of the quotas (`quota`).
+    pub(crate) quota_cache: Arc<quota::QuotaCache>,
 }
 
 impl Registry {
@@ -106,6 +113,7 @@ impl Registry {
             access: Arc::default(),
             pulls,
             mirror: None,
+            quota_cache: Arc::default(),
         }
     }
 

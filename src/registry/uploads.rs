@@ -41,6 +41,18 @@ struct Received {
     hasher: ResumableHasher,
 }
 
+/// The quota reservation a streamed chunk extends as its bytes arrive
+/// (`registry::quota`): the session's id, its repository, the quotas that bind it and
+/// the total reserved so far.
+struct QuotaWatch<'a> {
+    id: &'a str,
+    repo: &'a RepoName,
+    /// The blob's digest when the request names it (a final `PUT`).
+    digest: Option<&'a Digest>,
+    limits: Vec<(String, u64)>,
+    reserved: u64,
+}
+
 /// A chunk streamed into storage: where it went and the hash advanced over it.
 struct WrittenChunk {
     chunk: Option<ChunkRecord>,
@@ -99,6 +111,8 @@ impl Registry {
     /// `session` names the upload when it has a session row: on backends that write in
     /// place, its offset is checked again once the writer holds the upload, so a request
     /// that lost a race never touches bytes another request has recorded.
+    // The request's parts, each its own value as the handler parsed it.
+    #[allow(clippy::too_many_arguments)]
     async fn write_chunk<S, E>(
         &self,
         storage_key: &str,
@@ -106,6 +120,7 @@ impl Registry {
         mut hasher: ResumableHasher,
         declared: Option<u64>,
         session: Option<(&RepoName, &str)>,
+        mut quota: Option<QuotaWatch<'_>>,
         mut body: S,
     ) -> Result<WrittenChunk>
     where
@@ -142,6 +157,12 @@ impl Registry {
                     "request body is longer than its Content-Range".into(),
                 ));
             }
+            if let Some(q) = quota.as_mut() {
+                if let Err(e) = self.extend_reservation(q, offset + len).await {
+                    writer.abort().await;
+                    return Err(e);
+                }
+            }
             hasher.update(&data);
             if let Err(e) = writer.write(data).await {
                 writer.abort().await;
@@ -163,6 +184,71 @@ impl Registry {
             len,
             _hold: finished.hold,
         })
+    }
+
+    /// Grows `q`'s reservation to cover `total` bytes before they are written: a step
+    /// ahead when there is room for it, else exactly `total`.
+    async fn extend_reservation(&self, q: &mut QuotaWatch<'_>, total: u64) -> Result<()> {
+        if total <= q.reserved || q.limits.is_empty() {
+            return Ok(());
+        }
+        let ahead = total.saturating_add(super::quota::STREAM_STEP);
+        match self
+            .reserve_upload(q.id, q.repo, ahead, q.digest, &q.limits)
+            .await
+        {
+            Ok(()) => q.reserved = ahead,
+            Err(RegistryError::QuotaExceeded { .. }) => {
+                self.reserve_upload(q.id, q.repo, total, q.digest, &q.limits)
+                    .await?;
+                q.reserved = total;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Reserves what a request declares up front (`offset` + its declared length) and
+    /// returns the watch that extends the reservation while its body streams.
+    async fn watch_quota<'a>(
+        &self,
+        id: &'a str,
+        repo: &'a RepoName,
+        digest: Option<&'a Digest>,
+        offset: u64,
+        declared: Option<u64>,
+    ) -> Result<Option<QuotaWatch<'a>>> {
+        let limits = self.binding_quotas(repo).await?;
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        let mut watch = QuotaWatch {
+            id,
+            repo,
+            digest,
+            limits,
+            reserved: 0,
+        };
+        self.extend_reservation_exact(&mut watch, offset + declared.unwrap_or(0))
+            .await?;
+        Ok(Some(watch))
+    }
+
+    async fn extend_reservation_exact(&self, q: &mut QuotaWatch<'_>, total: u64) -> Result<()> {
+        self.reserve_upload(q.id, q.repo, total, q.digest, &q.limits)
+            .await?;
+        q.reserved = total;
+        Ok(())
+    }
+
+    /// A push refused for its quota leaves nothing: the session and every byte it
+    /// wrote go.
+    async fn refuse_upload(&self, upload: &UploadRecord, e: RegistryError) -> RegistryError {
+        if matches!(e, RegistryError::QuotaExceeded { .. }) {
+            self.drop_upload(upload, &upload.chunks, &upload.storage_key)
+                .await;
+        }
+        e
     }
 
     fn check_range(upload: &UploadRecord, range: Option<ChunkRange>) -> Result<Option<u64>> {
@@ -188,6 +274,7 @@ impl Registry {
         repo: &RepoName,
         id: &str,
         range: Option<ChunkRange>,
+        content_length: Option<u64>,
         body: S,
     ) -> Result<UploadStatus>
     where
@@ -198,16 +285,28 @@ impl Registry {
         let upload = self.load_upload(repo, id).await?;
         let declared = Self::check_range(&upload, range)?;
         let hasher = Self::restore_hasher(&upload)?;
-        let written = self
+        let quota = match self
+            .watch_quota(id, repo, None, upload.offset, declared.or(content_length))
+            .await
+        {
+            Ok(q) => q,
+            Err(e) => return Err(self.refuse_upload(&upload, e).await),
+        };
+        let written = match self
             .write_chunk(
                 &upload.storage_key,
                 upload.offset,
                 hasher,
                 declared,
                 Some((repo, id)),
+                quota,
                 body,
             )
-            .await?;
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => return Err(self.refuse_upload(&upload, e).await),
+        };
         let mut chunks = upload.chunks.clone();
         let Some(chunk) = written.chunk.clone() else {
             return Ok(UploadStatus {
@@ -258,12 +357,15 @@ impl Registry {
 
     /// `PUT ?digest=`: appends the optional last chunk, verifies the digest, and commits.
     #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, upload = %id, digest = %expected))]
+    // The request's parts, each its own value as the handler parsed it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_upload<S, E>(
         &self,
         repo: &RepoName,
         id: &str,
         expected: &Digest,
         range: Option<ChunkRange>,
+        content_length: Option<u64>,
         body: S,
         ctx: &RequestContext,
     ) -> Result<BlobRecord>
@@ -271,7 +373,7 @@ impl Registry {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        self.finish_upload_announced(repo, id, expected, range, body, Some(ctx))
+        self.finish_upload_announced(repo, id, expected, range, content_length, body, Some(ctx))
             .await
     }
 
@@ -285,17 +387,20 @@ impl Registry {
         expected: &Digest,
     ) -> Result<BlobRecord> {
         let body = futures_util::stream::empty::<std::result::Result<Bytes, String>>();
-        self.finish_upload_announced(repo, id, expected, None, body, None)
+        self.finish_upload_announced(repo, id, expected, None, Some(0), body, None)
             .await
     }
 
     /// `finish_upload`, with the push event written only when `ctx` is given.
+    // The request's parts, each its own value as the handler parsed it.
+    #[allow(clippy::too_many_arguments)]
     async fn finish_upload_announced<S, E>(
         &self,
         repo: &RepoName,
         id: &str,
         expected: &Digest,
         range: Option<ChunkRange>,
+        content_length: Option<u64>,
         body: S,
         ctx: Option<&RequestContext>,
     ) -> Result<BlobRecord>
@@ -307,16 +412,36 @@ impl Registry {
         let upload = self.load_upload(repo, id).await?;
         let declared = Self::check_range(&upload, range)?;
         let hasher = Self::restore_hasher(&upload)?;
-        let written = self
+        // The total is reserved again before the commit, even with no body: a
+        // reservation that expired while the session idled is checked once more.
+        let quota = match self
+            .watch_quota(
+                id,
+                repo,
+                Some(expected),
+                upload.offset,
+                declared.or(content_length),
+            )
+            .await
+        {
+            Ok(q) => q,
+            Err(e) => return Err(self.refuse_upload(&upload, e).await),
+        };
+        let written = match self
             .write_chunk(
                 &upload.storage_key,
                 upload.offset,
                 hasher,
                 declared,
                 Some((repo, id)),
+                quota,
                 body,
             )
-            .await?;
+            .await
+        {
+            Ok(w) => w,
+            Err(e) => return Err(self.refuse_upload(&upload, e).await),
+        };
         let mut chunks = upload.chunks.clone();
         if let Some(chunk) = written.chunk.clone() {
             push_chunk(&mut chunks, chunk);
@@ -454,6 +579,7 @@ impl Registry {
         &self,
         repo: &RepoName,
         expected: &Digest,
+        content_length: Option<u64>,
         body: S,
         ctx: &RequestContext,
     ) -> Result<BlobRecord>
@@ -463,6 +589,37 @@ impl Registry {
     {
         self.require_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
+        // No session row to end the reservation with: released here, whatever happens.
+        let quota = self
+            .watch_quota(&id, repo, Some(expected), 0, content_length)
+            .await?;
+        let reserved = quota.is_some();
+        let result = self
+            .upload_monolithic_reserved(repo, expected, &id, quota, body, ctx)
+            .await;
+        if reserved {
+            // Off the request's path: the client need not wait for one more write (a
+            // failure, or a process that dies first, leaves it to expire).
+            let registry = self.clone();
+            tokio::spawn(async move { registry.release_reservation(Some(id)).await });
+        }
+        result
+    }
+
+    async fn upload_monolithic_reserved<S, E>(
+        &self,
+        repo: &RepoName,
+        expected: &Digest,
+        id: &str,
+        quota: Option<QuotaWatch<'_>>,
+        body: S,
+        ctx: &RequestContext,
+    ) -> Result<BlobRecord>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let id = id.to_string();
         let now = now_ms();
         let upload = UploadRecord {
             id: id.clone(),
@@ -481,6 +638,7 @@ impl Registry {
                 ResumableHasher::new(expected.algorithm()),
                 None,
                 None,
+                quota,
                 body,
             )
             .await?;
@@ -527,8 +685,17 @@ impl Registry {
             }
             _ => Vec::new(),
         };
-        if source.is_some() {
-            if self.meta.blobs.link_blob(repo, digest, &events).await? {
+        if let Some(blob) = &source {
+            // A mount counts against the quota: reserved while it links.
+            let already = self.meta.blobs.repo_blob(repo, digest).await?.is_some();
+            let reservation = if already {
+                None
+            } else {
+                self.reserve_mount(repo, digest, blob.size).await?
+            };
+            let linked = self.meta.blobs.link_blob(repo, digest, &events).await;
+            self.release_reservation(reservation).await;
+            if linked? {
                 if let Some(blob) = self.meta.blobs.repo_blob(repo, digest).await? {
                     return Ok(MountOutcome::Mounted(blob));
                 }

@@ -22,6 +22,7 @@ mod hostile;
 mod maintenance;
 mod manifests;
 mod notifications;
+mod quotas;
 mod redirect;
 mod referrers;
 mod tags_catalog;

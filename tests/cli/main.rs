@@ -399,3 +399,50 @@ fn a_second_process_on_one_sqlite_database_is_refused() {
     second.signal(libc::SIGTERM);
     assert!(second.wait_exit().success());
 }
+
+/// `wharf quota recompute`: exit 0 when the counters are right; a counter set wrong
+/// behind the database's back is printed, exit 3, and fixed (`--check` only reports).
+#[test]
+fn quota_recompute_reports_and_fixes_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), free_port(), "");
+    let out = run(wharf().args(["migrate", "--config"]).arg(&cfg));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let db = format!("sqlite://{}/data/wharf.db", dir.path().display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&db).await.unwrap();
+        for sql in [
+            "INSERT INTO repositories (name, created_at) VALUES ('cli/app', 0)",
+            "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES ('sha256:00', 5, 'k', 0)",
+            "INSERT INTO repository_blobs (repository_id, digest, created_at) SELECT id, 'sha256:00', 0 FROM repositories",
+            "UPDATE quota_usage SET stored_bytes = 999 WHERE scope = 'cli/'",
+        ] {
+            sqlx::query(sql).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+    });
+    let recompute = |extra: &[&str]| {
+        run(wharf()
+            .args(["quota", "recompute"])
+            .args(extra)
+            .arg("--config")
+            .arg(&cfg))
+    };
+    for _ in 0..2 {
+        let out = recompute(&["--check"]);
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            "scope \"cli/\": stored_bytes counted 999, actual 5\n"
+        );
+    }
+    let out = recompute(&[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("1 quota counters were wrong; fixed"));
+    let out = recompute(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert!(text(&out.stderr).contains("quota counters are right"));
+}

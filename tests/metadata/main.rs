@@ -25,6 +25,7 @@ mod events;
 mod import;
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
+mod quotas;
 mod races;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
@@ -103,6 +104,10 @@ suite!(
     events::new_endpoints_start_now_and_pruning,
     events::racing_consumer_misses_nothing,
     import::import_checkpoints,
+    quotas::quota_shared_layers_charged_once,
+    quotas::quota_reservations,
+    quotas::quota_limits_seeded_and_set,
+    quotas::quota_race_counters,
 );
 
 /// PostgreSQL only (SQLite is one process): several instances opened at once on one

@@ -29,6 +29,7 @@ mod cache;
 mod gc;
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
+mod quota;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
 use sha2::{Digest as _, Sha256};

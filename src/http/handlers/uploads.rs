@@ -40,6 +40,17 @@ fn created(repo: &RepoName, blob: &BlobRecord) -> HttpResponse {
         .finish()
 }
 
+/// The request's `Content-Length`, if it sent one (a chunked body has none): what a
+/// quota is checked against before any byte is stored.
+fn content_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn parse_digest(value: &str) -> ApiResult<Digest> {
     value.parse().map_err(|e| RegistryError::Digest(e).into())
 }
@@ -98,7 +109,7 @@ pub async fn start(
         let (body, stalled) = state.transfers.body(body, Direction::Upload);
         let timeout = body.timeout();
         let blob = registry
-            .upload_monolithic(&repo, &digest, body, &ctx)
+            .upload_monolithic(&repo, &digest, content_length(&req), body, &ctx)
             .await
             .map_err(|e| stalled.explain(e.into(), timeout))?;
         crate::telemetry::metrics().blobs_committed.inc();
@@ -135,7 +146,7 @@ pub async fn patch(
     let timeout = body.timeout();
     let status = state
         .registry
-        .append_chunk(&repo, id, range, body)
+        .append_chunk(&repo, id, range, content_length(&req), body)
         .await
         .map_err(|e| stalled.explain(with_session(&repo, id, e), timeout))?;
     Ok(in_progress(&state, &status))
@@ -170,6 +181,7 @@ pub async fn finish(
             id,
             &digest,
             range,
+            content_length(&req),
             body,
             &request_context(&req, &state),
         )

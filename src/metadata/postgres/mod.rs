@@ -44,6 +44,7 @@ mod events;
 mod gc;
 mod import;
 mod mirror;
+mod quota;
 mod writes;
 
 /// The shared statements, for PostgreSQL.
@@ -52,6 +53,16 @@ mod queries {
         sqlx::Postgres,
         sqlx::PgConnection,
         "m.created_at, m.digest COLLATE \"C\""
+    );
+}
+
+/// The quota statements, for PostgreSQL.
+mod quota_sql {
+    crate::metadata::quota_queries::quota_queries!(
+        sqlx::Postgres,
+        sqlx::PgConnection,
+        "gc_now()",
+        " FOR UPDATE"
     );
 }
 

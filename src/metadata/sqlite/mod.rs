@@ -34,6 +34,7 @@ mod group_commit;
 mod import;
 mod lock;
 mod mirror;
+mod quota;
 mod writes;
 
 /// The shared statements, for SQLite.
@@ -42,6 +43,16 @@ mod queries {
         sqlx::Sqlite,
         sqlx::SqliteConnection,
         "m.created_at, m.digest"
+    );
+}
+
+/// The quota statements, for SQLite.
+mod quota_sql {
+    crate::metadata::quota_queries::quota_queries!(
+        sqlx::Sqlite,
+        sqlx::SqliteConnection,
+        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        ""
     );
 }
 

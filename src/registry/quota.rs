@@ -1,0 +1,314 @@
+//! Storage quotas: which quotas bind a repository, and refusing the bytes that would
+//! take a scope over one before they are stored.
+//!
+//! **Which quotas.** A repository `a/b/c` is bound by the quotas of its scopes `a/`,
+//! `a/b/` and `a/b/c`, and — when its namespace (`a/`, or the name itself when it has
+//! no `/`) has no quota of its own — by the default (`*`). The quotas live in the
+//! metadata store (every instance sees the same ones; the configuration seeds them and
+//! the admin API changes them); each instance reads them at most every
+//! [`QuotaOptions::refresh`] and at once after a change made through it.
+//!
+//! **Refusing before the bytes land.** An upload reserves, before it writes, the total
+//! its session will hold: offset plus the declared length (`Content-Range`, else
+//! `Content-Length`) when there is one, else in steps of [`STREAM_STEP`] ahead of the
+//! bytes as they stream (the last step exactly, so a push that fits is not refused for
+//! the step's sake). When the blob's digest is known (the final `PUT`, a mount), a
+//! scope that already holds the blob needs no room for it: a layer shared across a
+//! namespace is charged, and checked, once. A reservation that does not fit is refused with the scope, its
+//! quota and its usage; the upload's session and every byte it wrote are deleted. A
+//! mount reserves the blob's size for as long as it takes to link it; a manifest is
+//! refused when the blobs it references that the scope does not hold yet would take
+//! the scope over (and when the scope is over its quota already — a quota lowered
+//! under its usage lets nothing new in).
+//!
+//! **The bound.** Every reservation is checked and written in one transaction that
+//! holds the scope's usage row (PostgreSQL `FOR UPDATE`; SQLite's one writer): it
+//! fits only if stored bytes + every other live reservation + its own total ≤ quota.
+//! A commit removes the session's reservation and adds the blob's bytes (at most the
+//! reserved total, often nothing: a blob the scope holds already is not counted again)
+//! in one transaction. So stored + live reservations ≤ quota holds after every
+//! transaction, on every instance, and **stored bytes never exceed the quota** —
+//! concurrent pushes cannot jointly go over, by any amount — with three exceptions
+//! that are not races: a quota set or lowered below what is already stored; a
+//! reservation that expired (its session idle past `quotas.reservationttl`) whose
+//! upload then commits without sending a byte — even then the final `PUT` reserves
+//! its total again first, so this too is checked; and blobs the registry stores
+//! without a client push (a pull-through cache's fills are uploads and are checked).
+//! An instance killed mid-upload leaves its reservation counting until it expires
+//! (the bytes are reserved, not stored: usage is over-estimated, never under).
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use super::{now_ms, Registry, RegistryError, Result};
+use crate::metadata::quota::{
+    namespace_of, scopes_of, QuotaLimit, QuotaOutcome, Reservation, DEFAULT_SCOPE,
+};
+use crate::types::{Digest, RepoName};
+
+/// How far ahead of a streamed upload's bytes its reservation runs.
+pub const STREAM_STEP: u64 = 8 * 1024 * 1024;
+
+/// How long a mount's reservation may live if the instance dies before releasing it.
+const MOUNT_RESERVATION: Duration = Duration::from_secs(60);
+
+/// `quotas` as the core needs it.
+#[derive(Debug, Clone)]
+pub struct QuotaOptions {
+    /// How long an upload's reservation lasts after its last request.
+    pub reservation_ttl: Duration,
+    /// How stale an instance's copy of the quotas may be.
+    pub refresh: Duration,
+}
+
+impl Default for QuotaOptions {
+    fn default() -> Self {
+        QuotaOptions {
+            reservation_ttl: Duration::from_secs(3600),
+            refresh: Duration::from_secs(2),
+        }
+    }
+}
+
+/// This instance's copy of the quotas.
+#[derive(Default)]
+pub(crate) struct QuotaCache {
+    copy: RwLock<Option<(Instant, Arc<Vec<QuotaLimit>>)>>,
+}
+
+impl QuotaCache {
+    fn fresh(&self, refresh: Duration) -> Option<Arc<Vec<QuotaLimit>>> {
+        let guard = self.copy.read().ok()?;
+        match &*guard {
+            Some((at, limits)) if at.elapsed() < refresh => Some(limits.clone()),
+            _ => None,
+        }
+    }
+
+    fn store(&self, limits: Arc<Vec<QuotaLimit>>) {
+        if let Ok(mut guard) = self.copy.write() {
+            *guard = Some((Instant::now(), limits));
+        }
+    }
+
+    pub(crate) fn invalidate(&self) {
+        if let Ok(mut guard) = self.copy.write() {
+            *guard = None;
+        }
+    }
+}
+
+/// The quotas that bind `repo`, outermost scope first.
+pub fn binding(limits: &[QuotaLimit], repo: &RepoName) -> Vec<(String, u64)> {
+    let namespace = namespace_of(repo);
+    let find = |scope: &str| limits.iter().find(|l| l.scope == scope).map(|l| l.bytes);
+    scopes_of(repo)
+        .into_iter()
+        .filter_map(|scope| {
+            let bytes = find(&scope).or_else(|| {
+                if scope == namespace {
+                    find(DEFAULT_SCOPE)
+                } else {
+                    None
+                }
+            })?;
+            Some((scope, bytes))
+        })
+        .collect()
+}
+
+fn refused(outcome: QuotaOutcome) -> Result<()> {
+    match outcome {
+        QuotaOutcome::Allowed => Ok(()),
+        QuotaOutcome::Exceeded {
+            scope,
+            quota,
+            usage,
+            requested,
+        } => {
+            super::quota_metrics::refused();
+            Err(RegistryError::QuotaExceeded {
+                scope,
+                quota,
+                usage,
+                requested,
+            })
+        }
+    }
+}
+
+impl Registry {
+    /// Every quota (this instance's copy, refreshed when stale).
+    pub async fn quota_limits(&self) -> Result<Arc<Vec<QuotaLimit>>> {
+        if let Some(limits) = self.quota_cache.fresh(self.options.quotas.refresh) {
+            return Ok(limits);
+        }
+        let limits = Arc::new(self.meta.quotas.quota_limits().await?);
+        self.quota_cache.store(limits.clone());
+        Ok(limits)
+    }
+
+    /// Every quota, read from the store now (the admin API's view).
+    pub async fn meta_quota_limits(&self) -> Result<Vec<QuotaLimit>> {
+        Ok(self.meta.quotas.quota_limits().await?)
+    }
+
+    /// The quotas that bind `repo` (empty: nothing to check).
+    pub async fn binding_quotas(&self, repo: &RepoName) -> Result<Vec<(String, u64)>> {
+        Ok(binding(&self.quota_limits().await?, repo))
+    }
+
+    /// Reserves room for an upload whose session will hold `total` bytes; refused with
+    /// [`RegistryError::QuotaExceeded`] if a binding quota has not that much left.
+    pub(crate) async fn reserve_upload(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        total: u64,
+        digest: Option<&Digest>,
+        limits: &[(String, u64)],
+    ) -> Result<()> {
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let ttl =
+            i64::try_from(self.options.quotas.reservation_ttl.as_millis()).unwrap_or(i64::MAX);
+        let reservation = Reservation {
+            id: id.to_string(),
+            repository: repo.clone(),
+            bytes: total,
+            expires_at: now_ms().saturating_add(ttl),
+            digest: digest.cloned(),
+        };
+        let outcome = self.meta.quotas.reserve(&reservation, limits).await?;
+        debug!(upload = %id, total, ?outcome, "quota reservation");
+        refused(outcome)
+    }
+
+    /// A mount of `size` bytes into `repo`: reserved while `link` runs, then released.
+    pub(crate) async fn reserve_mount(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Option<String>> {
+        let limits = self.binding_quotas(repo).await?;
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        let id = format!("mount:{}", uuid::Uuid::new_v4());
+        let reservation = Reservation {
+            id: id.clone(),
+            repository: repo.clone(),
+            bytes: size,
+            expires_at: now_ms() + MOUNT_RESERVATION.as_millis() as i64,
+            digest: Some(digest.clone()),
+        };
+        refused(self.meta.quotas.reserve(&reservation, &limits).await?)?;
+        Ok(Some(id))
+    }
+
+    /// Ends a reservation that no upload session carries (a mount's, a single-request
+    /// upload's); a failure leaves it to expire.
+    pub(crate) async fn release_reservation(&self, id: Option<String>) {
+        if let Some(id) = id {
+            if let Err(e) = self.meta.quotas.release(&id).await {
+                tracing::warn!(reservation = %id, error = %e, "could not release a quota reservation; it expires");
+            }
+        }
+    }
+
+    /// Refuses a manifest whose blobs that `repo`'s scopes do not hold yet would take
+    /// one of them over its quota.
+    pub(crate) async fn check_manifest_quota(
+        &self,
+        repo: &RepoName,
+        blobs: &[Digest],
+    ) -> Result<()> {
+        let limits = self.binding_quotas(repo).await?;
+        if limits.is_empty() {
+            return Ok(());
+        }
+        refused(self.meta.quotas.check_blobs(repo, blobs, &limits).await?)
+    }
+
+    /// Sets a quota in the metadata store (every instance sees it within
+    /// [`QuotaOptions::refresh`]; this one at once).
+    pub async fn set_quota(&self, scope: &str, bytes: u64) -> Result<()> {
+        self.require_writable()?;
+        let limit = QuotaLimit {
+            scope: scope.to_string(),
+            bytes,
+            source: "api".into(),
+        };
+        self.meta.quotas.set_quota_limit(&limit).await?;
+        self.quota_cache.invalidate();
+        Ok(())
+    }
+
+    /// Removes a quota; false if there was none.
+    pub async fn delete_quota(&self, scope: &str) -> Result<bool> {
+        self.require_writable()?;
+        let done = self.meta.quotas.delete_quota_limit(scope).await?;
+        self.quota_cache.invalidate();
+        Ok(done)
+    }
+
+    /// A scope's usage and the quota that binds it (its own, or the default for a
+    /// namespace).
+    pub async fn quota_usage(
+        &self,
+        scope: &str,
+    ) -> Result<(crate::metadata::quota::ScopeUsage, Option<u64>)> {
+        let usage = self.meta.quotas.scope_usage(scope).await?;
+        let limits = self.quota_limits().await?;
+        let own = limits.iter().find(|l| l.scope == scope).map(|l| l.bytes);
+        let is_namespace = scope.ends_with('/') && scope.matches('/').count() == 1;
+        let quota = own.or_else(|| {
+            if is_namespace {
+                limits
+                    .iter()
+                    .find(|l| l.scope == DEFAULT_SCOPE)
+                    .map(|l| l.bytes)
+            } else {
+                None
+            }
+        });
+        Ok((usage, quota))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(scope: &str, bytes: u64) -> QuotaLimit {
+        QuotaLimit {
+            scope: scope.into(),
+            bytes,
+            source: "config".into(),
+        }
+    }
+
+    #[test]
+    fn binding_quotas() {
+        let limits = vec![l("*", 100), l("team/", 50), l("team/app", 10), l("x/y/", 7)];
+        let r = |s: &str| RepoName::parse(s).unwrap();
+        assert_eq!(
+            binding(&limits, &r("team/app")),
+            vec![("team/".into(), 50), ("team/app".into(), 10)]
+        );
+        assert_eq!(
+            binding(&limits, &r("other/app")),
+            vec![("other/".into(), 100)]
+        );
+        assert_eq!(binding(&limits, &r("alpine")), vec![("alpine".into(), 100)]);
+        assert_eq!(
+            binding(&limits, &r("x/y/z")),
+            vec![("x/".into(), 100), ("x/y/".into(), 7)]
+        );
+        assert!(binding(&[l("team/", 5)], &r("other/app")).is_empty());
+    }
+}

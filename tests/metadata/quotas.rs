@@ -1,0 +1,330 @@
+//! Storage quotas' counters, quotas and reservations (`QuotaStore`), on every engine:
+//! shared layers charged once per scope, a repository's deletion leaving the shared
+//! charge until the last reference goes, garbage collection lowering usage, and
+//! `recompute` finding the counters right after each step and after racing writers.
+
+use wharf::metadata::quota::{QuotaLimit, QuotaOutcome, Reservation, ScopeUsage};
+
+use crate::support::{blob, manifest, repo, upload, Store};
+
+async fn usage(store: &Store, scope: &str) -> ScopeUsage {
+    store.quotas.scope_usage(scope).await.unwrap()
+}
+
+/// (logical, stored, blobs, manifests)
+async fn figures(store: &Store, scope: &str) -> (u64, u64, u64, u64) {
+    let u = usage(store, scope).await;
+    (u.logical_bytes, u.stored_bytes, u.blobs, u.manifests)
+}
+
+async fn assert_exact(store: &Store) {
+    let drift = store.quotas.recompute(false).await.unwrap();
+    assert!(drift.is_empty(), "counters drifted: {drift:?}");
+}
+
+pub async fn quota_shared_layers_charged_once(store: Store) {
+    let (a, b, other) = (repo("team/a"), repo("team/b"), repo("elsewhere/c"));
+    let shared = blob("a shared base layer, 32 bytes..", "k/shared");
+    let only_a = blob("layer of a", "k/a");
+    let s = shared.size;
+    let oa = only_a.size;
+    for (r, bl) in [
+        (&a, &shared),
+        (&a, &only_a),
+        (&b, &shared),
+        (&other, &shared),
+    ] {
+        store.blobs.commit_blob(r, bl, None, &[]).await.unwrap();
+    }
+    assert_exact(&store).await;
+    // Before any manifest: stored counts, logical does not.
+    assert_eq!(figures(&store, "team/").await, (0, s + oa, 2, 0));
+    let ma = manifest("a", &[&shared, &only_a], Some("v1"));
+    let ma2 = manifest("a2", &[&shared], Some("v2"));
+    let mb = manifest("b", &[&shared], Some("v1"));
+    store.manifests.put_manifest(&a, &ma, &[]).await.unwrap();
+    store.manifests.put_manifest(&a, &ma2, &[]).await.unwrap();
+    store.manifests.put_manifest(&b, &mb, &[]).await.unwrap();
+    assert_exact(&store).await;
+    // The namespace holds each blob once; its manifests reference the base three times.
+    assert_eq!(figures(&store, "team/").await, (3 * s + oa, s + oa, 2, 3));
+    assert_eq!(figures(&store, "team/a").await, (2 * s + oa, s + oa, 2, 2));
+    assert_eq!(figures(&store, "team/b").await, (s, s, 1, 1));
+    assert_eq!(figures(&store, "elsewhere/").await, (0, s, 1, 0));
+    assert_eq!(usage(&store, "team/").await.repositories, 2);
+    assert_eq!(
+        usage(&store, "nothing/").await,
+        ScopeUsage {
+            scope: "nothing/".into(),
+            ..ScopeUsage::default()
+        }
+    );
+
+    // Folding the counters' deltas (PostgreSQL) changes no figure.
+    store.quotas.compact().await.unwrap();
+    assert_eq!(figures(&store, "team/").await, (3 * s + oa, s + oa, 2, 3));
+
+    // team/a goes: its manifests deleted, then garbage collection takes its links.
+    for m in [&ma, &ma2] {
+        assert!(store
+            .manifests
+            .delete_manifest(&a, &m.record.digest, &[])
+            .await
+            .unwrap());
+    }
+    assert_exact(&store).await;
+    assert_eq!(figures(&store, "team/").await, (s, s + oa, 2, 1));
+    store.gc.review_manifests(-1000, 100).await.unwrap();
+    store.gc.review_blobs(-1000, 100).await.unwrap();
+    assert_exact(&store).await;
+    // The shared layer stays charged (team/b references it); a's own layer is gone.
+    assert_eq!(figures(&store, "team/a").await, (0, 0, 0, 0));
+    assert_eq!(figures(&store, "team/").await, (s, s, 1, 1));
+
+    // The last reference goes: so does the charge (the blob stays for elsewhere/c).
+    assert!(store
+        .manifests
+        .delete_manifest(&b, &mb.record.digest, &[])
+        .await
+        .unwrap());
+    store.gc.review_manifests(-1000, 100).await.unwrap();
+    store.gc.review_blobs(-1000, 100).await.unwrap();
+    assert_exact(&store).await;
+    assert_eq!(figures(&store, "team/").await, (0, 0, 0, 0));
+    assert_eq!(
+        figures(&store, "elsewhere/").await,
+        (0, 0, 0, 0),
+        "unreferenced: collected"
+    );
+
+    // A blob DELETE (unlink) lowers usage at once; a mount (link) charges it.
+    let layer = blob("mounted layer", "k/m");
+    store
+        .blobs
+        .commit_blob(&b, &layer, None, &[])
+        .await
+        .unwrap();
+    assert!(store.blobs.link_blob(&a, &layer.digest, &[]).await.unwrap());
+    assert_eq!(figures(&store, "team/").await, (0, layer.size, 1, 0));
+    assert_eq!(figures(&store, "team/a").await, (0, layer.size, 1, 0));
+    assert!(store
+        .blobs
+        .unlink_blob(&b, &layer.digest, &[])
+        .await
+        .unwrap());
+    assert_eq!(figures(&store, "team/").await, (0, layer.size, 1, 0));
+    assert!(store
+        .blobs
+        .unlink_blob(&a, &layer.digest, &[])
+        .await
+        .unwrap());
+    assert_eq!(figures(&store, "team/").await, (0, 0, 0, 0));
+    assert_exact(&store).await;
+}
+
+pub async fn quota_reservations(store: Store) {
+    let r = repo("team/app");
+    let limits = vec![
+        ("team/".to_string(), 1000u64),
+        ("team/app".to_string(), 5000),
+    ];
+    let far = wharf::clock::now_ms() + 600_000;
+    let res = |id: &str, bytes: u64, expires_at: i64| Reservation {
+        id: id.into(),
+        repository: r.clone(),
+        bytes,
+        expires_at,
+        digest: None,
+    };
+    assert_eq!(
+        store
+            .quotas
+            .reserve(&res("u1", 600, far), &limits)
+            .await
+            .unwrap(),
+        QuotaOutcome::Allowed
+    );
+    assert_eq!(
+        store
+            .quotas
+            .reserve(&res("u2", 500, far), &limits)
+            .await
+            .unwrap(),
+        QuotaOutcome::Exceeded {
+            scope: "team/".into(),
+            quota: 1000,
+            usage: 600,
+            requested: 500
+        }
+    );
+    assert_eq!(usage(&store, "team/").await.reserved_bytes, 600);
+    // A reservation only grows.
+    store
+        .quotas
+        .reserve(&res("u1", 100, far), &limits)
+        .await
+        .unwrap();
+    assert_eq!(usage(&store, "team/").await.reserved_bytes, 600);
+    // Stored bytes count: a 300-byte blob leaves room for 100 more.
+    let stored = blob(&"x".repeat(300), "k/x");
+    store
+        .blobs
+        .commit_blob(&r, &stored, None, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .quotas
+            .reserve(&res("u2", 101, far), &limits)
+            .await
+            .unwrap(),
+        QuotaOutcome::Exceeded {
+            scope: "team/".into(),
+            quota: 1000,
+            usage: 900,
+            requested: 101
+        }
+    );
+    assert_eq!(
+        store
+            .quotas
+            .reserve(&res("u2", 100, far), &limits)
+            .await
+            .unwrap(),
+        QuotaOutcome::Allowed
+    );
+    // Releasing, expiring, or ending the session frees the room.
+    store.quotas.release("u1").await.unwrap();
+    assert_eq!(usage(&store, "team/").await.reserved_bytes, 100);
+    store
+        .quotas
+        .reserve(&res("old", 500, wharf::clock::now_ms() - 1), &limits)
+        .await
+        .unwrap();
+    assert_eq!(usage(&store, "team/").await.reserved_bytes, 100, "expired");
+    store
+        .uploads
+        .create_upload(&upload("u3", "team/app", 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .quotas
+            .reserve(&res("u3", 600, far), &limits)
+            .await
+            .unwrap(),
+        QuotaOutcome::Allowed
+    );
+    assert_eq!(usage(&store, "team/").await.reserved_bytes, 700);
+    store.uploads.delete_upload("u3").await.unwrap();
+    assert_eq!(usage(&store, "team/").await.reserved_bytes, 100);
+    // Another repository's reservation counts in the namespace, not in the repository.
+    let other = Reservation {
+        repository: repo("team/other"),
+        ..res("u4", 50, far)
+    };
+    store.quotas.reserve(&other, &limits).await.unwrap();
+    assert_eq!(usage(&store, "team/").await.reserved_bytes, 150);
+    assert_eq!(usage(&store, "team/app").await.reserved_bytes, 100);
+
+    // A manifest's check: only blobs new to the scope count.
+    let fresh = blob(&"y".repeat(800), "k/y");
+    store
+        .blobs
+        .commit_blob(&repo("outside"), &fresh, None, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .quotas
+            .check_blobs(&r, std::slice::from_ref(&stored.digest), &limits)
+            .await
+            .unwrap(),
+        QuotaOutcome::Allowed
+    );
+    assert_eq!(
+        store
+            .quotas
+            .check_blobs(&r, &[stored.digest.clone(), fresh.digest.clone()], &limits)
+            .await
+            .unwrap(),
+        QuotaOutcome::Exceeded {
+            scope: "team/".into(),
+            quota: 1000,
+            usage: 300,
+            requested: 800
+        }
+    );
+}
+
+pub async fn quota_limits_seeded_and_set(store: Store) {
+    let l = |scope: &str, bytes: u64, source: &str| QuotaLimit {
+        scope: scope.into(),
+        bytes,
+        source: source.into(),
+    };
+    store
+        .quotas
+        .seed_quota_limits(&[l("a/", 10, "config"), l("b/", 20, "config")])
+        .await
+        .unwrap();
+    store
+        .quotas
+        .set_quota_limit(&l("b/", 25, "api"))
+        .await
+        .unwrap();
+    store
+        .quotas
+        .set_quota_limit(&l("c/x", 5, "api"))
+        .await
+        .unwrap();
+    // The configuration changes: b/ keeps its run-time value, a/ is gone, * is new.
+    store
+        .quotas
+        .seed_quota_limits(&[l("b/", 30, "config"), l("*", 7, "config")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.quotas.quota_limits().await.unwrap(),
+        vec![l("*", 7, "config"), l("b/", 25, "api"), l("c/x", 5, "api")]
+    );
+    assert!(store.quotas.delete_quota_limit("c/x").await.unwrap());
+    assert!(!store.quotas.delete_quota_limit("c/x").await.unwrap());
+}
+
+/// Writers racing on one namespace's shared blobs (16 tasks, links and unlinks into
+/// eight repositories): the counters equal the recomputation afterwards.
+pub async fn quota_race_counters(store: Store) {
+    let shared: Vec<_> = (0..4)
+        .map(|i| blob(&format!("shared layer {i}"), &format!("k/{i}")))
+        .collect();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let r = repo(&format!("race/r{}", i % 8));
+                for round in 0..6 {
+                    let b = &shared[(i + round) % shared.len()];
+                    store.blobs.commit_blob(&r, b, None, &[]).await.unwrap();
+                    let m = manifest(&format!("{i}-{round}"), &[b], None);
+                    store.manifests.put_manifest(&r, &m, &[]).await.unwrap();
+                    if round % 2 == 1 {
+                        store
+                            .manifests
+                            .delete_manifest(&r, &m.record.digest, &[])
+                            .await
+                            .unwrap();
+                        store.blobs.unlink_blob(&r, &b.digest, &[]).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in futures_util::future::join_all(tasks).await {
+        t.unwrap();
+    }
+    assert_exact(&store).await;
+    let stored = usage(&store, "race/").await.stored_bytes;
+    assert!(stored <= shared.iter().map(|b| b.size).sum::<u64>());
+}
