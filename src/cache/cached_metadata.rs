@@ -113,6 +113,7 @@ impl CachedMetadata {
             gc: cached,
             events: meta.events,
             mirror: meta.mirror,
+            signatures: meta.signatures,
         }
     }
 

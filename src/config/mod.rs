@@ -21,6 +21,7 @@ mod middleware;
 mod notifications;
 mod proxy;
 mod storage;
+mod trust;
 mod validation;
 
 pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerConfig};
@@ -46,6 +47,7 @@ pub use notifications::{
 };
 pub use proxy::{ByteSize, Password, ProxyConfig, Upstream, UpstreamConfig};
 pub use storage::{StorageConfig, StorageDriver};
+pub use trust::{IdentityCheck, TrustAction, TrustConfig, TrustKeys, TrustPolicyConfig};
 pub use validation::ValidationConfig;
 
 /// Why the configuration was refused.
@@ -142,6 +144,9 @@ pub struct Config {
     /// distribution's health checks.
     #[serde(default)]
     pub health: HealthConfig,
+    /// Trust policies: signatures required to pull by tag (`trust`).
+    #[serde(default)]
+    pub trust: TrustConfig,
 }
 
 impl Config {
@@ -198,6 +203,7 @@ impl Config {
         gc::validate_retention(&self.retention, self.storage.delete.enabled)?;
         cache::validate(&self.storage.cache, self.redis.as_ref())?;
         self.auth.validate()?;
+        self.trust.validate()?;
         self.validation.validate()?;
         self.notifications.validate()?;
         self.middleware.validate(self.storage.s3.is_some())?;

@@ -24,7 +24,7 @@ pub mod urls;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
 use error::{ApiError, ApiResult};
-use handlers::{base, blobs, manifests, ops, token, uploads};
+use handlers::{base, blobs, manifests, ops, signatures, token, uploads};
 use route::Endpoint;
 
 /// Application state shared by every worker.
@@ -92,7 +92,13 @@ async fn dispatch(
     tracing::Span::current().record("http.route", endpoint.label());
     req.extensions_mut().insert(endpoint.clone());
     if !state.auth.is_open() {
-        authorize(&req, &endpoint, &state.auth).await?;
+        authorize(&req, &endpoint, &state.auth)
+            .await
+            .map_err(|e| match endpoint {
+                // containers/image reads the header from its unauthenticated ping.
+                Endpoint::Base => e.with_header(base::SUPPORTS_SIGNATURES.clone(), "1"),
+                _ => e,
+            })?;
     }
     if let Some(m) = state.registry.mirror() {
         mirror::refuse_push(&endpoint, req.method().as_str(), m.as_ref())?;
@@ -115,6 +121,9 @@ async fn dispatch(
         (E::Blob { .. }, "HEAD") => blobs::head(req, state).await,
         (E::Blob { .. }, "DELETE") => blobs::delete(req, state).await,
         (E::Referrers { .. }, "GET") => manifests::referrers(req, state).await,
+        (E::Signatures { .. }, "GET") => signatures::get(req, state).await,
+        (E::Signatures { .. }, "PUT") => signatures::put(req, body, state).await,
+        (E::SignatureForms { .. }, "GET") => signatures::forms(req, state).await,
         (endpoint, method) => Err(ApiError::unsupported(format!(
             "{method} is not supported on {}",
             endpoint.label()

@@ -6,7 +6,8 @@
 //! referrers), [`RepositoryStore`] (the catalog, and liveness), [`GcStore`] (garbage
 //! collection's review queues, tombstones and re-checks; see `gc`), [`EventStore`] (the
 //! notification outbox, see [`events`]), [`mirror::MirrorStore`] (the pull-through
-//! cache's fills, tags and content) — combined in
+//! cache's fills, tags and content), [`signatures::SignatureStore`] (signatures
+//! stored through OpenShift's API extension) — combined in
 //! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
 //! implement every trait over the same schema (`migrations/<engine>/`); they share the
 //! row mapping (`rows`) and every statement that reads or writes the same way
@@ -34,6 +35,7 @@ mod mirror_queries;
 pub mod postgres;
 mod queries;
 mod rows;
+pub mod signatures;
 mod sql_error;
 pub mod sqlite;
 
@@ -249,6 +251,8 @@ pub struct Metadata {
     pub events: Arc<dyn EventStore>,
     /// The pull-through cache's state (`mirror`).
     pub mirror: Arc<dyn mirror::MirrorStore>,
+    /// Signatures stored through the signature API extension (`signatures`).
+    pub signatures: Arc<dyn signatures::SignatureStore>,
 }
 
 impl Metadata {
@@ -261,13 +265,15 @@ impl Metadata {
             + RepositoryStore
             + GcStore
             + EventStore
-            + mirror::MirrorStore,
+            + mirror::MirrorStore
+            + signatures::SignatureStore,
     {
         Metadata {
             uploads: store.clone(),
             blobs: store.clone(),
             manifests: store.clone(),
             mirror: store.clone(),
+            signatures: store.clone(),
             repositories: store.clone(),
             gc: store.clone(),
             events: store,

@@ -23,6 +23,7 @@ pub mod hasher;
 pub mod manifest_format;
 pub mod manifests;
 pub mod mirror;
+pub mod signatures;
 pub mod uploads;
 
 pub use error::{RegistryError, Result};

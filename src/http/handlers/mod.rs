@@ -12,6 +12,7 @@ pub mod base;
 pub mod blobs;
 pub mod manifests;
 pub mod ops;
+pub mod signatures;
 pub mod token;
 pub mod uploads;
 

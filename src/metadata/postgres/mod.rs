@@ -43,6 +43,7 @@ use crate::types::{
 mod events;
 mod gc;
 mod mirror;
+mod signatures;
 mod writes;
 
 /// The shared statements, for PostgreSQL.

@@ -33,6 +33,7 @@ mod gc;
 mod group_commit;
 mod lock;
 mod mirror;
+mod signatures;
 mod writes;
 
 /// The shared statements, for SQLite.
