@@ -16,4 +16,5 @@ pub mod redirect;
 pub mod registry;
 pub mod server;
 pub mod telemetry;
+pub mod trust;
 pub mod types;

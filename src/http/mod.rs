@@ -38,7 +38,14 @@ pub struct AppState {
     pub health: health::Health,
     /// Blob transfers in progress, their limit, and the request body timeout.
     pub transfers: std::sync::Arc<transfers::Transfers>,
+    /// Trust policies (`trust`), if any are configured.
+    pub trust: Option<std::sync::Arc<crate::trust::Trust>>,
 }
+
+/// Marks a request whose caller may push to the repository it names (set for manifest
+/// requests, for the trust policy: such callers may still `HEAD` and fetch by digest).
+#[derive(Debug, Clone, Copy)]
+pub struct PushScope;
 
 /// Registers every route: the operational endpoints by exact path, and every `/v2/`
 /// path through [`dispatch`], which parses it into an [`Endpoint`] once. `/metrics`
@@ -154,6 +161,11 @@ async fn authorize(
     };
     if let Some(actor) = actor {
         req.extensions_mut().insert(Actor(actor));
+    }
+    if let Endpoint::Manifest { name, .. } = endpoint {
+        if grant.allows(name, crate::auth::Action::Push) {
+            req.extensions_mut().insert(PushScope);
+        }
     }
     if let Endpoint::UploadStart { .. } = endpoint {
         let params = headers::query(req.query_string()).unwrap_or_default();

@@ -48,6 +48,9 @@ pub trait SignatureStore: Send + Sync + 'static {
     /// The manifest's signatures in the order they were stored; empty when it has none
     /// or does not exist.
     async fn signatures(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<StoredSignature>>;
+    /// The indexes of `repo` that list the manifest `digest` as a child (a few: the
+    /// trust policy lets a platform manifest through when an index holding it is signed).
+    async fn parents(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>>;
 }
 
 /// Defines the signature statements for one engine (`$db`, its `sqlx::Database`).
@@ -109,6 +112,29 @@ macro_rules! signature_queries {
             } else {
                 PutSignatureOutcome::ManifestUnknown
             })
+        }
+
+        pub(crate) async fn parents<'e, E>(
+            e: E,
+            repo: &RepoName,
+            digest: &Digest,
+        ) -> Result<Vec<Digest>>
+        where
+            E: sqlx::Executor<'e, Database = $db>,
+        {
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT mr.manifest_digest
+                 FROM manifest_references mr JOIN repositories r ON r.id = mr.repository_id
+                 WHERE r.name = $1 AND mr.child_digest = $2 AND mr.child_is_manifest
+                 ORDER BY mr.manifest_digest LIMIT 16",
+            )
+            .bind(repo.as_str())
+            .bind(digest.to_string())
+            .fetch_all(e)
+            .await?;
+            rows.iter()
+                .map(|d| $crate::metadata::rows::parse_digest(d))
+                .collect()
         }
 
         pub(crate) async fn signatures<'e, E>(

@@ -295,6 +295,11 @@ impl Registry {
         })
     }
 
+    /// The indexes of `repo` that hold the manifest `digest` (a few).
+    pub async fn parent_indexes(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>> {
+        Ok(self.meta.signatures.parents(repo, digest).await?)
+    }
+
     /// A small blob of `repo` whole (a signature payload), refusing more than `max`
     /// bytes. `None` when the repository does not hold it.
     pub async fn read_small_blob(

@@ -8,7 +8,7 @@
 //! a `GET` answers `{"signatures": [...]}`, a `PUT` sends one object and expects 201.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use futures_util::StreamExt;
@@ -139,4 +139,22 @@ pub async fn forms(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Ht
         "sigstoreAttachment": attachment,
         "referrers": referrers,
     })))
+}
+
+/// The trust policy's check of a manifest pull (`manifests::get`/`head`): the caller
+/// has push scope when auth is open or its grant allows a push to the repository.
+pub async fn check_pull(
+    req: &HttpRequest,
+    state: &AppState,
+    trust: &crate::trust::Trust,
+    manifest: &crate::types::ManifestRecord,
+    head: bool,
+) -> ApiResult<()> {
+    let repo = repo_name(req)?;
+    let reference = crate::types::Reference::parse(&segment(req)).map_err(RegistryError::from)?;
+    let push_scope =
+        state.auth.is_open() || req.extensions().get::<crate::http::PushScope>().is_some();
+    Ok(trust
+        .check_pull(&repo, &reference, manifest, head, push_scope)
+        .await?)
 }

@@ -28,4 +28,8 @@ impl SignatureStore for PostgresStore {
     async fn signatures(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<StoredSignature>> {
         q::signatures(&self.pool, repo, digest).await
     }
+
+    async fn parents(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>> {
+        q::parents(&self.pool, repo, digest).await
+    }
 }

@@ -34,4 +34,8 @@ impl SignatureStore for SqliteStore {
     async fn signatures(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<StoredSignature>> {
         q::signatures(&self.reader, repo, digest).await
     }
+
+    async fn parents(&self, repo: &RepoName, digest: &Digest) -> Result<Vec<Digest>> {
+        q::parents(&self.reader, repo, digest).await
+    }
 }
