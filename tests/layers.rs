@@ -39,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("maintenance", &["types", "config", "registry", "telemetry"]),
+    ("trust", &["types", "config", "registry", "telemetry"]),
     (
         "notify",
         &["types", "clock", "config", "metadata", "telemetry"],
@@ -64,6 +65,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "registry",
             "metadata",
             "blobs",
+            "trust",
             "telemetry",
         ],
     ),
@@ -82,6 +84,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "notify",
             "proxy",
             "http",
+            "trust",
             "telemetry",
         ],
     ),
