@@ -99,7 +99,7 @@ macro_rules! signature_queries {
             E: sqlx::Executor<'e, Database = $db>,
         {
             let exists: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM signatures s JOIN repositories r ON r.id = s.repository_id
+                "SELECT CAST(1 AS BIGINT) FROM signatures s JOIN repositories r ON r.id = s.repository_id
                  WHERE r.name = $1 AND s.manifest_digest = $2 AND s.name = $3",
             )
             .bind(repo.as_str())

@@ -25,6 +25,7 @@ mod events;
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
 mod races;
+mod signatures;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
 mod support;
@@ -88,6 +89,8 @@ suite!(
     cases::list_tags_order_and_pages,
     cases::list_repositories_order_and_pages,
     cases::referrers,
+    signatures::signatures_follow_their_manifest,
+    signatures::parents_of_a_manifest,
     races::race_commit_same_digest,
     races::race_tag_push,
     races::race_same_manifest_many_tags,
