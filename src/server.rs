@@ -239,8 +239,8 @@ fn start_http(
 ) -> Result<Server, StartError> {
     let clients = crate::http::client_addr::ClientAddr::new(config.http.trusted_proxies()?);
     let health = crate::http::health::Health::spawn(&config.health, &registry);
-    let trust =
-        crate::trust::Trust::from_config(&config.trust, registry.clone()).map_err(StartError::Trust)?;
+    let trust = crate::trust::Trust::from_config(&config.trust, registry.clone())
+        .map_err(StartError::Trust)?;
     let state = web::Data::new(AppState {
         trust,
         registry,

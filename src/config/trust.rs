@@ -124,3 +124,50 @@ impl TrustConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{IdentityCheck, TrustAction};
+    use crate::config::Config;
+
+    fn load(yaml: &str) -> Result<Config, String> {
+        let tree: serde_norway::Value = serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
+        Config::from_tree(tree).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_policy_and_its_defaults() {
+        let c = load(
+            "trust:\n  policies:\n    - name: prod\n      repositories: [\"prod/*\"]\n      keys:\n        gpg: [/k.asc]\n",
+        )
+        .unwrap();
+        let p = &c.trust.policies[0];
+        assert_eq!(p.on, vec![TrustAction::Pull]);
+        assert_eq!(p.identity, IdentityCheck::Repository);
+        assert!(load("{}").unwrap().trust.policies.is_empty());
+    }
+
+    #[test]
+    fn refusals_name_the_key() {
+        let cases = [
+            ("- {name: '', repositories: [a], keys: {gpg: [k]}}", "trust.policies[0].name"),
+            ("- {name: 'a b', repositories: [a], keys: {gpg: [k]}}", "trust.policies[0].name"),
+            ("- {name: a, repositories: [], keys: {gpg: [k]}}", "trust.policies[0].repositories"),
+            ("- {name: a, repositories: [x], keys: {}}", "trust.policies[0].keys"),
+            ("- {name: a, repositories: [x], on: [], keys: {gpg: [k]}}", "trust.policies[0].on"),
+            ("- {name: a, repositories: [x], keys: {cosign: [' ']}}", "trust.policies[0].keys.cosign"),
+            (
+                "- {name: a, repositories: [x], keys: {gpg: [k]}}\n    - {name: a, repositories: [y], keys: {gpg: [k]}}",
+                "trust.policies[1].name",
+            ),
+            ("- {name: a, repositories: [x], keys: {gpg: [k]}, on: [pul]}", "unknown variant"),
+            ("- {name: a, repositories: [x], keys: {pgp: [k]}}", "unknown field"),
+            ("- {name: a, repositories: [x], keys: {gpg: [k]}, identity: any}", "unknown variant"),
+        ];
+        for (policy, expected) in cases {
+            let yaml = format!("trust:\n  policies:\n    {policy}\n");
+            let err = load(&yaml).expect_err(&yaml);
+            assert!(err.contains(expected), "{yaml}: {err}");
+        }
+    }
+}

@@ -18,16 +18,38 @@ use crate::auth::{Action, Need};
 pub enum Endpoint {
     Base,
     Catalog,
-    Tags { name: String },
-    Manifest { name: String, reference: String },
-    UploadStart { name: String },
-    Upload { name: String, id: String },
-    Blob { name: String, digest: String },
-    Referrers { name: String, digest: String },
+    Tags {
+        name: String,
+    },
+    Manifest {
+        name: String,
+        reference: String,
+    },
+    UploadStart {
+        name: String,
+    },
+    Upload {
+        name: String,
+        id: String,
+    },
+    Blob {
+        name: String,
+        digest: String,
+    },
+    Referrers {
+        name: String,
+        digest: String,
+    },
     /// OpenShift's signature API extension.
-    Signatures { name: String, digest: String },
+    Signatures {
+        name: String,
+        digest: String,
+    },
     /// Every signature of a manifest, in every stored form (Wharf's own).
-    SignatureForms { name: String, digest: String },
+    SignatureForms {
+        name: String,
+        digest: String,
+    },
 }
 
 impl Endpoint {

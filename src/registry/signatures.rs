@@ -121,7 +121,12 @@ fn signing_layers(payload: &[u8]) -> Vec<SigningLayer> {
 
 /// The sigstore attachment tag of a manifest: `sha256-<hex>.sig`.
 pub fn attachment_tag(digest: &Digest) -> Option<Tag> {
-    Tag::parse(&format!("{}-{}.sig", digest.algorithm().name(), digest.hex())).ok()
+    Tag::parse(&format!(
+        "{}-{}.sig",
+        digest.algorithm().name(),
+        digest.hex()
+    ))
+    .ok()
 }
 
 /// Whether `tag` names a sigstore attachment (signature, attestation or SBOM) rather
@@ -247,7 +252,11 @@ impl Registry {
     /// the repository has none (and is no error: an attachment may name a digest the
     /// repository does not hold).
     #[tracing::instrument(level = "debug", skip_all, fields(repo = %repo, digest = %digest))]
-    pub async fn signatures_of(&self, repo: &RepoName, digest: &Digest) -> Result<SignatureListing> {
+    pub async fn signatures_of(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<SignatureListing> {
         let extension = self.meta.signatures.signatures(repo, digest).await?;
         let attachment = match attachment_tag(digest) {
             Some(tag) => self
@@ -279,7 +288,12 @@ impl Registry {
             if r.artifact_type.as_deref() != Some(SIGNATURE_ARTIFACT_TYPES[1]) {
                 continue;
             }
-            if let Some(m) = self.meta.manifests.manifest_by_digest(repo, &r.digest).await? {
+            if let Some(m) = self
+                .meta
+                .manifests
+                .manifest_by_digest(repo, &r.digest)
+                .await?
+            {
                 cosign_referrers.push(SigningManifest {
                     tag: None,
                     layers: signing_layers(&m.payload),
@@ -320,7 +334,10 @@ impl Registry {
         if blob.size == 0 {
             return Ok(Some(Vec::new()));
         }
-        let mut stream = self.blobs.get(&blob.storage_key, Some(0..blob.size)).await?;
+        let mut stream = self
+            .blobs
+            .get(&blob.storage_key, Some(0..blob.size))
+            .await?;
         let mut out = Vec::with_capacity(blob.size as usize);
         while let Some(piece) = stream.next().await {
             out.extend_from_slice(&piece?);
@@ -345,7 +362,10 @@ mod tests {
         );
         assert!(is_attachment_tag(&format!("sha256-{}.sig", "0".repeat(64))));
         assert!(is_attachment_tag(&format!("sha256-{}.att", "0".repeat(64))));
-        assert!(!is_attachment_tag(&format!("sha256-{}.sig", "0".repeat(63))));
+        assert!(!is_attachment_tag(&format!(
+            "sha256-{}.sig",
+            "0".repeat(63)
+        )));
         assert!(!is_attachment_tag("latest"));
     }
 

@@ -40,9 +40,7 @@ fn m() -> &'static TrustMetrics {
 }
 
 pub fn verification(policy: &str, result: &str) {
-    m().verifications
-        .with_label_values(&[policy, result])
-        .inc();
+    m().verifications.with_label_values(&[policy, result]).inc();
 }
 
 pub fn cache(hit: bool) {

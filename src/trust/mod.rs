@@ -103,7 +103,10 @@ fn is_accessory(m: &ManifestRecord) -> bool {
 
 impl Trust {
     /// Loads every policy's keys; `None` when no policy is configured.
-    pub fn from_config(config: &TrustConfig, registry: Registry) -> Result<Option<Arc<Trust>>, String> {
+    pub fn from_config(
+        config: &TrustConfig,
+        registry: Registry,
+    ) -> Result<Option<Arc<Trust>>, String> {
         if config.policies.is_empty() {
             return Ok(None);
         }
@@ -113,7 +116,10 @@ impl Trust {
             hash.update(serde_json::to_vec(p).map_err(|e| e.to_string())?);
             let read = |file: &str, hash: &mut Sha256| -> Result<Vec<u8>, String> {
                 let data = std::fs::read(file).map_err(|e| {
-                    format!("trust policy {:?}: cannot read key file {file}: {e}", p.name)
+                    format!(
+                        "trust policy {:?}: cannot read key file {file}: {e}",
+                        p.name
+                    )
                 })?;
                 hash.update(&data);
                 Ok(data)
@@ -222,7 +228,14 @@ impl Trust {
             }
         }
         metrics::refusal(&policy.name, "pull");
-        Err(refusal("pull", policy, repo, reference, &manifest.digest, &verdict))
+        Err(refusal(
+            "pull",
+            policy,
+            repo,
+            reference,
+            &manifest.digest,
+            &verdict,
+        ))
     }
 
     /// Whether a push of `body` under `tags` may go ahead (nothing to check without a
@@ -267,7 +280,14 @@ impl Trust {
             return Ok(());
         }
         metrics::refusal(&policy.name, "push");
-        Err(refusal("push", policy, repo, reference, &record.digest, &verdict))
+        Err(refusal(
+            "push",
+            policy,
+            repo,
+            reference,
+            &record.digest,
+            &verdict,
+        ))
     }
 }
 

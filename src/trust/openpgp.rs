@@ -200,7 +200,9 @@ fn public_key(body: &[u8]) -> Result<Option<PublicKey>> {
         }
         22 => {
             let oid_len = *rest.first().ok_or_else(|| malformed("truncated key"))? as usize;
-            let oid = rest.get(1..1 + oid_len).ok_or_else(|| malformed("truncated OID"))?;
+            let oid = rest
+                .get(1..1 + oid_len)
+                .ok_or_else(|| malformed("truncated OID"))?;
             if oid != ED25519_OID {
                 return Ok(None);
             }
@@ -215,7 +217,9 @@ fn public_key(body: &[u8]) -> Result<Option<PublicKey>> {
             }
         }
         27 => {
-            let key = rest.get(..32).ok_or_else(|| malformed("truncated Ed25519 key"))?;
+            let key = rest
+                .get(..32)
+                .ok_or_else(|| malformed("truncated Ed25519 key"))?;
             let mut k = [0u8; 32];
             k.copy_from_slice(key);
             Material::Ed25519(k)
@@ -339,7 +343,11 @@ fn signature(body: &[u8]) -> Result<Signature> {
     }
     let mut values = Vec::new();
     if algo == 27 {
-        values.push(rest.get(..64).ok_or_else(|| malformed("Ed25519 signature"))?.to_vec());
+        values.push(
+            rest.get(..64)
+                .ok_or_else(|| malformed("Ed25519 signature"))?
+                .to_vec(),
+        );
     } else {
         while !rest.is_empty() {
             let (v, r) = mpi(rest)?;
@@ -521,6 +529,9 @@ mod tests {
         assert!(parse_public_keys(b"not a key").is_err());
         assert!(verify_message(b"", &[]).is_err());
         assert!(verify_message(&[0xC0 | 8, 1, 3], &[]).is_err());
-        assert!(parse_public_keys(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n!!!\n-----END PGP PUBLIC KEY BLOCK-----\n").is_err());
+        assert!(parse_public_keys(
+            b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n!!!\n-----END PGP PUBLIC KEY BLOCK-----\n"
+        )
+        .is_err());
     }
 }

@@ -48,9 +48,7 @@ pub fn reference_repository(reference: &str) -> &str {
         _ => without_digest,
     };
     match without_tag.split_once('/') {
-        Some((host, rest))
-            if host.contains('.') || host.contains(':') || host == "localhost" =>
-        {
+        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => {
             rest
         }
         _ => without_tag,

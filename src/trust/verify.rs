@@ -82,7 +82,12 @@ async fn run(
         .attachment
         .iter()
         .map(|a| ("sigstore attachment", a))
-        .chain(listing.cosign_referrers.iter().map(|r| ("cosign referrer", r)));
+        .chain(
+            listing
+                .cosign_referrers
+                .iter()
+                .map(|r| ("cosign referrer", r)),
+        );
     for (form, m) in cosign {
         for layer in &m.layers {
             if policy.cosign.is_empty() {
@@ -97,13 +102,22 @@ async fn run(
                 continue;
             };
             let Ok(sig) = B64.decode(sig.trim()) else {
-                reasons.push(format!("{form} layer {}: the signature is not base64", layer.digest));
+                reasons.push(format!(
+                    "{form} layer {}: the signature is not base64",
+                    layer.digest
+                ));
                 continue;
             };
-            let body = match registry.read_small_blob(repo, &layer.digest, MAX_PAYLOAD).await {
+            let body = match registry
+                .read_small_blob(repo, &layer.digest, MAX_PAYLOAD)
+                .await
+            {
                 Ok(Some(body)) => body,
                 Ok(None) => {
-                    reasons.push(format!("{form} payload {} is not in the repository", layer.digest));
+                    reasons.push(format!(
+                        "{form} payload {} is not in the repository",
+                        layer.digest
+                    ));
                     continue;
                 }
                 Err(RegistryError::SignatureInvalid(why)) => {
@@ -116,7 +130,11 @@ async fn run(
                 Some(key) => match payload::check(&body, digest, repo, policy.identity) {
                     Ok(()) => {
                         return Ok(Verdict::Verified {
-                            form: if form == "cosign referrer" { "cosign-referrer" } else { "sigstore" },
+                            form: if form == "cosign referrer" {
+                                "cosign-referrer"
+                            } else {
+                                "sigstore"
+                            },
                             key: key.file.clone(),
                         })
                     }

@@ -24,5 +24,6 @@ mod manifests;
 mod notifications;
 mod redirect;
 mod referrers;
+mod signatures;
 mod tags_catalog;
 mod uploads;

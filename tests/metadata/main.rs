@@ -25,9 +25,9 @@ mod events;
 #[path = "../common/postgres_url.rs"]
 mod postgres_url;
 mod races;
-mod signatures;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
+mod signatures;
 mod support;
 
 /// Declares every suite function as a test per engine.

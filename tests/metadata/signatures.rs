@@ -30,7 +30,12 @@ pub async fn signatures_follow_their_manifest(store: Store) {
         PutSignatureOutcome::ManifestUnknown
     );
     store.manifests.put_manifest(&r, &m, &[]).await.unwrap();
-    assert!(store.signatures.signatures(&r, &d).await.unwrap().is_empty());
+    assert!(store
+        .signatures
+        .signatures(&r, &d)
+        .await
+        .unwrap()
+        .is_empty());
 
     for (name, at) in [("b", 2), ("a", 1)] {
         assert_eq!(
@@ -46,32 +51,58 @@ pub async fn signatures_follow_their_manifest(store: Store) {
     let mut again = sig(&d, "a", 3);
     again.content = b"another".to_vec();
     assert_eq!(
-        store.signatures.put_signature(&r, &d, &again).await.unwrap(),
+        store
+            .signatures
+            .put_signature(&r, &d, &again)
+            .await
+            .unwrap(),
         PutSignatureOutcome::Exists
     );
     let got = store.signatures.signatures(&r, &d).await.unwrap();
-    assert_eq!(got, vec![sig(&d, "a", 1), sig(&d, "b", 2)], "in the order stored");
+    assert_eq!(
+        got,
+        vec![sig(&d, "a", 1), sig(&d, "b", 2)],
+        "in the order stored"
+    );
 
     // Another repository holding the same manifest has its own signatures.
     let other = repo("other/app");
     store.manifests.put_manifest(&other, &m, &[]).await.unwrap();
-    assert!(store.signatures.signatures(&other, &d).await.unwrap().is_empty());
+    assert!(store
+        .signatures
+        .signatures(&other, &d)
+        .await
+        .unwrap()
+        .is_empty());
 
     // The sigstore attachment tag of the manifest, pointing at an attachment manifest.
     let attachment = manifest("attachment", &[], None);
     let mut attachment = attachment;
     attachment.tags = vec![tag(&format!("sha256-{}.sig", d.hex()))];
-    store.manifests.put_manifest(&r, &attachment, &[]).await.unwrap();
+    store
+        .manifests
+        .put_manifest(&r, &attachment, &[])
+        .await
+        .unwrap();
     let unrelated = {
         let mut u = manifest("unrelated", &[], None);
         u.tags = vec![tag(&format!("sha256-{}.sig", "0".repeat(64)))];
         u
     };
-    store.manifests.put_manifest(&r, &unrelated, &[]).await.unwrap();
+    store
+        .manifests
+        .put_manifest(&r, &unrelated, &[])
+        .await
+        .unwrap();
 
     // Deleting the manifest takes its signatures and its attachment tag.
     assert!(store.manifests.delete_manifest(&r, &d, &[]).await.unwrap());
-    assert!(store.signatures.signatures(&r, &d).await.unwrap().is_empty());
+    assert!(store
+        .signatures
+        .signatures(&r, &d)
+        .await
+        .unwrap()
+        .is_empty());
     let attachment_tag = tag(&format!("sha256-{}.sig", d.hex()));
     assert!(store
         .manifests
@@ -96,7 +127,12 @@ pub async fn signatures_follow_their_manifest(store: Store) {
         .is_some());
     // Pushed again, the manifest has no signatures left over.
     store.manifests.put_manifest(&r, &m, &[]).await.unwrap();
-    assert!(store.signatures.signatures(&r, &d).await.unwrap().is_empty());
+    assert!(store
+        .signatures
+        .signatures(&r, &d)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn parents_of_a_manifest(store: Store) {

@@ -48,7 +48,11 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Htt
 
 /// A manifest GET or HEAD (actix leaves HEAD's body out), once the trust policy, if
 /// any, lets it through.
-async fn serve(req: HttpRequest, state: web::Data<AppState>, head: bool) -> ApiResult<HttpResponse> {
+async fn serve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    head: bool,
+) -> ApiResult<HttpResponse> {
     let m = fetch(&req, &state).await?;
     if let Some(trust) = &state.trust {
         super::signatures::check_pull(&req, &state, trust, &m, head).await?;
