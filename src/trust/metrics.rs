@@ -8,34 +8,41 @@
 
 use std::sync::OnceLock;
 
-use prometheus::IntCounterVec;
+use prometheus::{IntCounter, IntCounterVec};
 
 use crate::telemetry::lazy_counter_vec;
 
 struct TrustMetrics {
     verifications: IntCounterVec,
-    cache: IntCounterVec,
+    /// `cache_total{result="hit"}` and `{result="miss"}`, resolved once: a hit is
+    /// on every checked pull.
+    hit: IntCounter,
+    miss: IntCounter,
     refusals: IntCounterVec,
 }
 
 fn m() -> &'static TrustMetrics {
     static M: OnceLock<TrustMetrics> = OnceLock::new();
-    M.get_or_init(|| TrustMetrics {
-        verifications: lazy_counter_vec(
-            "trust_verifications_total",
-            "Signature verifications run for a trust policy, by result",
-            &["policy", "result"],
-        ),
-        cache: lazy_counter_vec(
+    M.get_or_init(|| {
+        let cache = lazy_counter_vec(
             "trust_cache_total",
             "Trust verdicts looked up in the cache, by hit or miss",
             &["result"],
-        ),
-        refusals: lazy_counter_vec(
-            "trust_refusals_total",
-            "Requests a trust policy refused, by policy and action",
-            &["policy", "action"],
-        ),
+        );
+        TrustMetrics {
+            verifications: lazy_counter_vec(
+                "trust_verifications_total",
+                "Signature verifications run for a trust policy, by result",
+                &["policy", "result"],
+            ),
+            hit: cache.with_label_values(&["hit"]),
+            miss: cache.with_label_values(&["miss"]),
+            refusals: lazy_counter_vec(
+                "trust_refusals_total",
+                "Requests a trust policy refused, by policy and action",
+                &["policy", "action"],
+            ),
+        }
     })
 }
 
@@ -44,9 +51,11 @@ pub fn verification(policy: &str, result: &str) {
 }
 
 pub fn cache(hit: bool) {
-    m().cache
-        .with_label_values(&[if hit { "hit" } else { "miss" }])
-        .inc();
+    if hit {
+        m().hit.inc();
+    } else {
+        m().miss.inc();
+    }
 }
 
 pub fn refusal(policy: &str, action: &str) {

@@ -174,6 +174,16 @@ impl Trust {
         self.policies.iter().find(|p| p.matches(repo))
     }
 
+    /// Whether a verified verdict for the manifest is cached (counted as a hit).
+    fn cached_verified(&self, policy: &Policy, repo: &RepoName, digest: &Digest) -> bool {
+        let key = (repo.clone(), digest.clone(), policy.version);
+        let hit = self.verified.contains_key(&key);
+        if hit {
+            metrics::cache(true);
+        }
+        hit
+    }
+
     /// The verdict for a manifest under a policy, from the cache or verified now.
     pub async fn verdict(
         &self,
@@ -210,6 +220,11 @@ impl Trust {
         };
         let by_tag = matches!(reference, Reference::Tag(_));
         if push_scope && (head || !by_tag) {
+            return Ok(());
+        }
+        // The common case first and cheapest: a verdict already cached as verified (no
+        // parsing, no query). Then signatures themselves, then verification.
+        if manifest.subject.is_some() || self.cached_verified(policy, repo, &manifest.digest) {
             return Ok(());
         }
         if is_accessory(manifest) {
