@@ -187,10 +187,13 @@ fn main() -> ExitCode {
                 .await
                 .map_err(|e| wharf::server::StartError::Notify(wharf::notify::NotifyError(e)))
         }),
-        Command::CheckConfig { .. } => {
-            eprintln!("wharf: configuration is valid");
-            Ok(())
-        }
+        Command::CheckConfig { .. } => match wharf::trust::load_policies(&config.trust) {
+            Ok(_) => {
+                eprintln!("wharf: configuration is valid");
+                Ok(())
+            }
+            Err(e) => Err(wharf::server::StartError::Trust(e)),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -107,53 +107,9 @@ impl Trust {
         config: &TrustConfig,
         registry: Registry,
     ) -> Result<Option<Arc<Trust>>, String> {
-        if config.policies.is_empty() {
+        let policies = load_policies(config)?;
+        if policies.is_empty() {
             return Ok(None);
-        }
-        let mut policies = Vec::new();
-        for p in &config.policies {
-            let mut hash = Sha256::new();
-            hash.update(serde_json::to_vec(p).map_err(|e| e.to_string())?);
-            let read = |file: &str, hash: &mut Sha256| -> Result<Vec<u8>, String> {
-                let data = std::fs::read(file).map_err(|e| {
-                    format!(
-                        "trust policy {:?}: cannot read key file {file}: {e}",
-                        p.name
-                    )
-                })?;
-                hash.update(&data);
-                Ok(data)
-            };
-            let mut cosign = Vec::new();
-            for file in &p.keys.cosign {
-                let data = read(file, &mut hash)?;
-                cosign.push(
-                    keys::CosignKey::parse(file, &data)
-                        .map_err(|e| format!("trust policy {:?}: {e}", p.name))?,
-                );
-            }
-            let mut gpg = Vec::new();
-            for file in &p.keys.gpg {
-                let data = read(file, &mut hash)?;
-                gpg.extend(
-                    keys::GpgKeys::parse(file, &data)
-                        .map_err(|e| format!("trust policy {:?}: {e}", p.name))?
-                        .keys,
-                );
-            }
-            let digest = hash.finalize();
-            let mut version = [0u8; 8];
-            version.copy_from_slice(&digest[..8]);
-            policies.push(Policy {
-                name: p.name.clone(),
-                repositories: p.repositories.clone(),
-                pull: p.on.contains(&TrustAction::Pull),
-                push: p.on.contains(&TrustAction::Push),
-                cosign,
-                gpg,
-                identity: p.identity,
-                version: u64::from_be_bytes(version),
-            });
         }
         Ok(Some(Arc::new(Trust {
             policies,
@@ -304,6 +260,57 @@ impl Trust {
             &verdict,
         ))
     }
+}
+
+/// Reads and parses every policy's key files (`wharf serve` and `wharf check-config`):
+/// an unreadable or unparsable file is an error naming the policy and the file.
+pub fn load_policies(config: &TrustConfig) -> Result<Vec<Policy>, String> {
+    let mut policies = Vec::new();
+    for p in &config.policies {
+        let mut hash = Sha256::new();
+        hash.update(serde_json::to_vec(p).map_err(|e| e.to_string())?);
+        let read = |file: &str, hash: &mut Sha256| -> Result<Vec<u8>, String> {
+            let data = std::fs::read(file).map_err(|e| {
+                format!(
+                    "trust policy {:?}: cannot read key file {file}: {e}",
+                    p.name
+                )
+            })?;
+            hash.update(&data);
+            Ok(data)
+        };
+        let mut cosign = Vec::new();
+        for file in &p.keys.cosign {
+            let data = read(file, &mut hash)?;
+            cosign.push(
+                keys::CosignKey::parse(file, &data)
+                    .map_err(|e| format!("trust policy {:?}: {e}", p.name))?,
+            );
+        }
+        let mut gpg = Vec::new();
+        for file in &p.keys.gpg {
+            let data = read(file, &mut hash)?;
+            gpg.extend(
+                keys::GpgKeys::parse(file, &data)
+                    .map_err(|e| format!("trust policy {:?}: {e}", p.name))?
+                    .keys,
+            );
+        }
+        let digest = hash.finalize();
+        let mut version = [0u8; 8];
+        version.copy_from_slice(&digest[..8]);
+        policies.push(Policy {
+            name: p.name.clone(),
+            repositories: p.repositories.clone(),
+            pull: p.on.contains(&TrustAction::Pull),
+            push: p.on.contains(&TrustAction::Push),
+            cosign,
+            gpg,
+            identity: p.identity,
+            version: u64::from_be_bytes(version),
+        });
+    }
+    Ok(policies)
 }
 
 fn refusal(
