@@ -17,4 +17,5 @@ pub mod redirect;
 pub mod registry;
 pub mod server;
 pub mod telemetry;
+pub mod trust;
 pub mod types;

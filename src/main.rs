@@ -324,10 +324,13 @@ fn main() -> ExitCode {
                 std::process::exit(i32::from(DRIFT_FOUND));
             }
         }),
-        Command::CheckConfig { .. } => {
-            eprintln!("wharf: configuration is valid");
-            Ok(())
-        }
+        Command::CheckConfig { .. } => match wharf::trust::load_policies(&config.trust) {
+            Ok(_) => {
+                eprintln!("wharf: configuration is valid");
+                Ok(())
+            }
+            Err(e) => Err(wharf::server::StartError::Trust(e)),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,6 +35,8 @@ pub enum StartError {
     Notify(#[from] crate::notify::NotifyError),
     #[error("pull-through cache: {0}")]
     Proxy(String),
+    #[error("trust: {0}")]
+    Trust(String),
     #[error("cannot listen on {addr}: {source}{}", listen_hint(.source))]
     Listen {
         addr: String,
@@ -264,7 +266,10 @@ fn start_http(
 ) -> Result<Server, StartError> {
     let clients = crate::http::client_addr::ClientAddr::new(config.http.trusted_proxies()?);
     let health = crate::http::health::Health::spawn(&config.health, &registry);
+    let trust = crate::trust::Trust::from_config(&config.trust, registry.clone())
+        .map_err(StartError::Trust)?;
     let state = web::Data::new(AppState {
+        trust,
         registry,
         auth,
         clients,

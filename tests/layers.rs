@@ -39,6 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("maintenance", &["types", "config", "registry", "telemetry"]),
+    ("trust", &["types", "config", "registry", "telemetry"]),
     (
         "import",
         &[
@@ -76,6 +77,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "registry",
             "metadata",
             "blobs",
+            "trust",
             "telemetry",
         ],
     ),
@@ -94,6 +96,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "notify",
             "proxy",
             "http",
+            "trust",
             "telemetry",
         ],
     ),

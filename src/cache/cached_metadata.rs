@@ -115,6 +115,7 @@ impl CachedMetadata {
             mirror: meta.mirror,
             imports: meta.imports,
             quotas: meta.quotas,
+            signatures: meta.signatures,
         }
     }
 

@@ -22,6 +22,7 @@ mod notifications;
 mod proxy;
 mod quotas;
 mod storage;
+mod trust;
 mod validation;
 
 pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerConfig};
@@ -48,6 +49,7 @@ pub use notifications::{
 pub use proxy::{ByteSize, Password, ProxyConfig, Upstream, UpstreamConfig};
 pub use quotas::QuotasConfig;
 pub use storage::{StorageConfig, StorageDriver};
+pub use trust::{IdentityCheck, TrustAction, TrustConfig, TrustKeys, TrustPolicyConfig};
 pub use validation::ValidationConfig;
 
 /// Why the configuration was refused.
@@ -147,6 +149,9 @@ pub struct Config {
     /// Storage quotas (a Wharf key).
     #[serde(default)]
     pub quotas: QuotasConfig,
+    /// Trust policies: signatures required to pull by tag (`trust`).
+    #[serde(default)]
+    pub trust: TrustConfig,
 }
 
 impl Config {
@@ -203,6 +208,7 @@ impl Config {
         gc::validate_retention(&self.retention, self.storage.delete.enabled)?;
         cache::validate(&self.storage.cache, self.redis.as_ref())?;
         self.auth.validate()?;
+        self.trust.validate()?;
         self.validation.validate()?;
         self.notifications.validate()?;
         self.middleware.validate(self.storage.s3.is_some())?;

@@ -41,6 +41,10 @@ pub enum ErrorCode {
     Denied,
     Unsupported,
     TooManyRequests,
+    /// OpenShift's signature API extension: a signature it refuses.
+    SignatureInvalid,
+    /// OpenShift's signature API extension: a signature of that name exists.
+    SignatureExists,
     /// distribution's code for an unexpected server error.
     Unknown,
     /// distribution's code for a service that is temporarily unavailable.
@@ -65,6 +69,8 @@ impl ErrorCode {
             C::Denied => "DENIED",
             C::Unsupported => "UNSUPPORTED",
             C::TooManyRequests => "TOOMANYREQUESTS",
+            C::SignatureInvalid => "SIGNATURE_INVALID",
+            C::SignatureExists => "SIGNATURE_EXISTS",
             C::Unknown => "UNKNOWN",
             C::Unavailable => "UNAVAILABLE",
         }
@@ -241,6 +247,9 @@ impl From<RegistryError> for ApiError {
             E::Storage(inner) => inner.into(),
             E::Upstream(inner) => upstream_error(inner),
             E::QuotaExceeded { .. } => ApiError::new(S::FORBIDDEN, C::Denied, msg),
+            E::SignatureInvalid(_) => ApiError::new(S::BAD_REQUEST, C::SignatureInvalid, msg),
+            E::SignatureExists(_) => ApiError::new(S::CONFLICT, C::SignatureExists, msg),
+            E::Untrusted(_) => ApiError::new(S::FORBIDDEN, C::Denied, msg),
         }
     }
 }

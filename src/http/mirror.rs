@@ -24,6 +24,8 @@ fn renamed(endpoint: &Endpoint, name: String) -> Endpoint {
         E::Upload { id, .. } => E::Upload { name, id },
         E::Blob { digest, .. } => E::Blob { name, digest },
         E::Referrers { digest, .. } => E::Referrers { name, digest },
+        E::Signatures { digest, .. } => E::Signatures { name, digest },
+        E::SignatureForms { digest, .. } => E::SignatureForms { name, digest },
         other @ (E::Base | E::Catalog | E::Quota { .. } | E::Usage { .. }) => other,
     }
 }

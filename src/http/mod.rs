@@ -25,7 +25,7 @@ pub mod write_limiter;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
 use error::{ApiError, ApiResult};
-use handlers::{base, blobs, manifests, ops, quotas, token, uploads};
+use handlers::{base, blobs, manifests, ops, quotas, signatures, token, uploads};
 use route::Endpoint;
 
 /// Application state shared by every worker.
@@ -41,7 +41,14 @@ pub struct AppState {
     pub transfers: std::sync::Arc<transfers::Transfers>,
     /// `http.limits.writes`, when set.
     pub writes: Option<std::sync::Arc<write_limiter::WriteLimiter>>,
+    /// Trust policies (`trust`), if any are configured.
+    pub trust: Option<std::sync::Arc<crate::trust::Trust>>,
 }
+
+/// Marks a request whose caller may push to the repository it names (set for manifest
+/// requests, for the trust policy: such callers may still `HEAD` and fetch by digest).
+#[derive(Debug, Clone, Copy)]
+pub struct PushScope;
 
 /// Registers every route: the operational endpoints by exact path, and every `/v2/`
 /// path through [`dispatch`], which parses it into an [`Endpoint`] once. `/metrics`
@@ -95,7 +102,13 @@ async fn dispatch(
     tracing::Span::current().record("http.route", endpoint.label());
     req.extensions_mut().insert(endpoint.clone());
     if !state.auth.is_open() {
-        authorize(&req, &endpoint, &state.auth).await?;
+        authorize(&req, &endpoint, &state.auth)
+            .await
+            .map_err(|e| match endpoint {
+                // containers/image reads the header from its unauthenticated ping.
+                Endpoint::Base => e.with_header(base::SUPPORTS_SIGNATURES.clone(), "1"),
+                _ => e,
+            })?;
     }
     if let Some(m) = state.registry.mirror() {
         mirror::refuse_push(&endpoint, req.method().as_str(), m.as_ref())?;
@@ -128,6 +141,9 @@ async fn dispatch(
         (E::Quota { scope: Some(s) }, "PUT") => quotas::put(s, body, state).await,
         (E::Quota { scope: Some(s) }, "DELETE") => quotas::delete(s, state).await,
         (E::Usage { scope }, "GET") => quotas::usage(scope, state).await,
+        (E::Signatures { .. }, "GET") => signatures::get(req, state).await,
+        (E::Signatures { .. }, "PUT") => signatures::put(req, body, state).await,
+        (E::SignatureForms { .. }, "GET") => signatures::forms(req, state).await,
         (endpoint, method) => Err(ApiError::unsupported(format!(
             "{method} is not supported on {}",
             endpoint.label()
@@ -158,6 +174,11 @@ async fn authorize(
     };
     if let Some(actor) = actor {
         req.extensions_mut().insert(Actor(actor));
+    }
+    if let Endpoint::Manifest { name, .. } = endpoint {
+        if grant.allows(name, crate::auth::Action::Push) {
+            req.extensions_mut().insert(PushScope);
+        }
     }
     if let Endpoint::UploadStart { .. } = endpoint {
         let params = headers::query(req.query_string()).unwrap_or_default();

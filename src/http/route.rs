@@ -5,6 +5,10 @@
 //! after another for every request and cost more CPU than the whole handler. Instead the
 //! path is split from the right at the keyword that ends every route (`manifests`,
 //! `blobs`, `uploads`, `referrers`, `tags/list`): one pass, no regex.
+//!
+//! Besides `/v2/`, OpenShift's signature API extension
+//! (`/extensions/v2/{name}/signatures/{digest}`) and Wharf's listing of every stored
+//! signature form (`/extensions/wharf/v1/{name}/signatures/{digest}`).
 
 use crate::auth::{Action, Need};
 
@@ -44,6 +48,16 @@ pub enum Endpoint {
     Usage {
         scope: String,
     },
+    /// OpenShift's signature API extension.
+    Signatures {
+        name: String,
+        digest: String,
+    },
+    /// Every signature of a manifest, in every stored form (Wharf's own).
+    SignatureForms {
+        name: String,
+        digest: String,
+    },
 }
 
 impl Endpoint {
@@ -60,11 +74,16 @@ impl Endpoint {
             Endpoint::Referrers { .. } => "/v2/{name}/referrers/{digest}",
             Endpoint::Quota { .. } => "/v2/_wharf/quotas/{scope}",
             Endpoint::Usage { .. } => "/v2/_wharf/usage/{scope}",
+            Endpoint::Signatures { .. } => "/extensions/v2/{name}/signatures/{digest}",
+            Endpoint::SignatureForms { .. } => "/extensions/wharf/v1/{name}/signatures/{digest}",
         }
     }
 
     /// Parses a request path; `None` if it is not an API path.
     pub fn parse(path: &str) -> Option<Endpoint> {
+        if let Some(rest) = path.strip_prefix("/extensions/") {
+            return Self::parse_extension(rest);
+        }
         let rest = path.strip_prefix("/v2")?;
         if rest.is_empty() || rest == "/" {
             return Some(Endpoint::Base);
@@ -121,6 +140,22 @@ impl Endpoint {
         }
     }
 
+    /// `v2/{name}/signatures/{digest}` or `wharf/v1/{name}/signatures/{digest}`.
+    fn parse_extension(rest: &str) -> Option<Endpoint> {
+        let (all_forms, rest) = match rest.strip_prefix("v2/") {
+            Some(rest) => (false, rest),
+            None => (true, rest.strip_prefix("wharf/v1/")?),
+        };
+        let (head, digest) = rest.rsplit_once('/')?;
+        let name = non_empty(head.strip_suffix("/signatures")?)?;
+        let digest = non_empty(digest)?;
+        Some(if all_forms {
+            Endpoint::SignatureForms { name, digest }
+        } else {
+            Endpoint::Signatures { name, digest }
+        })
+    }
+
     /// What `method` on this endpoint needs from the caller.
     pub fn need(&self, method: &str) -> Need {
         use Endpoint as E;
@@ -137,9 +172,12 @@ impl Endpoint {
                 E::Tags { name }
                 | E::Manifest { name, .. }
                 | E::Blob { name, .. }
-                | E::Referrers { name, .. },
+                | E::Referrers { name, .. }
+                | E::Signatures { name, .. }
+                | E::SignatureForms { name, .. },
                 "GET" | "HEAD",
             ) => repo(name, Action::Pull),
+            (E::Signatures { name, .. }, "PUT") => repo(name, Action::Push),
             (E::Manifest { name, .. } | E::Blob { name, .. }, "DELETE") => {
                 repo(name, Action::Delete)
             }
@@ -158,7 +196,9 @@ impl Endpoint {
             | Endpoint::Manifest { name, .. }
             | Endpoint::Upload { name, .. }
             | Endpoint::Blob { name, .. }
-            | Endpoint::Referrers { name, .. } => Some(name),
+            | Endpoint::Referrers { name, .. }
+            | Endpoint::Signatures { name, .. }
+            | Endpoint::SignatureForms { name, .. } => Some(name),
             Endpoint::Base
             | Endpoint::Catalog
             | Endpoint::Quota { .. }
@@ -172,7 +212,9 @@ impl Endpoint {
             Endpoint::Manifest { reference: s, .. }
             | Endpoint::Upload { id: s, .. }
             | Endpoint::Blob { digest: s, .. }
-            | Endpoint::Referrers { digest: s, .. } => Some(s),
+            | Endpoint::Referrers { digest: s, .. }
+            | Endpoint::Signatures { digest: s, .. }
+            | Endpoint::SignatureForms { digest: s, .. } => Some(s),
             _ => None,
         }
     }
@@ -234,6 +276,20 @@ mod tests {
                 digest: "sha256:00".into()
             })
         );
+        assert_eq!(
+            p("/extensions/v2/a/b/c/signatures/sha256:00"),
+            Some(Signatures {
+                name: n(),
+                digest: "sha256:00".into()
+            })
+        );
+        assert_eq!(
+            p("/extensions/wharf/v1/a/b/c/signatures/sha256:00"),
+            Some(SignatureForms {
+                name: n(),
+                digest: "sha256:00".into()
+            })
+        );
         // Keywords inside a name are just name components.
         assert_eq!(
             p("/v2/blobs/manifests/manifests/v1"),
@@ -281,6 +337,9 @@ mod tests {
         assert_eq!(e("/v2/a/b/blobs/uploads/u").need("GET"), r(Action::Push));
         assert_eq!(e("/v2/a/b/blobs/uploads/u").need("PATCH"), r(Action::Push));
         assert_eq!(e("/v2/a/b/referrers/sha256:0").need("GET"), r(Action::Pull));
+        let sigs = e("/extensions/v2/a/b/signatures/sha256:0");
+        assert_eq!(sigs.need("GET"), r(Action::Pull));
+        assert_eq!(sigs.need("PUT"), r(Action::Push));
         assert_eq!(
             r(Action::Push).scope().as_deref(),
             Some("repository:a/b:pull,push")
@@ -299,6 +358,10 @@ mod tests {
             "/v2//blobs/uploads/",
             "/v2/a/other/x",
             "/v2/tags/list",
+            "/extensions/v2/a/signatures/",
+            "/extensions/v2/signatures/sha256:0",
+            "/extensions/v3/a/signatures/sha256:0",
+            "/extensions/v2/a/other/sha256:0",
         ] {
             assert_eq!(p(bad), None, "{bad}");
         }

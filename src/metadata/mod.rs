@@ -8,7 +8,8 @@
 //! notification outbox, see [`events`]), [`mirror::MirrorStore`] (the pull-through
 //! cache's fills, tags and content), [`import::ImportStore`] (`wharf import`'s
 //! checkpoints), [`quota::QuotaStore`] (storage quotas' counters, quotas and
-//! reservations) — combined in
+//! reservations), [`signatures::SignatureStore`] (signatures stored through OpenShift's
+//! API extension) — combined in
 //! [`Metadata`], which is what the registry core holds. `sqlite` and `postgres`
 //! implement every trait over the same schema (`migrations/<engine>/`); they share the
 //! row mapping (`rows`) and every statement that reads or writes the same way
@@ -39,6 +40,7 @@ mod queries;
 pub mod quota;
 mod quota_queries;
 mod rows;
+pub mod signatures;
 mod sql_error;
 pub mod sqlite;
 
@@ -258,6 +260,8 @@ pub struct Metadata {
     pub imports: Arc<dyn import::ImportStore>,
     /// Storage quotas: counters, quotas, reservations (`quota`).
     pub quotas: Arc<dyn quota::QuotaStore>,
+    /// Signatures stored through the signature API extension (`signatures`).
+    pub signatures: Arc<dyn signatures::SignatureStore>,
 }
 
 impl Metadata {
@@ -272,7 +276,8 @@ impl Metadata {
             + EventStore
             + mirror::MirrorStore
             + import::ImportStore
-            + quota::QuotaStore,
+            + quota::QuotaStore
+            + signatures::SignatureStore,
     {
         Metadata {
             uploads: store.clone(),
@@ -281,6 +286,7 @@ impl Metadata {
             mirror: store.clone(),
             imports: store.clone(),
             quotas: store.clone(),
+            signatures: store.clone(),
             repositories: store.clone(),
             gc: store.clone(),
             events: store,

@@ -48,6 +48,15 @@ pub enum RegistryError {
     Storage(BlobError),
     #[error("request body could not be read: {0}")]
     BodyRead(String),
+    /// A signature the extension refuses (malformed name, empty, too big).
+    #[error("{0}")]
+    SignatureInvalid(String),
+    /// A signature of that name is already stored for the manifest.
+    #[error("signature {0} already exists")]
+    SignatureExists(String),
+    /// A trust policy refused the request (the message names the policy).
+    #[error("{0}")]
+    Untrusted(String),
     #[error(transparent)]
     Upstream(#[from] super::mirror::UpstreamError),
     /// A push that would take a scope over its storage quota (`registry::quota`).

@@ -26,6 +26,7 @@ pub mod manifests;
 pub mod mirror;
 pub mod quota;
 mod quota_metrics;
+pub mod signatures;
 pub mod uploads;
 
 pub use error::{RegistryError, Result};

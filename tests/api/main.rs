@@ -25,5 +25,6 @@ mod notifications;
 mod quotas;
 mod redirect;
 mod referrers;
+mod signatures;
 mod tags_catalog;
 mod uploads;

@@ -29,6 +29,7 @@ mod quotas;
 mod races;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
+mod signatures;
 mod support;
 
 /// Declares every suite function as a test per engine.
@@ -90,6 +91,8 @@ suite!(
     cases::list_tags_order_and_pages,
     cases::list_repositories_order_and_pages,
     cases::referrers,
+    signatures::signatures_follow_their_manifest,
+    signatures::parents_of_a_manifest,
     races::race_commit_same_digest,
     races::race_tag_push,
     races::race_same_manifest_many_tags,

@@ -39,15 +39,28 @@ async fn fetch(req: &HttpRequest, state: &AppState) -> ApiResult<ManifestRecord>
 }
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    serve(req, state, false).await
+}
+
+pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    serve(req, state, true).await
+}
+
+/// A manifest GET or HEAD (actix leaves HEAD's body out), once the trust policy, if
+/// any, lets it through.
+async fn serve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    head: bool,
+) -> ApiResult<HttpResponse> {
     let m = fetch(&req, &state).await?;
+    if let Some(trust) = &state.trust {
+        super::signatures::check_pull(&req, &state, trust, &m, head).await?;
+    }
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, m.media_type))
         .insert_header((DIGEST_HEADER, m.digest.to_string()))
         .body(m.payload))
-}
-
-pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    get(req, state).await
 }
 
 /// A manifest body at least this big has its memory handed back to the system after the
@@ -129,6 +142,10 @@ pub async fn put(
     let body = read_manifest_body(body, capacity)
         .await
         .map_err(|e| stalled.explain(e, timeout))?;
+    if let Some(trust) = &state.trust {
+        let tagged = matches!(reference, Reference::Tag(_)) || !extra_tags.is_empty();
+        trust.check_push(&repo, &reference, tagged, &body).await?;
+    }
     let pushed = state
         .registry
         .put_manifest(

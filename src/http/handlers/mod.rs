@@ -13,6 +13,7 @@ pub mod blobs;
 pub mod manifests;
 pub mod ops;
 pub mod quotas;
+pub mod signatures;
 pub mod token;
 pub mod uploads;
 

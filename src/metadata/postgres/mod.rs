@@ -45,6 +45,7 @@ mod gc;
 mod import;
 mod mirror;
 mod quota;
+mod signatures;
 mod writes;
 
 /// The shared statements, for PostgreSQL.

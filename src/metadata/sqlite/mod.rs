@@ -35,6 +35,7 @@ mod import;
 mod lock;
 mod mirror;
 mod quota;
+mod signatures;
 mod writes;
 
 /// The shared statements, for SQLite.
