@@ -81,9 +81,22 @@ pub fn blob_backend(config: &Config) -> Result<Arc<dyn BlobBackend>, StartError>
     Ok(backend)
 }
 
+/// The metadata store's pool and breaker, from `database.*`.
+fn store_options(config: &Config) -> crate::metadata::StoreOptions {
+    let db = &config.database;
+    crate::metadata::StoreOptions {
+        pool_size: db.maxconnections,
+        acquire_timeout: db.acquiretimeout.0,
+        breaker: (db.breaker.failures > 0).then_some(crate::metadata::breaker::BreakerSettings {
+            failures: db.breaker.failures,
+            open_for: db.breaker.openfor.0,
+        }),
+    }
+}
+
 /// Builds the registry core with its stores (running migrations).
 pub async fn registry(config: &Config) -> Result<Registry, StartError> {
-    let meta = crate::metadata::open(&config.database.url, config.database.maxconnections).await?;
+    let meta = crate::metadata::open_with(&config.database.url, &store_options(config)).await?;
     let meta = crate::cache::wrap(config, meta).await?;
     let blobs = blob_backend(config)?;
     let redirector = crate::redirect::Redirector::from_config(config)?;
