@@ -146,6 +146,9 @@ async fn authorize(
     if let Some(actor) = actor {
         req.extensions_mut().insert(Actor(actor));
     }
+    if let Endpoint::Catalog = endpoint {
+        req.extensions_mut().insert(auth.catalog_view(&grant));
+    }
     if let Endpoint::UploadStart { .. } = endpoint {
         let params = headers::query(req.query_string()).unwrap_or_default();
         if headers::param(&params, "mount").is_some() {
