@@ -232,6 +232,7 @@ fn app(
         .app_data(state)
         .app_data(urls)
         .app_data(access_log)
+        .wrap(from_fn(crate::http::per_client::refuse_over_limit))
         .wrap(from_fn(crate::http::metrics::record))
         .wrap(from_fn(crate::http::access::record))
         .wrap(tracing_actix_web::TracingLogger::<
@@ -249,6 +250,10 @@ fn start_http(
     listener: Listener,
 ) -> Result<Server, StartError> {
     let clients = crate::http::client_addr::ClientAddr::new(config.http.trusted_proxies()?);
+    let per_client = crate::http::per_client::PerClient::new(
+        config.http.limits.connectionsperclient,
+        clients.clone(),
+    );
     let health = crate::http::health::Health::spawn(&config.health, &registry);
     let state = web::Data::new(AppState {
         registry,
@@ -326,7 +331,10 @@ fn start_http(
             .keep_alive(timeouts.idle.0)
             // TCP_USER_TIMEOUT on plain TCP connections (a TLS stream is not matched
             // there: its send timeout is the TLS layer's own).
-            .on_connect(crate::http::transfers::on_connect(timeouts.send.0))
+            .on_connect(crate::http::transfers::on_connect(
+                timeouts.send.0,
+                per_client,
+            ))
             // `serve` handles the signals itself, to say what happens.
             .disable_signals()
             .shutdown_timeout(drain);

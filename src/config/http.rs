@@ -324,6 +324,15 @@ pub struct HttpLimits {
     /// with `429 TOOMANYREQUESTS` and `Retry-After`.
     #[serde(default = "default_manifestbytes")]
     pub manifestbytes: usize,
+    /// Open connections per client address (the TCP peer; an IPv6 one by its /64;
+    /// `http.trustedproxies` not counted); beyond it the connection's request is
+    /// answered `429 TOOMANYREQUESTS` and the connection closed. 0: no limit.
+    #[serde(default = "default_connectionsperclient")]
+    pub connectionsperclient: usize,
+}
+
+fn default_connectionsperclient() -> usize {
+    256
 }
 
 fn default_manifestbytes() -> usize {
@@ -343,6 +352,7 @@ impl Default for HttpLimits {
             connections: default_connections(),
             transfers: default_transfers(),
             manifestbytes: default_manifestbytes(),
+            connectionsperclient: default_connectionsperclient(),
         }
     }
 }
@@ -659,6 +669,7 @@ mod tests {
         assert_eq!(c.limits.connections, 10_000);
         assert_eq!(c.limits.transfers, 4_096);
         assert_eq!(c.limits.manifestbytes, 64 * 1024 * 1024);
+        assert_eq!(c.limits.connectionsperclient, 256);
         assert!(c.validate().is_ok());
 
         let c = parse("timeouts: { body: 5s, send: 2m }\nlimits: { transfers: 10 }\n");

@@ -15,6 +15,7 @@ pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod mirror;
+pub mod per_client;
 pub mod route;
 pub mod spans;
 pub mod tls;
