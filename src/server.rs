@@ -90,6 +90,7 @@ fn store_options(config: &Config) -> crate::metadata::StoreOptions {
         breaker: (db.breaker.failures > 0).then_some(crate::metadata::breaker::BreakerSettings {
             failures: db.breaker.failures,
             open_for: db.breaker.openfor.0,
+            grace: db.acquiretimeout.0,
         }),
     }
 }

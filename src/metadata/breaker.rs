@@ -10,10 +10,12 @@
 //! Only *connection* failures count ([`MetadataError::Unreachable`]: the pool could not
 //! get a connection in time, a connection broke, the server is shutting down or refuses
 //! connections). A statement timeout, a lock timeout, a constraint error or a race are
-//! answers from a database that is up, and count as successes. A pool that stays
-//! exhausted for the acquire timeout on `failures` consecutive calls also opens it:
-//! the database takes no more work, and a short open interval with `Retry-After` is
-//! the load shedding the clients are asked for; any success between resets the count.
+//! answers from a database that is up, and count as successes. A pool timeout
+//! ([`MetadataError::PoolTimedOut`]) is ambiguous — the database may be down (every
+//! connect refused until the timeout) or only busy (every connection in use) — so it
+//! counts as a failure only when no call has reached the database for `grace` (the
+//! acquire timeout): under a burst the calls that get a connection keep answering,
+//! and the ones that waited too long get their 503 without opening the breaker.
 //!
 //! State is per process; metrics: `wharf_database_breaker_state` (0 closed, 1 open,
 //! 2 half-open), `wharf_database_breaker_transitions_total{to}`,
@@ -33,6 +35,9 @@ pub struct BreakerSettings {
     pub failures: u32,
     /// How long it stays open before a probe is let through.
     pub open_for: Duration,
+    /// A pool timeout within this of the last call that reached the database is load,
+    /// not an outage (the pool's acquire timeout).
+    pub grace: Duration,
 }
 
 impl Default for BreakerSettings {
@@ -40,6 +45,7 @@ impl Default for BreakerSettings {
         BreakerSettings {
             failures: 5,
             open_for: Duration::from_secs(5),
+            grace: Duration::from_secs(2),
         }
     }
 }
@@ -82,6 +88,8 @@ enum Phase {
 pub struct Breaker {
     settings: BreakerSettings,
     phase: Mutex<Phase>,
+    /// When a call last reached the database.
+    last_reached: Mutex<Option<Instant>>,
 }
 
 /// Leave to make one call; say how it went with [`Permit::record`]. A probe dropped
@@ -102,6 +110,7 @@ impl Breaker {
         Arc::new(Breaker {
             settings,
             phase: Mutex::new(Phase::Closed { failures: 0 }),
+            last_reached: Mutex::new(None),
         })
     }
 
@@ -152,6 +161,10 @@ impl Breaker {
     }
 
     fn reached(&self, probe: bool) {
+        *self
+            .last_reached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
         let mut phase = self.lock();
         match *phase {
             Phase::Closed { ref mut failures } => *failures = 0,
@@ -195,6 +208,14 @@ impl Breaker {
         }
     }
 
+    /// True when a call reached the database within `grace`.
+    fn busy_not_down(&self) -> bool {
+        self.last_reached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t.elapsed() < self.settings.grace)
+    }
+
     /// A probe that ended without a result: the next call probes.
     fn abandoned(&self) {
         let mut phase = self.lock();
@@ -223,6 +244,18 @@ impl Permit {
         self.recorded = true;
         match result {
             Err(e @ MetadataError::Unreachable(_)) => self.breaker.unreachable(self.probe, e),
+            Err(e @ MetadataError::PoolTimedOut(_)) => {
+                if self.breaker.busy_not_down() {
+                    // Others reach the database: this call waited behind them. Not a
+                    // failure, not a success (a probe stays unanswered: the next call
+                    // probes).
+                    if self.probe {
+                        self.breaker.abandoned();
+                    }
+                } else {
+                    self.breaker.unreachable(self.probe, e)
+                }
+            }
             _ => self.breaker.reached(self.probe),
         }
     }
@@ -292,6 +325,7 @@ mod tests {
         let b = Breaker::new(BreakerSettings {
             failures: 3,
             open_for: Duration::from_millis(0),
+            grace: Duration::from_secs(60),
         });
         // A success between failures resets the count.
         for _ in 0..2 {
@@ -328,10 +362,36 @@ mod tests {
     }
 
     #[test]
+    fn pool_timeouts_count_only_when_nothing_reaches_the_database() {
+        let timeout = || Err::<(), _>(MetadataError::PoolTimedOut("pool timed out".into()));
+        // Nothing ever reached it: pool timeouts are failures (a database down).
+        let b = Breaker::new(BreakerSettings {
+            failures: 2,
+            open_for: Duration::from_secs(30),
+            grace: Duration::from_secs(60),
+        });
+        b.admit().unwrap().record(&timeout());
+        b.admit().unwrap().record(&timeout());
+        assert_eq!(b.state(), BreakerState::Open);
+        // A call just reached it: the pool is busy, not the database down.
+        let b = Breaker::new(BreakerSettings {
+            failures: 2,
+            open_for: Duration::from_secs(30),
+            grace: Duration::from_secs(60),
+        });
+        b.admit().unwrap().record(&Ok(()));
+        for _ in 0..10 {
+            b.admit().unwrap().record(&timeout());
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
     fn open_refuses_with_the_seconds_left() {
         let b = Breaker::new(BreakerSettings {
             failures: 1,
             open_for: Duration::from_secs(30),
+            grace: Duration::from_secs(2),
         });
         b.admit().unwrap().record(&unreachable());
         match b.admit() {

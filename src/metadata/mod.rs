@@ -63,6 +63,10 @@ pub enum MetadataError {
     /// the circuit breaker ([`breaker`]); a retry may cure it.
     #[error("database unreachable: {0}")]
     Unreachable(String),
+    /// No pooled connection within the acquire timeout: the database is down (every
+    /// connect refused) or busy (every connection in use); the breaker tells which.
+    #[error("no database connection within the acquire timeout: {0}")]
+    PoolTimedOut(String),
     /// The circuit breaker is open: the database was not tried. `retry_after` is the
     /// number of seconds until it will be.
     #[error("database unreachable (circuit breaker open; next try in {retry_after}s)")]
@@ -102,6 +106,7 @@ impl MetadataError {
             self,
             MetadataError::Unavailable(_)
                 | MetadataError::Unreachable(_)
+                | MetadataError::PoolTimedOut(_)
                 | MetadataError::CircuitOpen { .. }
                 | MetadataError::Conflict(_)
         )

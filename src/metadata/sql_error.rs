@@ -29,7 +29,8 @@ impl From<sqlx::Error> for MetadataError {
     fn from(e: sqlx::Error) -> Self {
         use sqlx::Error as E;
         let code = match &e {
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+            E::PoolTimedOut => return MetadataError::PoolTimedOut(e.to_string()),
+            E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
                 return MetadataError::Unreachable(e.to_string())
             }
             E::Database(db) => db.code().map(|c| c.into_owned()),

@@ -44,7 +44,7 @@ impl Registry {
             Reference::Digest(d) => d.algorithm(),
             Reference::Tag(_) => crate::types::digest::Algorithm::Sha256,
         };
-        let valid: ValidManifest = manifest_format::validate(&body, content_type, algorithm)?;
+        let mut valid: ValidManifest = manifest_format::validate(&body, content_type, algorithm)?;
         self.check_foreign_urls(&valid.foreign_urls)?;
         if let Reference::Digest(expected) = reference {
             if expected != &valid.digest {
@@ -54,6 +54,10 @@ impl Registry {
                 });
             }
         }
+        // The annotations column, and the parsed annotations freed at once: with a
+        // large manifest they are most of it, and the store's write must not find a
+        // second parsed copy still held here (issue 12: memory per push).
+        let annotations = valid.annotations.take().map(|a| a.to_string());
         let (blobs, manifests): (Vec<_>, Vec<_>) = valid
             .required
             .iter()
@@ -65,7 +69,7 @@ impl Registry {
                 payload: body,
                 subject: valid.subject.clone(),
                 artifact_type: valid.artifact_type.clone(),
-                annotations: valid.annotations.as_ref().map(|a| a.to_string()),
+                annotations,
             },
             blobs: dedup(blobs.into_iter().map(|c| c.digest.clone()).collect()),
             manifests: dedup(manifests.into_iter().map(|c| c.digest.clone()).collect()),

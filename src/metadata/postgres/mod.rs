@@ -137,6 +137,17 @@ impl PostgresStore {
             .acquire_timeout(acquire_timeout)
             .idle_timeout(Duration::from_secs(300))
             .max_lifetime(Duration::from_secs(1800))
+            // A large manifest grows the connection's write buffer to its size, and the
+            // driver keeps that capacity for the connection's life: 16 pooled
+            // connections that each once carried a 4 MiB manifest held ~160 MiB when
+            // idle. Back to the default size when a connection returns to the pool
+            // (free when it never grew).
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.shrink_buffers();
+                    Ok(true)
+                })
+            })
             .connect_with(options.options(SESSION_LIMITS))
             .await?;
         Ok(PostgresStore { pool })
