@@ -83,9 +83,23 @@ pub fn blob_backend(config: &Config) -> Result<Arc<dyn BlobBackend>, StartError>
     Ok(backend)
 }
 
+/// The metadata store's pool and breaker, from `database.*`.
+fn store_options(config: &Config) -> crate::metadata::StoreOptions {
+    let db = &config.database;
+    crate::metadata::StoreOptions {
+        pool_size: db.maxconnections,
+        acquire_timeout: db.acquiretimeout.0,
+        breaker: (db.breaker.failures > 0).then_some(crate::metadata::breaker::BreakerSettings {
+            failures: db.breaker.failures,
+            open_for: db.breaker.openfor.0,
+            grace: db.acquiretimeout.0,
+        }),
+    }
+}
+
 /// Builds the registry core with its stores (running migrations).
 pub async fn registry(config: &Config) -> Result<Registry, StartError> {
-    let meta = crate::metadata::open(&config.database.url, config.database.maxconnections).await?;
+    let meta = crate::metadata::open_with(&config.database.url, &store_options(config)).await?;
     let meta = crate::cache::wrap(config, meta).await?;
     let blobs = blob_backend(config)?;
     let redirector = crate::redirect::Redirector::from_config(config)?;
@@ -248,6 +262,7 @@ fn app(
         .app_data(state)
         .app_data(urls)
         .app_data(access_log)
+        .wrap(from_fn(crate::http::per_client::refuse_over_limit))
         .wrap(from_fn(crate::http::metrics::record))
         .wrap(from_fn(crate::http::access::record))
         .wrap(tracing_actix_web::TracingLogger::<
@@ -265,6 +280,10 @@ fn start_http(
     listener: Listener,
 ) -> Result<Server, StartError> {
     let clients = crate::http::client_addr::ClientAddr::new(config.http.trusted_proxies()?);
+    let per_client = crate::http::per_client::PerClient::new(
+        config.http.limits.connectionsperclient,
+        clients.clone(),
+    );
     let health = crate::http::health::Health::spawn(&config.health, &registry);
     let trust = crate::trust::Trust::from_config(&config.trust, registry.clone())
         .map_err(StartError::Trust)?;
@@ -348,7 +367,10 @@ fn start_http(
             .keep_alive(timeouts.idle.0)
             // TCP_USER_TIMEOUT on plain TCP connections (a TLS stream is not matched
             // there: its send timeout is the TLS layer's own).
-            .on_connect(crate::http::transfers::on_connect(timeouts.send.0))
+            .on_connect(crate::http::transfers::on_connect(
+                timeouts.send.0,
+                per_client,
+            ))
             // `serve` handles the signals itself, to say what happens.
             .disable_signals()
             .shutdown_timeout(drain);

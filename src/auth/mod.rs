@@ -12,6 +12,7 @@
 //! - `token.rs`: bearer token validation (keys from a JWK set, a certificate bundle, or
 //!   the built-in token server's own key).
 //! - `access_policy.rs`: the built-in token server's access rules.
+//! - `catalog.rs`: which repositories a caller sees in the catalog (those it may pull).
 //! - `token_server.rs`: the built-in token server's grants (Docker token flow and OAuth2
 //!   password/refresh); `http::handlers::token` serves it at `/auth/token`.
 //! - `x5c.rs`: certificate chains in token headers, verified up to `rootcertbundle`.
@@ -26,6 +27,7 @@ use base64::Engine as _;
 use crate::config::AuthConfig;
 
 pub mod access_policy;
+mod catalog;
 pub mod htpasswd;
 
 /// What a client sending a password bcrypt cannot check in full is told.
@@ -35,6 +37,7 @@ pub mod token;
 pub mod token_server;
 pub mod x5c;
 
+pub use catalog::CatalogView;
 use htpasswd::Htpasswd;
 use token::{Claims, TokenError, TokenValidator};
 

@@ -179,6 +179,13 @@ impl TokenServer {
         jsonwebtoken::encode(&header, claims, &self.signing)
     }
 
+    /// May `subject` (`None`: anonymous) pull `repository` under the access policy?
+    pub fn may_pull(&self, subject: Option<&str>, repository: &str) -> bool {
+        self.policy
+            .repository_actions(subject, repository)
+            .contains(&Action::Pull)
+    }
+
     /// What `subject` may do on the requested scopes.
     pub fn access(&self, subject: Option<&str>, scopes: &[Scope]) -> Vec<ResourceActions> {
         let mut out: Vec<ResourceActions> = Vec::new();

@@ -327,6 +327,15 @@ pub struct HttpLimits {
     /// The write limiter (off unless set): pushes and deletes running at once.
     #[serde(default)]
     pub writes: Option<WriteLimits>,
+    /// Open connections per client address (the TCP peer; an IPv6 one by its /64;
+    /// `http.trustedproxies` not counted); beyond it the connection's request is
+    /// answered `429 TOOMANYREQUESTS` and the connection closed. 0: no limit.
+    #[serde(default = "default_connectionsperclient")]
+    pub connectionsperclient: usize,
+}
+
+fn default_connectionsperclient() -> usize {
+    256
 }
 
 /// `http.limits.writes`: at most `concurrent` writes (`POST`, `PUT`, `PATCH`, `DELETE`
@@ -365,6 +374,7 @@ impl Default for HttpLimits {
             transfers: default_transfers(),
             manifestbytes: default_manifestbytes(),
             writes: None,
+            connectionsperclient: default_connectionsperclient(),
         }
     }
 }
@@ -695,6 +705,7 @@ mod tests {
         assert_eq!(c.limits.connections, 10_000);
         assert_eq!(c.limits.transfers, 4_096);
         assert_eq!(c.limits.manifestbytes, 64 * 1024 * 1024);
+        assert_eq!(c.limits.connectionsperclient, 256);
         assert!(c.validate().is_ok());
 
         let c = parse("timeouts: { body: 5s, send: 2m }\nlimits: { transfers: 10 }\n");

@@ -11,6 +11,7 @@ use serde::Deserialize;
 mod auth;
 mod cache;
 mod cloud;
+mod database;
 mod duration;
 mod env;
 mod gc;
@@ -28,6 +29,7 @@ mod validation;
 pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerConfig};
 pub use cache::{CacheConfig, CacheKind, RedisConfig, RedisTlsConfig};
 pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
+pub use database::BreakerConfig;
 pub use duration::ConfigDuration;
 pub use env::IgnoredVariable;
 pub use gc::{GcConfig, OrphanSweepConfig, RetentionPolicyConfig};
@@ -87,6 +89,12 @@ pub struct DatabaseConfig {
     /// Connections per instance.
     #[serde(default = "default_max_connections")]
     pub maxconnections: u32,
+    /// How long a request waits for a pooled connection before its 503.
+    #[serde(default = "database::default_acquire_timeout")]
+    pub acquiretimeout: ConfigDuration,
+    /// The circuit breaker (PostgreSQL).
+    #[serde(default)]
+    pub breaker: BreakerConfig,
 }
 
 fn default_database_url() -> String {
@@ -102,6 +110,8 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: default_database_url(),
             maxconnections: default_max_connections(),
+            acquiretimeout: database::default_acquire_timeout(),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -231,6 +241,7 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        database::validate(self.database.acquiretimeout, &self.database.breaker)?;
         Ok(())
     }
 }

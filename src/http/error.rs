@@ -175,6 +175,16 @@ pub fn upload_range(offset: u64) -> String {
 
 impl From<MetadataError> for ApiError {
     fn from(e: MetadataError) -> Self {
+        if let MetadataError::CircuitOpen { retry_after } = e {
+            // The breaker refused without trying: its opening was logged once.
+            tracing::debug!(error = %e, "storage unavailable");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Unavailable,
+                "the registry's storage is temporarily unavailable; retry",
+            )
+            .with_header(RETRY_AFTER, retry_after.to_string());
+        }
         if e.is_transient() {
             ApiError::unavailable(&e)
         } else {

@@ -15,6 +15,7 @@ pub mod headers;
 pub mod health;
 pub mod metrics;
 pub mod mirror;
+pub mod per_client;
 pub mod route;
 pub mod spans;
 pub mod tls;
@@ -179,6 +180,9 @@ async fn authorize(
         if grant.allows(name, crate::auth::Action::Push) {
             req.extensions_mut().insert(PushScope);
         }
+    }
+    if let Endpoint::Catalog = endpoint {
+        req.extensions_mut().insert(auth.catalog_view(&grant));
     }
     if let Endpoint::UploadStart { .. } = endpoint {
         let params = headers::query(req.query_string()).unwrap_or_default();

@@ -336,11 +336,19 @@ impl Drop for ConnectionGuard {
 /// `HttpServer::on_connect`: counts the connection, and sets `TCP_USER_TIMEOUT` so
 /// that response bytes left unacknowledged for `send` — a client that stopped reading
 /// included, once its window is closed — end the connection in the kernel.
+/// With `per_client`, also counts it against `http.limits.connectionsperclient`
+/// (`super::per_client`).
 pub fn on_connect(
     send: Duration,
+    per_client: Option<std::sync::Arc<super::per_client::PerClient>>,
 ) -> impl Fn(&dyn std::any::Any, &mut actix_web::dev::Extensions) + Send + Sync + Clone + 'static {
     move |conn, ext| {
         ext.insert(ConnectionGuard::new());
+        if let Some(limiter) = &per_client {
+            if let Some(slot) = super::per_client::peer(conn).and_then(|ip| limiter.admit(ip)) {
+                ext.insert(slot);
+            }
+        }
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
             set_user_timeout(tcp, send);
         }

@@ -30,9 +30,11 @@ use crate::types::{
     UploadRecord,
 };
 
+pub mod breaker;
 pub mod events;
 pub mod gc;
 pub mod import;
+mod guarded;
 pub mod mirror;
 mod mirror_queries;
 pub mod postgres;
@@ -63,6 +65,19 @@ pub enum MetadataError {
     /// busy): the request may be retried.
     #[error("database temporarily unavailable: {0}")]
     Unavailable(String),
+    /// The database could not be reached: no connection in the acquire timeout, a
+    /// connection lost, the server shutting down or refusing connections. Counted by
+    /// the circuit breaker ([`breaker`]); a retry may cure it.
+    #[error("database unreachable: {0}")]
+    Unreachable(String),
+    /// No pooled connection within the acquire timeout: the database is down (every
+    /// connect refused) or busy (every connection in use); the breaker tells which.
+    #[error("no database connection within the acquire timeout: {0}")]
+    PoolTimedOut(String),
+    /// The circuit breaker is open: the database was not tried. `retry_after` is the
+    /// number of seconds until it will be.
+    #[error("database unreachable (circuit breaker open; next try in {retry_after}s)")]
+    CircuitOpen { retry_after: u64 },
     /// A transaction kept losing races with concurrent ones (serialization failures,
     /// deadlocks, unique or foreign-key violations) and the store gave up retrying.
     #[error("transaction conflict: {0}")]
@@ -96,7 +111,11 @@ impl MetadataError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            MetadataError::Unavailable(_) | MetadataError::Conflict(_)
+            MetadataError::Unavailable(_)
+                | MetadataError::Unreachable(_)
+                | MetadataError::PoolTimedOut(_)
+                | MetadataError::CircuitOpen { .. }
+                | MetadataError::Conflict(_)
         )
     }
 }
@@ -302,12 +321,54 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 }
 
 pub async fn open(url: &str, pool_size: u32) -> Result<Metadata> {
+    open_with(
+        url,
+        &StoreOptions {
+            pool_size,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+}
+
+/// How the store's pool behaves (`database.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// Connections per instance.
+    pub pool_size: u32,
+    /// How long a call waits for a pooled connection before failing (503).
+    pub acquire_timeout: std::time::Duration,
+    /// The circuit breaker (PostgreSQL only), or none.
+    pub breaker: Option<breaker::BreakerSettings>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            pool_size: 16,
+            acquire_timeout: std::time::Duration::from_secs(2),
+            breaker: Some(breaker::BreakerSettings::default()),
+        }
+    }
+}
+
+/// Opens the store a `database.url` names with `options`, running its migrations
+/// first. On PostgreSQL the store is put behind the circuit breaker (when
+/// `options.breaker` is set); SQLite is a local file with no connection to lose, and a
+/// busy SQLite is contention a breaker would only make worse.
+pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Metadata> {
     if url.starts_with("sqlite:") {
-        let store = sqlite::SqliteStore::open(url, pool_size).await?;
+        let store =
+            sqlite::SqliteStore::open(url, options.pool_size, options.acquire_timeout).await?;
         Ok(Metadata::from_engine(Arc::new(store)))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let store = postgres::PostgresStore::open(url, pool_size).await?;
-        Ok(Metadata::from_engine(Arc::new(store)))
+        let store =
+            postgres::PostgresStore::open(url, options.pool_size, options.acquire_timeout).await?;
+        let meta = Metadata::from_engine(Arc::new(store));
+        Ok(match options.breaker {
+            Some(settings) => guarded::guard(meta, &breaker::Breaker::new(settings)),
+            None => meta,
+        })
     } else {
         Err(MetadataError::UnsupportedUrl(url.to_string()))
     }

@@ -44,7 +44,7 @@ impl Registry {
             Reference::Digest(d) => d.algorithm(),
             Reference::Tag(_) => crate::types::digest::Algorithm::Sha256,
         };
-        let valid: ValidManifest = manifest_format::validate(&body, content_type, algorithm)?;
+        let mut valid: ValidManifest = manifest_format::validate(&body, content_type, algorithm)?;
         self.check_foreign_urls(&valid.foreign_urls)?;
         if let Reference::Digest(expected) = reference {
             if expected != &valid.digest {
@@ -54,6 +54,10 @@ impl Registry {
                 });
             }
         }
+        // The annotations column, and the parsed annotations freed at once: with a
+        // large manifest they are most of it, and the store's write must not find a
+        // second parsed copy still held here (issue 12: memory per push).
+        let annotations = valid.annotations.take().map(|a| a.to_string());
         let (blobs, manifests): (Vec<_>, Vec<_>) = valid
             .required
             .iter()
@@ -65,7 +69,7 @@ impl Registry {
                 payload: body,
                 subject: valid.subject.clone(),
                 artifact_type: valid.artifact_type.clone(),
-                annotations: valid.annotations.as_ref().map(|a| a.to_string()),
+                annotations,
             },
             blobs: dedup(blobs.into_iter().map(|c| c.digest.clone()).collect()),
             manifests: dedup(manifests.into_iter().map(|c| c.digest.clone()).collect()),
@@ -204,13 +208,53 @@ impl Registry {
     }
 
     pub async fn catalog(&self, last: Option<&str>, n: Option<u32>) -> Result<Page> {
+        self.catalog_where(last, n, |_| true).await
+    }
+
+    /// A page of the repositories `shows` accepts, after `last`. The store is read in
+    /// batches until the page is full; at most `CATALOG_SCAN` names are read per request,
+    /// and a page cut short by that carries the last name read as its `next_last` (the
+    /// client follows the link; no repository is skipped or repeated).
+    pub async fn catalog_where(
+        &self,
+        last: Option<&str>,
+        n: Option<u32>,
+        shows: impl Fn(&str) -> bool,
+    ) -> Result<Page> {
+        const CATALOG_SCAN: usize = 10_000;
         let limit = self.page_size(n);
-        let repos = self
-            .meta
-            .repositories
-            .list_repositories(last, limit.saturating_add(1))
-            .await?;
-        Ok(Page::from_fetched(repos, limit))
+        let batch = limit.saturating_add(1).max(100);
+        let mut kept = Vec::new();
+        let mut cursor = last.map(str::to_string);
+        let mut scanned = 0;
+        loop {
+            let names = self
+                .meta
+                .repositories
+                .list_repositories(cursor.as_deref(), batch)
+                .await?;
+            let exhausted = names.len() < batch as usize;
+            scanned += names.len();
+            for name in names {
+                if kept.len() > limit as usize {
+                    break;
+                }
+                cursor = Some(name.clone());
+                if shows(&name) {
+                    kept.push(name);
+                }
+            }
+            if kept.len() > limit as usize || exhausted {
+                return Ok(Page::from_fetched(kept, limit));
+            }
+            if scanned >= CATALOG_SCAN {
+                // Cut short: the page (maybe empty) ends where the scan stopped.
+                return Ok(Page {
+                    items: kept,
+                    next_last: cursor,
+                });
+            }
+        }
     }
 
     /// The manifests whose subject is `subject`, optionally of one artifact type.

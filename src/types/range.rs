@@ -34,7 +34,10 @@ impl ByteRange {
                 }
                 Ok(start..end)
             }
+            // An empty blob has no byte to select: `0..0` would be a 206 with no range
+            // to name (`bytes 0--1/0`, and an overflow computing it).
             ByteRange::Suffix(0) => Err(unsatisfiable),
+            ByteRange::Suffix(_) if size == 0 => Err(unsatisfiable),
             ByteRange::Suffix(n) => Ok(size.saturating_sub(n)..size),
         }
     }
@@ -79,5 +82,15 @@ mod tests {
         assert!(from(5, Some(4)).resolve(100).is_err());
         assert!(ByteRange::Suffix(0).resolve(100).is_err());
         assert!(from(0, None).resolve(0).is_err());
+    }
+
+    /// Regression (scripts/fuzz, `ranges`: a resolved range must select at least one
+    /// byte): `bytes=-n` of an empty blob resolved to `0..0`, answered 206 with
+    /// `Content-Range: bytes 0--1/0` computed by an overflowing `end - 1`.
+    #[test]
+    fn suffix_of_an_empty_blob_is_unsatisfiable() {
+        assert!(ByteRange::Suffix(5).resolve(0).is_err());
+        assert!(ByteRange::Suffix(u64::MAX).resolve(0).is_err());
+        assert_eq!(ByteRange::Suffix(5).resolve(1).unwrap(), 0..1);
     }
 }

@@ -2,7 +2,7 @@
 
 use reqwest::Method;
 
-use crate::support::{pseudo_random, sha256, sha512, TestRegistry};
+use crate::support::{pseudo_random, sha256, sha512, Options, TestRegistry};
 
 const REPO: &str = "library/blobs-test";
 
@@ -90,6 +90,28 @@ async fn unsatisfiable_range_is_416_with_size() {
         assert_eq!(r.header("Content-Range"), Some("bytes */1000"), "{range}");
         r.error_code();
     }
+}
+
+/// Regression (found writing the fuzz target for ranges): a suffix range of an empty
+/// blob was a 206 whose `Content-Range` came from an overflowing `end - 1`.
+#[tokio::test]
+async fn suffix_range_of_an_empty_blob_is_416() {
+    let reg = TestRegistry::start_with(Options {
+        redirect_disable: true,
+        ..Options::default()
+    })
+    .await;
+    let digest = reg.push_blob(REPO, b"").await;
+    let path = format!("/v2/{REPO}/blobs/{digest}");
+    for range in ["bytes=-5", "bytes=0-", "bytes=-1"] {
+        let r = ranged(&reg, &path, range).await;
+        r.expect_status(416);
+        assert_eq!(r.header("Content-Range"), Some("bytes */0"), "{range}");
+        r.error_code();
+    }
+    let r = reg.get(&path).await;
+    r.expect_status(200);
+    assert!(r.body.is_empty());
 }
 
 #[tokio::test]

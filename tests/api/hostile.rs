@@ -500,3 +500,71 @@ async fn manifest_bodies_count_against_their_budget() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A connection from `127.0.0.2` (another client address than the test client's
+/// `127.0.0.1`) that has sent `GET /v2/` and read its answer: status and head.
+async fn connect_from_second_address(reg: &TestRegistry) -> (TcpStream, u16, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr(reg).parse().unwrap()).await.unwrap();
+    s.write_all(get_head("/v2/").as_bytes()).await.unwrap();
+    let (status, head, body) = read_response(&mut s).await;
+    (
+        s,
+        status,
+        format!("{head}{}", String::from_utf8_lossy(&body)),
+    )
+}
+
+/// `http.limits.connectionsperclient`: a client address with that many connections open
+/// gets `429` and a closed connection for one more; other addresses go on; a closed
+/// connection frees its place.
+#[tokio::test]
+async fn connections_per_client_address_are_limited() {
+    let reg = TestRegistry::start_with(with_http(json!({
+        "limits": { "connectionsperclient": 3 },
+    })))
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (s, status, _) = connect_from_second_address(&reg).await;
+        assert_eq!(status, 200);
+        held.push(s);
+    }
+    let (mut over, status, head) = connect_from_second_address(&reg).await;
+    assert_eq!(status, 429, "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("\r\nretry-after: 1\r\n"), "{head}");
+    assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+    assert!(head.contains("\"code\":\"toomanyrequests\""), "{head}");
+    // The server closes it.
+    let mut rest = Vec::new();
+    let n = over.read_to_end(&mut rest).await.unwrap_or(0);
+    assert_eq!(n, 0);
+    // Another address is not affected.
+    reg.get("/v2/").await.expect_status(200);
+    assert!(
+        metric(
+            &reg,
+            "wharf_http_connections_refused_total{reason=\"per_client\"}"
+        )
+        .await
+            >= 1.0
+    );
+    // One closes: a new connection from the address is served (once the server has
+    // seen the close).
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_s, status, _) = connect_from_second_address(&reg).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod catalog;
 mod htpasswd;
 mod logs;
 mod token;

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod db_outage;
 mod http;
 mod log;
 mod ops;

@@ -231,7 +231,22 @@ pub async fn list_tags(req: HttpRequest, state: web::Data<AppState>) -> ApiResul
 pub async fn catalog(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let params = headers::query(req.query_string())?;
     let n = headers::page_size(&params)?;
-    let page = state.registry.catalog(param(&params, "last"), n).await?;
+    // What the caller may see, set by authorization (without authentication, all);
+    // were it missing, nothing is shown.
+    use crate::auth::CatalogView;
+    use actix_web::HttpMessage as _;
+    let view = if state.auth.is_open() {
+        CatalogView::All
+    } else {
+        req.extensions()
+            .get::<CatalogView>()
+            .cloned()
+            .unwrap_or_else(|| CatalogView::Pullable(std::sync::Arc::new(|_| false)))
+    };
+    let page = state
+        .registry
+        .catalog_where(param(&params, "last"), n, |name| view.shows(name))
+        .await?;
     Ok(with_next_link(HttpResponse::Ok(), "/v2/_catalog", &page, n)
         .json(json!({ "repositories": page.items })))
 }

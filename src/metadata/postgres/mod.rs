@@ -81,8 +81,6 @@ mod gc_sql {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// How long a request waits for a pooled connection before failing.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Server-side limits for every pooled connection: no statement runs longer than
 /// `statement_timeout`, none waits for a row lock longer than `lock_timeout`, and a
 /// session that stops mid-transaction (a stuck instance) loses its locks after
@@ -136,8 +134,9 @@ where
 }
 
 impl PostgresStore {
-    /// Connects, applies pending migrations, and opens a pool of `pool_size` connections.
-    pub async fn open(url: &str, pool_size: u32) -> Result<Self> {
+    /// Connects, applies pending migrations, and opens a pool of `pool_size` connections
+    /// where a call waits at most `acquire_timeout` for one.
+    pub async fn open(url: &str, pool_size: u32, acquire_timeout: Duration) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)?.application_name("wharf");
         // Migrations run on a connection of their own, without the statement timeout
         // (a future migration may build an index on a large table). Closing it also
@@ -148,9 +147,20 @@ impl PostgresStore {
         migrated?;
         let pool = PgPoolOptions::new()
             .max_connections(pool_size.max(1))
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(acquire_timeout)
             .idle_timeout(Duration::from_secs(300))
             .max_lifetime(Duration::from_secs(1800))
+            // A large manifest grows the connection's write buffer to its size, and the
+            // driver keeps that capacity for the connection's life: 16 pooled
+            // connections that each once carried a 4 MiB manifest held ~160 MiB when
+            // idle. Back to the default size when a connection returns to the pool
+            // (free when it never grew).
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    conn.shrink_buffers();
+                    Ok(true)
+                })
+            })
             .connect_with(options.options(SESSION_LIMITS))
             .await?;
         Ok(PostgresStore { pool })

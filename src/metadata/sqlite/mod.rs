@@ -93,7 +93,7 @@ pub(crate) fn database_path(url: &str) -> Option<std::path::PathBuf> {
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str, pool_size: u32) -> Result<Self> {
+    pub async fn open(url: &str, pool_size: u32, acquire_timeout: Duration) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -119,6 +119,7 @@ impl SqliteStore {
         let writer = GroupCommitter::start(options.clone()).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(pool_size.max(1))
+            .acquire_timeout(acquire_timeout)
             .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore {

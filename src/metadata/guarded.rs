@@ -1,0 +1,161 @@
+//! The metadata store behind the circuit breaker ([`super::breaker`]): a decorator of
+//! every aggregate that asks the breaker before each call and tells it how the call
+//! went. Below the cache, so cached reads go on while the database is away.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::breaker::Breaker;
+use super::events::{
+    ClaimedCursor, DeadLetter, EndpointBacklog, EventStore, PendingEvent, ReplayFilter, StoredEvent,
+};
+use super::gc::{
+    GcStore, PullRecord, QueueDepth, RepoSnapshot, ReviewBatch, ReviewPreview, Tombstone,
+};
+use super::mirror::{CachedContent, CachedTag, FillLease, MirrorStore};
+use super::{
+    BlobCommit, BlobIndex, ManifestStore, Metadata, NewManifest, PutManifestOutcome,
+    RepositoryStore, Result, UploadStore,
+};
+use crate::types::{
+    BlobRecord, ChunkRecord, Digest, EventRecord, ManifestRecord, ReferrerRecord, RepoName, Tag,
+    UploadRecord,
+};
+
+/// One aggregate of the store, guarded by the shared breaker.
+struct Guarded<T: ?Sized> {
+    inner: Arc<T>,
+    breaker: Arc<Breaker>,
+}
+
+impl<T: ?Sized> Guarded<T> {
+    fn new(inner: Arc<T>, breaker: &Arc<Breaker>) -> Arc<Self> {
+        Arc::new(Guarded {
+            inner,
+            breaker: breaker.clone(),
+        })
+    }
+}
+
+/// Every aggregate of `meta` behind `breaker`.
+pub fn guard(meta: Metadata, breaker: &Arc<Breaker>) -> Metadata {
+    Metadata {
+        uploads: Guarded::new(meta.uploads, breaker),
+        blobs: Guarded::new(meta.blobs, breaker),
+        manifests: Guarded::new(meta.manifests, breaker),
+        repositories: Guarded::new(meta.repositories, breaker),
+        gc: Guarded::new(meta.gc, breaker),
+        events: Guarded::new(meta.events, breaker),
+        mirror: Guarded::new(meta.mirror, breaker),
+    }
+}
+
+/// Implements `$trait` for `Guarded<dyn $trait>`: each method admitted by the
+/// breaker, its outcome recorded.
+macro_rules! guarded {
+    ($trait:ident { $( fn $name:ident( $($arg:ident : $ty:ty),* ) -> $ret:ty; )* }) => {
+        #[async_trait]
+        impl $trait for Guarded<dyn $trait> {
+            $(
+                #[allow(clippy::too_many_arguments)]
+                async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                    let permit = self.breaker.admit()?;
+                    let result = self.inner.$name($($arg),*).await;
+                    permit.record(&result);
+                    result
+                }
+            )*
+        }
+    };
+}
+
+guarded!(UploadStore {
+    fn create_upload(upload: &UploadRecord) -> ();
+    fn get_upload(id: &str) -> Option<UploadRecord>;
+    fn advance_upload(id: &str, expected_offset: u64, new_offset: u64, chunks: &[ChunkRecord],
+        hash_state: &[u8], now: i64) -> bool;
+    fn delete_upload(id: &str) -> Option<UploadRecord>;
+    fn stale_uploads(before: i64, limit: u32) -> Vec<UploadRecord>;
+});
+
+guarded!(BlobIndex {
+    fn commit_blob(repo: &RepoName, blob: &BlobRecord, upload_id: Option<&str>,
+        events: &[EventRecord]) -> BlobCommit;
+    fn repo_blob(repo: &RepoName, digest: &Digest) -> Option<BlobRecord>;
+    fn any_blob(digest: &Digest) -> Option<BlobRecord>;
+    fn link_blob(repo: &RepoName, digest: &Digest, events: &[EventRecord]) -> bool;
+    fn unlink_blob(repo: &RepoName, digest: &Digest, events: &[EventRecord]) -> bool;
+});
+
+guarded!(ManifestStore {
+    fn put_manifest(repo: &RepoName, manifest: &NewManifest, events: &[EventRecord])
+        -> PutManifestOutcome;
+    fn manifest_by_digest(repo: &RepoName, digest: &Digest) -> Option<ManifestRecord>;
+    fn manifest_by_tag(repo: &RepoName, tag: &Tag) -> Option<ManifestRecord>;
+    fn delete_manifest(repo: &RepoName, digest: &Digest, events: &[EventRecord]) -> bool;
+    fn delete_tag(repo: &RepoName, tag: &Tag, events: &[EventRecord]) -> bool;
+    fn list_tags(repo: &RepoName, last: Option<&str>, limit: u32) -> Option<Vec<String>>;
+    fn referrers(repo: &RepoName, subject: &Digest, artifact_type: Option<&str>)
+        -> Vec<ReferrerRecord>;
+});
+
+guarded!(RepositoryStore {
+    fn ping() -> ();
+    fn list_repositories(last: Option<&str>, limit: u32) -> Vec<String>;
+});
+
+guarded!(EventStore {
+    fn append_events(events: &[EventRecord]) -> ();
+    fn register_endpoint(endpoint: &str, now: i64) -> ();
+    fn claim_cursors(endpoint: &str, token: &str, now: i64, lease_until: i64, limit: u32)
+        -> Vec<ClaimedCursor>;
+    fn events_after(repository: &str, after: i64, limit: u32) -> Vec<StoredEvent>;
+    fn complete_cursor(endpoint: &str, repository: &str, token: &str, delivered_id: i64) -> bool;
+    fn fail_cursor(endpoint: &str, repository: &str, token: &str, attempts: u32, due_at: i64,
+        error: &str) -> bool;
+    fn dead_letter(endpoint: &str, repository: &str, token: &str, events: &[StoredEvent],
+        attempts: u32, error: &str, now: i64) -> bool;
+    fn dead_letters(endpoint: Option<&str>, limit: u32) -> Vec<DeadLetter>;
+    fn replay_dead_letters(filter: &ReplayFilter) -> u64;
+    fn pending_events(endpoint: Option<&str>, limit: u32) -> Vec<PendingEvent>;
+    fn endpoint_backlog(endpoint: &str) -> EndpointBacklog;
+    fn prune_events(stale_before: i64, limit: u32) -> u64;
+});
+
+guarded!(GcStore {
+    fn review_manifests(delay_ms: i64, limit: u32) -> ReviewBatch;
+    fn review_blobs(delay_ms: i64, limit: u32) -> ReviewBatch;
+    fn preview_reviews(delay_ms: i64, limit: u32) -> ReviewPreview;
+    fn tombstones(older_than_ms: i64, limit: u32) -> Vec<Tombstone>;
+    fn clear_tombstones(storage_keys: &[String]) -> ();
+    fn is_tombstoned(digest: &Digest) -> bool;
+    fn touch_blobs(digests: &[Digest]) -> ();
+    fn record_pulls(pulls: &[PullRecord]) -> ();
+    fn referenced_keys() -> HashSet<String>;
+    fn queue_depth(delay_ms: i64) -> QueueDepth;
+    fn repository_snapshot(repo: &RepoName) -> Option<RepoSnapshot>;
+    fn delete_tag_if(repo: &RepoName, tag: &Tag, digest: &Digest) -> bool;
+    fn delete_manifest_if_unreachable(repo: &RepoName, digest: &Digest) -> bool;
+});
+
+guarded!(MirrorStore {
+    fn fill(digest: &Digest) -> Option<FillLease>;
+    fn claim_fill(lease: &FillLease) -> bool;
+    fn take_over_fill(digest: &Digest, old_token: &str, owner: &str, token: &str,
+        expires_at: i64, now: i64) -> bool;
+    fn renew_fill(digest: &Digest, token: &str, committed: u64, size: Option<u64>,
+        expires_at: i64) -> bool;
+    fn release_fill(digest: &Digest, token: &str) -> ();
+    fn cached_tag(repo: &RepoName, tag: &Tag) -> Option<CachedTag>;
+    fn put_cached_tag(repo: &RepoName, tag: &Tag, digest: &Digest, fetched_at: i64) -> ();
+    fn record_content(content: &CachedContent) -> ();
+    fn touch_content(pulls: &[(RepoName, Digest, i64)]) -> ();
+    fn expired_content(upstream: &str, before: i64, limit: u32) -> Vec<CachedContent>;
+    fn least_recently_pulled(limit: u32) -> Vec<CachedContent>;
+    fn cached_blob_bytes() -> u64;
+    fn forget_content(repo: &RepoName, digest: &Digest) -> ();
+    fn is_referenced(repo: &RepoName, digest: &Digest) -> bool;
+    fn claim_sweep(name: &str, owner: &str, expires_at: i64, now: i64) -> bool;
+});
