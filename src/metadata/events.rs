@@ -6,7 +6,7 @@
 //! PostgreSQL every transaction that writes events first locks its repository's
 //! `event_streams` row (an upsert), then inserts the events, then records the stream's
 //! `last_id`; the lock is held to commit. (SQLite runs one write transaction at a time,
-//! so there ids are in commit order anyway: it inserts, then upserts `last_id`.) Two transactions writing events for one repository therefore
+//! so there ids are in commit order anyway: it inserts, and a trigger records `last_id`.) Two transactions writing events for one repository therefore
 //! run their inserts one after the other, so ids (assigned at insert) are in commit
 //! order within a repository and a reader never sees id 11 committed while id 10 is
 //! still in flight. Events are always the *last* statements of a transaction, so a

@@ -18,26 +18,28 @@ pub(super) mod queries {
 
     /// One repository's events (for `append_events`). SQLite runs one write
     /// transaction at a time, so ids are in commit order without locking the stream
-    /// first: the inserts, then one upsert of the stream's `last_id` (each statement is
-    /// a round trip to the writer connection's thread, on the path of every push).
+    /// first, and the stream's `last_id` is recorded by a trigger on the insert
+    /// (migration 0006): one statement per event, each a round trip to the writer
+    /// connection's thread on the path of every push.
     async fn append_stream(
         conn: &mut sqlx::SqliteConnection,
-        repository: &str,
+        _repository: &str,
         list: &[&EventRecord],
         now: i64,
     ) -> Result<()> {
-        let mut last = 0i64;
         for e in list {
-            last = insert_event(conn, e, None, now).await?;
+            sqlx::query(
+                "INSERT INTO events (uuid, repository, action, created_at, record, endpoint)
+                 VALUES ($1, $2, $3, $4, $5, NULL)",
+            )
+            .bind(&e.id)
+            .bind(&e.repository)
+            .bind(e.action.as_str())
+            .bind(now)
+            .bind(crate::metadata::events::encode(e)?)
+            .execute(&mut *conn)
+            .await?;
         }
-        sqlx::query(
-            "INSERT INTO event_streams (repository, last_id) VALUES ($1, $2)
-             ON CONFLICT (repository) DO UPDATE SET last_id = excluded.last_id",
-        )
-        .bind(repository)
-        .bind(last)
-        .execute(&mut *conn)
-        .await?;
         Ok(())
     }
 }
