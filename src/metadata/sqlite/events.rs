@@ -19,7 +19,7 @@ pub(super) mod queries {
     /// One repository's events (for `append_events`). SQLite runs one write
     /// transaction at a time, so ids are in commit order without locking the stream
     /// first, and the stream's `last_id` is recorded by a trigger on the insert
-    /// (migration 0006): one statement per event, each a round trip to the writer
+    /// (migration 0009): one statement per event, each a round trip to the writer
     /// connection's thread on the path of every push.
     async fn append_stream(
         conn: &mut sqlx::SqliteConnection,

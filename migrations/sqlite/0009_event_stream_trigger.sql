@@ -3,7 +3,7 @@
 -- trip to the connection's thread, on the path of every push with notifications on).
 -- SQLite runs one write transaction at a time, so ids are in commit order without the
 -- stream row being locked first (see src/metadata/events.rs). Kept in step with
--- ../postgres/0006_event_stream_trigger.sql (which has no trigger: PostgreSQL locks
+-- ../postgres/0009_event_stream_trigger.sql (which has no trigger: PostgreSQL locks
 -- the stream row before the insert).
 
 CREATE TRIGGER events_stream_last_id AFTER INSERT ON events
