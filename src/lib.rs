@@ -8,6 +8,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod metadata;
 pub mod notify;

@@ -21,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("types", &[]),
     ("clock", &[]),
     ("telemetry", &[]),
+    ("lifecycle", &[]),
     ("config", &["types"]),
     ("metadata", &["types", "clock", "telemetry"]),
     ("blobs", &["types", "config", "telemetry"]),
@@ -38,10 +39,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "telemetry",
         ],
     ),
-    ("maintenance", &["types", "config", "registry", "telemetry"]),
+    ("maintenance", &["types", "config", "registry", "telemetry", "lifecycle"]),
     (
         "notify",
-        &["types", "clock", "config", "metadata", "telemetry"],
+        &["types", "clock", "config", "metadata", "telemetry", "lifecycle"],
     ),
     (
         "proxy",
@@ -53,6 +54,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "blobs",
             "registry",
             "telemetry",
+            "lifecycle",
         ],
     ),
     (
@@ -83,6 +85,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "proxy",
             "http",
             "telemetry",
+            "lifecycle",
         ],
     ),
 ];

@@ -150,10 +150,12 @@ fn jitter() -> f64 {
     (uuid::Uuid::new_v4().as_u64_pair().0 >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Runs the endpoint's deliveries until the process ends.
+/// Runs the endpoint's deliveries until the process stops (`lifecycle`): from then on
+/// it leases no cursor, and the batches of the tick in progress are delivered first.
 pub async fn run(endpoint: Arc<Endpoint>, store: Arc<dyn EventStore>) {
+    let _running = crate::lifecycle::worker();
     let name = endpoint.config.name.clone();
-    loop {
+    while !crate::lifecycle::stopping() {
         let now = crate::clock::now_ms();
         let token = uuid::Uuid::new_v4().to_string();
         let lease_until = now + i64::try_from(endpoint.lease().as_millis()).unwrap_or(i64::MAX);
@@ -164,12 +166,12 @@ pub async fn run(endpoint: Arc<Endpoint>, store: Arc<dyn EventStore>) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(endpoint = %name, error = %e, "notifications: claiming failed");
-                tokio::time::sleep(ERROR_PAUSE).await;
+                crate::lifecycle::pause(ERROR_PAUSE).await;
                 continue;
             }
         };
         if claimed.is_empty() {
-            tokio::time::sleep(IDLE_POLL).await;
+            crate::lifecycle::pause(IDLE_POLL).await;
             continue;
         }
         futures_util::stream::iter(claimed)

@@ -7,6 +7,7 @@
 
 mod support;
 
+mod drain;
 mod http;
 mod log;
 mod ops;
