@@ -72,6 +72,8 @@ pub fn blob_backend(config: &Config) -> Result<Arc<dyn BlobBackend>, StartError>
         StorageDriver::Azure(azure) => Arc::new(cloud::azure(&azure).map_err(cloud_error)?),
         StorageDriver::Gcs(gcs) => Arc::new(cloud::gcs(&gcs).map_err(cloud_error)?),
     };
+    // Every call measured once (span and latency histogram): `blobs::instrumented`.
+    let backend = crate::blobs::instrumented::wrap(backend);
     fn cloud_error(e: cloud::CloudError) -> StartError {
         StartError::Storage {
             path: e.key.to_string(),

@@ -19,6 +19,7 @@ use crate::types::ChunkRecord;
 pub mod azure_compose;
 pub mod cloud;
 pub mod fs;
+pub mod instrumented;
 pub mod gcs_compose;
 mod http_retry;
 pub mod object;

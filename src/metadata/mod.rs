@@ -29,6 +29,7 @@ use crate::types::{
 
 pub mod events;
 pub mod gc;
+pub mod instrumented;
 pub mod mirror;
 mod mirror_queries;
 pub mod postgres;
@@ -285,9 +286,11 @@ pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
 pub async fn open(url: &str, pool_size: u32) -> Result<Metadata> {
     if url.starts_with("sqlite:") {
         let store = sqlite::SqliteStore::open(url, pool_size).await?;
+        let store = instrumented::Instrumented::new(store, "sqlite");
         Ok(Metadata::from_engine(Arc::new(store)))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let store = postgres::PostgresStore::open(url, pool_size).await?;
+        let store = instrumented::Instrumented::new(store, "postgres");
         Ok(Metadata::from_engine(Arc::new(store)))
     } else {
         Err(MetadataError::UnsupportedUrl(url.to_string()))

@@ -10,6 +10,7 @@ mod support;
 mod drain;
 mod http;
 mod log;
+mod observe;
 mod ops;
 mod samples;
 mod tls;
