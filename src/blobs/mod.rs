@@ -24,6 +24,7 @@ pub mod gcs_compose;
 mod http_retry;
 pub mod object;
 pub mod s3_compose;
+mod traced;
 mod url_encoding;
 
 /// A failure's cause, as the store's client reported it (its type stays in here).

@@ -115,10 +115,13 @@ impl Endpoint {
     /// Sends one request; Ok on a 2xx.
     async fn post(&self, events: &[&crate::types::EventRecord]) -> Result<u16, String> {
         let (body, content_type) = format::body(&self.config, events);
+        // The delivery's span (a child of the push's trace): the receiver joins it.
+        let mut headers = self.headers.clone();
+        crate::telemetry::otlp::inject(&mut headers);
         let mut req = self
             .client
             .post(&self.config.url)
-            .headers(self.headers.clone())
+            .headers(headers)
             .header(reqwest::header::CONTENT_TYPE, content_type);
         if let Some(secret) = &self.config.secret {
             let now = std::time::SystemTime::now()
@@ -241,6 +244,10 @@ async fn deliver(
         http.status_code = tracing::field::Empty,
         error = tracing::field::Empty,
     );
+    // The delivery continues the trace of the first request that caused it.
+    if let Some(e) = batch.iter().find(|e| !e.record.request.traceparent.is_empty()) {
+        crate::telemetry::otlp::set_parent(&span, &e.record.request.traceparent);
+    }
     let m = metrics();
     if cursor.attempts > 0 {
         m.retried

@@ -12,5 +12,6 @@ mod http;
 mod log;
 mod observe;
 mod ops;
+mod propagation;
 mod samples;
 mod tls;
