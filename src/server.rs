@@ -426,7 +426,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     crate::lifecycle::stop();
     let left = crate::lifecycle::workers_done(drain_timeout).await;
     if left > 0 {
-        tracing::warn!("{left} background worker(s) still busy after {} s: cut off", drain_timeout.as_secs());
+        tracing::warn!(
+            "{left} background worker(s) still busy after {} s: cut off",
+            drain_timeout.as_secs()
+        );
     }
     if let Some(drain_started) = drain_started.get() {
         let took = drain_started.elapsed();

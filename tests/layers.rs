@@ -39,10 +39,20 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "telemetry",
         ],
     ),
-    ("maintenance", &["types", "config", "registry", "telemetry", "lifecycle"]),
+    (
+        "maintenance",
+        &["types", "config", "registry", "telemetry", "lifecycle"],
+    ),
     (
         "notify",
-        &["types", "clock", "config", "metadata", "telemetry", "lifecycle"],
+        &[
+            "types",
+            "clock",
+            "config",
+            "metadata",
+            "telemetry",
+            "lifecycle",
+        ],
     ),
     (
         "proxy",

@@ -44,7 +44,13 @@ impl ChunkWriter for Writer {
     }
 
     async fn finish(self: Box<Self>) -> Result<FinishedChunk> {
-        observe(Store::Storage, self.backend, "finish_chunk", self.inner.finish()).await
+        observe(
+            Store::Storage,
+            self.backend,
+            "finish_chunk",
+            self.inner.finish(),
+        )
+        .await
     }
 
     async fn abort(self: Box<Self>) {
@@ -84,24 +90,63 @@ impl BlobBackend for Instrumented {
         }))
     }
 
-    async fn assemble(&self, storage_key: &str, chunks: &[ChunkRecord], total: u64) -> Result<String> {
-        observe(Store::Storage, self.backend, "assemble", self.inner.assemble(storage_key, chunks, total)).await
+    async fn assemble(
+        &self,
+        storage_key: &str,
+        chunks: &[ChunkRecord],
+        total: u64,
+    ) -> Result<String> {
+        observe(
+            Store::Storage,
+            self.backend,
+            "assemble",
+            self.inner.assemble(storage_key, chunks, total),
+        )
+        .await
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
-        observe(Store::Storage, self.backend, "get", self.inner.get(key, range)).await
+        observe(
+            Store::Storage,
+            self.backend,
+            "get",
+            self.inner.get(key, range),
+        )
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        observe(Store::Storage, self.backend, "delete", self.inner.delete(key)).await
+        observe(
+            Store::Storage,
+            self.backend,
+            "delete",
+            self.inner.delete(key),
+        )
+        .await
     }
 
     async fn release_chunks(&self, chunks: &[ChunkRecord], blob_key: &str) -> Result<()> {
-        observe(Store::Storage, self.backend, "release_chunks", self.inner.release_chunks(chunks, blob_key)).await
+        observe(
+            Store::Storage,
+            self.backend,
+            "release_chunks",
+            self.inner.release_chunks(chunks, blob_key),
+        )
+        .await
     }
 
-    async fn presigned_get(&self, key: &str, expiry: std::time::Duration) -> Result<Option<url::Url>> {
-        observe(Store::Storage, self.backend, "presigned_get", self.inner.presigned_get(key, expiry)).await
+    async fn presigned_get(
+        &self,
+        key: &str,
+        expiry: std::time::Duration,
+    ) -> Result<Option<url::Url>> {
+        observe(
+            Store::Storage,
+            self.backend,
+            "presigned_get",
+            self.inner.presigned_get(key, expiry),
+        )
+        .await
     }
 
     fn object_path(&self, key: &str) -> Option<String> {
@@ -113,10 +158,22 @@ impl BlobBackend for Instrumented {
     }
 
     async fn list(&self, prefix: &str) -> Result<ObjectStream> {
-        observe(Store::Storage, self.backend, "list", self.inner.list(prefix)).await
+        observe(
+            Store::Storage,
+            self.backend,
+            "list",
+            self.inner.list(prefix),
+        )
+        .await
     }
 
     async fn discard_upload(&self, storage_key: &str, chunks: &[ChunkRecord]) -> Result<()> {
-        observe(Store::Storage, self.backend, "discard_upload", self.inner.discard_upload(storage_key, chunks)).await
+        observe(
+            Store::Storage,
+            self.backend,
+            "discard_upload",
+            self.inner.discard_upload(storage_key, chunks),
+        )
+        .await
     }
 }

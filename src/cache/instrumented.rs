@@ -33,15 +33,33 @@ impl CacheBackend for Instrumented {
     }
 
     async fn lookup(&self, generation_key: &str, key: &str) -> Result<Lookup> {
-        observe(Store::Cache, self.backend, "lookup", self.inner.lookup(generation_key, key)).await
+        observe(
+            Store::Cache,
+            self.backend,
+            "lookup",
+            self.inner.lookup(generation_key, key),
+        )
+        .await
     }
 
     async fn store(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<()> {
-        observe(Store::Cache, self.backend, "store", self.inner.store(key, value, ttl)).await
+        observe(
+            Store::Cache,
+            self.backend,
+            "store",
+            self.inner.store(key, value, ttl),
+        )
+        .await
     }
 
     async fn renew(&self, generation_key: &str) -> Result<()> {
-        observe(Store::Cache, self.backend, "renew", self.inner.renew(generation_key)).await
+        observe(
+            Store::Cache,
+            self.backend,
+            "renew",
+            self.inner.renew(generation_key),
+        )
+        .await
     }
 
     async fn probe(&self) -> Result<()> {

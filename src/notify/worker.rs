@@ -245,7 +245,10 @@ async fn deliver(
         error = tracing::field::Empty,
     );
     // The delivery continues the trace of the first request that caused it.
-    if let Some(e) = batch.iter().find(|e| !e.record.request.traceparent.is_empty()) {
+    if let Some(e) = batch
+        .iter()
+        .find(|e| !e.record.request.traceparent.is_empty())
+    {
         crate::telemetry::otlp::set_parent(&span, &e.record.request.traceparent);
     }
     let m = metrics();

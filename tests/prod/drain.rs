@@ -103,7 +103,10 @@ async fn sigterm_serves_new_connections_until_draintimeout_then_closes() {
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("draining"));
     let started = start_upload(&url, "drain/late").await;
-    assert!(started.contains("/v2/drain/late/blobs/uploads/"), "{started}");
+    assert!(
+        started.contains("/v2/drain/late/blobs/uploads/"),
+        "{started}"
+    );
 
     // draintimeout over: the listener closes (a connection is refused) while the
     // PATCH in progress goes on.
@@ -226,7 +229,10 @@ async fn a_1_gib_upload_across_sigterm_completes_with_201_and_reads_back() {
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
     assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
     let hwm = vm_hwm_mib(s.pid());
-    assert!(hwm < 200, "the server's peak RSS was {hwm} MiB for a 1 GiB upload");
+    assert!(
+        hwm < 200,
+        "the server's peak RSS was {hwm} MiB for a 1 GiB upload"
+    );
     blocking(|| s.wait_for_within("drained in", Duration::from_secs(150)));
     let status = blocking(|| s.wait_exit());
     assert!(status.success(), "{status:?}");

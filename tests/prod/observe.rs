@@ -76,10 +76,7 @@ async fn push(client: &reqwest::Client, url: &str, repo: &str, layer: &[u8]) {
     });
     let r = client
         .put(format!("{url}/v2/{repo}/manifests/v1"))
-        .header(
-            "Content-Type",
-            "application/vnd.oci.image.manifest.v1+json",
-        )
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
         .body(manifest.to_string())
         .send()
         .await
@@ -112,7 +109,10 @@ async fn metadata_cache_and_storage_calls_are_measured_with_bounded_labels() {
         assert_eq!(r.status(), 200);
     }
     let r = client
-        .get(format!("{url}/v2/observe/app/blobs/{}", digest(b"layer one")))
+        .get(format!(
+            "{url}/v2/observe/app/blobs/{}",
+            digest(b"layer one")
+        ))
         .send()
         .await
         .unwrap();
@@ -218,7 +218,10 @@ async fn uploads_in_flight_and_notification_backlog_are_gauges() {
     tx.send(Ok(b"half".to_vec())).await.unwrap();
     let deadline = Instant::now() + WAIT;
     while sample(&metrics(&url).await, uploads) != Some(1.0) {
-        assert!(Instant::now() < deadline, "the upload never showed as in flight");
+        assert!(
+            Instant::now() < deadline,
+            "the upload never showed as in flight"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tx.send(Ok(b"done".to_vec())).await.unwrap();
