@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod import;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod metadata;
 pub mod notify;

@@ -33,10 +33,11 @@ pub fn spawn(registry: Registry, config: &Config) {
     }
     let (age, every, dry_run) = (purging.age.0, purging.interval.0, purging.dryrun);
     tokio::spawn(async move {
-        tokio::time::sleep(FIRST_SWEEP_AFTER).await;
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
+        let _running = crate::lifecycle::worker();
+        let mut wait = FIRST_SWEEP_AFTER;
+        // Ends at SIGTERM (`lifecycle`), after the sweep in progress.
+        while crate::lifecycle::pause(wait).await {
+            wait = every;
             let span = tracing::info_span!(
                 "maintenance.purge_uploads",
                 age_secs = age.as_secs(),
@@ -109,14 +110,16 @@ impl GcWorkers {
     }
 }
 
-/// Waits `every`, or returns false once asked to stop.
+/// Waits `every`, or returns false once asked to stop ([`GcWorkers::stop`], or the
+/// process stopping: `lifecycle`).
 async fn pause(stop: &mut tokio::sync::watch::Receiver<bool>, every: Duration) -> bool {
-    if *stop.borrow() {
+    if *stop.borrow() || crate::lifecycle::stopping() {
         return false;
     }
     tokio::select! {
-        _ = tokio::time::sleep(every) => !*stop.borrow(),
+        _ = tokio::time::sleep(every) => !*stop.borrow() && !crate::lifecycle::stopping(),
         _ = stop.changed() => false,
+        () = crate::lifecycle::stopped() => false,
     }
 }
 
@@ -130,6 +133,7 @@ pub fn spawn_gc(registry: Registry, config: &Config) -> GcWorkers {
     {
         let (registry, mut rx) = (registry.clone(), rx.clone());
         tasks.push(tokio::spawn(async move {
+            let _running = crate::lifecycle::worker();
             while pause(&mut rx, ACCESS_FLUSH).await {
                 registry.flush_access().await;
             }
@@ -150,6 +154,7 @@ pub fn spawn_gc(registry: Registry, config: &Config) -> GcWorkers {
     {
         let (registry, mut rx, every) = (registry.clone(), rx.clone(), gc.interval.0);
         tasks.push(tokio::spawn(async move {
+            let _running = crate::lifecycle::worker();
             let mut wait = Duration::from_millis(200);
             let mut sampled = std::time::Instant::now() - QUEUE_SAMPLE;
             while pause(&mut rx, wait).await {
@@ -185,6 +190,7 @@ pub fn spawn_gc(registry: Registry, config: &Config) -> GcWorkers {
     if !config.retention.is_empty() {
         let (registry, mut rx, every) = (registry.clone(), rx.clone(), gc.retentioninterval.0);
         tasks.push(tokio::spawn(async move {
+            let _running = crate::lifecycle::worker();
             while pause(&mut rx, every).await {
                 if let Err(e) = registry.apply_retention(false).await {
                     tracing::warn!(error = %e, "retention failed");
@@ -196,6 +202,7 @@ pub fn spawn_gc(registry: Registry, config: &Config) -> GcWorkers {
         let sweep = gc.orphansweep.clone();
         let (registry, mut rx) = (registry.clone(), rx.clone());
         tasks.push(tokio::spawn(async move {
+            let _running = crate::lifecycle::worker();
             let mut wait = FIRST_ORPHAN_SWEEP_AFTER.min(sweep.interval.0);
             while pause(&mut rx, wait).await {
                 wait = sweep.interval.0;

@@ -74,6 +74,8 @@ pub fn blob_backend(config: &Config) -> Result<Arc<dyn BlobBackend>, StartError>
         StorageDriver::Azure(azure) => Arc::new(cloud::azure(&azure).map_err(cloud_error)?),
         StorageDriver::Gcs(gcs) => Arc::new(cloud::gcs(&gcs).map_err(cloud_error)?),
     };
+    // Every call measured once (span and latency histogram): `blobs::instrumented`.
+    let backend = crate::blobs::instrumented::wrap(backend);
     fn cloud_error(e: cloud::CloudError) -> StartError {
         StartError::Storage {
             path: e.key.to_string(),
@@ -477,6 +479,16 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         source,
     });
     gc.stop().await;
+    // Background workers were told to stop at the signal (or are now, if the server
+    // ended on its own); what they hold finishes.
+    crate::lifecycle::stop();
+    let left = crate::lifecycle::workers_done(drain_timeout).await;
+    if left > 0 {
+        tracing::warn!(
+            "{left} background worker(s) still busy after {} s: cut off",
+            drain_timeout.as_secs()
+        );
+    }
     if let Some(drain_started) = drain_started.get() {
         let took = drain_started.elapsed();
         if took >= drain_timeout {
@@ -513,9 +525,12 @@ fn shutdown_signals() -> Signals {
     streams
 }
 
-/// Waits for SIGTERM or SIGINT, then stops the server gracefully: no new connections,
-/// requests in progress finish (up to `http.draintimeout`). A second signal, or
-/// SIGQUIT, exits at once.
+/// Waits for SIGTERM or SIGINT, then stops: readiness fails at once and background
+/// workers claim no new work (`lifecycle`). On SIGTERM the listener stays open for
+/// `http.draintimeout`, serving new connections while load balancers notice the failing
+/// readiness; SIGINT (Ctrl-C) skips that wait. Then the listener closes and requests in
+/// progress finish (up to `http.draintimeout` more). A second signal, or SIGQUIT,
+/// exits at once.
 async fn stop_on_signal(
     handle: ServerHandle,
     mut streams: Signals,
@@ -525,30 +540,45 @@ async fn stop_on_signal(
     let Some(first) = next_signal(&mut streams).await else {
         return;
     };
-    let in_flight = crate::telemetry::metrics().http_in_flight.get();
     if first == "SIGQUIT" {
         tracing::info!("{first} received: exiting now");
         std::process::exit(131);
     }
-    tracing::info!(
-        "{first} received: stopping; no new connections, draining {in_flight} request(s) in progress (at most {} s; a second signal exits at once)",
-        drain_timeout.as_secs()
-    );
-    let _ = drain_started.set(Instant::now());
     crate::http::health::start_draining();
+    crate::lifecycle::stop();
+    let secs = drain_timeout.as_secs_f64();
+    if first == "SIGTERM" && !drain_timeout.is_zero() {
+        tracing::info!(
+            "{first} received: stopping; readiness fails from now on, new connections are still served for {secs} s (http.draintimeout) so load balancers notice, then requests in progress are drained (a second signal exits at once)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(drain_timeout) => {}
+            second = next_signal(&mut streams) => exit_now(second.unwrap_or(first)),
+        }
+        let in_flight = crate::telemetry::metrics().http_in_flight.get();
+        tracing::info!(
+            "no new connections from now on; draining {in_flight} request(s) in progress (at most {secs} s)"
+        );
+    } else {
+        let in_flight = crate::telemetry::metrics().http_in_flight.get();
+        tracing::info!(
+            "{first} received: stopping; no new connections, draining {in_flight} request(s) in progress (at most {secs} s; a second signal exits at once)"
+        );
+    }
+    let _ = drain_started.set(Instant::now());
     // `serve` says when the drain is over.
     let stopping = handle.stop(true);
     tokio::select! {
         () = stopping => {}
-        second = next_signal(&mut streams) => {
-            let second = second.unwrap_or(first);
-            let left = crate::telemetry::metrics().http_in_flight.get();
-            tracing::warn!(
-                "{second} received while draining: exiting now, {left} request(s) cut off"
-            );
-            std::process::exit(1);
-        }
+        second = next_signal(&mut streams) => exit_now(second.unwrap_or(first)),
     }
+}
+
+/// A second signal while draining: exit without waiting.
+fn exit_now(second: &str) -> ! {
+    let left = crate::telemetry::metrics().http_in_flight.get();
+    tracing::warn!("{second} received while draining: exiting now, {left} request(s) cut off");
+    std::process::exit(1);
 }
 
 /// The next of `streams`' signals, by name (None if a stream ended).

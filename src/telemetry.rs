@@ -1,6 +1,7 @@
 //! Observability: the tracing subscriber (text or JSON logs) and the Prometheus metrics
 //! every layer records into, served at `/metrics`.
 
+pub mod calls;
 pub mod otlp;
 
 use std::io::IsTerminal;

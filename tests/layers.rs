@@ -21,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("types", &[]),
     ("clock", &[]),
     ("telemetry", &[]),
+    ("lifecycle", &[]),
     ("config", &["types"]),
     ("metadata", &["types", "clock", "telemetry"]),
     ("blobs", &["types", "config", "telemetry"]),
@@ -38,7 +39,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "telemetry",
         ],
     ),
-    ("maintenance", &["types", "config", "registry", "telemetry"]),
+    (
+        "maintenance",
+        &["types", "config", "registry", "telemetry", "lifecycle"],
+    ),
     ("trust", &["types", "config", "registry", "telemetry"]),
     (
         "import",
@@ -54,7 +58,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "notify",
-        &["types", "clock", "config", "metadata", "telemetry"],
+        &[
+            "types",
+            "clock",
+            "config",
+            "metadata",
+            "telemetry",
+            "lifecycle",
+        ],
     ),
     (
         "proxy",
@@ -66,6 +77,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "blobs",
             "registry",
             "telemetry",
+            "lifecycle",
         ],
     ),
     (
@@ -98,6 +110,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "http",
             "trust",
             "telemetry",
+            "lifecycle",
         ],
     ),
 ];

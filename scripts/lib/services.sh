@@ -127,17 +127,20 @@ register_service() {
   log "started $1 (pid $2, log $3)"
 }
 
-# stop_service PID: TERM the service's process group, KILL it after 10 s.
+# stop_service PID: TERM the service's process group, KILL it after 10 s. A
+# `wharf serve` gets INT instead: on TERM it keeps serving new connections for
+# http.draintimeout (30 s) so load balancers notice; INT closes its listener at once.
 stop_service() {
-  local pid="$1" i
+  local pid="$1" i sig=TERM
   _alive "$pid" || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  [[ "$(ps -o comm= -p "$pid" 2>/dev/null)" == wharf ]] && sig=INT
+  kill "-$sig" -- "-$pid" 2>/dev/null || kill "-$sig" "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do
     _alive "$pid" || break
     sleep 0.1
   done
   if _alive "$pid"; then
-    warn "pid $pid ignored SIGTERM; sending SIGKILL"
+    warn "pid $pid ignored SIG$sig; sending SIGKILL"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true

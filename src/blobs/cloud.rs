@@ -96,7 +96,8 @@ pub fn s3(config: &S3Config) -> Result<ObjectBackend, CloudError> {
         .with_bucket_name(&bucket)
         .with_region(config.region())
         .with_retry(retry_config())
-        .with_client_options(client_options(endpoint.as_deref(), config.skipverify));
+        .with_client_options(client_options(endpoint.as_deref(), config.skipverify))
+        .with_http_connector(super::traced::Connector);
     match &endpoint {
         Some(endpoint) if config.forcepathstyle || !virtual_host_capable(endpoint) => {
             builder = builder
@@ -188,7 +189,8 @@ pub fn azure(config: &AzureConfig) -> Result<ObjectBackend, CloudError> {
         .with_container_name(config.container.clone().unwrap_or_default())
         .with_endpoint(endpoint.clone())
         .with_retry(retry_config())
-        .with_client_options(client_options(Some(&endpoint), false));
+        .with_client_options(client_options(Some(&endpoint), false))
+        .with_http_connector(super::traced::Connector);
     if let Some(key) = &config.accountkey {
         builder = builder.with_access_key(&key.0);
     }
@@ -224,7 +226,8 @@ pub fn gcs(config: &GcsConfig) -> Result<ObjectBackend, CloudError> {
     let mut builder = builder
         .with_bucket_name(config.bucket.clone().unwrap_or_default())
         .with_retry(retry_config())
-        .with_client_options(client_options(endpoint, false));
+        .with_client_options(client_options(endpoint, false))
+        .with_http_connector(super::traced::Connector);
     let configured_key = config.keyfile.is_some() || config.credentials.is_some();
     // A service account key as JSON, if one is configured.
     let key: Option<serde_json::Value> = match (&config.keyfile, &config.credentials) {

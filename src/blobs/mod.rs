@@ -21,8 +21,10 @@ pub mod cloud;
 pub mod fs;
 pub mod gcs_compose;
 mod http_retry;
+pub mod instrumented;
 pub mod object;
 pub mod s3_compose;
+mod traced;
 mod url_encoding;
 
 /// A failure's cause, as the store's client reported it (its type stays in here).

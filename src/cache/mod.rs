@@ -29,6 +29,7 @@ use crate::metadata::Metadata;
 
 pub mod cached_metadata;
 mod codec;
+pub mod instrumented;
 pub mod memory;
 pub mod metrics;
 pub mod redis;
@@ -110,6 +111,7 @@ pub async fn wrap(config: &Config, meta: Metadata) -> Result<Metadata> {
             Arc::new(redis::RedisCache::connect(redis).await?)
         }
     };
+    let backend = instrumented::wrap(backend);
     tracing::info!(cache = backend.name(), ttl = ?cache.ttl, "metadata cache enabled");
     Ok(CachedMetadata::wrap(meta, backend, cache.ttl))
 }

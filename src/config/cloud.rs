@@ -160,6 +160,16 @@ pub struct S3Config {
     pub multipartcopythresholdsize: Option<Value>,
     #[serde(default)]
     pub loglevel: Option<Value>,
+    /// distribution's S3 Transfer Acceleration switch: only `false` (the default).
+    #[serde(default)]
+    pub accelerate: bool,
+    /// distribution's dual-stack endpoint switch: only `false` (the default).
+    #[serde(default)]
+    pub usedualstack: bool,
+    /// distribution's canned ACL for new objects: only `private` (the default; the
+    /// bucket's own policy decides).
+    #[serde(default, deserialize_with = "text")]
+    pub objectacl: Option<String>,
 }
 
 /// S3 storage classes distribution accepts.
@@ -227,6 +237,28 @@ impl S3Config {
                 return Err(ConfigError::key(
                     "storage.s3.storageclass",
                     format!("{class:?} is not one of {}", STORAGE_CLASSES.join(", ")),
+                ));
+            }
+        }
+        if self.accelerate {
+            return Err(ConfigError::key(
+                "storage.s3.accelerate",
+                "true is not supported (Transfer Acceleration endpoints are not used); \
+                 remove it or set false",
+            ));
+        }
+        if self.usedualstack {
+            return Err(ConfigError::key(
+                "storage.s3.usedualstack",
+                "true is not supported; name the dual-stack endpoint in regionendpoint \
+                 (https://s3.dualstack.<region>.amazonaws.com) instead",
+            ));
+        }
+        if let Some(acl) = &self.objectacl {
+            if !acl.eq_ignore_ascii_case("private") {
+                return Err(ConfigError::key(
+                    "storage.s3.objectacl",
+                    format!("{acl:?} is not supported: objects are written private (the bucket's policy decides access)"),
                 ));
             }
         }

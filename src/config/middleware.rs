@@ -56,9 +56,13 @@ pub struct CloudFrontOptions {
     /// Comma-separated AWS regions for `ipfilteredby: awsregion`.
     #[serde(default)]
     pub awsregion: Option<String>,
-    /// AWS's `ip-ranges.json`, read from this local path (Wharf does not download it).
+    /// AWS's `ip-ranges.json`, read from this local path.
     #[serde(default)]
     pub iprangesfile: Option<PathBuf>,
+    /// AWS's `ip-ranges.json`, downloaded from this URL (distribution's key), in the
+    /// background: until the first download, no client counts as inside AWS.
+    #[serde(default)]
+    pub iprangesurl: Option<String>,
     /// How often the ranges file is re-read (default 12 hours).
     #[serde(default = "default_update")]
     pub updatefrequency: ConfigDuration,
@@ -141,10 +145,27 @@ impl MiddlewareConfig {
                 ));
             }
         }
-        if o.ipfilteredby != IpFilteredBy::None && o.iprangesfile.is_none() {
+        if o.iprangesfile.is_some() && o.iprangesurl.is_some() {
+            return Err(ConfigError::key(
+                key("options.iprangesurl"),
+                "give iprangesfile or iprangesurl, not both",
+            ));
+        }
+        if let Some(url) = &o.iprangesurl {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(ConfigError::key(
+                    key("options.iprangesurl"),
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        if o.ipfilteredby != IpFilteredBy::None
+            && o.iprangesfile.is_none()
+            && o.iprangesurl.is_none()
+        {
             return Err(ConfigError::key(
                 key("options.iprangesfile"),
-                "needed when ipfilteredby is aws or awsregion (the path of AWS's ip-ranges.json)",
+                "needed when ipfilteredby is aws or awsregion (the path of AWS's ip-ranges.json; or iprangesurl to download it)",
             ));
         }
         if o.ipfilteredby == IpFilteredBy::AwsRegion && o.regions().is_empty() {
@@ -264,6 +285,14 @@ mod tests {
             (
                 cloudfront(&format!("{base}        ipfilteredby: awsregion\n        iprangesfile: /r.json\n")),
                 "middleware.storage[0].options.awsregion",
+            ),
+            (
+                cloudfront(&format!("{base}        ipfilteredby: aws\n        iprangesfile: /r.json\n        iprangesurl: https://ip-ranges.amazonaws.com/ip-ranges.json\n")),
+                "middleware.storage[0].options.iprangesurl",
+            ),
+            (
+                cloudfront(&format!("{base}        ipfilteredby: aws\n        iprangesurl: ip-ranges.json\n")),
+                "middleware.storage[0].options.iprangesurl",
             ),
             (cloudfront(&format!("{base}        colour: blue\n")), "colour"),
             (cloudfront("        privatekey: /k.pem\n        keypairid: K1\n"), "baseurl"),

@@ -14,7 +14,10 @@ use super::events::{
 use super::gc::{
     GcStore, PullRecord, QueueDepth, RepoSnapshot, ReviewBatch, ReviewPreview, Tombstone,
 };
+use super::import::ImportStore;
 use super::mirror::{CachedContent, CachedTag, FillLease, MirrorStore};
+use super::quota::{Drift, QuotaLimit, QuotaOutcome, QuotaStore, Reservation, ScopeUsage};
+use super::signatures::{PutSignatureOutcome, SignatureStore, StoredSignature};
 use super::{
     BlobCommit, BlobIndex, ManifestStore, Metadata, NewManifest, PutManifestOutcome,
     RepositoryStore, Result, UploadStore,
@@ -49,6 +52,9 @@ pub fn guard(meta: Metadata, breaker: &Arc<Breaker>) -> Metadata {
         gc: Guarded::new(meta.gc, breaker),
         events: Guarded::new(meta.events, breaker),
         mirror: Guarded::new(meta.mirror, breaker),
+        imports: Guarded::new(meta.imports, breaker),
+        quotas: Guarded::new(meta.quotas, breaker),
+        signatures: Guarded::new(meta.signatures, breaker),
     }
 }
 
@@ -113,6 +119,7 @@ guarded!(EventStore {
         -> Vec<ClaimedCursor>;
     fn events_after(repository: &str, after: i64, limit: u32) -> Vec<StoredEvent>;
     fn complete_cursor(endpoint: &str, repository: &str, token: &str, delivered_id: i64) -> bool;
+    fn complete_cursors(endpoint: &str, token: &str, done: &[(String, i64)]) -> u64;
     fn fail_cursor(endpoint: &str, repository: &str, token: &str, attempts: u32, due_at: i64,
         error: &str) -> bool;
     fn dead_letter(endpoint: &str, repository: &str, token: &str, events: &[StoredEvent],
@@ -158,4 +165,30 @@ guarded!(MirrorStore {
     fn forget_content(repo: &RepoName, digest: &Digest) -> ();
     fn is_referenced(repo: &RepoName, digest: &Digest) -> bool;
     fn claim_sweep(name: &str, owner: &str, expires_at: i64, now: i64) -> bool;
+});
+
+guarded!(QuotaStore {
+    fn quota_limits() -> Vec<QuotaLimit>;
+    fn set_quota_limit(limit: &QuotaLimit) -> ();
+    fn delete_quota_limit(scope: &str) -> bool;
+    fn seed_quota_limits(limits: &[QuotaLimit]) -> ();
+    fn scope_usage(scope: &str) -> ScopeUsage;
+    fn reserve(reservation: &Reservation, limits: &[(String, u64)]) -> QuotaOutcome;
+    fn release(id: &str) -> ();
+    fn check_blobs(repo: &RepoName, digests: &[Digest], limits: &[(String, u64)]) -> QuotaOutcome;
+    fn compact() -> ();
+    fn recompute(fix: bool) -> Vec<Drift>;
+});
+
+guarded!(SignatureStore {
+    fn put_signature(repo: &RepoName, digest: &Digest, signature: &StoredSignature)
+        -> PutSignatureOutcome;
+    fn signatures(repo: &RepoName, digest: &Digest) -> Vec<StoredSignature>;
+    fn parents(repo: &RepoName, digest: &Digest) -> Vec<Digest>;
+});
+
+guarded!(ImportStore {
+    fn imported_repositories(source: &str) -> Vec<String>;
+    fn mark_imported(source: &str, repository: &str, now: i64) -> ();
+    fn forget_imports(source: &str) -> u64;
 });

@@ -33,8 +33,9 @@ use crate::types::{
 pub mod breaker;
 pub mod events;
 pub mod gc;
-pub mod import;
 mod guarded;
+pub mod import;
+pub mod instrumented;
 pub mod mirror;
 mod mirror_queries;
 pub mod postgres;
@@ -360,10 +361,12 @@ pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Metadata> {
     if url.starts_with("sqlite:") {
         let store =
             sqlite::SqliteStore::open(url, options.pool_size, options.acquire_timeout).await?;
+        let store = instrumented::Instrumented::new(store, "sqlite");
         Ok(Metadata::from_engine(Arc::new(store)))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let store =
             postgres::PostgresStore::open(url, options.pool_size, options.acquire_timeout).await?;
+        let store = instrumented::Instrumented::new(store, "postgres");
         let meta = Metadata::from_engine(Arc::new(store));
         Ok(match options.breaker {
             Some(settings) => guarded::guard(meta, &breaker::Breaker::new(settings)),

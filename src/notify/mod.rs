@@ -117,7 +117,10 @@ async fn housekeeping(store: Arc<dyn EventStore>, names: Vec<String>) {
     let stale_ms = i64::try_from(ENDPOINT_STALE_AFTER.as_millis()).unwrap_or(i64::MAX);
     let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = crate::lifecycle::stopped() => break,
+        }
         let now = crate::clock::now_ms();
         for name in &names {
             if let Err(e) = store.register_endpoint(name, now).await {

@@ -127,10 +127,13 @@ impl Endpoint {
     /// Sends one request; Ok on a 2xx.
     async fn post(&self, events: &[&crate::types::EventRecord]) -> Result<u16, String> {
         let (body, content_type) = format::body(&self.config, events);
+        // The delivery's span (a child of the push's trace): the receiver joins it.
+        let mut headers = self.headers.clone();
+        crate::telemetry::otlp::inject(&mut headers);
         let mut req = self
             .client
             .post(&self.config.url)
-            .headers(self.headers.clone())
+            .headers(headers)
             .header(reqwest::header::CONTENT_TYPE, content_type);
         if let Some(secret) = &self.config.secret {
             let now = std::time::SystemTime::now()
@@ -162,10 +165,12 @@ fn jitter() -> f64 {
     (uuid::Uuid::new_v4().as_u64_pair().0 >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Runs the endpoint's deliveries until the process ends.
+/// Runs the endpoint's deliveries until the process stops (`lifecycle`): from then on
+/// it leases no cursor, and the batches of the tick in progress are delivered first.
 pub async fn run(endpoint: Arc<Endpoint>, store: Arc<dyn EventStore>) {
+    let _running = crate::lifecycle::worker();
     let name = endpoint.config.name.clone();
-    loop {
+    while !crate::lifecycle::stopping() {
         let started = tokio::time::Instant::now();
         let now = crate::clock::now_ms();
         let token = uuid::Uuid::new_v4().to_string();
@@ -177,12 +182,12 @@ pub async fn run(endpoint: Arc<Endpoint>, store: Arc<dyn EventStore>) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(endpoint = %name, error = %e, "notifications: claiming failed");
-                tokio::time::sleep(ERROR_PAUSE).await;
+                crate::lifecycle::pause(ERROR_PAUSE).await;
                 continue;
             }
         };
         if claimed.is_empty() {
-            tokio::time::sleep(IDLE_POLL).await;
+            crate::lifecycle::pause(IDLE_POLL).await;
             continue;
         }
         let full = claimed.len() >= CLAIMS_PER_TICK as usize;
@@ -349,6 +354,13 @@ async fn deliver(
         http.status_code = tracing::field::Empty,
         error = tracing::field::Empty,
     );
+    // The delivery continues the trace of the first request that caused it.
+    if let Some(e) = batch
+        .iter()
+        .find(|e| !e.record.request.traceparent.is_empty())
+    {
+        crate::telemetry::otlp::set_parent(&span, &e.record.request.traceparent);
+    }
     let m = metrics();
     for b in batches.iter().filter(|b| b.cursor.attempts > 0) {
         m.retried

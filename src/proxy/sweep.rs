@@ -27,18 +27,19 @@ const SWEEP: &str = "proxy-expiry";
 pub(super) fn spawn(proxy: Arc<Proxy>, registry: Registry) {
     let p = proxy.clone();
     let r = registry.clone();
+    // Both stop at SIGTERM (`lifecycle`); the pulls noted so far are written first.
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(FLUSH);
-        loop {
-            tick.tick().await;
+        let _running = crate::lifecycle::worker();
+        while crate::lifecycle::pause(FLUSH).await {
             flush_pulls(&p, &r).await;
         }
+        flush_pulls(&p, &r).await;
     });
     tokio::spawn(async move {
-        tokio::time::sleep(FIRST_SWEEP.min(proxy.sweep_interval)).await;
-        let mut tick = tokio::time::interval(proxy.sweep_interval);
-        loop {
-            tick.tick().await;
+        let _running = crate::lifecycle::worker();
+        let mut wait = FIRST_SWEEP.min(proxy.sweep_interval);
+        while crate::lifecycle::pause(wait).await {
+            wait = proxy.sweep_interval;
             if let Err(e) = sweep(&proxy, &registry).await {
                 tracing::warn!(error = %e, "cache sweep failed");
             }

@@ -243,7 +243,9 @@ impl UpstreamClient {
         if !scope.is_empty() {
             query.push(("scope", scope));
         }
-        let mut req = self.http.get(&bearer.realm).query(&query);
+        let mut trace = HeaderMap::new();
+        crate::telemetry::otlp::inject(&mut trace);
+        let mut req = self.http.get(&bearer.realm).query(&query).headers(trace);
         if let Some(basic) = self.basic_header() {
             req = req.header(AUTHORIZATION, basic);
         }
@@ -311,6 +313,9 @@ impl UpstreamClient {
         let up = &self.config;
         let url = format!("{}/v2/{path}", up.url);
         let mut auth = self.authorization(scope);
+        let mut headers = headers;
+        // The request's trace continues upstream.
+        crate::telemetry::otlp::inject(&mut headers);
         for attempt in 0..2 {
             let mut req = self
                 .http

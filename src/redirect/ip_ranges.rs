@@ -1,6 +1,9 @@
-//! AWS's published address ranges (`ip-ranges.json`), read from a local file and
-//! re-read on a timer: which clients are "inside AWS" (or inside some AWS regions) for
-//! the CloudFront middleware's `ipfilteredby`.
+//! AWS's published address ranges (`ip-ranges.json`), read from a local file
+//! (`iprangesfile`) or downloaded (`iprangesurl`, distribution's key) and re-read on a
+//! timer: which clients are "inside AWS" (or inside some AWS regions) for the
+//! CloudFront middleware's `ipfilteredby`. A download happens in the background (the
+//! first one at start-up): until it succeeds no client counts as inside AWS, so every
+//! client is sent to CloudFront.
 //!
 //! The file's format: `{"prefixes": [{"ip_prefix": "3.5.140.0/22", "region":
 //! "ap-northeast-2", …}], "ipv6_prefixes": [{"ipv6_prefix": "…", "region": …}]}`.
@@ -60,9 +63,28 @@ pub fn parse(text: &str, regions: &[String]) -> Result<Vec<IpNet>, String> {
         .collect()
 }
 
+/// Where the ranges come from.
+#[derive(Clone)]
+enum Source {
+    File(PathBuf),
+    Url(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Url(u) => f.write_str(u),
+        }
+    }
+}
+
+/// How long a download of `ip-ranges.json` may take.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The ranges in force, shared with the reloading task.
 pub struct AwsRanges {
-    path: PathBuf,
+    source: Source,
     regions: Vec<String>,
     nets: RwLock<Arc<Vec<IpNet>>>,
 }
@@ -73,10 +95,20 @@ impl AwsRanges {
         let nets = read(path, &regions)?;
         tracing::info!(path = %path.display(), prefixes = nets.len(), "AWS IP ranges loaded");
         Ok(Arc::new(AwsRanges {
-            path: path.to_path_buf(),
+            source: Source::File(path.to_path_buf()),
             regions,
             nets: RwLock::new(Arc::new(nets)),
         }))
+    }
+
+    /// Ranges downloaded from `url` by [`AwsRanges::spawn_reloader`] (at once, then on
+    /// its timer); empty until the first download succeeds.
+    pub fn download(url: &str, regions: Vec<String>) -> Arc<Self> {
+        Arc::new(AwsRanges {
+            source: Source::Url(url.to_string()),
+            regions,
+            nets: RwLock::new(Arc::new(Vec::new())),
+        })
     }
 
     /// True if `ip` lies in one of the ranges.
@@ -94,22 +126,28 @@ impl AwsRanges {
         self.len() == 0
     }
 
-    /// Re-reads the file; a missing or bad file is logged and the ranges stay as they were.
+    /// Re-reads the file (downloads the URL); a missing or bad one is logged and the
+    /// ranges stay as they were.
     pub async fn reload(&self) -> bool {
-        let (path, regions) = (self.path.clone(), self.regions.clone());
-        let read = tokio::task::spawn_blocking(move || read(&path, &regions))
-            .await
-            .unwrap_or_else(|e| Err(format!("reading task failed: {e}")));
+        let read = match &self.source {
+            Source::File(path) => {
+                let (path, regions) = (path.clone(), self.regions.clone());
+                tokio::task::spawn_blocking(move || read(&path, &regions))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("reading task failed: {e}")))
+            }
+            Source::Url(url) => download(url, &self.regions).await,
+        };
         let ok = match read {
             Ok(nets) => {
-                tracing::debug!(path = %self.path.display(), prefixes = nets.len(), "AWS IP ranges reloaded");
+                tracing::debug!(source = %self.source, prefixes = nets.len(), "AWS IP ranges reloaded");
                 if let Ok(mut current) = self.nets.write() {
                     *current = Arc::new(nets);
                 }
                 true
             }
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "AWS IP ranges not reloaded; keeping the previous ones");
+                tracing::warn!(source = %self.source, error = %e, "AWS IP ranges not reloaded; keeping the previous ones");
                 false
             }
         };
@@ -127,14 +165,35 @@ impl AwsRanges {
             return;
         };
         let weak: Weak<Self> = Arc::downgrade(self);
+        // A download starts at once: nothing was read at start-up.
+        let mut wait = match self.source {
+            Source::Url(_) => Duration::ZERO,
+            Source::File(_) => every,
+        };
         runtime.spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(wait).await;
+                wait = every;
                 let Some(ranges) = weak.upgrade() else { return };
                 ranges.reload().await;
             }
         });
     }
+}
+
+async fn download(url: &str, regions: &[String]) -> Result<Vec<IpNet>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(DOWNLOAD_TIMEOUT)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("{url}: {e}"))?;
+    let text = response.text().await.map_err(|e| format!("{url}: {e}"))?;
+    parse(&text, regions).map_err(|e| format!("{url}: {e}"))
 }
 
 fn read(path: &Path, regions: &[String]) -> Result<Vec<IpNet>, String> {
@@ -172,6 +231,40 @@ mod tests {
             .any(|n| n.contains(&"3.5.140.1".parse::<IpAddr>().unwrap())));
         assert!(parse("{\"prefixes\": [{\"ip_prefix\": \"nope\"}]}", &[]).is_err());
         assert!(parse("not json", &[]).is_err());
+    }
+
+    /// `iprangesurl`: empty until downloaded, then the ranges; a failed download keeps
+    /// them. The server is a loopback socket answering SAMPLE once, then 500.
+    #[tokio::test]
+    async fn downloaded_ranges_arrive_and_a_failed_download_keeps_them() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/ip-ranges.json", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            for status in ["200 OK", "500 Internal Server Error"] {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let body = if status.starts_with("200") {
+                    SAMPLE
+                } else {
+                    ""
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        let ranges = AwsRanges::download(&url, vec!["us-east-1".into()]);
+        assert!(ranges.is_empty());
+        assert!(!ranges.contains("52.94.1.2".parse().unwrap()));
+        assert!(ranges.reload().await);
+        assert_eq!(ranges.len(), 2);
+        assert!(ranges.contains("52.94.1.2".parse().unwrap()));
+        assert!(!ranges.reload().await, "a 500 is a failed download");
+        assert_eq!(ranges.len(), 2);
     }
 
     #[tokio::test]

@@ -99,16 +99,21 @@ impl Redirector {
                     Url::parse(&o.baseurl).map_err(|e| key_error(key("baseurl"), e.to_string()))?;
                 let signer =
                     CloudFrontSigner::new(base, private, o.keypairid.clone(), o.duration.0);
-                let bypass = match (o.ipfilteredby, &o.iprangesfile) {
-                    (IpFilteredBy::None, _) | (_, None) => None,
-                    (filter, Some(path)) => {
-                        let regions = if filter == IpFilteredBy::AwsRegion {
-                            o.regions()
-                        } else {
-                            Vec::new()
-                        };
+                let regions = if o.ipfilteredby == IpFilteredBy::AwsRegion {
+                    o.regions()
+                } else {
+                    Vec::new()
+                };
+                let bypass = match (o.ipfilteredby, &o.iprangesfile, &o.iprangesurl) {
+                    (IpFilteredBy::None, _, _) | (_, None, None) => None,
+                    (_, Some(path), _) => {
                         let ranges = AwsRanges::load(path, regions)
                             .map_err(|e| key_error(key("iprangesfile"), e))?;
+                        ranges.spawn_reloader(o.updatefrequency.0);
+                        Some(ranges)
+                    }
+                    (_, None, Some(url)) => {
+                        let ranges = AwsRanges::download(url, regions);
                         ranges.spawn_reloader(o.updatefrequency.0);
                         Some(ranges)
                     }

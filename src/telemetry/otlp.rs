@@ -106,3 +106,68 @@ impl opentelemetry::propagation::Extractor for Headers<'_> {
         self.0.keys().map(|k| k.as_str()).collect()
     }
 }
+
+/// Writes the current span's trace context (`traceparent`, and `tracestate` if any)
+/// into an outgoing request's headers, so the callee joins the trace: webhook
+/// deliveries, the pull-through cache's upstream requests, S3/Azure/GCS calls. Nothing
+/// when export is off.
+pub fn inject(headers: &mut http::HeaderMap) {
+    if PROVIDER.get().is_none() {
+        return;
+    }
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderInjector(headers))
+    });
+}
+
+/// The current span's `traceparent`, to store with work done later (an event's
+/// delivery); None when export is off.
+pub fn traceparent() -> Option<String> {
+    let mut headers = http::HeaderMap::new();
+    inject(&mut headers);
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Makes `span` a child of a stored `traceparent` (see [`traceparent`]).
+pub fn set_parent(span: &tracing::Span, traceparent: &str) {
+    if PROVIDER.get().is_none() || traceparent.is_empty() {
+        return;
+    }
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let mut headers = http::HeaderMap::new();
+    let Ok(value) = http::HeaderValue::from_str(traceparent) else {
+        return;
+    };
+    headers.insert("traceparent", value);
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HttpHeaders(&headers)));
+    span.set_parent(cx);
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl opentelemetry::propagation::Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+struct HttpHeaders<'a>(&'a http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}

@@ -104,6 +104,10 @@ pub struct RequestContext {
     /// The authenticated user or token subject, if any.
     #[serde(default)]
     pub actor: Option<String>,
+    /// The request's W3C `traceparent` (when traces are exported), so the event's
+    /// delivery joins its trace; never sent in the envelope.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub traceparent: String,
 }
 
 /// The registry instance that wrote the event (distribution's `source`).

@@ -71,7 +71,7 @@ fn config(dir: &Path, port: u16, extra: &str) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{port}\nstorage:\n  filesystem:\n    rootdirectory: {root}\ndatabase:\n  url: sqlite://{root}/wharf.db\n{extra}",
+            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{port}\n  draintimeout: 2s\nstorage:\n  filesystem:\n    rootdirectory: {root}\ndatabase:\n  url: sqlite://{root}/wharf.db\n{extra}",
             root = dir.join("data").display()
         ),
     )

@@ -8,8 +8,11 @@
 mod support;
 
 mod db_outage;
+mod drain;
 mod http;
 mod log;
+mod observe;
 mod ops;
+mod propagation;
 mod samples;
 mod tls;

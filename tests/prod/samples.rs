@@ -212,6 +212,117 @@ health:
       threshold: 3
 ";
 
+/// distribution's "Native basic auth" deployment (htpasswd, which it requires with TLS).
+const HTPASSWD: &str = "version: 0.1
+storage:
+  filesystem:
+    rootdirectory: {dir}/data
+http:
+  addr: 127.0.0.1:{port}
+  tls:
+    certificate: {dir}/server.pem
+    key: {dir}/server.key
+auth:
+  htpasswd:
+    realm: Registry Realm
+    path: {dir}/htpasswd
+";
+
+/// S3 with every key of distribution's `storage.s3` reference and CloudFront in front
+/// (its `middleware.storage` example): checked, not started (the bucket is the
+/// example's, on no server).
+const S3_CLOUDFRONT: &str = "version: 0.1
+storage:
+  s3:
+    accesskey: awsaccesskey
+    secretkey: awssecretkey
+    region: us-west-1
+    regionendpoint: http://myobjects.local
+    forcepathstyle: true
+    accelerate: false
+    bucket: bucketname
+    encrypt: true
+    keyid: mykeyid
+    secure: true
+    v4auth: true
+    chunksize: 5242880
+    multipartcopychunksize: 33554432
+    multipartcopymaxconcurrency: 100
+    multipartcopythresholdsize: 33554432
+    rootdirectory: /s3/object/name/prefix
+    usedualstack: false
+    objectacl: private
+    storageclass: STANDARD
+    loglevel: debug
+  redirect:
+    disable: false
+http:
+  addr: 127.0.0.1:{port}
+middleware:
+  storage:
+    - name: cloudfront
+      options:
+        baseurl: https://my.cloudfronted.domain.com/
+        privatekey: {dir}/cloudfront.pem
+        keypairid: cloudfrontkeypairid
+        duration: 3000s
+        ipfilteredby: awsregion
+        awsregion: us-east-1, use-east-2
+        updatefrequency: 12h
+        iprangesurl: https://ip-ranges.amazonaws.com/ip-ranges.json
+";
+
+#[tokio::test]
+async fn the_htpasswd_sample_asks_for_basic_auth_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("htpasswd sample CA");
+    ca.write_server(dir.path(), "wharf");
+    let hash = bcrypt::hash("secret", 4).unwrap();
+    std::fs::write(dir.path().join("htpasswd"), format!("alice:{hash}\n")).unwrap();
+    let port = free_port();
+    let path = sample(dir.path(), "htpasswd", HTPASSWD, port);
+    let (ok, out) = check_config(&path);
+    assert!(ok, "{out}");
+    let _serve = Serve::start(&path);
+    let client = crate::support::client(&ca.pem()).build().unwrap();
+    let url = format!("https://localhost:{port}/v2/");
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Basic realm=\"Registry Realm\""
+    );
+    let r = client
+        .get(&url)
+        .basic_auth("alice", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client
+        .get(&url)
+        .basic_auth("alice", Some("secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn the_s3_cloudfront_sample_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(dir.path().join("cloudfront.pem"))
+        .arg("2048")
+        .output()
+        .expect("openssl");
+    assert!(key.status.success(), "{key:?}");
+    let path = sample(dir.path(), "s3-cloudfront", S3_CLOUDFRONT, free_port());
+    let (ok, out) = check_config(&path);
+    assert!(ok, "{out}");
+}
+
 #[test]
 fn distribution_sample_configurations_start_with_only_database_added() {
     let dir = tempfile::tempdir().unwrap();

@@ -73,7 +73,16 @@ pub struct Serve {
 impl Serve {
     /// Starts `wharf serve --config config` and waits for "ready".
     pub fn start(config: &Path) -> Serve {
-        let mut child = wharf()
+        Serve::start_env(config, &[])
+    }
+
+    /// [`Serve::start`] with environment variables (`OTEL_*`) set.
+    pub fn start_env(config: &Path, env: &[(&str, &str)]) -> Serve {
+        let mut command = wharf();
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(config)
@@ -99,7 +108,12 @@ impl Serve {
 
     /// Waits for a line containing `needle`; panics with everything printed so far.
     pub fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
+        self.wait_for_within(needle, WAIT)
+    }
+
+    /// [`Serve::wait_for`], waiting at most `wait`.
+    pub fn wait_for_within(&self, needle: &str, wait: Duration) -> String {
+        let deadline = Instant::now() + wait;
         let (lock, cond) = &*self.lines;
         let mut lines = lock.lock().unwrap();
         loop {
@@ -109,7 +123,7 @@ impl Serve {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
-                "no line with {needle:?} within {WAIT:?}; got:\n{}",
+                "no line with {needle:?} within {wait:?}; got:\n{}",
                 lines.join("\n")
             );
             lines = cond.wait_timeout(lines, left).unwrap().0;
@@ -119,6 +133,34 @@ impl Serve {
     /// Every line printed so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.0.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (libc's number) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill({signal})");
+    }
+
+    /// Waits for the process to exit (at most a minute past `WAIT`).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT * 3;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wharf did not exit; printed:\n{}",
+                self.lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

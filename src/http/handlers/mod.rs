@@ -52,6 +52,7 @@ pub fn request_context(req: &HttpRequest, state: &super::AppState) -> RequestCon
         method: req.method().to_string(),
         useragent: header("user-agent"),
         actor: req.extensions().get::<super::Actor>().map(|a| a.0.clone()),
+        traceparent: crate::telemetry::otlp::traceparent().unwrap_or_default(),
     }
 }
 

@@ -1,0 +1,244 @@
+//! W3C `traceparent` on Wharf's outgoing HTTP calls, with the real binary and traces
+//! exported (`OTEL_EXPORTER_OTLP_ENDPOINT`): a push sent with a `traceparent` makes a
+//! webhook delivery, a pull-through cache's upstream request and an S3 request that
+//! each carry the push's trace id (in a span of their own).
+//!
+//! The callees are a recorder written here — a plain HTTP/1.1 server on loopback that
+//! keeps each request's head and answers with a fixed status — because the point is
+//! the header Wharf sends, which a real receiver, registry or S3 server does not show.
+//! The spans themselves go to a port nobody listens on (export failures are dropped
+//! by the SDK; the spans' content is `tests/e2e/otlp.py`'s subject).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::support::{free_port, Serve};
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A request as the recorder saw it: method, path, headers (lower-case names).
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: HashMap<String, String>,
+}
+
+/// An HTTP server that records request heads and answers `status` with `extra` headers.
+struct Recorder {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    fn start(status: &'static str, extra: &'static str) -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut parts = line.split_whitespace();
+                    let method = parts.next().unwrap_or_default().to_string();
+                    let path = parts.next().unwrap_or_default().to_string();
+                    let mut headers = HashMap::new();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                        }
+                    }
+                    let len: u64 = headers
+                        .get("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let _ = std::io::copy(&mut (&mut reader).take(len), &mut std::io::sink());
+                    sink.lock().unwrap().push(Seen {
+                        method,
+                        path,
+                        headers,
+                    });
+                    let mut conn = conn;
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                });
+            }
+        });
+        Recorder { port, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Waits for a request `matching`; returns it.
+    fn wait(&self, what: &str, matching: impl Fn(&Seen) -> bool) -> Seen {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = self.seen.lock().unwrap().iter().find(|s| matching(s)) {
+                return s.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what}; seen: {:?}",
+                self.seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The `traceparent` of `seen` continues the test's trace, from a span of Wharf's.
+fn assert_continues_the_trace(what: &str, seen: &Seen) {
+    let tp = seen
+        .headers
+        .get("traceparent")
+        .unwrap_or_else(|| panic!("{what}: no traceparent in {seen:?}"));
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(parts.len(), 4, "{what}: {tp}");
+    assert_eq!(parts[0], "00", "{what}: {tp}");
+    assert_eq!(parts[1], TRACE, "{what}: the push's trace id: {tp}");
+    assert_ne!(parts[2], PARENT, "{what}: a span of Wharf's own: {tp}");
+    assert_eq!(parts[3], "01", "{what}: sampled: {tp}");
+}
+
+/// `wharf serve` on `yaml` (everything but `http`), exporting traces.
+fn serve(dir: &std::path::Path, port: u16, yaml: &str) -> Serve {
+    let path = dir.join("config.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "version: 0.1\nhttp:\n  addr: 127.0.0.1:{port}\n  draintimeout: 1s\ndatabase:\n  url: sqlite://{}/wharf.db\n{yaml}",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let collector = format!("http://127.0.0.1:{}", free_port());
+    Serve::start_env(
+        &path,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.as_str()),
+            ("OTEL_SERVICE_NAME", "wharf-propagation-test"),
+        ],
+    )
+}
+
+fn traceparent() -> String {
+    format!("00-{TRACE}-{PARENT}-01")
+}
+
+/// `POST /v2/<repo>/blobs/uploads/?digest=` with the test's traceparent; the status.
+async fn push_blob(url: &str, repo: &str, bytes: &[u8]) -> u16 {
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    reqwest::Client::new()
+        .post(format!("{url}/v2/{repo}/blobs/uploads/?digest={digest}"))
+        .header("traceparent", traceparent())
+        .header("Content-Type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_delivery_carries_the_push_trace() {
+    let receiver = Recorder::start("200 OK", "");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _s = serve(
+        dir.path(),
+        port,
+        &format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}/data\nnotifications:\n  endpoints:\n    - name: recorder\n      url: {}/events\n      timeout: 5s\n",
+            dir.path().display(),
+            receiver.url()
+        ),
+    );
+    let status = push_blob(&format!("http://127.0.0.1:{port}"), "trace/hook", b"hook").await;
+    assert_eq!(status, 201);
+    let seen = tokio::task::block_in_place(|| {
+        receiver.wait("webhook delivery", |s| {
+            s.method == "POST" && s.path == "/events"
+        })
+    });
+    assert_continues_the_trace("webhook delivery", &seen);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_through_upstream_request_carries_the_pull_trace() {
+    let upstream = Recorder::start("404 Not Found", "");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _s = serve(
+        dir.path(),
+        port,
+        &format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}/data\nproxy:\n  remoteurl: {}\n",
+            dir.path().display(),
+            upstream.url()
+        ),
+    );
+    let r = reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{port}/v2/library/trace/manifests/latest"
+        ))
+        .header("traceparent", traceparent())
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let seen = tokio::task::block_in_place(|| {
+        upstream.wait("upstream manifest request", |s| {
+            s.path.contains("/manifests/latest")
+        })
+    });
+    assert_continues_the_trace("upstream request", &seen);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_request_carries_the_push_trace() {
+    // Every S3 call answered 200 (with an ETag, as a PUT's answer has).
+    let s3 = Recorder::start("200 OK", "ETag: \"0123456789abcdef\"\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _s = serve(
+        dir.path(),
+        port,
+        &format!(
+            "storage:\n  s3:\n    bucket: traces\n    region: us-east-1\n    regionendpoint: {}\n    forcepathstyle: true\n    accesskey: key\n    secretkey: secret\n  redirect:\n    disable: true\n",
+            s3.url()
+        ),
+    );
+    // Whatever Wharf answers (the recorder is no real S3), the object PUT was sent
+    // with the push's trace.
+    let _ = push_blob(&format!("http://127.0.0.1:{port}"), "trace/s3", b"s3 bytes").await;
+    let seen = tokio::task::block_in_place(|| {
+        s3.wait("S3 object PUT", |s| {
+            s.method == "PUT" && s.path.starts_with("/traces/")
+        })
+    });
+    assert_continues_the_trace("S3 PUT", &seen);
+}
