@@ -355,11 +355,11 @@ async fn deliver(
         error = tracing::field::Empty,
     );
     // The delivery continues the trace of the first request that caused it.
-    if let Some(e) = batch
+    if let Some(r) = records
         .iter()
-        .find(|e| !e.record.request.traceparent.is_empty())
+        .find(|r| !r.request.traceparent.is_empty())
     {
-        crate::telemetry::otlp::set_parent(&span, &e.record.request.traceparent);
+        crate::telemetry::otlp::set_parent(&span, &r.request.traceparent);
     }
     let m = metrics();
     for b in batches.iter().filter(|b| b.cursor.attempts > 0) {
