@@ -355,10 +355,7 @@ async fn deliver(
         error = tracing::field::Empty,
     );
     // The delivery continues the trace of the first request that caused it.
-    if let Some(r) = records
-        .iter()
-        .find(|r| !r.request.traceparent.is_empty())
-    {
+    if let Some(r) = records.iter().find(|r| !r.request.traceparent.is_empty()) {
         crate::telemetry::otlp::set_parent(&span, &r.request.traceparent);
     }
     let m = metrics();
