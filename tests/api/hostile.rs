@@ -152,7 +152,13 @@ fn get_head(path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_uploads_and_downloads_starve_nobody() {
     const STALLED: usize = 300;
-    let reg = TestRegistry::start_with(with_http(json!({ "timeouts": { "body": "120s" } }))).await;
+    // 600 stalled clients, all from 127.0.0.1: the per-address connection limit (256 by
+    // default, tested on its own below) would refuse most of them before they stall.
+    let reg = TestRegistry::start_with(with_http(json!({
+        "timeouts": { "body": "120s" },
+        "limits": { "connectionsperclient": 0 },
+    })))
+    .await;
     // Big enough that a download fills the socket buffers and waits on its reader.
     let big = pseudo_random(8 * 1024 * 1024, 7);
     let big_digest = reg.push_blob("slow/big", &big).await;
