@@ -30,6 +30,8 @@ use crate::types::{
     UploadRecord,
 };
 
+#[macro_use]
+mod store_methods;
 pub mod breaker;
 pub mod events;
 pub mod gc;

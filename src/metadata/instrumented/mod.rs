@@ -5,22 +5,25 @@
 //! `wharf_metadata_call_duration_seconds{backend, operation, outcome}`
 //! (`telemetry::calls`). The operation is the trait method's name, a closed set.
 //! [`open`](super::open) wraps every store it opens; nothing else in the layer measures.
-//! The request path's aggregates are here, GC's, the outbox's and the cache's in
-//! `background`, the quotas', signatures' and import checkpoints' in `extensions`.
-
-mod background;
-mod extensions;
+//! The forwarding impls come from the one list of the traits' methods
+//! (`metadata::store_methods`), shared with the circuit breaker's decorator.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::events::EventStore;
-use super::gc::GcStore;
+use std::collections::HashSet;
+
+use super::events::{
+    ClaimedCursor, DeadLetter, EndpointBacklog, EventStore, PendingEvent, ReplayFilter, StoredEvent,
+};
+use super::gc::{
+    GcStore, PullRecord, QueueDepth, RepoSnapshot, ReviewBatch, ReviewPreview, Tombstone,
+};
 use super::import::ImportStore;
-use super::mirror::MirrorStore;
-use super::quota::QuotaStore;
-use super::signatures::SignatureStore;
+use super::mirror::{CachedContent, CachedTag, FillLease, MirrorStore};
+use super::quota::{Drift, QuotaLimit, QuotaOutcome, QuotaStore, Reservation, ScopeUsage};
+use super::signatures::{PutSignatureOutcome, SignatureStore, StoredSignature};
 use super::{
     BlobCommit, BlobIndex, ManifestStore, NewManifest, PutManifestOutcome, RepositoryStore, Result,
     UploadStore,
@@ -76,247 +79,21 @@ impl<S: Engine> Instrumented<S> {
     }
 }
 
-#[async_trait]
-impl<S: Engine> UploadStore for Instrumented<S> {
-    async fn create_upload(&self, upload: &UploadRecord) -> Result<()> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "create_upload",
-            self.inner.create_upload(upload),
-        )
-        .await
-    }
-
-    async fn get_upload(&self, id: &str) -> Result<Option<UploadRecord>> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "get_upload",
-            self.inner.get_upload(id),
-        )
-        .await
-    }
-
-    async fn advance_upload(
-        &self,
-        id: &str,
-        expected_offset: u64,
-        new_offset: u64,
-        chunks: &[ChunkRecord],
-        hash_state: &[u8],
-        now: i64,
-    ) -> Result<bool> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "advance_upload",
-            self.inner
-                .advance_upload(id, expected_offset, new_offset, chunks, hash_state, now),
-        )
-        .await
-    }
-
-    async fn delete_upload(&self, id: &str) -> Result<Option<UploadRecord>> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "delete_upload",
-            self.inner.delete_upload(id),
-        )
-        .await
-    }
-
-    async fn stale_uploads(&self, before: i64, limit: u32) -> Result<Vec<UploadRecord>> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "stale_uploads",
-            self.inner.stale_uploads(before, limit),
-        )
-        .await
-    }
+/// Implements `$trait` for `Instrumented<S>`: each method timed and given a span under
+/// its own name.
+macro_rules! instrumented {
+    ($trait:ident { $( fn $name:ident( $($arg:ident : $ty:ty),* ) -> $ret:ty; )* }) => {
+        #[async_trait]
+        impl<S: Engine> $trait for Instrumented<S> {
+            $(
+                #[allow(clippy::too_many_arguments)]
+                async fn $name(&self, $($arg: $ty),*) -> Result<$ret> {
+                    let call = <S as $trait>::$name(&self.inner, $($arg),*);
+                    observe(Store::Metadata, self.backend, stringify!($name), call).await
+                }
+            )*
+        }
+    };
 }
 
-#[async_trait]
-impl<S: Engine> BlobIndex for Instrumented<S> {
-    async fn commit_blob(
-        &self,
-        repo: &RepoName,
-        blob: &BlobRecord,
-        upload_id: Option<&str>,
-        events: &[EventRecord],
-    ) -> Result<BlobCommit> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "commit_blob",
-            self.inner.commit_blob(repo, blob, upload_id, events),
-        )
-        .await
-    }
-
-    async fn repo_blob(&self, repo: &RepoName, digest: &Digest) -> Result<Option<BlobRecord>> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "repo_blob",
-            self.inner.repo_blob(repo, digest),
-        )
-        .await
-    }
-
-    async fn any_blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "any_blob",
-            self.inner.any_blob(digest),
-        )
-        .await
-    }
-
-    async fn link_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        events: &[EventRecord],
-    ) -> Result<bool> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "link_blob",
-            self.inner.link_blob(repo, digest, events),
-        )
-        .await
-    }
-
-    async fn unlink_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        events: &[EventRecord],
-    ) -> Result<bool> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "unlink_blob",
-            self.inner.unlink_blob(repo, digest, events),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl<S: Engine> ManifestStore for Instrumented<S> {
-    async fn put_manifest(
-        &self,
-        repo: &RepoName,
-        manifest: &NewManifest,
-        events: &[EventRecord],
-    ) -> Result<PutManifestOutcome> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "put_manifest",
-            self.inner.put_manifest(repo, manifest, events),
-        )
-        .await
-    }
-
-    async fn manifest_by_digest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<Option<ManifestRecord>> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "manifest_by_digest",
-            self.inner.manifest_by_digest(repo, digest),
-        )
-        .await
-    }
-
-    async fn manifest_by_tag(&self, repo: &RepoName, tag: &Tag) -> Result<Option<ManifestRecord>> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "manifest_by_tag",
-            self.inner.manifest_by_tag(repo, tag),
-        )
-        .await
-    }
-
-    async fn delete_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        events: &[EventRecord],
-    ) -> Result<bool> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "delete_manifest",
-            self.inner.delete_manifest(repo, digest, events),
-        )
-        .await
-    }
-
-    async fn delete_tag(&self, repo: &RepoName, tag: &Tag, events: &[EventRecord]) -> Result<bool> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "delete_tag",
-            self.inner.delete_tag(repo, tag, events),
-        )
-        .await
-    }
-
-    async fn list_tags(
-        &self,
-        repo: &RepoName,
-        last: Option<&str>,
-        limit: u32,
-    ) -> Result<Option<Vec<String>>> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "list_tags",
-            self.inner.list_tags(repo, last, limit),
-        )
-        .await
-    }
-
-    async fn referrers(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-        artifact_type: Option<&str>,
-    ) -> Result<Vec<ReferrerRecord>> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "referrers",
-            self.inner.referrers(repo, subject, artifact_type),
-        )
-        .await
-    }
-}
-
-#[async_trait]
-impl<S: Engine> RepositoryStore for Instrumented<S> {
-    async fn ping(&self) -> Result<()> {
-        observe(Store::Metadata, self.backend, "ping", self.inner.ping()).await
-    }
-
-    async fn list_repositories(&self, last: Option<&str>, limit: u32) -> Result<Vec<String>> {
-        observe(
-            Store::Metadata,
-            self.backend,
-            "list_repositories",
-            self.inner.list_repositories(last, limit),
-        )
-        .await
-    }
-}
+for_each_store_trait!(instrumented);
