@@ -7,6 +7,9 @@
 
 mod support;
 
+#[path = "../common/redis_server.rs"]
+mod redis_server;
+
 mod db_outage;
 mod drain;
 mod http;
