@@ -1,14 +1,19 @@
 //! Trust policies over the API: concurrent pulls of one image on a cold verdict cache
-//! share one verification.
+//! share one verification, and a pull the policy refuses is not recorded as a pull.
 //! Images are signed here as cosign signs them with a key (a sigstore attachment
 //! `sha256-<hex>.sig` whose simple-signing layer carries an ECDSA P-256 signature over
 //! the payload); `tests/e2e/signatures.sh` has the real clients.
+
+use std::time::Duration;
 
 use base64::Engine as _;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use serde_json::{json, Value};
 
+use crate::receiver::{Mode, Receiver};
 use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(20);
 
 /// A cosign key pair: the public key's PEM file (for the policy) and the signer.
 struct CosignKey {
@@ -139,4 +144,64 @@ async fn concurrent_cold_pulls_verify_once() {
     // One verification per image: the other requests shared it or found it cached.
     assert_eq!(counter(&reg, verified).await, 1);
     assert_eq!(counter(&reg, refused).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_pull_is_not_a_pull_event() {
+    let receiver = Receiver::start(Mode::Ok);
+    let dir = tempfile::tempdir().unwrap();
+    let key = CosignKey::new(&dir);
+    let reg = registry_with_policy(
+        "events",
+        &key,
+        json!({ "notifications": { "endpoints": [{
+            "name": "hook",
+            "url": receiver.url,
+            "timeout": "2s",
+            "threshold": 3,
+            "backoff": "100ms",
+        }]}}),
+    )
+    .await;
+    let (_, refused) = reg.push_image("trusted/refused", "v1", 1).await;
+    let (_, allowed) = reg.push_image("trusted/allowed", "v1", 2).await;
+    key.sign(&reg, "trusted/allowed", &allowed).await;
+
+    // Refused (unsigned), then a pull the policy lets through: events go out in order,
+    // so once the second pull's event is delivered, the first would have been too.
+    reg.send(
+        reg.req(reqwest::Method::GET, "/v2/trusted/refused/manifests/v1")
+            .header("Accept", OCI_MANIFEST),
+    )
+    .await
+    .expect_error(403, "DENIED");
+    reg.send(
+        reg.req(reqwest::Method::GET, "/v2/trusted/allowed/manifests/v1")
+            .header("Accept", OCI_MANIFEST),
+    )
+    .await
+    .expect_status(200);
+
+    let is_pull =
+        |e: &Value, repo: &str| e["action"] == "pull" && e["target"]["repository"] == repo;
+    let events = receiver
+        .wait_for(WAIT, |events| {
+            events.iter().any(|e| is_pull(e, "trusted/allowed"))
+        })
+        .await;
+    let pull = events
+        .iter()
+        .find(|e| is_pull(e, "trusted/allowed"))
+        .unwrap();
+    assert_eq!(pull["target"]["digest"], allowed);
+    assert_eq!(pull["target"]["tag"], "v1");
+    assert!(
+        !events.iter().any(|e| is_pull(e, "trusted/refused")
+            || e["target"]["digest"] == refused.as_str() && e["action"] == "pull"),
+        "a refused pull was sent as a pull event: {events:#?}"
+    );
+    // The refused image's push was delivered (the receiver saw its repository).
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "push" && e["target"]["repository"] == "trusted/refused"));
 }
