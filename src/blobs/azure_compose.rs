@@ -107,7 +107,8 @@ impl AzureComposer {
                 .request(Method::PUT, url.clone())
                 .header("x-ms-version", API_VERSION)
                 .header("x-ms-copy-source", source.as_str())
-                .header("Content-Length", "0");
+                .header("Content-Length", "0")
+                .headers(super::traced::headers());
             if !whole {
                 request = request.header(
                     "x-ms-source-range",

@@ -168,7 +168,7 @@ impl GcsComposer {
         let mut delay = self.first_backoff;
         let mut attempt = 1;
         loop {
-            let mut request = build();
+            let mut request = build().headers(super::traced::headers());
             if let Some(credentials) = &self.credentials {
                 let token = credentials
                     .get_credential()

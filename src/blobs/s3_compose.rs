@@ -159,6 +159,7 @@ impl S3Composer {
             .retry_config(retry)
             .timeout_config(timeouts)
             .force_path_style(path_style)
+            .interceptor(super::traced::SdkInterceptor)
             // What object_store sends: no extra checksums that S3-compatible
             // servers may not know.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)

@@ -132,20 +132,43 @@ impl Registry {
         Ok(())
     }
 
-    /// A manifest by tag or digest; records a pull event when some endpoint wants them.
+    /// A manifest by tag or digest, recorded as pulled ([`Registry::record_pull`]).
     pub async fn get_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
         ctx: &RequestContext,
     ) -> Result<ManifestRecord> {
+        let m = self.find_manifest(repo, reference).await?;
+        self.record_pull(repo, reference, &m, ctx);
+        Ok(m)
+    }
+
+    /// A manifest by tag or digest, not yet recorded as pulled: for a caller that may
+    /// still refuse to serve it (a trust policy), then calls [`Registry::record_pull`].
+    pub async fn find_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestRecord> {
         self.mirror_refresh(repo, reference).await?;
         let found = match reference {
             Reference::Tag(t) => self.meta.manifests.manifest_by_tag(repo, t).await?,
             Reference::Digest(d) => self.meta.manifests.manifest_by_digest(repo, d).await?,
         };
-        let m = found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))?;
-        // For retention's keeppulledwithin (written in batches, see gc::access).
+        found.ok_or_else(|| RegistryError::ManifestUnknown(reference.to_string()))
+    }
+
+    /// Records a served manifest as pulled: its last pull (retention's
+    /// `keeppulledwithin`, written in batches, see gc::access), the pull-through
+    /// cache's statistics, and a pull event when some endpoint wants them.
+    pub fn record_pull(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        m: &ManifestRecord,
+        ctx: &RequestContext,
+    ) {
         self.access.manifest_pulled(repo, &m.digest);
         self.mirror_pulled(repo, &m.digest, true);
         if self.pulls.is_some() {
@@ -156,7 +179,6 @@ impl Registry {
             let target = self.manifest_target(&m.media_type, &m.digest, &m.payload, tag);
             self.pulled(ctx, repo, target);
         }
-        Ok(m)
     }
 
     /// Deletes a manifest (by digest, with the tags pointing at it) or just a tag.

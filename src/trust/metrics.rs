@@ -4,7 +4,9 @@
 //!   misses), by outcome: `verified`, `unsigned` (no signature in any form), `invalid`
 //!   (signatures, none valid with the policy's keys);
 //! - `wharf_trust_cache_total{result}`: verdicts looked up (`hit`, `miss`);
-//! - `wharf_trust_refusals_total{policy,action}`: requests refused (`pull`, `push`).
+//! - `wharf_trust_refusals_total{policy,action}`: requests refused (`pull`, `push`);
+//! - `wharf_trust_coalesced_total`: cache misses that awaited a verification another
+//!   request was running for the same key instead of running their own.
 
 use std::sync::OnceLock;
 
@@ -19,6 +21,7 @@ struct TrustMetrics {
     hit: IntCounter,
     miss: IntCounter,
     refusals: IntCounterVec,
+    coalesced: IntCounter,
 }
 
 fn m() -> &'static TrustMetrics {
@@ -42,6 +45,12 @@ fn m() -> &'static TrustMetrics {
                 "Requests a trust policy refused, by policy and action",
                 &["policy", "action"],
             ),
+            coalesced: lazy_counter_vec(
+                "trust_coalesced_total",
+                "Trust cache misses that shared a verification another request ran",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
         }
     })
 }
@@ -60,4 +69,8 @@ pub fn cache(hit: bool) {
 
 pub fn refusal(policy: &str, action: &str) {
     m().refusals.with_label_values(&[policy, action]).inc();
+}
+
+pub fn coalesced() {
+    m().coalesced.inc();
 }

@@ -19,8 +19,10 @@
 //! version): the version is a hash of the policy's configuration and key files, so a
 //! changed policy never reuses a verdict. Verified verdicts are kept
 //! [`VERIFIED_TTL`], refusals [`REFUSED_TTL`] (a signature pushed after a refused pull
-//! counts within seconds). The cache is per process.
+//! counts within seconds). The cache is per process. Concurrent verifications of one
+//! key are coalesced ([`flight`]): on a cold cache, 64 pulls of one image verify once.
 
+mod flight;
 pub mod keys;
 mod metrics;
 pub mod openpgp;
@@ -74,6 +76,8 @@ pub struct Trust {
     registry: Registry,
     verified: moka::sync::Cache<CacheKey, Arc<Verdict>>,
     refused: moka::sync::Cache<CacheKey, Arc<Verdict>>,
+    /// The verifications running now, shared by concurrent pulls of one key.
+    flights: flight::Flights<CacheKey, Arc<Verdict>>,
 }
 
 /// Whether a manifest is a signature (or another accessory a verifier reads): it has a
@@ -122,6 +126,7 @@ impl Trust {
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(REFUSED_TTL)
                 .build(),
+            flights: flight::Flights::default(),
         })))
     }
 
@@ -148,18 +153,37 @@ impl Trust {
         digest: &Digest,
     ) -> Result<Arc<Verdict>, RegistryError> {
         let key = (repo.clone(), digest.clone(), policy.version);
-        if let Some(v) = self.verified.get(&key).or_else(|| self.refused.get(&key)) {
+        if let Some(v) = self.cached(&key) {
             metrics::cache(true);
             return Ok(v);
         }
         metrics::cache(false);
-        let v = Arc::new(verify::verify(&self.registry, policy, repo, digest).await?);
-        metrics::verification(&policy.name, v.label());
-        match *v {
-            Verdict::Verified { .. } => self.verified.insert(key, v.clone()),
-            _ => self.refused.insert(key, v.clone()),
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let v = self
+            .flights
+            .run(key.clone(), || async {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                // A flight for this key may have ended between the lookup and now.
+                if let Some(v) = self.cached(&key) {
+                    return Ok::<_, RegistryError>(v);
+                }
+                let v = Arc::new(verify::verify(&self.registry, policy, repo, digest).await?);
+                metrics::verification(&policy.name, v.label());
+                match *v {
+                    Verdict::Verified { .. } => self.verified.insert(key.clone(), v.clone()),
+                    _ => self.refused.insert(key.clone(), v.clone()),
+                }
+                Ok(v)
+            })
+            .await?;
+        if !ran.load(std::sync::atomic::Ordering::Relaxed) {
+            metrics::coalesced();
         }
         Ok(v)
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<Arc<Verdict>> {
+        self.verified.get(key).or_else(|| self.refused.get(key))
     }
 
     /// Whether a pull of `manifest` (found by `reference`) may go ahead.

@@ -27,4 +27,5 @@ mod redirect;
 mod referrers;
 mod signatures;
 mod tags_catalog;
+mod trust;
 mod uploads;

@@ -1,7 +1,8 @@
 //! W3C `traceparent` on Wharf's outgoing HTTP calls, with the real binary and traces
 //! exported (`OTEL_EXPORTER_OTLP_ENDPOINT`): a push sent with a `traceparent` makes a
-//! webhook delivery, a pull-through cache's upstream request and an S3 request that
-//! each carry the push's trace id (in a span of their own).
+//! webhook delivery, a pull-through cache's upstream request, an S3 request, and the
+//! server-side compose call of a two-chunk push on S3, Azure and GCS that each carry
+//! the push's trace id (in a span of their own).
 //!
 //! The callees are a recorder written here — a plain HTTP/1.1 server on loopback that
 //! keeps each request's head and answers with a fixed status — because the point is
@@ -241,4 +242,129 @@ async fn an_s3_request_carries_the_push_trace() {
         })
     });
     assert_continues_the_trace("S3 PUT", &seen);
+}
+
+/// A chunked push with the test's traceparent on every request: a 5 MiB chunk, then
+/// a 1-byte one, then the closing `PUT` — two chunks, so the blob is composed in the
+/// store. Whatever the closing `PUT` answers (the recorder is no real store).
+async fn push_two_chunks(url: &str, repo: &str) {
+    let client = reqwest::Client::new();
+    let chunks = [vec![7u8; 5 * 1024 * 1024], vec![8u8]];
+    let mut hasher = Sha256::new();
+    for c in &chunks {
+        hasher.update(c);
+    }
+    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let r = client
+        .post(format!("{url}/v2/{repo}/blobs/uploads/"))
+        .header("traceparent", traceparent())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let mut location = r.headers()["location"].to_str().unwrap().to_string();
+    let mut offset = 0;
+    for c in &chunks {
+        let target = if location.starts_with('/') {
+            format!("{url}{location}")
+        } else {
+            location.clone()
+        };
+        let r = client
+            .patch(target)
+            .header("traceparent", traceparent())
+            .header("Content-Type", "application/octet-stream")
+            .header(
+                "Content-Range",
+                format!("{}-{}", offset, offset + c.len() - 1),
+            )
+            .body(c.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202, "PATCH: {:?}", r.text().await);
+        location = r.headers()["location"].to_str().unwrap().to_string();
+        offset += c.len();
+    }
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let target = if location.starts_with('/') {
+        format!("{url}{location}{sep}digest={digest}")
+    } else {
+        format!("{location}{sep}digest={digest}")
+    };
+    let _ = client
+        .put(target)
+        .header("traceparent", traceparent())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The store's config for a compose test against `recorder`; the request that is
+/// the compose call.
+fn compose_case(backend: &str, recorder: &Recorder) -> (String, fn(&Seen) -> bool) {
+    match backend {
+        // The AWS SDK's requests (only the compose calls use it) carry its invocation id.
+        "s3" => (
+            format!(
+                "storage:\n  s3:\n    bucket: traces\n    region: us-east-1\n    regionendpoint: {}\n    forcepathstyle: true\n    accesskey: key\n    secretkey: secret\n  redirect:\n    disable: true\n",
+                recorder.url()
+            ),
+            |s| s.headers.contains_key("amz-sdk-invocation-id"),
+        ),
+        // Put Block From URL.
+        "azure" => (
+            format!(
+                "storage:\n  azure:\n    accountname: devstoreaccount1\n    accountkey: {}\n    container: traces\n    endpoint: {}/devstoreaccount1\n  redirect:\n    disable: true\n",
+                base64_key(),
+                recorder.url()
+            ),
+            |s| s.method == "PUT" && s.headers.contains_key("x-ms-copy-source"),
+        ),
+        // objects.compose.
+        "gcs" => (
+            format!(
+                "storage:\n  gcs:\n    bucket: traces\n    endpoint: {}\n  redirect:\n    disable: true\n",
+                recorder.url()
+            ),
+            |s| s.method == "POST" && s.path.ends_with("/compose"),
+        ),
+        other => panic!("no compose case for {other}"),
+    }
+}
+
+/// Any valid base64 key: the recorder checks no signature.
+fn base64_key() -> &'static str {
+    "a2V5LWZvci10aGUtcmVjb3JkZXItb25seQ=="
+}
+
+/// A two-chunk push to `backend` (answered by a recorder): the compose call Wharf
+/// builds itself carries the push's trace.
+async fn compose_carries_the_push_trace(backend: &str) {
+    let store = Recorder::start(
+        "200 OK",
+        "ETag: \"0123456789abcdef\"\r\nx-ms-request-server-encrypted: true\r\n",
+    );
+    let (yaml, is_compose) = compose_case(backend, &store);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _s = serve(dir.path(), port, &yaml);
+    push_two_chunks(&format!("http://127.0.0.1:{port}"), "trace/compose").await;
+    let seen = tokio::task::block_in_place(|| store.wait("compose call", is_compose));
+    assert_continues_the_trace(&format!("{backend} compose call"), &seen);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_compose_call_carries_the_push_trace() {
+    compose_carries_the_push_trace("s3").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_azure_compose_call_carries_the_push_trace() {
+    compose_carries_the_push_trace("azure").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gcs_compose_call_carries_the_push_trace() {
+    compose_carries_the_push_trace("gcs").await;
 }

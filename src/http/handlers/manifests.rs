@@ -15,7 +15,7 @@ use crate::http::transfers::Direction;
 use crate::http::AppState;
 use crate::registry::manifest_format::MAX_MANIFEST_BYTES;
 use crate::registry::{Page, RegistryError};
-use crate::types::{Digest, ManifestRecord, NameError, Reference, Tag};
+use crate::types::{Digest, NameError, Reference, Tag};
 
 const DIGEST_HEADER: &str = "Docker-Content-Digest";
 
@@ -31,12 +31,6 @@ fn lookup_reference(req: &HttpRequest) -> ApiResult<Reference> {
     })
 }
 
-async fn fetch(req: &HttpRequest, state: &AppState) -> ApiResult<ManifestRecord> {
-    let repo = repo_name(req)?;
-    let reference = lookup_reference(req)?;
-    let ctx = request_context(req, state);
-    Ok(state.registry.get_manifest(&repo, &reference, &ctx).await?)
-}
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     serve(req, state, false).await
@@ -47,16 +41,20 @@ pub async fn head(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Htt
 }
 
 /// A manifest GET or HEAD (actix leaves HEAD's body out), once the trust policy, if
-/// any, lets it through.
+/// any, lets it through; only then is it recorded as a pull (event, last pull).
 async fn serve(
     req: HttpRequest,
     state: web::Data<AppState>,
     head: bool,
 ) -> ApiResult<HttpResponse> {
-    let m = fetch(&req, &state).await?;
+    let repo = repo_name(&req)?;
+    let reference = lookup_reference(&req)?;
+    let m = state.registry.find_manifest(&repo, &reference).await?;
     if let Some(trust) = &state.trust {
         super::signatures::check_pull(&req, &state, trust, &m, head).await?;
     }
+    let ctx = request_context(&req, &state);
+    state.registry.record_pull(&repo, &reference, &m, &ctx);
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, m.media_type))
         .insert_header((DIGEST_HEADER, m.digest.to_string()))
