@@ -18,7 +18,7 @@ use super::import::ImportStore;
 use super::mirror::{CachedContent, CachedTag, FillLease, MirrorStore};
 use super::quota::{
     ChargedCommit, Drift, QuotaCharge, QuotaLimit, QuotaOutcome, QuotaStore, Reservation,
-    ScopeUsage,
+    RoomCheck, ScopeUsage,
 };
 use super::signatures::{PutSignatureOutcome, SignatureStore, StoredSignature};
 use super::{

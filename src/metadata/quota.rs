@@ -109,6 +109,15 @@ pub enum QuotaOutcome {
     },
 }
 
+/// What [`QuotaStore::check_room`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomCheck {
+    pub outcome: QuotaOutcome,
+    /// The usage it read in each scope it checked (stored bytes plus the other live
+    /// reservations), outermost first.
+    pub used: Vec<(String, u64)>,
+}
+
 /// The quotas a blob's commit is charged to ([`QuotaStore::commit_blob_charged`]).
 #[derive(Debug, Clone)]
 pub struct QuotaCharge {
@@ -182,7 +191,7 @@ pub trait QuotaStore: Send + Sync + 'static {
         &self,
         reservation: &Reservation,
         limits: &[(String, u64)],
-    ) -> Result<QuotaOutcome>;
+    ) -> Result<RoomCheck>;
     /// `BlobIndex::commit_blob`, charged in the same transaction: first, holding the
     /// scopes as [`QuotaStore::reserve`] does, the blob must fit in every scope of
     /// `charge.limits` that does not hold it yet (stored bytes + the other live

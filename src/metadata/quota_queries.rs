@@ -7,7 +7,9 @@ macro_rules! quota_queries {
     ($db:ty, $conn:ty, $now:literal, $for_update:literal) => {
         use std::collections::{BTreeMap, BTreeSet};
 
-        use $crate::metadata::quota::{Drift, QuotaLimit, QuotaOutcome, Reservation, ScopeUsage};
+        use $crate::metadata::quota::{
+            Drift, QuotaLimit, QuotaOutcome, Reservation, RoomCheck, ScopeUsage,
+        };
         use $crate::metadata::Result;
         use $crate::types::{Digest, RepoName};
 
@@ -172,7 +174,20 @@ macro_rules! quota_queries {
             limits: &[(String, u64)],
             lock: bool,
         ) -> Result<QuotaOutcome> {
+            Ok(room_read(conn, id, digest, total, limits, lock).await?.outcome)
+        }
+
+        /// `room`, with the usage it read in each scope.
+        async fn room_read(
+            conn: &mut $conn,
+            id: &str,
+            digest: Option<&Digest>,
+            total: i64,
+            limits: &[(String, u64)],
+            lock: bool,
+        ) -> Result<RoomCheck> {
             let digest = digest.map(|d| d.to_string()).unwrap_or_default();
+            let mut used = Vec::with_capacity(limits.len());
             for (scope, quota) in sorted(limits) {
                 // SQLite (no row lock): its one writer already runs this alone.
                 if lock && !$for_update.is_empty() {
@@ -190,19 +205,24 @@ macro_rules! quota_queries {
                 .bind(&digest)
                 .fetch_one(&mut *conn)
                 .await?;
+                used.push((scope.clone(), to_u64(stored + others)));
                 if held {
                     continue;
                 }
                 if stored + others + total > to_i64(quota) {
-                    return Ok(QuotaOutcome::Exceeded {
+                    let outcome = QuotaOutcome::Exceeded {
                         scope,
                         quota,
                         usage: to_u64(stored + others),
                         requested: to_u64(total),
-                    });
+                    };
+                    return Ok(RoomCheck { outcome, used });
                 }
             }
-            Ok(QuotaOutcome::Allowed)
+            Ok(RoomCheck {
+                outcome: QuotaOutcome::Allowed,
+                used,
+            })
         }
 
         pub(super) async fn reserve(
@@ -240,8 +260,8 @@ macro_rules! quota_queries {
             conn: &mut $conn,
             r: &Reservation,
             limits: &[(String, u64)],
-        ) -> Result<QuotaOutcome> {
-            room(conn, &r.id, r.digest.as_ref(), to_i64(r.bytes), limits, false).await
+        ) -> Result<RoomCheck> {
+            room_read(conn, &r.id, r.digest.as_ref(), to_i64(r.bytes), limits, false).await
         }
 
         /// A commit's charge, first in its transaction: the scopes locked and the blob

@@ -14,11 +14,11 @@
 //! bytes as they stream (the last step exactly, so a push that fits is not refused for
 //! the step's sake). A request that names its blob (`POST ?digest=`, a session's final
 //! `PUT`) and declares at most [`SMALL_PUSH`] bytes reserves nothing: it is checked
-//! against the room left (stored bytes plus live reservations; a read), and its commit
-//! charges it (below) — one metadata write per small push, not three. When the blob's
-//! digest is known (the final `PUT`, a mount), a scope that already holds the blob
-//! needs no room for it: a layer shared across a namespace is charged, and checked,
-//! once. A push that does not fit is refused with the scope, its quota and its usage;
+//! against the room left (stored bytes plus live reservations; a read, skipped when the
+//! scope had [`ROOM_MARGIN`] to spare besides at a read less than a second ago), and
+//! its commit charges it (below): no metadata write of its own. When the blob's digest
+//! is known (the final `PUT`, a mount), a scope that already holds the blob needs no
+//! room for it: a layer shared across a namespace is charged, and checked, once. A push that does not fit is refused with the scope, its quota and its usage;
 //! the upload's session and every byte it wrote are deleted. A mount reserves the
 //! blob's size for as long as it takes to link it; a manifest is refused when the blobs
 //! it references that the scope does not hold yet would take the scope over (and when
@@ -39,13 +39,16 @@
 //! all the same. Two exceptions, neither a race: a quota set or lowered below what is
 //! already stored; and blobs recorded without a push (an adopted blob store; a
 //! pull-through cache's fills are uploads and are charged). The price of not reserving
-//! a small push: two that each fit when checked but not together both write their
-//! bytes (each at most [`SMALL_PUSH`]) to their upload's file, and the later commit
-//! refuses its own and deletes them — never stored as a blob, never counted.
+//! a small push: two that each fit when checked but not together (or one checked by
+//! a read up to a second old, in a scope that took in more than [`ROOM_MARGIN`] within
+//! that second) write their bytes (each at most [`SMALL_PUSH`]) to their upload's file,
+//! and the commit refuses them and deletes them — never stored as a blob, never
+//! counted.
 //! An instance killed mid-upload leaves its reservation counting until it expires
 //! (the bytes are reserved, not stored: usage is over-estimated, never under).
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tracing::debug;
@@ -88,13 +91,55 @@ impl Default for QuotaOptions {
     }
 }
 
-/// This instance's copy of the quotas.
+/// How long a scope's usage read by a small push's check may stand in for reading it
+/// again ([`ROOM_MARGIN`]).
+const ROOM_FRESH: Duration = Duration::from_secs(1);
+
+/// The room a scope must have had left, beyond a small push, at its last read (at most
+/// [`ROOM_FRESH`] ago) for the push to go without a read of its own: only a scope that
+/// took in more than this within that second can have filled meanwhile — and even then
+/// the push's commit refuses it (the bound does not rest on this read).
+pub const ROOM_MARGIN: u64 = 1 << 30;
+
+/// Most scopes whose last read is kept.
+const ROOM_SCOPES: usize = 4096;
+
+/// This instance's copy of the quotas, and the scopes' usage as its small pushes' checks
+/// last read it.
 #[derive(Default)]
 pub(crate) struct QuotaCache {
     copy: RwLock<Option<(Instant, Arc<Vec<QuotaLimit>>)>>,
+    rooms: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 impl QuotaCache {
+    /// Whether every scope of `limits` had, at a read less than [`ROOM_FRESH`] ago,
+    /// room for `total` more bytes and [`ROOM_MARGIN`] besides.
+    fn roomy(&self, limits: &[(String, u64)], total: u64) -> bool {
+        let Ok(rooms) = self.rooms.lock() else {
+            return false;
+        };
+        limits.iter().all(|(scope, quota)| match rooms.get(scope) {
+            Some((at, used)) => {
+                at.elapsed() < ROOM_FRESH
+                    && used.saturating_add(total).saturating_add(ROOM_MARGIN) <= *quota
+            }
+            None => false,
+        })
+    }
+
+    fn read_rooms(&self, used: Vec<(String, u64)>) {
+        if let Ok(mut rooms) = self.rooms.lock() {
+            if rooms.len() >= ROOM_SCOPES {
+                rooms.clear();
+            }
+            let now = Instant::now();
+            for (scope, used) in used {
+                rooms.insert(scope, (now, used));
+            }
+        }
+    }
+
     fn fresh(&self, refresh: Duration) -> Option<Arc<Vec<QuotaLimit>>> {
         let guard = self.copy.read().ok()?;
         match &*guard {
@@ -112,6 +157,9 @@ impl QuotaCache {
     pub(crate) fn invalidate(&self) {
         if let Ok(mut guard) = self.copy.write() {
             *guard = None;
+        }
+        if let Ok(mut rooms) = self.rooms.lock() {
+            rooms.clear();
         }
     }
 }
@@ -206,6 +254,8 @@ impl Registry {
 
     /// Refuses an upload whose session would hold `total` bytes if a binding quota has
     /// not that much left now — a read: nothing is reserved (the commit charges it).
+    /// The read is skipped when every scope had room to spare at a read less than a
+    /// second ago ([`ROOM_MARGIN`]).
     pub(crate) async fn check_upload_room(
         &self,
         id: &str,
@@ -221,9 +271,14 @@ impl Registry {
             expires_at: 0,
             digest: Some(digest.clone()),
         };
-        let outcome = self.meta.quotas.check_room(&reservation, limits).await?;
-        debug!(upload = %id, total, ?outcome, "quota check");
-        refused(outcome)
+        if self.quota_cache.roomy(limits, total) {
+            debug!(upload = %id, total, "quota check: room to spare at the last read");
+            return Ok(());
+        }
+        let check = self.meta.quotas.check_room(&reservation, limits).await?;
+        debug!(upload = %id, total, outcome = ?check.outcome, "quota check");
+        self.quota_cache.read_rooms(check.used);
+        refused(check.outcome)
     }
 
     /// A mount of `size` bytes into `repo`: reserved while `link` runs, then released.

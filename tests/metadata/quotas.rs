@@ -5,7 +5,7 @@
 //! commit charged to its quotas in its own transaction, and the room check that reads.
 
 use wharf::metadata::quota::{
-    ChargedCommit, QuotaCharge, QuotaLimit, QuotaOutcome, Reservation, ScopeUsage,
+    ChargedCommit, QuotaCharge, QuotaLimit, QuotaOutcome, Reservation, RoomCheck, ScopeUsage,
 };
 
 use crate::support::{blob, manifest, repo, upload, Store};
@@ -411,7 +411,8 @@ pub async fn quota_charged_commits(store: Store) {
                 &limits
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .outcome,
         QuotaOutcome::Allowed,
         "a blob the scope holds fits"
     );

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use super::{quota_sql, retry, writes, writes::begin, PostgresStore};
 use crate::metadata::quota::{
     ChargedCommit, Drift, QuotaCharge, QuotaLimit, QuotaOutcome, QuotaStore, Reservation,
-    ScopeUsage,
+    RoomCheck, ScopeUsage,
 };
 use crate::metadata::Result;
 use crate::types::{BlobRecord, Digest, EventRecord, RepoName};
@@ -94,7 +94,7 @@ impl QuotaStore for PostgresStore {
         &self,
         reservation: &Reservation,
         limits: &[(String, u64)],
-    ) -> Result<QuotaOutcome> {
+    ) -> Result<RoomCheck> {
         let mut conn = self.pool.acquire().await?;
         quota_sql::check_room(&mut conn, reservation, limits).await
     }

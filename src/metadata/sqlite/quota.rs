@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{quota_sql, writes, SqliteStore};
 use crate::metadata::quota::{
     ChargedCommit, Drift, QuotaCharge, QuotaLimit, QuotaOutcome, QuotaStore, Reservation,
-    ScopeUsage,
+    RoomCheck, ScopeUsage,
 };
 use crate::metadata::Result;
 use crate::types::{BlobRecord, Digest, EventRecord, RepoName};
@@ -65,7 +65,7 @@ impl QuotaStore for SqliteStore {
         &self,
         reservation: &Reservation,
         limits: &[(String, u64)],
-    ) -> Result<QuotaOutcome> {
+    ) -> Result<RoomCheck> {
         let mut conn = self.reader.acquire().await?;
         quota_sql::check_room(&mut conn, reservation, limits).await
     }
