@@ -16,7 +16,10 @@ use super::gc::{
 };
 use super::import::ImportStore;
 use super::mirror::{CachedContent, CachedTag, FillLease, MirrorStore};
-use super::quota::{Drift, QuotaLimit, QuotaOutcome, QuotaStore, Reservation, ScopeUsage};
+use super::quota::{
+    ChargedCommit, Drift, QuotaCharge, QuotaLimit, QuotaOutcome, QuotaStore, Reservation,
+    RoomCheck, ScopeUsage,
+};
 use super::signatures::{PutSignatureOutcome, SignatureStore, StoredSignature};
 use super::{
     BlobCommit, BlobIndex, ManifestStore, Metadata, NewManifest, PutManifestOutcome,

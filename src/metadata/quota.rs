@@ -17,11 +17,18 @@
 //! scope order; SQLite: the one writer), so concurrent reservations on any instance
 //! are judged one after another against the stored bytes plus every other live
 //! reservation. The argument for the bound this gives is in `registry::quota`.
+//!
+//! **Charging at commit** ([`QuotaStore::commit_blob_charged`]): a blob's commit runs
+//! the same check in its own transaction, with the blob's size in place of the push's
+//! reservation (which it ends), before it links anything; a push that fits commits,
+//! one that does not writes nothing. A small single-request push needs no reservation
+//! of its own then: [`QuotaStore::check_room`] (a read) refuses it before its bytes are
+//! written, and its commit charges it.
 
 use async_trait::async_trait;
 
-use super::Result;
-use crate::types::RepoName;
+use super::{BlobCommit, Result};
+use crate::types::{BlobRecord, EventRecord, RepoName};
 
 /// The scope that holds the default quota for every namespace without its own.
 pub const DEFAULT_SCOPE: &str = "*";
@@ -102,6 +109,36 @@ pub enum QuotaOutcome {
     },
 }
 
+/// What [`QuotaStore::check_room`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomCheck {
+    pub outcome: QuotaOutcome,
+    /// The usage it read in each scope it checked (stored bytes plus the other live
+    /// reservations), outermost first.
+    pub used: Vec<(String, u64)>,
+}
+
+/// The quotas a blob's commit is charged to ([`QuotaStore::commit_blob_charged`]).
+#[derive(Debug, Clone)]
+pub struct QuotaCharge {
+    /// Each scope the repository counts in that has a quota, with the quota.
+    pub limits: Vec<(String, u64)>,
+    /// The reservation the push holds, if any (a streamed single-request push's): not
+    /// counted against it, and ended by the commit. An upload session's own
+    /// reservation (its id is the session's) is likewise not counted, and ends with
+    /// the session.
+    pub reservation: Option<String>,
+}
+
+/// What a charged commit did.
+#[derive(Debug, Clone)]
+pub enum ChargedCommit {
+    Committed(BlobCommit),
+    /// A scope had no room for the blob: nothing was written (the upload session, if
+    /// any, is still there).
+    Refused(QuotaOutcome),
+}
+
 /// A counter that did not match the rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {
@@ -147,6 +184,29 @@ pub trait QuotaStore: Send + Sync + 'static {
     ) -> Result<QuotaOutcome>;
     /// Removes a reservation (a mount's, once linked).
     async fn release(&self, id: &str) -> Result<()>;
+    /// [`QuotaStore::reserve`]'s check alone, as a read (nothing recorded, nothing
+    /// locked): whether `reservation.bytes` fit in every scope now, besides the live
+    /// reservations other than `reservation.id`'s.
+    async fn check_room(
+        &self,
+        reservation: &Reservation,
+        limits: &[(String, u64)],
+    ) -> Result<RoomCheck>;
+    /// `BlobIndex::commit_blob`, charged in the same transaction: first, holding the
+    /// scopes as [`QuotaStore::reserve`] does, the blob must fit in every scope of
+    /// `charge.limits` that does not hold it yet (stored bytes + the other live
+    /// reservations + its size at most the quota; the push's own reservation —
+    /// `charge.reservation`, else `upload_id`'s — does not count); if one has no room,
+    /// nothing is written and the answer is [`ChargedCommit::Refused`]. Otherwise the
+    /// commit as `commit_blob`, and `charge.reservation` removed.
+    async fn commit_blob_charged(
+        &self,
+        repo: &RepoName,
+        blob: &BlobRecord,
+        upload_id: Option<&str>,
+        events: &[EventRecord],
+        charge: &QuotaCharge,
+    ) -> Result<ChargedCommit>;
     /// Whether adding the blobs `digests` that the scope does not hold yet keeps each
     /// of `limits` (stored bytes only: a manifest reserves nothing).
     async fn check_blobs(

@@ -7,7 +7,9 @@ macro_rules! quota_queries {
     ($db:ty, $conn:ty, $now:literal, $for_update:literal) => {
         use std::collections::{BTreeMap, BTreeSet};
 
-        use $crate::metadata::quota::{Drift, QuotaLimit, QuotaOutcome, Reservation, ScopeUsage};
+        use $crate::metadata::quota::{
+            Drift, QuotaLimit, QuotaOutcome, Reservation, RoomCheck, ScopeUsage,
+        };
         use $crate::metadata::Result;
         use $crate::types::{Digest, RepoName};
 
@@ -160,6 +162,69 @@ macro_rules! quota_queries {
             l
         }
 
+        /// Whether `total` more bytes fit in every scope of `limits` that does not hold
+        /// `digest` (when given) yet: stored bytes + live reservations other than `id`'s
+        /// + `total` at most the quota. With `lock`, each scope's usage row is locked
+        /// first (created if missing), in scope order; without, a plain read.
+        async fn room(
+            conn: &mut $conn,
+            id: &str,
+            digest: Option<&Digest>,
+            total: i64,
+            limits: &[(String, u64)],
+            lock: bool,
+        ) -> Result<QuotaOutcome> {
+            Ok(room_read(conn, id, digest, total, limits, lock).await?.outcome)
+        }
+
+        /// `room`, with the usage it read in each scope.
+        async fn room_read(
+            conn: &mut $conn,
+            id: &str,
+            digest: Option<&Digest>,
+            total: i64,
+            limits: &[(String, u64)],
+            lock: bool,
+        ) -> Result<RoomCheck> {
+            let digest = digest.map(|d| d.to_string()).unwrap_or_default();
+            let mut used = Vec::with_capacity(limits.len());
+            for (scope, quota) in sorted(limits) {
+                // SQLite (no row lock): its one writer already runs this alone.
+                if lock && !$for_update.is_empty() {
+                    lock_scope(conn, &scope).await?;
+                }
+                // One statement, one snapshot: a commit that turns a reservation into
+                // stored bytes is seen either wholly before or wholly after.
+                let (held, stored, others): (bool, i64, i64) = sqlx::query_as(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM quota_scope_blobs WHERE scope = $1 AND digest = $3),
+                            coalesce((SELECT stored_bytes FROM quota_usage_totals WHERE scope = $1), 0),
+                            ({RESERVED})"
+                ))
+                .bind(&scope)
+                .bind(id)
+                .bind(&digest)
+                .fetch_one(&mut *conn)
+                .await?;
+                used.push((scope.clone(), to_u64(stored + others)));
+                if held {
+                    continue;
+                }
+                if stored + others + total > to_i64(quota) {
+                    let outcome = QuotaOutcome::Exceeded {
+                        scope,
+                        quota,
+                        usage: to_u64(stored + others),
+                        requested: to_u64(total),
+                    };
+                    return Ok(RoomCheck { outcome, used });
+                }
+            }
+            Ok(RoomCheck {
+                outcome: QuotaOutcome::Allowed,
+                used,
+            })
+        }
+
         pub(super) async fn reserve(
             conn: &mut $conn,
             r: &Reservation,
@@ -171,38 +236,9 @@ macro_rules! quota_queries {
                     .fetch_optional(&mut *conn)
                     .await?;
             let total = to_i64(r.bytes).max(held.unwrap_or(0));
-            for (scope, quota) in sorted(limits) {
-                lock_scope(conn, &scope).await?;
-                if let Some(d) = &r.digest {
-                    let held: Option<i64> = sqlx::query_scalar(
-                        "SELECT refs FROM quota_scope_blobs WHERE scope = $1 AND digest = $2",
-                    )
-                    .bind(&scope)
-                    .bind(d.to_string())
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    if held.is_some() {
-                        continue;
-                    }
-                }
-                // One statement, one snapshot: a commit that turns a reservation into
-                // stored bytes is seen either wholly before or wholly after.
-                let (stored, others): (i64, i64) = sqlx::query_as(&format!(
-                    "SELECT coalesce((SELECT stored_bytes FROM quota_usage_totals WHERE scope = $1), 0),
-                            ({RESERVED})"
-                ))
-                .bind(&scope)
-                .bind(&r.id)
-                .fetch_one(&mut *conn)
-                .await?;
-                if stored + others + total > to_i64(quota) {
-                    return Ok(QuotaOutcome::Exceeded {
-                        scope,
-                        quota,
-                        usage: to_u64(stored + others),
-                        requested: to_u64(total),
-                    });
-                }
+            let outcome = room(conn, &r.id, r.digest.as_ref(), total, limits, true).await?;
+            if outcome != QuotaOutcome::Allowed {
+                return Ok(outcome);
             }
             sqlx::query(
                 "INSERT INTO quota_reservations (id, repository, bytes, expires_at)
@@ -217,6 +253,26 @@ macro_rules! quota_queries {
             .execute(&mut *conn)
             .await?;
             Ok(QuotaOutcome::Allowed)
+        }
+
+        /// `reserve`'s check alone, unlocked and unrecorded (a read connection will do).
+        pub(super) async fn check_room(
+            conn: &mut $conn,
+            r: &Reservation,
+            limits: &[(String, u64)],
+        ) -> Result<RoomCheck> {
+            room_read(conn, &r.id, r.digest.as_ref(), to_i64(r.bytes), limits, false).await
+        }
+
+        /// A commit's charge, first in its transaction: the scopes locked and the blob
+        /// checked against them, the push's own reservation (`own`) not counted.
+        pub(super) async fn charge(
+            conn: &mut $conn,
+            blob: &$crate::types::BlobRecord,
+            own: &str,
+            limits: &[(String, u64)],
+        ) -> Result<QuotaOutcome> {
+            room(conn, own, Some(&blob.digest), to_i64(blob.size), limits, true).await
         }
 
         pub(super) async fn release<'e, E>(e: E, id: &str) -> Result<()>

@@ -106,6 +106,9 @@ macro_rules! for_each_store_trait {
             fn scope_usage(scope: &str) -> ScopeUsage;
             fn reserve(reservation: &Reservation, limits: &[(String, u64)]) -> QuotaOutcome;
             fn release(id: &str) -> ();
+            fn check_room(reservation: &Reservation, limits: &[(String, u64)]) -> RoomCheck;
+            fn commit_blob_charged(repo: &RepoName, blob: &BlobRecord, upload_id: Option<&str>,
+                events: &[EventRecord], charge: &QuotaCharge) -> ChargedCommit;
             fn check_blobs(repo: &RepoName, digests: &[Digest], limits: &[(String, u64)]) -> QuotaOutcome;
             fn compact() -> ();
             fn recompute(fix: bool) -> Vec<Drift>;

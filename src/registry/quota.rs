@@ -12,32 +12,43 @@
 //! its session will hold: offset plus the declared length (`Content-Range`, else
 //! `Content-Length`) when there is one, else in steps of [`STREAM_STEP`] ahead of the
 //! bytes as they stream (the last step exactly, so a push that fits is not refused for
-//! the step's sake). When the blob's digest is known (the final `PUT`, a mount), a
-//! scope that already holds the blob needs no room for it: a layer shared across a
-//! namespace is charged, and checked, once. A reservation that does not fit is refused with the scope, its
-//! quota and its usage; the upload's session and every byte it wrote are deleted. A
-//! mount reserves the blob's size for as long as it takes to link it; a manifest is
-//! refused when the blobs it references that the scope does not hold yet would take
-//! the scope over (and when the scope is over its quota already — a quota lowered
-//! under its usage lets nothing new in).
+//! the step's sake). A request that names its blob (`POST ?digest=`, a session's final
+//! `PUT`) and declares at most [`SMALL_PUSH`] bytes reserves nothing: it is checked
+//! against the room left (stored bytes plus live reservations; a read, skipped when the
+//! scope had [`ROOM_MARGIN`] to spare besides at a read less than a second ago), and
+//! its commit charges it (below): no metadata write of its own. When the blob's digest
+//! is known (the final `PUT`, a mount), a scope that already holds the blob needs no
+//! room for it: a layer shared across a namespace is charged, and checked, once. A push that does not fit is refused with the scope, its quota and its usage;
+//! the upload's session and every byte it wrote are deleted. A mount reserves the
+//! blob's size for as long as it takes to link it; a manifest is refused when the blobs
+//! it references that the scope does not hold yet would take the scope over (and when
+//! the scope is over its quota already — a quota lowered under its usage lets nothing
+//! new in).
 //!
 //! **The bound.** Every reservation is checked and written in one transaction that
 //! holds the scope's usage row (PostgreSQL `FOR UPDATE`; SQLite's one writer): it
 //! fits only if stored bytes + every other live reservation + its own total ≤ quota.
-//! A commit removes the session's reservation and adds the blob's bytes (at most the
-//! reserved total, often nothing: a blob the scope holds already is not counted again)
-//! in one transaction. So stored + live reservations ≤ quota holds after every
-//! transaction, on every instance, and **stored bytes never exceed the quota** —
-//! concurrent pushes cannot jointly go over, by any amount — with three exceptions
-//! that are not races: a quota set or lowered below what is already stored; a
-//! reservation that expired (its session idle past `quotas.reservationttl`) whose
-//! upload then commits without sending a byte — even then the final `PUT` reserves
-//! its total again first, so this too is checked; and blobs the registry stores
-//! without a client push (a pull-through cache's fills are uploads and are checked).
+//! A blob's commit is charged in its own transaction, which holds the scopes' rows the
+//! same way: the blob must fit besides the stored bytes and every *other* live
+//! reservation (a scope that holds it already needs no room); then the commit removes
+//! the push's reservation and adds the blob's bytes. A commit that does not fit writes
+//! nothing, and its bytes are deleted. So stored + live reservations ≤ quota holds
+//! after every transaction, on every instance, and **stored bytes never exceed the
+//! quota** — concurrent pushes cannot jointly go over, by any amount; a reservation
+//! that expired while its session idled no longer counts, but its commit is checked
+//! all the same. Two exceptions, neither a race: a quota set or lowered below what is
+//! already stored; and blobs recorded without a push (an adopted blob store; a
+//! pull-through cache's fills are uploads and are charged). The price of not reserving
+//! a small push: two that each fit when checked but not together (or one checked by
+//! a read up to a second old, in a scope that took in more than [`ROOM_MARGIN`] within
+//! that second) write their bytes (each at most [`SMALL_PUSH`]) to their upload's file,
+//! and the commit refuses them and deletes them — never stored as a blob, never
+//! counted.
 //! An instance killed mid-upload leaves its reservation counting until it expires
 //! (the bytes are reserved, not stored: usage is over-estimated, never under).
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tracing::debug;
@@ -50,6 +61,14 @@ use crate::types::{Digest, RepoName};
 
 /// How far ahead of a streamed upload's bytes its reservation runs.
 pub const STREAM_STEP: u64 = 8 * 1024 * 1024;
+
+/// The longest push whose bytes are only checked against the room left before they
+/// are written, and charged by its commit, without a reservation of its own: a
+/// single-request push (`POST ?digest=`, or a session's final `PUT`) whose length is
+/// known up front. A longer one reserves first. Same as [`STREAM_STEP`]: a push that
+/// loses a race for the last room writes at most this much before its commit refuses
+/// it, as much as a streamed upload's reservation runs ahead of its bytes.
+pub const SMALL_PUSH: u64 = STREAM_STEP;
 
 /// How long a mount's reservation may live if the instance dies before releasing it.
 const MOUNT_RESERVATION: Duration = Duration::from_secs(60);
@@ -72,13 +91,55 @@ impl Default for QuotaOptions {
     }
 }
 
-/// This instance's copy of the quotas.
+/// How long a scope's usage read by a small push's check may stand in for reading it
+/// again ([`ROOM_MARGIN`]).
+const ROOM_FRESH: Duration = Duration::from_secs(1);
+
+/// The room a scope must have had left, beyond a small push, at its last read (at most
+/// [`ROOM_FRESH`] ago) for the push to go without a read of its own: only a scope that
+/// took in more than this within that second can have filled meanwhile — and even then
+/// the push's commit refuses it (the bound does not rest on this read).
+pub const ROOM_MARGIN: u64 = 1 << 30;
+
+/// Most scopes whose last read is kept.
+const ROOM_SCOPES: usize = 4096;
+
+/// This instance's copy of the quotas, and the scopes' usage as its small pushes' checks
+/// last read it.
 #[derive(Default)]
 pub(crate) struct QuotaCache {
     copy: RwLock<Option<(Instant, Arc<Vec<QuotaLimit>>)>>,
+    rooms: Mutex<HashMap<String, (Instant, u64)>>,
 }
 
 impl QuotaCache {
+    /// Whether every scope of `limits` had, at a read less than [`ROOM_FRESH`] ago,
+    /// room for `total` more bytes and [`ROOM_MARGIN`] besides.
+    fn roomy(&self, limits: &[(String, u64)], total: u64) -> bool {
+        let Ok(rooms) = self.rooms.lock() else {
+            return false;
+        };
+        limits.iter().all(|(scope, quota)| match rooms.get(scope) {
+            Some((at, used)) => {
+                at.elapsed() < ROOM_FRESH
+                    && used.saturating_add(total).saturating_add(ROOM_MARGIN) <= *quota
+            }
+            None => false,
+        })
+    }
+
+    fn read_rooms(&self, used: Vec<(String, u64)>) {
+        if let Ok(mut rooms) = self.rooms.lock() {
+            if rooms.len() >= ROOM_SCOPES {
+                rooms.clear();
+            }
+            let now = Instant::now();
+            for (scope, used) in used {
+                rooms.insert(scope, (now, used));
+            }
+        }
+    }
+
     fn fresh(&self, refresh: Duration) -> Option<Arc<Vec<QuotaLimit>>> {
         let guard = self.copy.read().ok()?;
         match &*guard {
@@ -96,6 +157,9 @@ impl QuotaCache {
     pub(crate) fn invalidate(&self) {
         if let Ok(mut guard) = self.copy.write() {
             *guard = None;
+        }
+        if let Ok(mut rooms) = self.rooms.lock() {
+            rooms.clear();
         }
     }
 }
@@ -119,7 +183,8 @@ pub fn binding(limits: &[QuotaLimit], repo: &RepoName) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn refused(outcome: QuotaOutcome) -> Result<()> {
+/// `Err(QuotaExceeded)` for a refusal (counted in the refusals metric).
+pub(crate) fn refused(outcome: QuotaOutcome) -> Result<()> {
     match outcome {
         QuotaOutcome::Allowed => Ok(()),
         QuotaOutcome::Exceeded {
@@ -185,6 +250,35 @@ impl Registry {
         let outcome = self.meta.quotas.reserve(&reservation, limits).await?;
         debug!(upload = %id, total, ?outcome, "quota reservation");
         refused(outcome)
+    }
+
+    /// Refuses an upload whose session would hold `total` bytes if a binding quota has
+    /// not that much left now — a read: nothing is reserved (the commit charges it).
+    /// The read is skipped when every scope had room to spare at a read less than a
+    /// second ago ([`ROOM_MARGIN`]).
+    pub(crate) async fn check_upload_room(
+        &self,
+        id: &str,
+        repo: &RepoName,
+        total: u64,
+        digest: &Digest,
+        limits: &[(String, u64)],
+    ) -> Result<()> {
+        let reservation = Reservation {
+            id: id.to_string(),
+            repository: repo.clone(),
+            bytes: total,
+            expires_at: 0,
+            digest: Some(digest.clone()),
+        };
+        if self.quota_cache.roomy(limits, total) {
+            debug!(upload = %id, total, "quota check: room to spare at the last read");
+            return Ok(());
+        }
+        let check = self.meta.quotas.check_room(&reservation, limits).await?;
+        debug!(upload = %id, total, outcome = ?check.outcome, "quota check");
+        self.quota_cache.read_rooms(check.used);
+        refused(check.outcome)
     }
 
     /// A mount of `size` bytes into `repo`: reserved while `link` runs, then released.

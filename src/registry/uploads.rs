@@ -10,7 +10,9 @@ use futures_util::{Stream, StreamExt};
 use tracing::{debug, warn};
 
 use super::hasher::ResumableHasher;
+use super::quota::SMALL_PUSH;
 use super::{now_ms, Registry, RegistryError, Result};
+use crate::metadata::quota::{ChargedCommit, QuotaCharge};
 use crate::types::digest::{Algorithm, Digest};
 use crate::types::name::RepoName;
 use crate::types::records::push_chunk;
@@ -234,6 +236,44 @@ impl Registry {
         Ok(Some(watch))
     }
 
+    /// Guards a request that names its blob (a final `PUT`, a `POST ?digest=`) before
+    /// its bytes are written. Its length known and at most [`SMALL_PUSH`]: checked
+    /// against the room left now (a read, nothing recorded) — its commit charges it,
+    /// checking again — and no watch. Otherwise reserved as [`Registry::watch_quota`]
+    /// does, with a watch that extends the reservation as the bytes stream.
+    async fn guard_quota<'a>(
+        &self,
+        id: &'a str,
+        repo: &'a RepoName,
+        digest: &'a Digest,
+        offset: u64,
+        length: Option<u64>,
+        limits: &[(String, u64)],
+    ) -> Result<Option<QuotaWatch<'a>>> {
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        match length {
+            Some(n) if n <= SMALL_PUSH => {
+                self.check_upload_room(id, repo, offset + n, digest, limits)
+                    .await?;
+                Ok(None)
+            }
+            _ => {
+                let mut watch = QuotaWatch {
+                    id,
+                    repo,
+                    digest: Some(digest),
+                    limits: limits.to_vec(),
+                    reserved: 0,
+                };
+                self.extend_reservation_exact(&mut watch, offset + length.unwrap_or(0))
+                    .await?;
+                Ok(Some(watch))
+            }
+        }
+    }
+
     async fn extend_reservation_exact(&self, q: &mut QuotaWatch<'_>, total: u64) -> Result<()> {
         self.reserve_upload(q.id, q.repo, total, q.digest, &q.limits)
             .await?;
@@ -412,21 +452,23 @@ impl Registry {
         let upload = self.load_upload(repo, id).await?;
         let declared = Self::check_range(&upload, range)?;
         let hasher = Self::restore_hasher(&upload)?;
-        // The total is reserved again before the commit, even with no body: a
-        // reservation that expired while the session idled is checked once more.
+        // A final request whose length is known and small is checked now (a read)
+        // and charged by the commit; a longer or unknown one reserves ahead of its
+        // bytes. Either way the commit checks the blob again, so a reservation that
+        // expired while the session idled is checked once more.
+        let limits = self.binding_quotas(repo).await?;
+        let length = declared.or(content_length);
         let quota = match self
-            .watch_quota(
-                id,
-                repo,
-                Some(expected),
-                upload.offset,
-                declared.or(content_length),
-            )
+            .guard_quota(id, repo, expected, upload.offset, length, &limits)
             .await
         {
             Ok(q) => q,
             Err(e) => return Err(self.refuse_upload(&upload, e).await),
         };
+        let charge = (!limits.is_empty()).then(|| QuotaCharge {
+            limits,
+            reservation: None,
+        });
         let written = match self
             .write_chunk(
                 &upload.storage_key,
@@ -460,6 +502,7 @@ impl Registry {
                 },
                 expected,
                 ctx,
+                charge,
             )
             .await;
         drop(written);
@@ -469,6 +512,8 @@ impl Registry {
     /// Assembles, verifies and records the blob, closing the upload's session row if it
     /// has one; on a digest mismatch the upload is gone.
     #[tracing::instrument(level = "debug", skip_all, fields(size))]
+    // The request's parts, each its own value as the upload gathered it.
+    #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
         repo: &RepoName,
@@ -477,6 +522,7 @@ impl Registry {
         received: Received,
         expected: &Digest,
         ctx: Option<&RequestContext>,
+        charge: Option<QuotaCharge>,
     ) -> Result<BlobRecord> {
         let Received {
             chunks,
@@ -514,13 +560,36 @@ impl Registry {
             None => Vec::new(),
         };
         crate::clock::race_point("upload.before_commit", &record.digest.to_string()).await;
-        let commit = match self
-            .meta
-            .blobs
-            .commit_blob(repo, &record, session, &events)
-            .await
-        {
-            Ok(c) => c,
+        let committed = match &charge {
+            Some(charge) => self
+                .meta
+                .quotas
+                .commit_blob_charged(repo, &record, session, &events, charge)
+                .await
+                .map(|c| match c {
+                    ChargedCommit::Committed(c) => Ok(c),
+                    ChargedCommit::Refused(outcome) => Err(outcome),
+                }),
+            None => self
+                .meta
+                .blobs
+                .commit_blob(repo, &record, session, &events)
+                .await
+                .map(Ok),
+        };
+        let commit = match committed {
+            Ok(Ok(c)) => c,
+            // No room left at commit (taken by a push that committed or reserved since
+            // this one was checked): the blob is not recorded, and its bytes go.
+            Ok(Err(outcome)) => {
+                self.drop_upload(upload, &chunks, &storage_key).await;
+                super::quota::refused(outcome)?;
+                return Err(RegistryError::Metadata(
+                    crate::metadata::MetadataError::Corrupt(
+                        "a quota-charged commit was refused without a reason".into(),
+                    ),
+                ));
+            }
             // Cancelled, purged or finished by another request meanwhile: its data is
             // not ours to keep or delete.
             Err(crate::metadata::MetadataError::UploadGone) => {
@@ -589,15 +658,22 @@ impl Registry {
     {
         self.require_writable()?;
         let id = uuid::Uuid::new_v4().to_string();
-        // No session row to end the reservation with: released here, whatever happens.
+        let limits = self.binding_quotas(repo).await?;
         let quota = self
-            .watch_quota(&id, repo, Some(expected), 0, content_length)
+            .guard_quota(&id, repo, expected, 0, content_length, &limits)
             .await?;
+        // A reservation (a push too long, or of unknown length, to be only checked
+        // first) has no session row to end it: the commit ends it, else it is released
+        // here.
         let reserved = quota.is_some();
+        let charge = (!limits.is_empty()).then(|| QuotaCharge {
+            limits,
+            reservation: reserved.then(|| id.clone()),
+        });
         let result = self
-            .upload_monolithic_reserved(repo, expected, &id, quota, body, ctx)
+            .upload_monolithic_reserved(repo, expected, &id, quota, charge, body, ctx)
             .await;
-        if reserved {
+        if reserved && result.is_err() {
             // Off the request's path: the client need not wait for one more write (a
             // failure, or a process that dies first, leaves it to expire).
             let registry = self.clone();
@@ -606,12 +682,15 @@ impl Registry {
         result
     }
 
+    // The request's parts, each its own value as the handler parsed it.
+    #[allow(clippy::too_many_arguments)]
     async fn upload_monolithic_reserved<S, E>(
         &self,
         repo: &RepoName,
         expected: &Digest,
         id: &str,
         quota: Option<QuotaWatch<'_>>,
+        charge: Option<QuotaCharge>,
         body: S,
         ctx: &RequestContext,
     ) -> Result<BlobRecord>
@@ -648,7 +727,7 @@ impl Registry {
             size: written.len,
             hasher: written.hasher,
         };
-        self.commit(repo, &upload, false, received, expected, Some(ctx))
+        self.commit(repo, &upload, false, received, expected, Some(ctx), charge)
             .await
     }
 

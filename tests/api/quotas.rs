@@ -44,7 +44,8 @@ async fn assert_nothing_left(t: &TestRegistry, scope: &str, stored: u64) {
         "objects no row names: {:?}",
         sweep.orphans
     );
-    // A single-request upload releases its reservation just after it answers.
+    // A single-request upload that reserved (a long one, or of unknown length) and was
+    // refused releases its reservation just after it answers.
     let mut u = usage(t, scope).await;
     for _ in 0..100 {
         if u["reservedBytes"] == json!(0) {
@@ -414,4 +415,72 @@ async fn write_limiter_refuses_beyond_its_queue_and_never_blocks_reads() {
     }
     assert_eq!(results.len(), 48);
     assert!(results.iter().all(|s| *s == 201), "{results:?}");
+}
+
+/// Two small single-request pushes that each fit when checked but not together (the
+/// first held at its commit, the second pushed meanwhile): the one that commits second
+/// is refused by its commit's charge — `403 DENIED`, nothing of it left, the stored
+/// bytes within the quota. A session's small final `PUT` that does not fit is refused
+/// before its body is read.
+#[tokio::test]
+async fn quota_small_push_that_loses_the_race_for_the_last_room_is_refused_at_commit() {
+    let t = with_quotas(json!({ "repositories": { "r/app": 1000 } })).await;
+    let (a, b) = (pseudo_random(600, 5), pseudo_random(600, 6));
+    let (reached, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (r, g, key) = (reached.clone(), release.clone(), sha256(&a));
+    wharf::clock::race::set(
+        "upload.before_commit",
+        Arc::new(move |k: &str| {
+            if k != key {
+                return None;
+            }
+            r.notify_one();
+            let g = g.clone();
+            Some(Box::pin(async move { g.notified().await }))
+        }),
+    );
+    let push_a = t.send(
+        t.req(
+            Method::POST,
+            &format!("/v2/r/app/blobs/uploads/?digest={}", sha256(&a)),
+        )
+        .header("Content-Type", "application/octet-stream")
+        .body(a.clone()),
+    );
+    let meanwhile = async {
+        tokio::time::timeout(Duration::from_secs(30), reached.notified())
+            .await
+            .expect("the first push never reached its commit");
+        t.push_blob("r/app", &b).await;
+        release.notify_one();
+    };
+    let (r, ()) = tokio::join!(push_a, meanwhile);
+    wharf::clock::race::clear("upload.before_commit");
+    assert_denied(&r, "r/app", 1000, 600);
+    t.head(&format!("/v2/r/app/blobs/{}", sha256(&a)))
+        .await
+        .expect_status(404);
+    t.head(&format!("/v2/r/app/blobs/{}", sha256(&b)))
+        .await
+        .expect_status(200);
+    assert_nothing_left(&t, "r/app", 600).await;
+
+    // A session's final PUT (declared by Content-Length): checked before its body.
+    let location = t.start_upload("r/app").await;
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = t
+        .send(
+            t.req(
+                Method::PUT,
+                &format!("{location}{sep}digest={}", sha256(&a)),
+            )
+            .header("Content-Type", "application/octet-stream")
+            .body(a.clone()),
+        )
+        .await;
+    assert_denied(&r, "r/app", 1000, 600);
+    t.get(&location)
+        .await
+        .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
+    assert_nothing_left(&t, "r/app", 600).await;
 }

@@ -109,6 +109,7 @@ suite!(
     import::import_checkpoints,
     quotas::quota_shared_layers_charged_once,
     quotas::quota_reservations,
+    quotas::quota_charged_commits,
     quotas::quota_limits_seeded_and_set,
     quotas::quota_race_counters,
 );

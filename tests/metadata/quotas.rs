@@ -1,9 +1,12 @@
 //! Storage quotas' counters, quotas and reservations (`QuotaStore`), on every engine:
 //! shared layers charged once per scope, a repository's deletion leaving the shared
 //! charge until the last reference goes, garbage collection lowering usage, and
-//! `recompute` finding the counters right after each step and after racing writers.
+//! `recompute` finding the counters right after each step and after racing writers; a
+//! commit charged to its quotas in its own transaction, and the room check that reads.
 
-use wharf::metadata::quota::{QuotaLimit, QuotaOutcome, Reservation, ScopeUsage};
+use wharf::metadata::quota::{
+    ChargedCommit, QuotaCharge, QuotaLimit, QuotaOutcome, Reservation, RoomCheck, ScopeUsage,
+};
 
 use crate::support::{blob, manifest, repo, upload, Store};
 
@@ -255,6 +258,166 @@ pub async fn quota_reservations(store: Store) {
             requested: 800
         }
     );
+}
+
+/// A commit charged in its transaction: refused (writing nothing, the session kept)
+/// when the blob does not fit besides the stored bytes and the other live
+/// reservations; committed, ending the push's own reservation, when it does; a blob the
+/// scope holds needs no room. `check_room` reads the same figures and records nothing.
+pub async fn quota_charged_commits(store: Store) {
+    let r = repo("team/app");
+    let limits = vec![("team/".to_string(), 1000u64)];
+    let far = wharf::clock::now_ms() + 600_000;
+    let res = |id: &str, bytes: u64| Reservation {
+        id: id.into(),
+        repository: r.clone(),
+        bytes,
+        expires_at: far,
+        digest: None,
+    };
+    let charge = |reservation: Option<&str>| QuotaCharge {
+        limits: limits.clone(),
+        reservation: reservation.map(str::to_string),
+    };
+    // Another push holds 600 of the 1000.
+    store
+        .quotas
+        .reserve(&res("other", 600), &limits)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .quotas
+            .check_room(&res("me", 400), &limits)
+            .await
+            .unwrap(),
+        QuotaOutcome::Allowed
+    );
+    assert_eq!(
+        store
+            .quotas
+            .check_room(&res("me", 401), &limits)
+            .await
+            .unwrap(),
+        QuotaOutcome::Exceeded {
+            scope: "team/".into(),
+            quota: 1000,
+            usage: 600,
+            requested: 401
+        }
+    );
+    assert_eq!(
+        usage(&store, "team/").await.reserved_bytes,
+        600,
+        "a check records nothing"
+    );
+
+    // 401 bytes through a session: refused at commit, nothing written, the session kept.
+    let big = blob(&"b".repeat(401), "k/big");
+    store
+        .uploads
+        .create_upload(&upload("s1", "team/app", 1))
+        .await
+        .unwrap();
+    let refused = store
+        .quotas
+        .commit_blob_charged(&r, &big, Some("s1"), &[], &charge(None))
+        .await
+        .unwrap();
+    let ChargedCommit::Refused(outcome) = refused else {
+        panic!("committed over the quota: {refused:?}")
+    };
+    assert_eq!(
+        outcome,
+        QuotaOutcome::Exceeded {
+            scope: "team/".into(),
+            quota: 1000,
+            usage: 600,
+            requested: 401
+        }
+    );
+    assert!(store.blobs.any_blob(&big.digest).await.unwrap().is_none());
+    assert!(store.uploads.get_upload("s1").await.unwrap().is_some());
+    assert_eq!(figures(&store, "team/").await, (0, 0, 0, 0));
+    // The session's own reservation does not count against it: 500 reserved by
+    // another push and 500 by s1, whose 500-byte blob then commits (500 + 500 = 1000);
+    // the session's end ends its reservation.
+    store.quotas.release("other").await.unwrap();
+    store
+        .quotas
+        .reserve(&res("other", 500), &limits)
+        .await
+        .unwrap();
+    store
+        .quotas
+        .reserve(&res("s1", 500), &limits)
+        .await
+        .unwrap();
+    let fits = blob(&"f".repeat(500), "k/fits");
+    let done = store
+        .quotas
+        .commit_blob_charged(&r, &fits, Some("s1"), &[], &charge(None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&done, ChargedCommit::Committed(c) if c.stored_new && c.blob.digest == fits.digest),
+        "{done:?}"
+    );
+    assert!(store.uploads.get_upload("s1").await.unwrap().is_none());
+    assert_eq!(usage(&store, "team/").await.stored_bytes, 500);
+    assert_eq!(usage(&store, "team/").await.reserved_bytes, 500);
+    // A push's own reservation (no session): not counted, and ended by the commit.
+    store.quotas.release("other").await.unwrap();
+    store
+        .quotas
+        .reserve(&res("mono", 500), &limits)
+        .await
+        .unwrap();
+    let last = blob(&"l".repeat(500), "k/last");
+    let done = store
+        .quotas
+        .commit_blob_charged(&r, &last, None, &[], &charge(Some("mono")))
+        .await
+        .unwrap();
+    assert!(matches!(done, ChargedCommit::Committed(_)), "{done:?}");
+    assert_eq!(usage(&store, "team/").await.reserved_bytes, 0);
+    assert_eq!(usage(&store, "team/").await.stored_bytes, 1000);
+    // Full: a new blob is refused, one the scope holds needs no room (another
+    // repository of the namespace links it).
+    let one = blob("1", "k/one");
+    let refused = store
+        .quotas
+        .commit_blob_charged(&r, &one, None, &[], &charge(None))
+        .await
+        .unwrap();
+    assert!(matches!(refused, ChargedCommit::Refused(_)), "{refused:?}");
+    let shared = store
+        .quotas
+        .commit_blob_charged(&repo("team/b"), &fits, None, &[], &charge(None))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&shared, ChargedCommit::Committed(c) if !c.stored_new),
+        "{shared:?}"
+    );
+    assert_eq!(
+        store
+            .quotas
+            .check_room(
+                &Reservation {
+                    digest: Some(last.digest.clone()),
+                    ..res("again", last.size)
+                },
+                &limits
+            )
+            .await
+            .unwrap()
+            .outcome,
+        QuotaOutcome::Allowed,
+        "a blob the scope holds fits"
+    );
+    assert_eq!(usage(&store, "team/").await.stored_bytes, 1000);
+    assert_exact(&store).await;
 }
 
 pub async fn quota_limits_seeded_and_set(store: Store) {

@@ -10,12 +10,13 @@
 
 use async_trait::async_trait;
 
-use super::{quota_sql, retry, writes::begin, PostgresStore};
+use super::{quota_sql, retry, writes, writes::begin, PostgresStore};
 use crate::metadata::quota::{
-    Drift, QuotaLimit, QuotaOutcome, QuotaStore, Reservation, ScopeUsage,
+    ChargedCommit, Drift, QuotaCharge, QuotaLimit, QuotaOutcome, QuotaStore, Reservation,
+    RoomCheck, ScopeUsage,
 };
 use crate::metadata::Result;
-use crate::types::{Digest, RepoName};
+use crate::types::{BlobRecord, Digest, EventRecord, RepoName};
 
 /// Moves the counting triggers' deltas into the per-scope rows in one statement (so
 /// a reader sees them either all before or all after), rows taken in scope order.
@@ -87,6 +88,43 @@ impl QuotaStore for PostgresStore {
 
     async fn release(&self, id: &str) -> Result<()> {
         quota_sql::release(&self.pool, id).await
+    }
+
+    async fn check_room(
+        &self,
+        reservation: &Reservation,
+        limits: &[(String, u64)],
+    ) -> Result<RoomCheck> {
+        let mut conn = self.pool.acquire().await?;
+        quota_sql::check_room(&mut conn, reservation, limits).await
+    }
+
+    /// The scopes' usage rows are locked first, in scope order, and held to the end:
+    /// then the commit's own locks (the blob's review row, the link's rows) — a review
+    /// never waits for a scope row, so the two orders cannot cross.
+    async fn commit_blob_charged(
+        &self,
+        repo: &RepoName,
+        blob: &BlobRecord,
+        upload_id: Option<&str>,
+        events: &[EventRecord],
+        charge: &QuotaCharge,
+    ) -> Result<ChargedCommit> {
+        retry("commit_blob_charged", || async {
+            let mut tx = begin(&self.pool).await?;
+            let own = charge.reservation.as_deref().or(upload_id).unwrap_or("");
+            let outcome = quota_sql::charge(&mut tx, blob, own, &charge.limits).await?;
+            if outcome != QuotaOutcome::Allowed {
+                return Ok(ChargedCommit::Refused(outcome));
+            }
+            let commit = writes::commit_blob_tx(&mut tx, repo, blob, upload_id, events).await?;
+            if let Some(id) = &charge.reservation {
+                quota_sql::release(&mut *tx, id).await?;
+            }
+            tx.commit().await?;
+            Ok(ChargedCommit::Committed(commit))
+        })
+        .await
     }
 
     async fn check_blobs(

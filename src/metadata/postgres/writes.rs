@@ -68,28 +68,41 @@ pub(super) async fn commit_blob(
     events: &[EventRecord],
 ) -> Result<BlobCommit> {
     let mut tx = begin(pool).await?;
+    let commit = commit_blob_tx(&mut tx, repo, blob, upload_id, events).await?;
+    tx.commit().await?;
+    Ok(commit)
+}
+
+/// `commit_blob`'s statements in `tx`, not committed (a charged commit runs them after
+/// its quota check, in the same transaction).
+pub(super) async fn commit_blob_tx(
+    tx: &mut Transaction<'static, Postgres>,
+    repo: &RepoName,
+    blob: &BlobRecord,
+    upload_id: Option<&str>,
+    events: &[EventRecord],
+) -> Result<BlobCommit> {
     // First: wait for a GC pass deciding this digest's fate, and push its review back.
-    gc_sql::touch_blob(&mut tx, &blob.digest).await?;
+    gc_sql::touch_blob(&mut **tx, &blob.digest).await?;
     if let Some(id) = upload_id {
-        if !queries::close_upload(&mut *tx, id).await? {
+        if !queries::close_upload(&mut **tx, id).await? {
             return Err(MetadataError::UploadGone);
         }
     }
-    let repo_id = queries::ensure_repository(&mut tx, repo.as_str()).await?;
-    let inserted = queries::insert_blob(&mut *tx, blob).await?;
+    let repo_id = queries::ensure_repository(&mut **tx, repo.as_str()).await?;
+    let inserted = queries::insert_blob(&mut **tx, blob).await?;
     let stored = if inserted {
         blob.clone()
     } else {
-        queries::blob(&mut *tx, &blob.digest)
+        queries::blob(&mut **tx, &blob.digest)
             .await?
             .ok_or_else(|| MetadataError::Corrupt(format!("blob {} vanished", blob.digest)))?
     };
     crate::clock::race_point("commit_blob.existing_read", &blob.digest.to_string()).await;
     // The link's foreign key locks the blob's row (KEY SHARE): had GC deleted it since
     // the read above, this fails and the whole commit is retried.
-    queries::link(&mut *tx, repo_id, &blob.digest).await?;
-    append_events_if(&mut tx, true, events).await?;
-    tx.commit().await?;
+    queries::link(&mut **tx, repo_id, &blob.digest).await?;
+    append_events_if(tx, true, events).await?;
     Ok(BlobCommit {
         blob: stored,
         stored_new: inserted,

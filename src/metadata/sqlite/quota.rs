@@ -4,12 +4,13 @@
 
 use async_trait::async_trait;
 
-use super::{quota_sql, SqliteStore};
+use super::{quota_sql, writes, SqliteStore};
 use crate::metadata::quota::{
-    Drift, QuotaLimit, QuotaOutcome, QuotaStore, Reservation, ScopeUsage,
+    ChargedCommit, Drift, QuotaCharge, QuotaLimit, QuotaOutcome, QuotaStore, Reservation,
+    RoomCheck, ScopeUsage,
 };
 use crate::metadata::Result;
-use crate::types::{Digest, RepoName};
+use crate::types::{BlobRecord, Digest, EventRecord, RepoName};
 
 #[async_trait]
 impl QuotaStore for SqliteStore {
@@ -57,6 +58,46 @@ impl QuotaStore for SqliteStore {
         let id = id.to_string();
         self.writer
             .write(move |conn| Box::pin(async move { quota_sql::release(conn, &id).await }))
+            .await
+    }
+
+    async fn check_room(
+        &self,
+        reservation: &Reservation,
+        limits: &[(String, u64)],
+    ) -> Result<RoomCheck> {
+        let mut conn = self.reader.acquire().await?;
+        quota_sql::check_room(&mut conn, reservation, limits).await
+    }
+
+    async fn commit_blob_charged(
+        &self,
+        repo: &RepoName,
+        blob: &BlobRecord,
+        upload_id: Option<&str>,
+        events: &[EventRecord],
+        charge: &QuotaCharge,
+    ) -> Result<ChargedCommit> {
+        let (repo, blob, charge) = (repo.clone(), blob.clone(), charge.clone());
+        let (upload_id, events) = (upload_id.map(str::to_string), events.to_vec());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let own = charge.reservation.as_deref().or(upload_id.as_deref());
+                    let outcome =
+                        quota_sql::charge(conn, &blob, own.unwrap_or(""), &charge.limits).await?;
+                    if outcome != QuotaOutcome::Allowed {
+                        return Ok(ChargedCommit::Refused(outcome));
+                    }
+                    let commit =
+                        writes::commit_blob_job(conn, &repo, &blob, upload_id.as_deref(), &events)
+                            .await?;
+                    if let Some(id) = &charge.reservation {
+                        quota_sql::release(&mut *conn, id).await?;
+                    }
+                    Ok(ChargedCommit::Committed(commit))
+                })
+            })
             .await
     }
 

@@ -111,34 +111,44 @@ pub(super) async fn commit_blob(
     writer
         .write(move |conn| {
             Box::pin(async move {
-                // Pushes back a pending review of the digest (one writer: no GC pass
-                // can be half-way through it).
-                gc_sql::touch_blob(conn, &blob.digest).await?;
-                if let Some(id) = upload_id {
-                    if !queries::close_upload(&mut *conn, &id).await? {
-                        return Err(MetadataError::UploadGone);
-                    }
-                }
-                let repo_id = queries::ensure_repository(conn, repo.as_str()).await?;
-                let inserted = queries::insert_blob(&mut *conn, &blob).await?;
-                let stored = if inserted {
-                    blob.clone()
-                } else {
-                    queries::blob(&mut *conn, &blob.digest)
-                        .await?
-                        .ok_or_else(|| {
-                            MetadataError::Corrupt(format!("blob {} vanished", blob.digest))
-                        })?
-                };
-                queries::link(&mut *conn, repo_id, &blob.digest).await?;
-                append_events_if(conn, true, &events).await?;
-                Ok(BlobCommit {
-                    blob: stored,
-                    stored_new: inserted,
-                })
+                commit_blob_job(conn, &repo, &blob, upload_id.as_deref(), &events).await
             })
         })
         .await
+}
+
+/// `commit_blob`'s statements, on the writer connection (a charged commit runs them
+/// after its quota check, in the same job).
+pub(super) async fn commit_blob_job(
+    conn: &mut SqliteConnection,
+    repo: &RepoName,
+    blob: &BlobRecord,
+    upload_id: Option<&str>,
+    events: &[EventRecord],
+) -> Result<BlobCommit> {
+    // Pushes back a pending review of the digest (one writer: no GC pass can be
+    // half-way through it).
+    gc_sql::touch_blob(conn, &blob.digest).await?;
+    if let Some(id) = upload_id {
+        if !queries::close_upload(&mut *conn, id).await? {
+            return Err(MetadataError::UploadGone);
+        }
+    }
+    let repo_id = queries::ensure_repository(conn, repo.as_str()).await?;
+    let inserted = queries::insert_blob(&mut *conn, blob).await?;
+    let stored = if inserted {
+        blob.clone()
+    } else {
+        queries::blob(&mut *conn, &blob.digest)
+            .await?
+            .ok_or_else(|| MetadataError::Corrupt(format!("blob {} vanished", blob.digest)))?
+    };
+    queries::link(&mut *conn, repo_id, &blob.digest).await?;
+    append_events_if(conn, true, events).await?;
+    Ok(BlobCommit {
+        blob: stored,
+        stored_new: inserted,
+    })
 }
 
 /// Links an existing blob into `repo`; false if no such blob.
