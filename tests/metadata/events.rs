@@ -413,8 +413,11 @@ pub async fn racing_consumer_misses_nothing(store: Store) {
         })
     };
     let mut written = HashSet::new();
+    let mut per_writer = Vec::new();
     for w in writers {
-        written.extend(w.await.unwrap());
+        let ids = w.await.unwrap();
+        written.extend(ids.iter().cloned());
+        per_writer.push(ids);
     }
     let mut seen = consumer.await.unwrap();
     seen.extend(drain(&store, "c").await);
@@ -425,4 +428,26 @@ pub async fn racing_consumer_misses_nothing(store: Store) {
         "each event once (one consumer, no failures)"
     );
     assert_eq!(unique, written, "every written event consumed");
+    // Each writer's events of one repository were committed one after the other, so
+    // they arrive in that order (the consumer reads each repository's stream in order;
+    // on SQLite several writers' events share a group commit's outbox insert).
+    let position: std::collections::HashMap<&str, usize> = seen
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    for ids in &per_writer {
+        for r in 0..3 {
+            let in_repo: Vec<usize> = ids
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 3 == r)
+                .map(|(_, id)| position[id.as_str()])
+                .collect();
+            assert!(
+                in_repo.windows(2).all(|p| p[0] < p[1]),
+                "a writer's events of ev/race{r} in commit order"
+            );
+        }
+    }
 }

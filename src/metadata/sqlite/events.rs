@@ -52,7 +52,7 @@ impl EventStore for SqliteStore {
         }
         let events = events.to_vec();
         self.writer
-            .write(move |conn| Box::pin(async move { queries::append_events(conn, &events).await }))
+            .write(move |conn| Box::pin(async move { super::outbox::append(conn, &events).await }))
             .await
     }
 

@@ -7,12 +7,14 @@
 //! concurrent pushes, one fsync per transaction would cap the registry at about a
 //! thousand writes a second on this class of disk. Results are delivered only after
 //! the batch's COMMIT has returned, so nothing is acknowledged before it is durable.
+//! The outbox rows the batch's jobs staged go in just before that COMMIT (`outbox`).
 
 use futures_util::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Executor};
 use tokio::sync::{mpsc, oneshot};
 
+use super::outbox;
 use crate::metadata::{MetadataError, Result};
 
 /// Most jobs in one transaction.
@@ -108,12 +110,15 @@ async fn run(
             continue;
         }
         let mut deliveries = Vec::with_capacity(batch.len());
+        outbox::begin_batch();
         for job in batch {
             let savepoint = conn.execute("SAVEPOINT job").await;
+            let staged = outbox::mark();
             let (ok, deliver) = job(&mut conn).await;
             let end = if ok && savepoint.is_ok() {
                 conn.execute("RELEASE job").await
             } else {
+                outbox::discard_after(staged);
                 conn.execute("ROLLBACK TO job; RELEASE job").await
             };
             if let Err(e) = end {
@@ -121,11 +126,19 @@ async fn run(
             }
             deliveries.push(deliver);
         }
-        let commit = conn
-            .execute("COMMIT")
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+        // The events the batch's jobs staged, in its transaction (see `outbox`); if
+        // they cannot be written, nothing of the batch is committed.
+        let commit = match outbox::end_batch(&mut conn).await {
+            Ok(_) => conn
+                .execute("COMMIT")
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => {
+                outbox::abandon_batch();
+                Err(format!("writing the batch's events: {e}"))
+            }
+        };
         if let Err(e) = &commit {
             tracing::error!(error = %e, "sqlite writer: COMMIT failed");
             let _ = conn.execute("ROLLBACK").await;

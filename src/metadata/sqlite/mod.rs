@@ -34,6 +34,7 @@ mod group_commit;
 mod import;
 mod lock;
 mod mirror;
+mod outbox;
 mod quota;
 mod signatures;
 mod writes;

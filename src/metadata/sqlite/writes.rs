@@ -9,14 +9,15 @@ use super::{gc_sql, queries};
 use crate::metadata::{BlobCommit, MetadataError, NewManifest, PutManifestOutcome, Result};
 use crate::types::{BlobRecord, Digest, EventRecord, RepoName};
 
-/// Writes a change's events to the outbox, in its job, if it changed something.
+/// Writes a change's events to the outbox, in its job's transaction, if it changed
+/// something (staged for the end of the group-commit batch: `outbox`).
 pub(super) async fn append_events_if(
     conn: &mut SqliteConnection,
     changed: bool,
     events: &[EventRecord],
 ) -> Result<()> {
-    if changed && !events.is_empty() {
-        super::events::queries::append_events(conn, events).await?;
+    if changed {
+        super::outbox::append(conn, events).await?;
     }
     Ok(())
 }
