@@ -247,11 +247,13 @@ fn main() -> ExitCode {
         .flatten()
         .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
         .collect();
-    wharf::telemetry::init_tracing(
+    // Held to the end: the server's log lines still queued are written when it drops.
+    let _log = wharf::telemetry::init_tracing(
         config.log.level.as_str(),
         config.log.formatter.is_json(),
         fields,
         !config.log.accesslog.disabled,
+        matches!(cli.command, Command::Serve { .. }),
     );
     for v in &config.ignored_variables {
         tracing::warn!("ignoring {}: {}", v.name, v.reason);

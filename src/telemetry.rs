@@ -3,6 +3,7 @@
 
 pub mod calls;
 pub mod otlp;
+pub mod sampling;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -151,7 +152,13 @@ pub fn render() -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Installs the global tracing subscriber, writing to stderr. `RUST_LOG` overrides
+/// Installs the global tracing subscriber, writing to stderr. With `background` (a
+/// server: one access log line per request), lines are handed to a thread of their own
+/// that writes them in batches (buffered, flushed whenever it has no more), so a
+/// request never waits for a `write` to stderr; none is dropped (a full queue, 128,000
+/// lines, makes the writer wait instead), and the returned guard, dropped at exit,
+/// writes what is left. Without it (commands that print and exit), lines are written at
+/// once. `RUST_LOG` overrides
 /// `level`. Colours only when stderr is a terminal (never into a file or a pipe),
 /// `NO_COLOR` is unset and no `fields` are added. `fields` (`log.fields`) are added to
 /// every line: `key=value` at the end of a text line, members of a JSON line. With
@@ -162,7 +169,8 @@ pub fn init_tracing(
     json: bool,
     fields: Vec<(String, serde_json::Value)>,
     access_log: bool,
-) {
+    background: bool,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         // actix_http's dispatcher logs every malformed request at ERROR — clients probing
         // HTTPS on a plain-HTTP port (skopeo with --tls-verify=false) — though the error
@@ -180,8 +188,20 @@ pub fn init_tracing(
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
     type Base = tracing_subscriber::Registry;
+    let (writer, guard) = if background {
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .thread_name("wharf-log")
+            .finish(std::io::BufWriter::with_capacity(
+                64 * 1024,
+                std::io::stderr(),
+            ));
+        (LogWriter::Queued(writer), Some(guard))
+    } else {
+        (LogWriter::Stderr, None)
+    };
     let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(colour);
     let extra = ExtraFields::new(fields);
     let mut layers: Vec<Box<dyn tracing_subscriber::Layer<Base> + Send + Sync>> =
@@ -204,11 +224,35 @@ pub fn init_tracing(
         // shows INFO only.
         let spans = EnvFilter::try_from_env("OTEL_SPAN_FILTER")
             .unwrap_or_else(|_| EnvFilter::new("info,wharf=debug,sqlx=warn"));
-        layers.push(otel.with_filter(spans).boxed());
+        // And only inside sampled traces (an unsampled one is its root span alone).
+        use tracing_subscriber::filter::FilterExt as _;
+        layers.push(otel.with_filter(spans.and(sampling::SampledOnly)).boxed());
     }
     let _ = tracing_subscriber::registry().with(layers).try_init();
     if let Some(note) = otel_note {
         tracing::info!("{note}");
+    }
+    guard
+}
+
+/// Where log lines go: the writing thread's queue, or stderr at once.
+enum LogWriter {
+    Queued(tracing_appender::non_blocking::NonBlocking),
+    Stderr,
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = tracing_subscriber::fmt::writer::EitherWriter<
+        tracing_appender::non_blocking::NonBlocking,
+        std::io::Stderr,
+    >;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        use tracing_subscriber::fmt::writer::EitherWriter;
+        match self {
+            LogWriter::Queued(w) => EitherWriter::A(w.clone()),
+            LogWriter::Stderr => EitherWriter::B(std::io::stderr()),
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! `OTEL_TRACES_SAMPLER_ARG` are read by the SDK; `OTEL_SDK_DISABLED=true` turns it off.
 //! Off by default. Spans are batched and sent from the SDK's own thread, so a collector
 //! that is slow or down never holds a request. W3C `traceparent` on a request becomes
-//! its root span's parent (see `http::spans`).
+//! its root span's parent (see `http::spans`). Sampling is decided once per trace, at
+//! its root, and an unsampled trace's inner spans are not built (`sampling`).
 
 use std::sync::OnceLock;
 
@@ -57,6 +58,7 @@ where
         .with_batch_exporter(exporter)
         .build();
     let tracer = provider.tracer("wharf");
+    super::sampling::set_tracer(tracer.clone());
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
@@ -115,8 +117,7 @@ pub fn inject(headers: &mut http::HeaderMap) {
     if PROVIDER.get().is_none() {
         return;
     }
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let cx = tracing::Span::current().context();
+    let cx = super::sampling::current_context();
     opentelemetry::global::get_text_map_propagator(|p| {
         p.inject_context(&cx, &mut HeaderInjector(headers))
     });

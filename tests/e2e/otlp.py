@@ -11,6 +11,10 @@ checks what the receiver got:
   - the manifest PUT's request span has the traceparent's trace id and its span as
     parent, and the spans inside that request (the registry core, the metadata
     store) share its trace id, each with a parent in the trace;
+  - the request span's children include the metadata store's calls (`store.call`
+    spans, attribute `store`), so the trace is the whole tree;
+  - requests whose `traceparent` says "not sampled" (flags 00: a blob push and a manifest
+    GET, sent before the sampled PUT) export no span at all;
   - a request without traceparent starts a trace of its own.
 
 REGISTRY is not used (a wharf of its own is started). With E2E_REFERENCE set (another
@@ -119,10 +123,12 @@ def main():
     sys.exit(1 if FAILED else 0)
 
 
-def push_blob(base, repo, data):
+def push_blob(base, repo, data, traceparent=None):
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    r = requests.post(f"{base}/v2/{repo}/blobs/uploads/?digest={digest}", data=data,
-                      headers={"Content-Type": "application/octet-stream"})
+    headers = {"Content-Type": "application/octet-stream"}
+    if traceparent:
+        headers["traceparent"] = traceparent
+    r = requests.post(f"{base}/v2/{repo}/blobs/uploads/?digest={digest}", data=data, headers=headers)
     assert r.status_code == 201, r.status_code
     return digest
 
@@ -138,6 +144,13 @@ def run_checks(base, spans_file):
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": len(config)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": len(layer)}],
     }).encode()
+    # Not sampled by the caller: neither request may export a span (they are sent
+    # first, so their spans, were there any, would be exported before the PUT's).
+    unsampled = secrets.token_hex(16)
+    push_blob(base, repo, secrets.token_bytes(500), f"00-{unsampled}-{secrets.token_hex(8)}-00")
+    r = requests.get(f"{base}/v2/e2e/otlp/tags/list",
+                     headers={"traceparent": f"00-{unsampled}-{secrets.token_hex(8)}-00"})
+    assert r.status_code in (200, 404), r.status_code
     trace_id = secrets.token_hex(16)
     parent_id = secrets.token_hex(8)
     r = requests.put(f"{base}/v2/{repo}/manifests/v1", data=manifest, headers={
@@ -181,6 +194,16 @@ def run_checks(base, spans_file):
            f"{sorted({s['name'] for s in children})[:8]}")
     else:
         not_ok(f"spans inside the request: {[(s['name'], s['parent']) for s in children]}")
+    stores = sorted({s["attributes"].get("store", "") for s in children} - {""})
+    if "metadata" in stores:
+        ok(f"the request's tree includes its store calls ({stores}), all in its trace")
+    else:
+        not_ok(f"no metadata store call among the request's spans: {[(s['name'], s['attributes']) for s in children]}")
+    leaked = [s for _, s in received if s["trace"] == unsampled]
+    if not leaked:
+        ok("requests whose traceparent is not sampled export no span")
+    else:
+        not_ok(f"spans of an unsampled trace exported: {[(s['name'], s['parent']) for s in leaked]}")
     if gets:
         ok("a request without traceparent starts a trace of its own")
     else:

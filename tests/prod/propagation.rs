@@ -2,7 +2,9 @@
 //! exported (`OTEL_EXPORTER_OTLP_ENDPOINT`): a push sent with a `traceparent` makes a
 //! webhook delivery, a pull-through cache's upstream request, an S3 request, and the
 //! server-side compose call of a two-chunk push on S3, Azure and GCS that each carry
-//! the push's trace id (in a span of their own).
+//! the push's trace id (in a span of their own); a push whose caller did not sample its
+//! trace makes an S3 request and a webhook delivery that carry its trace id with the
+//! sampled flag cleared.
 //!
 //! The callees are a recorder written here — a plain HTTP/1.1 server on loopback that
 //! keeps each request's head and answers with a fixed status — because the point is
@@ -111,6 +113,11 @@ impl Recorder {
 
 /// The `traceparent` of `seen` continues the test's trace, from a span of Wharf's.
 fn assert_continues_the_trace(what: &str, seen: &Seen) {
+    assert_continues(what, seen, "01");
+}
+
+/// The same for a trace the caller did not sample: its trace id, flags `00`.
+fn assert_continues(what: &str, seen: &Seen, flags: &str) {
     let tp = seen
         .headers
         .get("traceparent")
@@ -120,7 +127,7 @@ fn assert_continues_the_trace(what: &str, seen: &Seen) {
     assert_eq!(parts[0], "00", "{what}: {tp}");
     assert_eq!(parts[1], TRACE, "{what}: the push's trace id: {tp}");
     assert_ne!(parts[2], PARENT, "{what}: a span of Wharf's own: {tp}");
-    assert_eq!(parts[3], "01", "{what}: sampled: {tp}");
+    assert_eq!(parts[3], flags, "{what}: sampled flag: {tp}");
 }
 
 /// `wharf serve` on `yaml` (everything but `http`), exporting traces.
@@ -150,10 +157,15 @@ fn traceparent() -> String {
 
 /// `POST /v2/<repo>/blobs/uploads/?digest=` with the test's traceparent; the status.
 async fn push_blob(url: &str, repo: &str, bytes: &[u8]) -> u16 {
+    push_blob_traced(url, repo, bytes, &traceparent()).await
+}
+
+/// The same with `traceparent`.
+async fn push_blob_traced(url: &str, repo: &str, bytes: &[u8], traceparent: &str) -> u16 {
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
     reqwest::Client::new()
         .post(format!("{url}/v2/{repo}/blobs/uploads/?digest={digest}"))
-        .header("traceparent", traceparent())
+        .header("traceparent", traceparent)
         .header("Content-Type", "application/octet-stream")
         .body(bytes.to_vec())
         .send()
@@ -367,4 +379,65 @@ async fn an_azure_compose_call_carries_the_push_trace() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gcs_compose_call_carries_the_push_trace() {
     compose_carries_the_push_trace("gcs").await;
+/// A caller that did not sample its trace: Wharf builds no spans for it below the
+/// request's (`telemetry::sampling`), yet the S3 request made inside a storage call
+/// carries the caller's trace id with the flag cleared.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_request_of_an_unsampled_push_carries_its_trace_unsampled() {
+    let s3 = Recorder::start("200 OK", "ETag: \"0123456789abcdef\"\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _s = serve(
+        dir.path(),
+        port,
+        &format!(
+            "storage:\n  s3:\n    bucket: traces\n    region: us-east-1\n    regionendpoint: {}\n    forcepathstyle: true\n    accesskey: key\n    secretkey: secret\n  redirect:\n    disable: true\n",
+            s3.url()
+        ),
+    );
+    let _ = push_blob_traced(
+        &format!("http://127.0.0.1:{port}"),
+        "trace/s3",
+        b"unsampled s3 bytes",
+        &format!("00-{TRACE}-{PARENT}-00"),
+    )
+    .await;
+    let seen = tokio::task::block_in_place(|| {
+        s3.wait("S3 object PUT", |s| {
+            s.method == "PUT" && s.path.starts_with("/traces/")
+        })
+    });
+    assert_continues("S3 PUT of an unsampled push", &seen, "00");
+}
+
+/// The same for the webhook delivered after the push (from the trace context stored
+/// with the event).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_delivery_of_an_unsampled_push_carries_its_trace_unsampled() {
+    let receiver = Recorder::start("200 OK", "");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _s = serve(
+        dir.path(),
+        port,
+        &format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}/data\nnotifications:\n  endpoints:\n    - name: recorder\n      url: {}/events\n      timeout: 5s\n",
+            dir.path().display(),
+            receiver.url()
+        ),
+    );
+    let status = push_blob_traced(
+        &format!("http://127.0.0.1:{port}"),
+        "trace/hook",
+        b"unsampled hook",
+        &format!("00-{TRACE}-{PARENT}-00"),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let seen = tokio::task::block_in_place(|| {
+        receiver.wait("webhook delivery", |s| {
+            s.method == "POST" && s.path == "/events"
+        })
+    });
+    assert_continues("webhook delivery of an unsampled push", &seen, "00");
 }
