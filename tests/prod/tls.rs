@@ -388,3 +388,53 @@ fn skopeo_over_https_with_the_ca() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// `http.limits.connectionsperclient` on the HTTP/1.1-only TLS listener
+/// (`http.http2.disabled`): a third connection from the address gets `429`, `Retry-After`
+/// and `Connection: close`; a closed one frees its place.
+#[tokio::test]
+async fn connections_per_client_on_the_http1_tls_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("wharf test CA");
+    ca.write_server(dir.path(), "wharf");
+    let port = free_port();
+    let http = format!(
+        "{}  http2:\n    disabled: true\n  limits:\n    connectionsperclient: 2\n",
+        tls_http(dir.path(), port, "")
+    );
+    let _serve = Serve::start(&config(dir.path(), &http, ""));
+    let url = format!("https://127.0.0.1:{port}/v2/");
+    // Each client keeps its connection open (idle in its pool) after its answer.
+    let connect = || client(&ca.pem()).http1_only().build().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let c = connect();
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), reqwest::Version::HTTP_11);
+        held.push(c);
+    }
+    let r = connect().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.headers()["connection"], "close");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("\"code\":\"TOOMANYREQUESTS\""), "{body}");
+    assert!(body.contains("connectionsperclient"), "{body}");
+    // One client goes: its connection closes, and a new one is served (once the server
+    // has seen the close).
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = connect().get(&url).send().await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
