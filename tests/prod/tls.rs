@@ -280,42 +280,27 @@ fn refused_tls_values_name_their_key() {
     // naming the key.
     let ca = Ca::new("wharf test CA");
     ca.write_server(dir.path(), "wharf");
-    let missing = format!(
-        "  addr: 127.0.0.1:{}\n  tls:\n    certificate: {}\n    key: {}\n",
-        free_port(),
-        dir.path().join("nope.pem").display(),
-        dir.path().join("server.key").display()
-    );
-    let out = wharf()
-        .arg("serve")
-        .arg("--config")
-        .arg(config(dir.path(), &missing, ""))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && text.contains("http.tls.certificate"),
-        "{text}"
-    );
+    // `wharf serve` with `cert` and `key` (files in `dir`) stops, naming `named`.
+    let refused_at_start = |cert: &str, key: &str, named: &str| {
+        let http = format!(
+            "  addr: 127.0.0.1:{}\n  tls:\n    certificate: {}\n    key: {}\n",
+            free_port(),
+            dir.path().join(cert).display(),
+            dir.path().join(key).display()
+        );
+        let out = wharf()
+            .arg("serve")
+            .arg("--config")
+            .arg(config(dir.path(), &http, ""))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && text.contains(named), "{text}");
+    };
+    refused_at_start("nope.pem", "server.key", "http.tls.certificate");
     let (_, other_key) = ca.issue(&["localhost"], "other");
     std::fs::write(dir.path().join("other.key"), other_key).unwrap();
-    let mismatched = format!(
-        "  addr: 127.0.0.1:{}\n  tls:\n    certificate: {}\n    key: {}\n",
-        free_port(),
-        dir.path().join("server.pem").display(),
-        dir.path().join("other.key").display()
-    );
-    let out = wharf()
-        .arg("serve")
-        .arg("--config")
-        .arg(config(dir.path(), &mismatched, ""))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && text.contains("http.tls.key"),
-        "{text}"
-    );
+    refused_at_start("server.pem", "other.key", "http.tls.key");
 }
 
 /// skopeo pushes an image over HTTPS trusting the CA through `--dest-cert-dir` (no
