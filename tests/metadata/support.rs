@@ -10,7 +10,7 @@ use futures_util::FutureExt as _;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::postgres_url::with_database;
-use wharf::metadata::{Metadata, NewManifest};
+use wharf::metadata::{BlobCommit, Metadata, NewManifest, PutManifestOutcome};
 use wharf::types::digest::{Algorithm, Digest};
 use wharf::types::name::{RepoName, Tag};
 use wharf::types::{BlobRecord, ChunkRecord, ManifestRecord, UploadRecord};
@@ -235,13 +235,13 @@ pub fn referrer(seed: &str, subject: &Digest, artifact_type: Option<&str>) -> Ne
 // Store calls the cases repeat, with no upload and no events; each unwraps.
 
 /// Commits `b` to `r`.
-pub async fn commit(store: &Store, r: &RepoName, b: &BlobRecord) {
-    store.blobs.commit_blob(r, b, None, &[]).await.unwrap();
+pub async fn commit(store: &Store, r: &RepoName, b: &BlobRecord) -> BlobCommit {
+    store.blobs.commit_blob(r, b, None, &[]).await.unwrap()
 }
 
 /// Stores `m` in `r`.
-pub async fn put(store: &Store, r: &RepoName, m: &NewManifest) {
-    store.manifests.put_manifest(r, m, &[]).await.unwrap();
+pub async fn put(store: &Store, r: &RepoName, m: &NewManifest) -> PutManifestOutcome {
+    store.manifests.put_manifest(r, m, &[]).await.unwrap()
 }
 
 /// Deletes manifest `d` of `r`; whether it was there.
