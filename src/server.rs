@@ -327,6 +327,7 @@ fn start_http(
     // Per connection: its guard, TCP_USER_TIMEOUT, and its place under
     // `connectionsperclient` (TCP peers only: a unix socket has no peer address).
     let on_connect = crate::http::transfers::on_connect(timeouts.send.0, per_client);
+    type TlsTcp = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
     let server = match (listener, tls) {
         (Listener::Tcp(listener), Some(tls)) if !http2 => {
             // actix-web's HttpServer always offers h2 over TLS: HTTP/1.1 alone is
@@ -348,9 +349,7 @@ fn start_http(
                     actix_http::HttpService::build()
                         .client_request_timeout(timeouts.header.0)
                         .keep_alive(timeouts.idle.0)
-                        .on_connect_ext(move |io: &actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>, ext| {
-                            on_connect(io, ext)
-                        })
+                        .on_connect_ext(move |io: &TlsTcp, ext| on_connect(io, ext))
                         .h1(actix_service::map_config(app, |()| {
                             actix_web::dev::AppConfig::default()
                         }))
