@@ -324,6 +324,10 @@ fn start_http(
         Some(tls) => Some(crate::http::tls::server_config(tls, http2)?),
         None => None,
     };
+    // Per connection: its guard, TCP_USER_TIMEOUT, and its place under
+    // `connectionsperclient` (TCP peers only: a unix socket has no peer address).
+    let on_connect = crate::http::transfers::on_connect(timeouts.send.0, per_client);
+    type TlsTcp = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
     let server = match (listener, tls) {
         (Listener::Tcp(listener), Some(tls)) if !http2 => {
             // actix-web's HttpServer always offers h2 over TLS: HTTP/1.1 alone is
@@ -341,9 +345,11 @@ fn start_http(
                         public_metrics,
                         &extra_headers,
                     );
+                    let on_connect = on_connect.clone();
                     actix_http::HttpService::build()
                         .client_request_timeout(timeouts.header.0)
                         .keep_alive(timeouts.idle.0)
+                        .on_connect_ext(move |io: &TlsTcp, ext| on_connect(io, ext))
                         .h1(actix_service::map_config(app, |()| {
                             actix_web::dev::AppConfig::default()
                         }))
@@ -369,10 +375,7 @@ fn start_http(
             .keep_alive(timeouts.idle.0)
             // TCP_USER_TIMEOUT on plain TCP connections (a TLS stream is not matched
             // there: its send timeout is the TLS layer's own).
-            .on_connect(crate::http::transfers::on_connect(
-                timeouts.send.0,
-                per_client,
-            ))
+            .on_connect(on_connect)
             // `serve` handles the signals itself, to say what happens.
             .disable_signals()
             .shutdown_timeout(drain);

@@ -1,7 +1,10 @@
 //! `http.limits.connectionsperclient`: open connections per client address.
 //!
 //! Counted when a connection is accepted, by its TCP peer address (plain TCP and TLS
-//! listeners; an IPv6 peer by its /64, the block one host is usually given): at
+//! listeners, the HTTP/1.1-only TLS one of `http.http2.disabled` too; an IPv6 peer by
+//! its /64, the block one host is usually given). Not on a unix socket (`http.net:
+//! unix`): it has no peer address, and who may connect is the socket file's
+//! permissions' business (a local proxy in front is the usual client). At
 //! accept no header has been read, so `X-Forwarded-For` cannot be known, and a
 //! connection-level limit must not wait for one. Peers listed in `http.trustedproxies`
 //! are not counted: a load balancer carries many clients on its connections (limit

@@ -224,7 +224,7 @@ mod tests {
             let flights = flights.clone();
             tokio::spawn(async move {
                 flights
-                    .run(7, || std::future::pending::<Result<u64, String>>())
+                    .run(7, std::future::pending::<Result<u64, String>>)
                     .await
             })
         };

@@ -622,6 +622,19 @@ where
     make().await
 }
 
+/// After an interrupted PATCH: the session is still at `at`; the rest of `data` from
+/// there completes it, and the blob holds `data`.
+async fn resume_from(reg: &TestRegistry, location: &str, at: usize, data: &[u8], digest: &str) {
+    let r = retry_busy(|| status(reg, location)).await;
+    expect_status_at(&r, at as u64);
+    let end = data.len() as u64 - 1;
+    let r = retry_busy(|| patch(reg, location, Some((at as u64, end)), &data[at..])).await;
+    let location = expect_in_progress(&r, REPO, data.len() as u64);
+    let r = put_final(reg, &location, digest, None, None).await;
+    expect_created(&r, REPO, digest);
+    expect_blob(reg, REPO, digest, data).await;
+}
+
 /// A PATCH whose body stream fails part way: the client aborts the request. The
 /// session stays at its previous offset and the upload can be completed.
 #[tokio::test]
@@ -652,22 +665,7 @@ async fn patch_interrupted_by_failing_body_stream() {
         "the interrupted PATCH was answered: {sent:?}"
     );
 
-    let r = retry_busy(|| status(&reg, &location)).await;
-    expect_status_at(&r, 1_000_000);
-
-    let r = retry_busy(|| {
-        patch(
-            &reg,
-            &location,
-            Some((1_000_000, 2_999_999)),
-            &data[1_000_000..],
-        )
-    })
-    .await;
-    let location = expect_in_progress(&r, REPO, 3_000_000);
-    let r = put_final(&reg, &location, &digest, None, None).await;
-    expect_created(&r, REPO, &digest);
-    expect_blob(&reg, REPO, &digest, &data).await;
+    resume_from(&reg, &location, 1_000_000, &data, &digest).await;
 }
 
 /// A PATCH whose connection is dropped before the declared Content-Length arrived.
@@ -705,21 +703,7 @@ async fn patch_interrupted_by_dropped_connection() {
         "a truncated chunk was accepted: {answer}"
     );
 
-    let r = retry_busy(|| status(&reg, &location)).await;
-    expect_status_at(&r, 500_000);
-    let r = retry_busy(|| {
-        patch(
-            &reg,
-            &location,
-            Some((500_000, 1_999_999)),
-            &data[500_000..],
-        )
-    })
-    .await;
-    let location = expect_in_progress(&r, REPO, 2_000_000);
-    let r = put_final(&reg, &location, &digest, None, None).await;
-    expect_created(&r, REPO, &digest);
-    expect_blob(&reg, REPO, &digest, &data).await;
+    resume_from(&reg, &location, 500_000, &data, &digest).await;
 }
 
 /// Several PATCHes race for the same offset of one session, each with different bytes.

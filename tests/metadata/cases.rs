@@ -193,11 +193,7 @@ pub async fn commit_blob_new_and_existing(store: Store) {
 
     // The same digest again, from another upload: the first record stays.
     let again = blob("layer", "blobs/second");
-    let second = store
-        .blobs
-        .commit_blob(&two, &again, None, &[])
-        .await
-        .unwrap();
+    let second = commit(&store, &two, &again).await;
     assert!(!second.stored_new);
     assert_eq!(second.blob, b, "the stored record, not the caller's copy");
     assert_eq!(
@@ -239,11 +235,7 @@ pub async fn commit_blob_new_and_existing(store: Store) {
         size: 5 << 40,
         ..blob("big", "blobs/big")
     };
-    store
-        .blobs
-        .commit_blob(&one, &big, None, &[])
-        .await
-        .unwrap();
+    commit(&store, &one, &big).await;
     assert_eq!(
         store.blobs.repo_blob(&one, &big.digest).await.unwrap(),
         Some(big)
@@ -259,7 +251,7 @@ pub async fn link_and_unlink(store: Store) {
     );
     assert_eq!(store.blobs.repo_blob(&dst, &b.digest).await.unwrap(), None);
 
-    store.blobs.commit_blob(&src, &b, None, &[]).await.unwrap();
+    commit(&store, &src, &b).await;
     assert!(store.blobs.link_blob(&dst, &b.digest, &[]).await.unwrap());
     assert!(
         store.blobs.link_blob(&dst, &b.digest, &[]).await.unwrap(),
@@ -307,21 +299,14 @@ pub async fn link_and_unlink(store: Store) {
 pub async fn put_manifest_missing_child(store: Store) {
     let r = repo("app");
     let (a, missing, also_missing) = (blob("a", "k/a"), blob("b", "k/b"), blob("c", "k/c"));
-    store.blobs.commit_blob(&r, &a, None, &[]).await.unwrap();
+    commit(&store, &r, &a).await;
     let before = manifest("before", &[&a], Some("latest"));
-    assert_eq!(
-        store
-            .manifests
-            .put_manifest(&r, &before, &[])
-            .await
-            .unwrap(),
-        PutManifestOutcome::Stored
-    );
+    assert_eq!(put(&store, &r, &before).await, PutManifestOutcome::Stored);
 
     // The first missing child, in the order given.
     let m = manifest("m", &[&a, &missing, &also_missing], Some("latest"));
     assert_eq!(
-        store.manifests.put_manifest(&r, &m, &[]).await.unwrap(),
+        put(&store, &r, &m).await,
         PutManifestOutcome::MissingChild(missing.digest.clone())
     );
     // Nothing written: no manifest, the tag unmoved.
@@ -346,7 +331,7 @@ pub async fn put_manifest_missing_child(store: Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.manifests.put_manifest(&r, &m, &[]).await.unwrap(),
+        put(&store, &r, &m).await,
         PutManifestOutcome::MissingChild(missing.digest.clone())
     );
 
@@ -354,7 +339,7 @@ pub async fn put_manifest_missing_child(store: Store) {
     let absent = digest_of(b"no such manifest");
     let idx = index("idx", &[&before.record.digest, &absent], Some("multi"));
     assert_eq!(
-        store.manifests.put_manifest(&r, &idx, &[]).await.unwrap(),
+        put(&store, &r, &idx).await,
         PutManifestOutcome::MissingChild(absent)
     );
     assert!(store
@@ -380,43 +365,21 @@ pub async fn put_manifest_missing_child(store: Store) {
     );
 
     // Once the children are there, the same manifest is accepted.
-    store
-        .blobs
-        .commit_blob(&r, &missing, None, &[])
-        .await
-        .unwrap();
-    store
-        .blobs
-        .commit_blob(&r, &also_missing, None, &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        store.manifests.put_manifest(&r, &m, &[]).await.unwrap(),
-        PutManifestOutcome::Stored
-    );
+    commit(&store, &r, &missing).await;
+    commit(&store, &r, &also_missing).await;
+    assert_eq!(put(&store, &r, &m).await, PutManifestOutcome::Stored);
 }
 
 pub async fn manifests_and_tags(store: Store) {
     let r = repo("library/app");
     let (config, layer) = (blob("config", "k/config"), blob("layer", "k/layer"));
-    store
-        .blobs
-        .commit_blob(&r, &config, None, &[])
-        .await
-        .unwrap();
-    store
-        .blobs
-        .commit_blob(&r, &layer, None, &[])
-        .await
-        .unwrap();
+    commit(&store, &r, &config).await;
+    commit(&store, &r, &layer).await;
 
     let mut m1 = manifest("one", &[&config, &layer], Some("latest"));
     m1.record.artifact_type = Some("application/vnd.example+type".into());
     m1.record.annotations = Some(r#"{"a":"b"}"#.into());
-    assert_eq!(
-        store.manifests.put_manifest(&r, &m1, &[]).await.unwrap(),
-        PutManifestOutcome::Stored
-    );
+    assert_eq!(put(&store, &r, &m1).await, PutManifestOutcome::Stored);
     let got = store
         .manifests
         .manifest_by_digest(&r, &m1.record.digest)
@@ -454,10 +417,7 @@ pub async fn manifests_and_tags(store: Store) {
 
     // The tag moves to a new manifest; the old one stays by digest.
     let m2 = manifest("two", &[&config], Some("latest"));
-    assert_eq!(
-        store.manifests.put_manifest(&r, &m2, &[]).await.unwrap(),
-        PutManifestOutcome::Stored
-    );
+    assert_eq!(put(&store, &r, &m2).await, PutManifestOutcome::Stored);
     let latest = store
         .manifests
         .manifest_by_tag(&r, &tag("latest"))
@@ -474,14 +434,7 @@ pub async fn manifests_and_tags(store: Store) {
 
     // Pushing an existing manifest again is fine; by digest it moves no tag.
     let m1_again = manifest("one", &[&config, &layer], None);
-    assert_eq!(
-        store
-            .manifests
-            .put_manifest(&r, &m1_again, &[])
-            .await
-            .unwrap(),
-        PutManifestOutcome::Stored
-    );
+    assert_eq!(put(&store, &r, &m1_again).await, PutManifestOutcome::Stored);
     let latest = store
         .manifests
         .manifest_by_tag(&r, &tag("latest"))
@@ -491,10 +444,7 @@ pub async fn manifests_and_tags(store: Store) {
     assert_eq!(latest.digest, m2.record.digest);
     // ... and with a tag, it tags the stored one.
     let m1_v1 = manifest("one", &[&config, &layer], Some("v1"));
-    assert_eq!(
-        store.manifests.put_manifest(&r, &m1_v1, &[]).await.unwrap(),
-        PutManifestOutcome::Stored
-    );
+    assert_eq!(put(&store, &r, &m1_v1).await, PutManifestOutcome::Stored);
     let v1 = store
         .manifests
         .manifest_by_tag(&r, &tag("v1"))
@@ -544,12 +494,9 @@ pub async fn manifests_and_tags(store: Store) {
         &[&m1.record.digest, &m2.record.digest],
         Some("multi"),
     );
-    assert_eq!(
-        store.manifests.put_manifest(&r, &idx, &[]).await.unwrap(),
-        PutManifestOutcome::Stored
-    );
+    assert_eq!(put(&store, &r, &idx).await, PutManifestOutcome::Stored);
     let also = manifest("one", &[&config, &layer], Some("also"));
-    store.manifests.put_manifest(&r, &also, &[]).await.unwrap();
+    put(&store, &r, &also).await;
     assert_eq!(
         store
             .manifests
@@ -559,16 +506,8 @@ pub async fn manifests_and_tags(store: Store) {
             .unwrap(),
         ["also", "multi", "v1"]
     );
-    assert!(store
-        .manifests
-        .delete_manifest(&r, &m1.record.digest, &[])
-        .await
-        .unwrap());
-    assert!(!store
-        .manifests
-        .delete_manifest(&r, &m1.record.digest, &[])
-        .await
-        .unwrap());
+    assert!(delete(&store, &r, &m1.record.digest).await);
+    assert!(!delete(&store, &r, &m1.record.digest).await);
     assert!(!store
         .manifests
         .delete_manifest(&repo("other"), &m2.record.digest, &[])
@@ -602,10 +541,7 @@ pub async fn manifests_and_tags(store: Store) {
         .await
         .unwrap()
         .is_some());
-    assert_eq!(
-        store.manifests.put_manifest(&r, &m1, &[]).await.unwrap(),
-        PutManifestOutcome::Stored
-    );
+    assert_eq!(put(&store, &r, &m1).await, PutManifestOutcome::Stored);
     assert_eq!(
         store
             .manifests
@@ -621,11 +557,7 @@ pub async fn manifests_and_tags(store: Store) {
     let empty = manifest("empty", &[], Some("t"));
     let fresh = repo("fresh/repo");
     assert_eq!(
-        store
-            .manifests
-            .put_manifest(&fresh, &empty, &[])
-            .await
-            .unwrap(),
+        put(&store, &fresh, &empty).await,
         PutManifestOutcome::Stored
     );
     assert_eq!(
@@ -651,7 +583,7 @@ fn byte_sorted(names: &[&str]) -> Vec<String> {
 pub async fn list_tags_order_and_pages(store: Store) {
     let r = repo("tags");
     let m = manifest("m", &[], None);
-    store.manifests.put_manifest(&r, &m, &[]).await.unwrap();
+    put(&store, &r, &m).await;
     assert_eq!(
         store.manifests.list_tags(&r, None, 10).await.unwrap(),
         Some(vec![])
@@ -667,11 +599,7 @@ pub async fn list_tags_order_and_pages(store: Store) {
 
     for t in AWKWARD {
         let tagged = manifest("m", &[], Some(t));
-        store
-            .manifests
-            .put_manifest(&r, &tagged, &[])
-            .await
-            .unwrap();
+        put(&store, &r, &tagged).await;
     }
     let all = byte_sorted(&AWKWARD);
     assert_eq!(
@@ -824,11 +752,7 @@ pub async fn list_repositories_order_and_pages(store: Store) {
 pub async fn referrers(store: Store) {
     let r = repo("signed");
     let subject = manifest("subject", &[], Some("v1"));
-    store
-        .manifests
-        .put_manifest(&r, &subject, &[])
-        .await
-        .unwrap();
+    put(&store, &r, &subject).await;
     let s = subject.record.digest.clone();
 
     assert!(store
@@ -841,18 +765,11 @@ pub async fn referrers(store: Store) {
     let sbom = referrer("sbom", &s, Some("application/vnd.example.sbom"));
     let plain = referrer("plain", &s, None);
     for m in [&sig, &sbom, &plain] {
-        assert_eq!(
-            store.manifests.put_manifest(&r, m, &[]).await.unwrap(),
-            PutManifestOutcome::Stored
-        );
+        assert_eq!(put(&store, &r, m).await, PutManifestOutcome::Stored);
     }
     // A referrer of another subject, and one in another repository.
     let unrelated = referrer("unrelated", &digest_of(b"other subject"), None);
-    store
-        .manifests
-        .put_manifest(&r, &unrelated, &[])
-        .await
-        .unwrap();
+    put(&store, &r, &unrelated).await;
     store
         .manifests
         .put_manifest(&repo("elsewhere"), &referrer("e", &s, None), &[])
@@ -911,11 +828,7 @@ pub async fn referrers(store: Store) {
         .is_empty());
 
     // Deleting a referrer removes it from the list.
-    assert!(store
-        .manifests
-        .delete_manifest(&r, &sbom.record.digest, &[])
-        .await
-        .unwrap());
+    assert!(delete(&store, &r, &sbom.record.digest).await);
     assert_eq!(
         store.manifests.referrers(&r, &s, None).await.unwrap().len(),
         2

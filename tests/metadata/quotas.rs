@@ -8,7 +8,7 @@ use wharf::metadata::quota::{
     ChargedCommit, QuotaCharge, QuotaLimit, QuotaOutcome, Reservation, RoomCheck, ScopeUsage,
 };
 
-use crate::support::{blob, manifest, repo, upload, Store};
+use crate::support::{blob, collect, commit, delete, manifest, put, repo, upload, Store};
 
 async fn usage(store: &Store, scope: &str) -> ScopeUsage {
     store.quotas.scope_usage(scope).await.unwrap()
@@ -18,6 +18,10 @@ async fn usage(store: &Store, scope: &str) -> ScopeUsage {
 async fn figures(store: &Store, scope: &str) -> (u64, u64, u64, u64) {
     let u = usage(store, scope).await;
     (u.logical_bytes, u.stored_bytes, u.blobs, u.manifests)
+}
+
+async fn reserve(store: &Store, r: &Reservation, limits: &[(String, u64)]) -> QuotaOutcome {
+    store.quotas.reserve(r, limits).await.unwrap()
 }
 
 async fn assert_exact(store: &Store) {
@@ -37,7 +41,7 @@ pub async fn quota_shared_layers_charged_once(store: Store) {
         (&b, &shared),
         (&other, &shared),
     ] {
-        store.blobs.commit_blob(r, bl, None, &[]).await.unwrap();
+        commit(&store, r, bl).await;
     }
     assert_exact(&store).await;
     // Before any manifest: stored counts, logical does not.
@@ -45,9 +49,9 @@ pub async fn quota_shared_layers_charged_once(store: Store) {
     let ma = manifest("a", &[&shared, &only_a], Some("v1"));
     let ma2 = manifest("a2", &[&shared], Some("v2"));
     let mb = manifest("b", &[&shared], Some("v1"));
-    store.manifests.put_manifest(&a, &ma, &[]).await.unwrap();
-    store.manifests.put_manifest(&a, &ma2, &[]).await.unwrap();
-    store.manifests.put_manifest(&b, &mb, &[]).await.unwrap();
+    put(&store, &a, &ma).await;
+    put(&store, &a, &ma2).await;
+    put(&store, &b, &mb).await;
     assert_exact(&store).await;
     // The namespace holds each blob once; its manifests reference the base three times.
     assert_eq!(figures(&store, "team/").await, (3 * s + oa, s + oa, 2, 3));
@@ -69,29 +73,19 @@ pub async fn quota_shared_layers_charged_once(store: Store) {
 
     // team/a goes: its manifests deleted, then garbage collection takes its links.
     for m in [&ma, &ma2] {
-        assert!(store
-            .manifests
-            .delete_manifest(&a, &m.record.digest, &[])
-            .await
-            .unwrap());
+        assert!(delete(&store, &a, &m.record.digest).await);
     }
     assert_exact(&store).await;
     assert_eq!(figures(&store, "team/").await, (s, s + oa, 2, 1));
-    store.gc.review_manifests(-1000, 100).await.unwrap();
-    store.gc.review_blobs(-1000, 100).await.unwrap();
+    collect(&store).await;
     assert_exact(&store).await;
     // The shared layer stays charged (team/b references it); a's own layer is gone.
     assert_eq!(figures(&store, "team/a").await, (0, 0, 0, 0));
     assert_eq!(figures(&store, "team/").await, (s, s, 1, 1));
 
     // The last reference goes: so does the charge (the blob stays for elsewhere/c).
-    assert!(store
-        .manifests
-        .delete_manifest(&b, &mb.record.digest, &[])
-        .await
-        .unwrap());
-    store.gc.review_manifests(-1000, 100).await.unwrap();
-    store.gc.review_blobs(-1000, 100).await.unwrap();
+    assert!(delete(&store, &b, &mb.record.digest).await);
+    collect(&store).await;
     assert_exact(&store).await;
     assert_eq!(figures(&store, "team/").await, (0, 0, 0, 0));
     assert_eq!(
@@ -102,11 +96,7 @@ pub async fn quota_shared_layers_charged_once(store: Store) {
 
     // A blob DELETE (unlink) lowers usage at once; a mount (link) charges it.
     let layer = blob("mounted layer", "k/m");
-    store
-        .blobs
-        .commit_blob(&b, &layer, None, &[])
-        .await
-        .unwrap();
+    commit(&store, &b, &layer).await;
     assert!(store.blobs.link_blob(&a, &layer.digest, &[]).await.unwrap());
     assert_eq!(figures(&store, "team/").await, (0, layer.size, 1, 0));
     assert_eq!(figures(&store, "team/a").await, (0, layer.size, 1, 0));
@@ -140,19 +130,11 @@ pub async fn quota_reservations(store: Store) {
         digest: None,
     };
     assert_eq!(
-        store
-            .quotas
-            .reserve(&res("u1", 600, far), &limits)
-            .await
-            .unwrap(),
+        reserve(&store, &res("u1", 600, far), &limits).await,
         QuotaOutcome::Allowed
     );
     assert_eq!(
-        store
-            .quotas
-            .reserve(&res("u2", 500, far), &limits)
-            .await
-            .unwrap(),
+        reserve(&store, &res("u2", 500, far), &limits).await,
         QuotaOutcome::Exceeded {
             scope: "team/".into(),
             quota: 1000,
@@ -162,25 +144,13 @@ pub async fn quota_reservations(store: Store) {
     );
     assert_eq!(usage(&store, "team/").await.reserved_bytes, 600);
     // A reservation only grows.
-    store
-        .quotas
-        .reserve(&res("u1", 100, far), &limits)
-        .await
-        .unwrap();
+    reserve(&store, &res("u1", 100, far), &limits).await;
     assert_eq!(usage(&store, "team/").await.reserved_bytes, 600);
     // Stored bytes count: a 300-byte blob leaves room for 100 more.
     let stored = blob(&"x".repeat(300), "k/x");
-    store
-        .blobs
-        .commit_blob(&r, &stored, None, &[])
-        .await
-        .unwrap();
+    commit(&store, &r, &stored).await;
     assert_eq!(
-        store
-            .quotas
-            .reserve(&res("u2", 101, far), &limits)
-            .await
-            .unwrap(),
+        reserve(&store, &res("u2", 101, far), &limits).await,
         QuotaOutcome::Exceeded {
             scope: "team/".into(),
             quota: 1000,
@@ -189,11 +159,7 @@ pub async fn quota_reservations(store: Store) {
         }
     );
     assert_eq!(
-        store
-            .quotas
-            .reserve(&res("u2", 100, far), &limits)
-            .await
-            .unwrap(),
+        reserve(&store, &res("u2", 100, far), &limits).await,
         QuotaOutcome::Allowed
     );
     // Releasing, expiring, or ending the session frees the room.
@@ -211,11 +177,7 @@ pub async fn quota_reservations(store: Store) {
         .await
         .unwrap();
     assert_eq!(
-        store
-            .quotas
-            .reserve(&res("u3", 600, far), &limits)
-            .await
-            .unwrap(),
+        reserve(&store, &res("u3", 600, far), &limits).await,
         QuotaOutcome::Allowed
     );
     assert_eq!(usage(&store, "team/").await.reserved_bytes, 700);
@@ -469,15 +431,11 @@ pub async fn quota_race_counters(store: Store) {
                 let r = repo(&format!("race/r{}", i % 8));
                 for round in 0..6 {
                     let b = &shared[(i + round) % shared.len()];
-                    store.blobs.commit_blob(&r, b, None, &[]).await.unwrap();
+                    commit(&store, &r, b).await;
                     let m = manifest(&format!("{i}-{round}"), &[b], None);
-                    store.manifests.put_manifest(&r, &m, &[]).await.unwrap();
+                    put(&store, &r, &m).await;
                     if round % 2 == 1 {
-                        store
-                            .manifests
-                            .delete_manifest(&r, &m.record.digest, &[])
-                            .await
-                            .unwrap();
+                        delete(&store, &r, &m.record.digest).await;
                         store.blobs.unlink_blob(&r, &b.digest, &[]).await.unwrap();
                     }
                 }

@@ -80,16 +80,8 @@ pub async fn race_commit_same_digest(store: Store) {
 pub async fn race_tag_push(store: Store) {
     let r = repo("race/tags");
     let (config, layer) = (blob("config", "k/config"), blob("layer", "k/layer"));
-    store
-        .blobs
-        .commit_blob(&r, &config, None, &[])
-        .await
-        .unwrap();
-    store
-        .blobs
-        .commit_blob(&r, &layer, None, &[])
-        .await
-        .unwrap();
+    commit(&store, &r, &config).await;
+    commit(&store, &r, &layer).await;
     let manifests: Vec<_> = (0..RACERS)
         .map(|i| manifest(&format!("build-{i}"), &[&config, &layer], Some("latest")))
         .collect();
@@ -130,11 +122,7 @@ pub async fn race_tag_push(store: Store) {
 pub async fn race_same_manifest_many_tags(store: Store) {
     let r = repo("race/same");
     let layer = blob("layer", "k/layer");
-    store
-        .blobs
-        .commit_blob(&r, &layer, None, &[])
-        .await
-        .unwrap();
+    commit(&store, &r, &layer).await;
     let results = race(|i| {
         let (store, r) = (store.clone(), r.clone());
         let m = manifest("one", &[&layer], Some(&format!("t{i:02}")));
@@ -233,16 +221,8 @@ pub async fn race_put_against_unlink(store: Store) {
     let r = repo("race/unlink");
     for round in 0..30 {
         let (config, layer) = (blob("config", "k/c"), blob(&format!("layer{round}"), "k/l"));
-        store
-            .blobs
-            .commit_blob(&r, &config, None, &[])
-            .await
-            .unwrap();
-        store
-            .blobs
-            .commit_blob(&r, &layer, None, &[])
-            .await
-            .unwrap();
+        commit(&store, &r, &config).await;
+        commit(&store, &r, &layer).await;
         let m = manifest(&format!("m{round}"), &[&config, &layer], Some("t"));
         let results = race(|i| {
             let (store, r, m, d) = (store.clone(), r.clone(), m.clone(), layer.digest.clone());
@@ -299,13 +279,9 @@ pub async fn race_put_against_unlink(store: Store) {
 pub async fn race_put_against_delete_manifest(store: Store) {
     let r = repo("race/delete");
     let layer = blob("layer", "k/l");
-    store
-        .blobs
-        .commit_blob(&r, &layer, None, &[])
-        .await
-        .unwrap();
+    commit(&store, &r, &layer).await;
     let m = manifest("m", &[&layer], None);
-    store.manifests.put_manifest(&r, &m, &[]).await.unwrap();
+    put(&store, &r, &m).await;
     for round in 0..8 {
         let results = race(|i| {
             let (store, r) = (store.clone(), r.clone());
@@ -365,7 +341,7 @@ pub async fn race_index_against_child_delete(store: Store) {
     let r = repo("race/index");
     for round in 0..8 {
         let child = manifest(&format!("child{round}"), &[], None);
-        store.manifests.put_manifest(&r, &child, &[]).await.unwrap();
+        put(&store, &r, &child).await;
         let idx = index(
             &format!("idx{round}"),
             &[&child.record.digest],

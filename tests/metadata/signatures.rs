@@ -5,6 +5,8 @@
 
 use wharf::metadata::signatures::{PutSignatureOutcome, StoredSignature};
 
+use wharf::types::{Digest, RepoName};
+
 use crate::support::*;
 
 fn sig(digest: &wharf::types::Digest, name: &str, at: i64) -> StoredSignature {
@@ -15,6 +17,19 @@ fn sig(digest: &wharf::types::Digest, name: &str, at: i64) -> StoredSignature {
     }
 }
 
+async fn listed(store: &Store, r: &RepoName, d: &Digest) -> Vec<StoredSignature> {
+    store.signatures.signatures(r, d).await.unwrap()
+}
+
+async fn put_sig(
+    store: &Store,
+    r: &RepoName,
+    d: &Digest,
+    s: &StoredSignature,
+) -> PutSignatureOutcome {
+    store.signatures.put_signature(r, d, s).await.unwrap()
+}
+
 pub async fn signatures_follow_their_manifest(store: Store) {
     let r = repo("signed/app");
     let m = manifest("signed", &[], Some("v1"));
@@ -22,28 +37,15 @@ pub async fn signatures_follow_their_manifest(store: Store) {
 
     // No manifest yet: nothing stored.
     assert_eq!(
-        store
-            .signatures
-            .put_signature(&r, &d, &sig(&d, "a", 1))
-            .await
-            .unwrap(),
+        put_sig(&store, &r, &d, &sig(&d, "a", 1)).await,
         PutSignatureOutcome::ManifestUnknown
     );
-    store.manifests.put_manifest(&r, &m, &[]).await.unwrap();
-    assert!(store
-        .signatures
-        .signatures(&r, &d)
-        .await
-        .unwrap()
-        .is_empty());
+    put(&store, &r, &m).await;
+    assert!(listed(&store, &r, &d).await.is_empty());
 
     for (name, at) in [("b", 2), ("a", 1)] {
         assert_eq!(
-            store
-                .signatures
-                .put_signature(&r, &d, &sig(&d, name, at))
-                .await
-                .unwrap(),
+            put_sig(&store, &r, &d, &sig(&d, name, at)).await,
             PutSignatureOutcome::Stored
         );
     }
@@ -51,14 +53,10 @@ pub async fn signatures_follow_their_manifest(store: Store) {
     let mut again = sig(&d, "a", 3);
     again.content = b"another".to_vec();
     assert_eq!(
-        store
-            .signatures
-            .put_signature(&r, &d, &again)
-            .await
-            .unwrap(),
+        put_sig(&store, &r, &d, &again).await,
         PutSignatureOutcome::Exists
     );
-    let got = store.signatures.signatures(&r, &d).await.unwrap();
+    let got = listed(&store, &r, &d).await;
     assert_eq!(
         got,
         vec![sig(&d, "a", 1), sig(&d, "b", 2)],
@@ -67,49 +65,26 @@ pub async fn signatures_follow_their_manifest(store: Store) {
 
     // Another repository holding the same manifest has its own signatures.
     let other = repo("other/app");
-    store.manifests.put_manifest(&other, &m, &[]).await.unwrap();
-    assert!(store
-        .signatures
-        .signatures(&other, &d)
-        .await
-        .unwrap()
-        .is_empty());
+    put(&store, &other, &m).await;
+    assert!(listed(&store, &other, &d).await.is_empty());
 
     // The sigstore attachment tag of the manifest, pointing at an attachment manifest.
     let attachment = manifest("attachment", &[], None);
     let mut attachment = attachment;
     attachment.tags = vec![tag(&format!("sha256-{}.sig", d.hex()))];
-    store
-        .manifests
-        .put_manifest(&r, &attachment, &[])
-        .await
-        .unwrap();
+    put(&store, &r, &attachment).await;
     let unrelated = {
         let mut u = manifest("unrelated", &[], None);
         u.tags = vec![tag(&format!("sha256-{}.sig", "0".repeat(64)))];
         u
     };
-    store
-        .manifests
-        .put_manifest(&r, &unrelated, &[])
-        .await
-        .unwrap();
+    put(&store, &r, &unrelated).await;
 
     // Deleting the manifest takes its signatures and its attachment tag.
-    assert!(store.manifests.delete_manifest(&r, &d, &[]).await.unwrap());
-    assert!(store
-        .signatures
-        .signatures(&r, &d)
-        .await
-        .unwrap()
-        .is_empty());
-    let attachment_tag = tag(&format!("sha256-{}.sig", d.hex()));
-    assert!(store
-        .manifests
-        .manifest_by_tag(&r, &attachment_tag)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(delete(&store, &r, &d).await);
+    assert!(listed(&store, &r, &d).await.is_empty());
+    let attachment_tag = format!("sha256-{}.sig", d.hex());
+    assert!(tagged(&store, &r, &attachment_tag).await.is_none());
     // The attachment manifest itself stays until garbage collection reviews it.
     assert!(store
         .manifests
@@ -118,31 +93,21 @@ pub async fn signatures_follow_their_manifest(store: Store) {
         .unwrap()
         .is_some());
     // Another manifest's attachment tag is untouched.
-    let unrelated_tag = tag(&format!("sha256-{}.sig", "0".repeat(64)));
-    assert!(store
-        .manifests
-        .manifest_by_tag(&r, &unrelated_tag)
-        .await
-        .unwrap()
-        .is_some());
+    let unrelated_tag = format!("sha256-{}.sig", "0".repeat(64));
+    assert!(tagged(&store, &r, &unrelated_tag).await.is_some());
     // Pushed again, the manifest has no signatures left over.
-    store.manifests.put_manifest(&r, &m, &[]).await.unwrap();
-    assert!(store
-        .signatures
-        .signatures(&r, &d)
-        .await
-        .unwrap()
-        .is_empty());
+    put(&store, &r, &m).await;
+    assert!(listed(&store, &r, &d).await.is_empty());
 }
 
 pub async fn parents_of_a_manifest(store: Store) {
     let r = repo("multi/arch");
     let child = manifest("child", &[], None);
-    store.manifests.put_manifest(&r, &child, &[]).await.unwrap();
+    put(&store, &r, &child).await;
     let d = child.record.digest.clone();
     assert!(store.signatures.parents(&r, &d).await.unwrap().is_empty());
     let idx = index("idx", &[&d], Some("v1"));
-    store.manifests.put_manifest(&r, &idx, &[]).await.unwrap();
+    put(&store, &r, &idx).await;
     assert_eq!(
         store.signatures.parents(&r, &d).await.unwrap(),
         vec![idx.record.digest.clone()]

@@ -10,7 +10,7 @@ use futures_util::FutureExt as _;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::postgres_url::with_database;
-use wharf::metadata::{Metadata, NewManifest};
+use wharf::metadata::{BlobCommit, Metadata, NewManifest, PutManifestOutcome};
 use wharf::types::digest::{Algorithm, Digest};
 use wharf::types::name::{RepoName, Tag};
 use wharf::types::{BlobRecord, ChunkRecord, ManifestRecord, UploadRecord};
@@ -178,19 +178,24 @@ pub fn chunk(key: &str, offset: u64, len: u64) -> ChunkRecord {
     }
 }
 
+/// A manifest record of `payload` (no subject, artifact type or annotations).
+fn record(media_type: &str, payload: String) -> ManifestRecord {
+    ManifestRecord {
+        digest: digest_of(payload.as_bytes()),
+        media_type: media_type.to_string(),
+        payload: payload.into_bytes(),
+        subject: None,
+        artifact_type: None,
+        annotations: None,
+    }
+}
+
 /// An image manifest whose payload is unique to `seed`, requiring `blobs`.
 pub fn manifest(seed: &str, blobs: &[&BlobRecord], tag_name: Option<&str>) -> NewManifest {
     let layers: Vec<String> = blobs.iter().map(|b| b.digest.to_string()).collect();
     let payload = format!(r#"{{"schemaVersion":2,"seed":"{seed}","layers":{layers:?}}}"#);
     NewManifest {
-        record: ManifestRecord {
-            digest: digest_of(payload.as_bytes()),
-            media_type: OCI_MANIFEST.to_string(),
-            payload: payload.into_bytes(),
-            subject: None,
-            artifact_type: None,
-            annotations: None,
-        },
+        record: record(OCI_MANIFEST, payload),
         blobs: blobs.iter().map(|b| b.digest.clone()).collect(),
         manifests: Vec::new(),
         require_blobs: true,
@@ -204,14 +209,7 @@ pub fn index(seed: &str, children: &[&Digest], tag_name: Option<&str>) -> NewMan
     let list: Vec<String> = children.iter().map(|d| d.to_string()).collect();
     let payload = format!(r#"{{"schemaVersion":2,"seed":"{seed}","manifests":{list:?}}}"#);
     NewManifest {
-        record: ManifestRecord {
-            digest: digest_of(payload.as_bytes()),
-            media_type: OCI_INDEX.to_string(),
-            payload: payload.into_bytes(),
-            subject: None,
-            artifact_type: None,
-            annotations: None,
-        },
+        record: record(OCI_INDEX, payload),
         blobs: Vec::new(),
         manifests: children.iter().map(|d| (*d).clone()).collect(),
         require_blobs: true,
@@ -232,4 +230,36 @@ pub fn referrer(seed: &str, subject: &Digest, artifact_type: Option<&str>) -> Ne
     m.record.artifact_type = artifact_type.map(str::to_string);
     m.record.annotations = Some(format!(r#"{{"seed":"{seed}"}}"#));
     m
+}
+
+// Store calls the cases repeat, with no upload and no events; each unwraps.
+
+/// Commits `b` to `r`.
+pub async fn commit(store: &Store, r: &RepoName, b: &BlobRecord) -> BlobCommit {
+    store.blobs.commit_blob(r, b, None, &[]).await.unwrap()
+}
+
+/// Stores `m` in `r`.
+pub async fn put(store: &Store, r: &RepoName, m: &NewManifest) -> PutManifestOutcome {
+    store.manifests.put_manifest(r, m, &[]).await.unwrap()
+}
+
+/// Deletes manifest `d` of `r`; whether it was there.
+pub async fn delete(store: &Store, r: &RepoName, d: &Digest) -> bool {
+    store.manifests.delete_manifest(r, d, &[]).await.unwrap()
+}
+
+/// The manifest `r` tags `name`, if any.
+pub async fn tagged(store: &Store, r: &RepoName, name: &str) -> Option<ManifestRecord> {
+    store
+        .manifests
+        .manifest_by_tag(r, &tag(name))
+        .await
+        .unwrap()
+}
+
+/// One garbage-collection review of every manifest, then every blob, due now.
+pub async fn collect(store: &Store) {
+    store.gc.review_manifests(-1000, 100).await.unwrap();
+    store.gc.review_blobs(-1000, 100).await.unwrap();
 }

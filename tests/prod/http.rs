@@ -104,3 +104,28 @@ fn refused_http_values_name_their_key() {
         assert!(out.contains(key), "{key}: {out}");
     }
 }
+
+/// `http.limits.connectionsperclient` does not apply on a unix socket (no peer address
+/// to count by): with a limit of 1, three connections held open at once are all served.
+#[test]
+fn connections_per_client_do_not_apply_on_a_unix_socket() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("wharf.sock");
+    let http = format!(
+        "  net: unix\n  addr: {}\n  limits:\n    connectionsperclient: 1\n",
+        socket.display()
+    );
+    let serve = Serve::start(&config(dir.path(), &http, ""));
+    serve.wait_for("listening on");
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        conn.write_all(b"GET /v2/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut status = String::new();
+        BufReader::new(&conn).read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        held.push(conn);
+    }
+}

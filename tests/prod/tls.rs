@@ -280,42 +280,27 @@ fn refused_tls_values_name_their_key() {
     // naming the key.
     let ca = Ca::new("wharf test CA");
     ca.write_server(dir.path(), "wharf");
-    let missing = format!(
-        "  addr: 127.0.0.1:{}\n  tls:\n    certificate: {}\n    key: {}\n",
-        free_port(),
-        dir.path().join("nope.pem").display(),
-        dir.path().join("server.key").display()
-    );
-    let out = wharf()
-        .arg("serve")
-        .arg("--config")
-        .arg(config(dir.path(), &missing, ""))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && text.contains("http.tls.certificate"),
-        "{text}"
-    );
+    // `wharf serve` with `cert` and `key` (files in `dir`) stops, naming `named`.
+    let refused_at_start = |cert: &str, key: &str, named: &str| {
+        let http = format!(
+            "  addr: 127.0.0.1:{}\n  tls:\n    certificate: {}\n    key: {}\n",
+            free_port(),
+            dir.path().join(cert).display(),
+            dir.path().join(key).display()
+        );
+        let out = wharf()
+            .arg("serve")
+            .arg("--config")
+            .arg(config(dir.path(), &http, ""))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && text.contains(named), "{text}");
+    };
+    refused_at_start("nope.pem", "server.key", "http.tls.certificate");
     let (_, other_key) = ca.issue(&["localhost"], "other");
     std::fs::write(dir.path().join("other.key"), other_key).unwrap();
-    let mismatched = format!(
-        "  addr: 127.0.0.1:{}\n  tls:\n    certificate: {}\n    key: {}\n",
-        free_port(),
-        dir.path().join("server.pem").display(),
-        dir.path().join("other.key").display()
-    );
-    let out = wharf()
-        .arg("serve")
-        .arg("--config")
-        .arg(config(dir.path(), &mismatched, ""))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && text.contains("http.tls.key"),
-        "{text}"
-    );
+    refused_at_start("server.pem", "other.key", "http.tls.key");
 }
 
 /// skopeo pushes an image over HTTPS trusting the CA through `--dest-cert-dir` (no
@@ -387,4 +372,54 @@ fn skopeo_over_https_with_the_ca() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+/// `http.limits.connectionsperclient` on the HTTP/1.1-only TLS listener
+/// (`http.http2.disabled`): a third connection from the address gets `429`, `Retry-After`
+/// and `Connection: close`; a closed one frees its place.
+#[tokio::test]
+async fn connections_per_client_on_the_http1_tls_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("wharf test CA");
+    ca.write_server(dir.path(), "wharf");
+    let port = free_port();
+    let http = format!(
+        "{}  http2:\n    disabled: true\n  limits:\n    connectionsperclient: 2\n",
+        tls_http(dir.path(), port, "")
+    );
+    let _serve = Serve::start(&config(dir.path(), &http, ""));
+    let url = format!("https://127.0.0.1:{port}/v2/");
+    // Each client keeps its connection open (idle in its pool) after its answer.
+    let connect = || client(&ca.pem()).http1_only().build().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let c = connect();
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), reqwest::Version::HTTP_11);
+        held.push(c);
+    }
+    let r = connect().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.headers()["connection"], "close");
+    let body = r.text().await.unwrap();
+    assert!(body.contains("\"code\":\"TOOMANYREQUESTS\""), "{body}");
+    assert!(body.contains("connectionsperclient"), "{body}");
+    // One client goes: its connection closes, and a new one is served (once the server
+    // has seen the close).
+    drop(held.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = connect().get(&url).send().await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

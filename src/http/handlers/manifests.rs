@@ -31,7 +31,6 @@ fn lookup_reference(req: &HttpRequest) -> ApiResult<Reference> {
     })
 }
 
-
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     serve(req, state, false).await
 }
