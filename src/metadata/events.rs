@@ -119,6 +119,14 @@ pub trait EventStore: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
+    /// [`EventStore::events_after`] for each of several cursors (repository, after), in
+    /// one statement per [`READ_CHUNK`] of them: what a delivery tick reads for the
+    /// cursors it claimed. One list per cursor, in the order given.
+    async fn events_after_each(
+        &self,
+        cursors: &[(String, i64)],
+        limit: u32,
+    ) -> Result<Vec<Vec<StoredEvent>>>;
     /// Marks everything up to `delivered_id` done and releases the lease. False if the
     /// lease was lost.
     async fn complete_cursor(
@@ -270,6 +278,41 @@ fn decode(s: &str, id: i64) -> Result<EventRecord> {
 
 /// Most cursors one statement of `complete_cursors` completes.
 pub(super) const COMPLETE_CHUNK: usize = 64;
+
+/// Most cursors one statement of `events_after_each` reads. Its cursors go in chunks of
+/// powers of two up to this, so each connection caches at most six such statements.
+pub const READ_CHUNK: usize = 32;
+
+/// The number of cursors the next statement of `events_after_each` reads, of `left`.
+pub(super) fn read_chunk_len(left: usize) -> usize {
+    if left >= READ_CHUNK {
+        READ_CHUNK
+    } else {
+        1 << (usize::BITS - 1 - left.leading_zeros())
+    }
+}
+
+/// `events` row with the position of the cursor it was read for (`events_after_each`).
+#[derive(sqlx::FromRow)]
+pub(super) struct CursorEventRow {
+    cursor: i64,
+    #[sqlx(flatten)]
+    row: EventRow,
+}
+
+/// Sorts the rows of one `events_after_each` statement into one list per cursor of a
+/// chunk of `n` (each cursor's rows come in stream order).
+pub(super) fn per_cursor(n: usize, rows: Vec<CursorEventRow>) -> Result<Vec<Vec<StoredEvent>>> {
+    let mut out: Vec<Vec<StoredEvent>> = (0..n).map(|_| Vec::new()).collect();
+    for r in rows {
+        let list = usize::try_from(r.cursor)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+            .ok_or_else(|| super::MetadataError::Corrupt(format!("cursor {} read", r.cursor)))?;
+        list.push(StoredEvent::try_from(r.row)?);
+    }
+    Ok(out)
+}
 
 /// Repositories of `events` in name order (the order streams are locked in), each
 /// with its events in the order given.
@@ -436,6 +479,44 @@ macro_rules! event_queries {
             .fetch_all(&mut *conn)
             .await?;
             records(rows)
+        }
+
+        /// `events_after` of each cursor, one `UNION ALL` of per-cursor reads (each
+        /// on the stream index) per `READ_CHUNK` of them.
+        pub(super) async fn events_after_each(
+            conn: &mut $conn,
+            cursors: &[(String, i64)],
+            limit: u32,
+        ) -> Result<Vec<Vec<StoredEvent>>> {
+            let mut out = Vec::with_capacity(cursors.len());
+            let mut rest = cursors;
+            while !rest.is_empty() {
+                let (chunk, tail) = rest.split_at($crate::metadata::events::read_chunk_len(rest.len()));
+                let mut q = sqlx::QueryBuilder::new("");
+                for (i, (repository, after)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        q.push(" UNION ALL ");
+                    }
+                    q.push("SELECT * FROM (SELECT CAST(")
+                        .push_bind(i as i64)
+                        .push(
+                            " AS BIGINT) AS cursor, id, record, endpoint, created_at
+                             FROM events WHERE repository = ",
+                        )
+                        .push_bind(repository.as_str())
+                    .push(" AND id > ")
+                    .push_bind(*after)
+                    .push(" ORDER BY id LIMIT ")
+                    .push_bind(i64::from(limit))
+                    .push(") AS c")
+                    .push(i.to_string());
+                }
+                let rows: Vec<$crate::metadata::events::CursorEventRow> =
+                    q.build_query_as().fetch_all(&mut *conn).await?;
+                out.extend($crate::metadata::events::per_cursor(chunk.len(), rows)?);
+                rest = tail;
+            }
+            Ok(out)
         }
 
         pub(super) async fn complete_cursor(

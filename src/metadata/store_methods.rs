@@ -49,6 +49,7 @@ macro_rules! for_each_store_trait {
             fn claim_cursors(endpoint: &str, token: &str, now: i64, lease_until: i64, limit: u32)
                 -> Vec<ClaimedCursor>;
             fn events_after(repository: &str, after: i64, limit: u32) -> Vec<StoredEvent>;
+            fn events_after_each(cursors: &[(String, i64)], limit: u32) -> Vec<Vec<StoredEvent>>;
             fn complete_cursor(endpoint: &str, repository: &str, token: &str, delivered_id: i64) -> bool;
             fn complete_cursors(endpoint: &str, token: &str, done: &[(String, i64)]) -> u64;
             fn fail_cursor(endpoint: &str, repository: &str, token: &str, attempts: u32, due_at: i64,

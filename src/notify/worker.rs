@@ -209,7 +209,7 @@ struct Batch {
 
 /// Reads the claimed cursors' batches, completes those with nothing to send, and sends
 /// the rest in shared requests. True when some cursor has more events than its batch
-/// took. A cursor whose events could not be read keeps its lease until it expires.
+/// took. If the events cannot be read, the cursors keep their leases until they expire.
 async fn tick(
     endpoint: &Arc<Endpoint>,
     store: &Arc<dyn EventStore>,
@@ -219,23 +219,29 @@ async fn tick(
     let maxbatch = usize::try_from(endpoint.config.maxbatch)
         .unwrap_or(1)
         .max(1);
-    let fetched: Vec<crate::metadata::Result<(Batch, bool)>> = futures_util::stream::iter(claimed)
-        .map(|cursor| read_batch(endpoint, store.as_ref(), cursor, maxbatch))
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
+    let name = endpoint.config.name.as_str();
+    // Every claimed cursor's next events in one read (a statement per 32 cursors).
+    let limit = maxbatch * 2;
+    let positions: Vec<(String, i64)> = claimed
+        .iter()
+        .map(|c| (c.repository.clone(), c.delivered_id))
+        .collect();
+    let fetched = match store
+        .events_after_each(&positions, u32::try_from(limit).unwrap_or(u32::MAX))
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            // The leases expire; the cursors are claimed again then.
+            tracing::warn!(endpoint = name, error = %e, "notifications: reading events failed");
+            return false;
+        }
+    };
     let mut more = false;
     let mut skipped = Vec::new();
     let mut batches = Vec::new();
-    let name = endpoint.config.name.as_str();
-    for f in fetched {
-        let (batch, rest) = match f {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(endpoint = name, error = %e, "notifications: reading events failed");
-                continue;
-            }
-        };
+    for (cursor, events) in claimed.into_iter().zip(fetched) {
+        let (batch, rest) = next_batch(endpoint, cursor, events, maxbatch, limit);
         more |= rest;
         if batch.events.is_empty() {
             skipped.push((batch.cursor.repository, batch.upto));
@@ -257,17 +263,15 @@ async fn tick(
     more
 }
 
-/// The next batch of one cursor, and whether its stream goes on past it.
-async fn read_batch(
+/// The next batch of one cursor from `fetched` (up to `limit` of its next events), and
+/// whether its stream goes on past it.
+fn next_batch(
     endpoint: &Endpoint,
-    store: &dyn EventStore,
     cursor: ClaimedCursor,
+    fetched: Vec<StoredEvent>,
     maxbatch: usize,
-) -> crate::metadata::Result<(Batch, bool)> {
-    let limit = maxbatch * 2;
-    let fetched = store
-        .events_after(&cursor.repository, cursor.delivered_id, limit as u32)
-        .await?;
+    limit: usize,
+) -> (Batch, bool) {
     let mut rest = fetched.len() == limit;
     // A prefix of the stream holding up to `maxbatch` wanted events.
     let mut upto = cursor.delivered_id;
@@ -284,14 +288,14 @@ async fn read_batch(
             upto = e.seq;
         }
     }
-    Ok((
+    (
         Batch {
             cursor,
             events,
             upto,
         },
         rest,
-    ))
+    )
 }
 
 /// Batches into requests of at most `maxbatch` events: a retrying cursor's alone, the

@@ -48,13 +48,17 @@ async fn drain(store: &Store, endpoint: &str) -> Vec<String> {
         }
         // As the delivery worker does: one request for every claimed cursor, completed
         // in one transaction.
+        let positions: Vec<(String, i64)> = claimed
+            .iter()
+            .map(|c| (c.repository.clone(), c.delivered_id))
+            .collect();
+        let read = store
+            .events
+            .events_after_each(&positions, 1000)
+            .await
+            .unwrap();
         let mut done = Vec::new();
-        for c in claimed {
-            let events = store
-                .events
-                .events_after(&c.repository, c.delivered_id, 1000)
-                .await
-                .unwrap();
+        for (c, events) in claimed.into_iter().zip(read) {
             let mut last = c.delivered_id;
             for e in &events {
                 if e.endpoint.as_deref().is_none_or(|t| t == endpoint) {
@@ -450,4 +454,59 @@ pub async fn racing_consumer_misses_nothing(store: Store) {
             );
         }
     }
+}
+
+/// What a delivery tick reads: the next events of each of 40 cursors (more than one
+/// statement's 32), each list its own repository's, in stream order, after its position
+/// and up to the limit; a cursor with nothing new gets an empty list.
+pub async fn events_after_each_reads_every_cursor(store: Store) {
+    store.events.register_endpoint("each", 1).await.unwrap();
+    let mut written: Vec<Vec<String>> = Vec::new();
+    for r in 0..40 {
+        let list: Vec<EventRecord> = (0..3)
+            .map(|i| event(&format!("ev/each{r}"), EventAction::Push, &format!("t{i}")))
+            .collect();
+        store.events.append_events(&list).await.unwrap();
+        written.push(list.into_iter().map(|e| e.id).collect());
+    }
+    let all: Vec<(String, i64)> = (0..40).map(|r| (format!("ev/each{r}"), 0)).collect();
+    let read = store.events.events_after_each(&all, 2).await.unwrap();
+    assert_eq!(read.len(), 40);
+    for (r, events) in read.iter().enumerate() {
+        let ids: Vec<&str> = events.iter().map(|e| e.record.id.as_str()).collect();
+        assert_eq!(ids, [written[r][0].as_str(), written[r][1].as_str()]);
+        assert!(events
+            .iter()
+            .all(|e| e.record.repository == format!("ev/each{r}")));
+    }
+    // After each one's first event, and one with nothing after its last.
+    let mut after: Vec<(String, i64)> = read
+        .iter()
+        .enumerate()
+        .map(|(r, events)| (format!("ev/each{r}"), events[0].seq))
+        .collect();
+    let last = store
+        .events
+        .events_after_each(&after[..1], 10)
+        .await
+        .unwrap()[0]
+        .last()
+        .unwrap()
+        .seq;
+    after.push(("ev/each0".into(), last));
+    after.push(("ev/none".into(), 0));
+    let read = store.events.events_after_each(&after, 10).await.unwrap();
+    assert_eq!(read.len(), 42);
+    for (r, events) in read.iter().take(40).enumerate() {
+        let ids: Vec<&str> = events.iter().map(|e| e.record.id.as_str()).collect();
+        assert_eq!(ids, [written[r][1].as_str(), written[r][2].as_str()]);
+    }
+    assert!(read[40].is_empty());
+    assert!(read[41].is_empty());
+    assert!(store
+        .events
+        .events_after_each(&[], 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -106,6 +106,7 @@ suite!(
     events::dead_letters_and_replay,
     events::new_endpoints_start_now_and_pruning,
     events::racing_consumer_misses_nothing,
+    events::events_after_each_reads_every_cursor,
     import::import_checkpoints,
     quotas::quota_shared_layers_charged_once,
     quotas::quota_reservations,

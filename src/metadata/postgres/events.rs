@@ -121,6 +121,15 @@ impl EventStore for PostgresStore {
         queries::events_after(&mut conn, repository, after, limit).await
     }
 
+    async fn events_after_each(
+        &self,
+        cursors: &[(String, i64)],
+        limit: u32,
+    ) -> Result<Vec<Vec<StoredEvent>>> {
+        let mut conn = self.pool.acquire().await?;
+        queries::events_after_each(&mut conn, cursors, limit).await
+    }
+
     async fn complete_cursor(
         &self,
         endpoint: &str,

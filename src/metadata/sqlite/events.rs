@@ -98,6 +98,15 @@ impl EventStore for SqliteStore {
         queries::events_after(&mut conn, repository, after, limit).await
     }
 
+    async fn events_after_each(
+        &self,
+        cursors: &[(String, i64)],
+        limit: u32,
+    ) -> Result<Vec<Vec<StoredEvent>>> {
+        let mut conn = self.reader.acquire().await?;
+        queries::events_after_each(&mut conn, cursors, limit).await
+    }
+
     async fn complete_cursor(
         &self,
         endpoint: &str,
