@@ -134,7 +134,9 @@ pub fn traceparent() -> Option<String> {
         .map(str::to_string)
 }
 
-/// Makes `span` a child of a stored `traceparent` (see [`traceparent`]).
+/// Makes `span` a child of a stored `traceparent` (see [`traceparent`]). `span` must be
+/// created outside any unsampled trace (as a root): inside one, the export layer never
+/// sees it (`sampling`), and it stays in that trace.
 pub fn set_parent(span: &tracing::Span, traceparent: &str) {
     if PROVIDER.get().is_none() || traceparent.is_empty() {
         return;
