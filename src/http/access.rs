@@ -8,6 +8,7 @@
 //! its response has been sent — the body included, so `bytes` and `duration_ms` are what
 //! went over the wire, also for a streamed blob or a client that went away.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, USER_AGENT};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage};
 use bytes::Bytes;
@@ -50,27 +52,23 @@ pub async fn record(
     let id = request_id(&req);
     tracing::Span::current().record("request_id", id.as_str());
     req.extensions_mut().insert(RequestId(id.clone()));
+    let echoed = HeaderValue::from_str(&id).ok();
     let enabled = req.app_data::<AccessLog>().is_none_or(|a| a.0);
+    // What the line needs, kept cheaply: the method and user agent are shared, not
+    // copied; the path is the one copy.
     let line = enabled.then(|| Line {
-        method: req.method().to_string(),
+        method: req.method().clone(),
         path: req.path().to_string(),
-        user_agent: req
-            .headers()
-            .get(USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
+        user_agent: req.headers().get(USER_AGENT).cloned(),
         client: req
             .app_data::<web::Data<AppState>>()
-            .and_then(|s| s.clients.of(req.request()))
-            .map(|ip| ip.to_string())
-            .unwrap_or_default(),
-        request_id: id.clone(),
+            .and_then(|s| s.clients.of(req.request())),
+        request_id: id,
         status: 0,
         started,
     });
     let mut res = next.call(req).await?;
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Some(v) = echoed {
         res.headers_mut().insert(X_REQUEST_ID, v);
     }
     let status = res.status().as_u16();
@@ -83,13 +81,25 @@ pub async fn record(
 
 /// What the access log line says, written when the body is done (or dropped).
 struct Line {
-    method: String,
+    method: Method,
     path: String,
-    user_agent: String,
-    client: String,
+    user_agent: Option<HeaderValue>,
+    client: Option<IpAddr>,
     request_id: String,
     status: u16,
     started: Instant,
+}
+
+/// An optional value shown as itself, or as nothing.
+struct OrEmpty<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrEmpty<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A response body that counts its bytes and writes the access log line at its end.
@@ -109,8 +119,12 @@ impl Drop for Counted {
                 status = l.status,
                 bytes = self.bytes,
                 duration_ms = l.started.elapsed().as_secs_f64() * 1000.0,
-                user_agent = %l.user_agent,
-                client = %l.client,
+                user_agent = %l
+                    .user_agent
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                client = %OrEmpty(l.client),
                 request_id = %l.request_id,
                 "{} {} {}",
                 l.method,

@@ -1,4 +1,5 @@
-//! OpenTelemetry trace export over OTLP/HTTP (protobuf), configured the standard way:
+//! OpenTelemetry trace export over OTLP/HTTP (protobuf), or gRPC with
+//! `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` (tonic), configured the standard way:
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) turns it on;
 //! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and
 //! `OTEL_TRACES_SAMPLER_ARG` are read by the SDK; `OTEL_SDK_DISABLED=true` turns it off.
@@ -16,6 +17,8 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+/// The runtime the gRPC exporter's connection runs on (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`).
+static GRPC_RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
 
 fn env_set(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| !v.is_empty())
@@ -41,16 +44,38 @@ where
     let protocol = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
         .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
         .unwrap_or_default();
+    let grpc = protocol == "grpc";
     let mut note = None;
-    if !protocol.is_empty() && protocol != "http/protobuf" {
+    if !grpc && !protocol.is_empty() && protocol != "http/protobuf" {
         note = Some(format!(
             "OTEL_EXPORTER_OTLP_PROTOCOL={protocol} is not supported: exporting with http/protobuf (point the endpoint at the collector's OTLP/HTTP port, 4318)"
         ));
     }
-    let exporter = match opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .build()
-    {
+    let exporter = if grpc {
+        // tonic's channel lives on a Tokio runtime of its own (one thread), kept for
+        // the process's life; the SDK's batch thread exports through it.
+        let rt = match GRPC_RUNTIME.get() {
+            Some(rt) => rt,
+            None => match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("wharf-otlp-grpc")
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => GRPC_RUNTIME.get_or_init(|| rt),
+                Err(e) => return (None, Some(format!("OpenTelemetry export off: {e}"))),
+            },
+        };
+        let _in_runtime = rt.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+    } else {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+    };
+    let exporter = match exporter {
         Ok(e) => e,
         Err(e) => return (None, Some(format!("OpenTelemetry export off: {e}"))),
     };
@@ -67,7 +92,10 @@ where
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
         .unwrap_or_default();
-    let line = format!("traces: exported over OTLP/HTTP to {endpoint}");
+    let line = format!(
+        "traces: exported over OTLP/{} to {endpoint}",
+        if grpc { "gRPC" } else { "HTTP" }
+    );
     let note = Some(match note {
         Some(n) => format!("{line}; {n}"),
         None => line,
@@ -134,7 +162,9 @@ pub fn traceparent() -> Option<String> {
         .map(str::to_string)
 }
 
-/// Makes `span` a child of a stored `traceparent` (see [`traceparent`]).
+/// Makes `span` a child of a stored `traceparent` (see [`traceparent`]). `span` must be
+/// created outside any unsampled trace (as a root): inside one, the export layer never
+/// sees it (`sampling`), and it stays in that trace.
 pub fn set_parent(span: &tracing::Span, traceparent: &str) {
     if PROVIDER.get().is_none() || traceparent.is_empty() {
         return;

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""End-to-end: traces exported over OTLP/HTTP reach a receiver, one trace per request.
+"""End-to-end: traces exported over OTLP/HTTP, then OTLP/gRPC, reach a receiver, one trace per request.
 
-Starts an OTLP/HTTP receiver (scripts/lib/otlp_receiver.py, which decodes with PyPI's
-opentelemetry-proto and writes one JSON line per span) and a wharf of its own (the binary in
+Starts an OTLP receiver (scripts/lib/otlp_receiver.py, which decodes with PyPI's
+opentelemetry-proto and writes one JSON line per span; over gRPC with grpcio) and a wharf of its own (the binary in
 WHARF_BIN, else $CARGO_TARGET_DIR/release/wharf) with OTEL_EXPORTER_OTLP_ENDPOINT
 pointing at it, pushes an image, the manifest PUT carrying a W3C `traceparent`, and
 checks what the receiver got:
@@ -82,10 +82,19 @@ def wharf_bin():
 
 
 def main():
+    # Over OTLP/HTTP (the default), then OTLP/gRPC (OTEL_EXPORTER_OTLP_PROTOCOL=grpc).
+    for protocol in ("http/protobuf", "grpc"):
+        run_with(protocol)
+    print(f"SUMMARY otlp.py: {OK} checks ok, {FAILED} failed")
+    sys.exit(1 if FAILED else 0)
+
+
+def run_with(protocol):
     tmp = tempfile.mkdtemp(prefix="wharf-otlp-")
     spans_file = os.path.join(tmp, "spans.jsonl")
+    grpc = protocol == "grpc"
     receiver = subprocess.Popen([sys.executable, "-u", os.path.join(ROOT, "scripts/lib/otlp_receiver.py"),
-                                 spans_file], stdout=subprocess.PIPE, text=True)
+                                 spans_file] + (["--grpc"] if grpc else []), stdout=subprocess.PIPE, text=True)
     otlp = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
 
     port = free_port()
@@ -95,8 +104,9 @@ def main():
                 f"storage:\n  filesystem:\n    rootdirectory: {tmp}/blobs\n"
                 f"database:\n  url: sqlite://{tmp}/wharf.db\n")
     env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=otlp, OTEL_SERVICE_NAME="wharf-e2e",
-               OTEL_BSP_SCHEDULE_DELAY="200", RUST_LOG="info", NO_COLOR="1")
-    env.pop("OTEL_EXPORTER_OTLP_PROTOCOL", None)
+               OTEL_BSP_SCHEDULE_DELAY="200", RUST_LOG="info", NO_COLOR="1",
+               OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+    env.pop("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", None)
     log = open(os.path.join(tmp, "wharf.log"), "w")
     proc = subprocess.Popen([wharf_bin(), "serve", "--config", config], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -110,7 +120,7 @@ def main():
                 time.sleep(0.1)
         else:
             sys.exit("otlp.py: wharf did not start: " + open(os.path.join(tmp, "wharf.log")).read()[-2000:])
-        print(f"# otlp e2e: wharf at {base}, OTLP receiver at {otlp}")
+        print(f"# otlp e2e over {protocol}: wharf at {base}, OTLP receiver at {otlp}")
         run_checks(base, spans_file)
     finally:
         proc.terminate()
@@ -119,8 +129,6 @@ def main():
         except subprocess.TimeoutExpired:
             proc.kill()
         receiver.kill()
-    print(f"SUMMARY otlp.py: {OK} checks ok, {FAILED} failed")
-    sys.exit(1 if FAILED else 0)
 
 
 def push_blob(base, repo, data, traceparent=None):
