@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::Connection;
+use sqlx::{ConnectOptions as _, Connection};
 
 use super::{
     BlobCommit, BlobIndex, ManifestStore, MetadataError, NewManifest, PutManifestOutcome, Result,
@@ -137,7 +137,12 @@ impl PostgresStore {
     /// Connects, applies pending migrations, and opens a pool of `pool_size` connections
     /// where a call waits at most `acquire_timeout` for one.
     pub async fn open(url: &str, pool_size: u32, acquire_timeout: Duration) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url)?.application_name("wharf");
+        // sqlx's per-statement log (DEBUG) summarises every query's SQL before the log
+        // filter is consulted when trace export is on; statements are logged only when
+        // slow (sqlx's default: WARN after 1 s).
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("wharf")
+            .log_statements(log::LevelFilter::Off);
         // Migrations run on a connection of their own, without the statement timeout
         // (a future migration may build an index on a large table). Closing it also
         // releases sqlx's advisory lock should a migration fail half-way.

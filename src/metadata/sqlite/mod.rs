@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::ConnectOptions as _;
 
 use super::{
     BlobCommit, BlobIndex, ManifestStore, MetadataError, NewManifest, PutManifestOutcome, Result,
@@ -100,7 +101,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // As on PostgreSQL: statements logged only when slow.
+            .log_statements(log::LevelFilter::Off);
         if let Some(dir) = options.get_filename().parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| MetadataError::Database(Box::new(e)))?;
