@@ -101,7 +101,16 @@ where
         None => line,
     });
     (
-        Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+        // Every request's root span reaches this layer, sampled or not (the sampling
+        // decision is taken on it): busy/idle timings would read the clock on each poll
+        // of the request's futures, and thread attributes allocate the thread's name per
+        // span. Neither is worth that on every request.
+        Some(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_tracked_inactivity(false)
+                .with_threads(false),
+        ),
         note,
     )
 }
