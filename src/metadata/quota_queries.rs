@@ -163,8 +163,8 @@ macro_rules! quota_queries {
         }
 
         /// Whether `total` more bytes fit in every scope of `limits` that does not hold
-        /// `digest` (when given) yet: stored bytes + live reservations other than `id`'s
-        /// + `total` at most the quota. With `lock`, each scope's usage row is locked
+        /// `digest` (when given) yet: stored bytes, live reservations other than `id`'s
+        /// and `total` together at most the quota. With `lock`, each scope's usage row is locked
         /// first (created if missing), in scope order; without, a plain read.
         async fn room(
             conn: &mut $conn,

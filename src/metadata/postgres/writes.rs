@@ -96,13 +96,13 @@ pub(super) async fn commit_blob_linking(
     events: &[EventRecord],
 ) -> Result<(BlobCommit, bool)> {
     // First: wait for a GC pass deciding this digest's fate, and push its review back.
-    gc_sql::touch_blob(&mut **tx, &blob.digest).await?;
+    gc_sql::touch_blob(tx, &blob.digest).await?;
     if let Some(id) = upload_id {
         if !queries::close_upload(&mut **tx, id).await? {
             return Err(MetadataError::UploadGone);
         }
     }
-    let repo_id = queries::ensure_repository(&mut **tx, repo.as_str()).await?;
+    let repo_id = queries::ensure_repository(tx, repo.as_str()).await?;
     let inserted = queries::insert_blob(&mut **tx, blob).await?;
     let stored = if inserted {
         blob.clone()
