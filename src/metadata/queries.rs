@@ -278,11 +278,12 @@ macro_rules! engine_queries {
             Ok(done.rows_affected() == 1)
         }
 
-        pub(super) async fn link<'e, E>(e: E, repo_id: i64, digest: &Digest) -> Result<()>
+        /// Links the blob to the repository; true if the link is new.
+        pub(super) async fn link<'e, E>(e: E, repo_id: i64, digest: &Digest) -> Result<bool>
         where
             E: sqlx::Executor<'e, Database = $db>,
         {
-            sqlx::query(
+            let done = sqlx::query(
                 "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES ($1, $2, $3)
                  ON CONFLICT DO NOTHING",
             )
@@ -291,7 +292,7 @@ macro_rules! engine_queries {
             .bind($crate::clock::now_ms())
             .execute(e)
             .await?;
-            Ok(())
+            Ok(done.rows_affected() > 0)
         }
 
         pub(super) async fn unlink<'e, E>(e: E, repo: &RepoName, digest: &Digest) -> Result<bool>

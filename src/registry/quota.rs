@@ -387,6 +387,40 @@ mod tests {
     }
 
     #[test]
+    fn a_small_push_skips_its_read_only_with_room_to_spare_at_a_fresh_one() {
+        let cache = QuotaCache::default();
+        let quota = 10 * ROOM_MARGIN;
+        let limits = vec![
+            ("team/".to_string(), quota),
+            ("team/app".to_string(), quota),
+        ];
+        assert!(!cache.roomy(&limits, 1), "never read");
+        cache.read_rooms(vec![("team/".into(), 0)]);
+        assert!(!cache.roomy(&limits, 1), "one scope never read");
+        cache.read_rooms(vec![("team/".into(), 0), ("team/app".into(), 0)]);
+        assert!(cache.roomy(&limits, 1));
+        assert!(cache.roomy(&limits, quota - ROOM_MARGIN));
+        assert!(
+            !cache.roomy(&limits, quota - ROOM_MARGIN + 1),
+            "within the margin"
+        );
+        cache.read_rooms(vec![("team/app".into(), quota - ROOM_MARGIN)]);
+        assert!(
+            !cache.roomy(&limits, 1),
+            "the repository's scope is near its quota"
+        );
+        cache.read_rooms(vec![("team/".into(), 0), ("team/app".into(), 0)]);
+        cache.invalidate();
+        assert!(!cache.roomy(&limits, 1), "a quota changed here: read again");
+        let old = Instant::now().checked_sub(ROOM_FRESH);
+        if let (Some(old), Ok(mut rooms)) = (old, cache.rooms.lock()) {
+            rooms.insert("team/".into(), (old, 0));
+            rooms.insert("team/app".into(), (old, 0));
+        }
+        assert!(!cache.roomy(&limits, 1), "read too long ago");
+    }
+
+    #[test]
     fn binding_quotas() {
         let limits = vec![l("*", 100), l("team/", 50), l("team/app", 10), l("x/y/", 7)];
         let r = |s: &str| RepoName::parse(s).unwrap();

@@ -465,7 +465,7 @@ impl Registry {
             Ok(q) => q,
             Err(e) => return Err(self.refuse_upload(&upload, e).await),
         };
-        let charge = (!limits.is_empty()).then(|| QuotaCharge {
+        let charge = (!limits.is_empty()).then_some(QuotaCharge {
             limits,
             reservation: None,
         });

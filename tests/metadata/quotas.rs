@@ -253,14 +253,18 @@ pub async fn quota_charged_commits(store: Store) {
             .check_room(&res("me", 400), &limits)
             .await
             .unwrap(),
-        QuotaOutcome::Allowed
+        RoomCheck {
+            outcome: QuotaOutcome::Allowed,
+            used: vec![("team/".into(), 600)]
+        }
     );
     assert_eq!(
         store
             .quotas
             .check_room(&res("me", 401), &limits)
             .await
-            .unwrap(),
+            .unwrap()
+            .outcome,
         QuotaOutcome::Exceeded {
             scope: "team/".into(),
             quota: 1000,

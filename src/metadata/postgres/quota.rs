@@ -99,9 +99,14 @@ impl QuotaStore for PostgresStore {
         quota_sql::check_room(&mut conn, reservation, limits).await
     }
 
-    /// The scopes' usage rows are locked first, in scope order, and held to the end:
-    /// then the commit's own locks (the blob's review row, the link's rows) — a review
-    /// never waits for a scope row, so the two orders cannot cross.
+    /// Charged after the link, at the end of the transaction: the scopes' usage rows
+    /// are locked last (in scope order) and held only for the check and the commit,
+    /// so commits into one namespace do not queue behind each other's statements. The
+    /// check then sees every earlier charged commit (READ COMMITTED: a new statement
+    /// sees what committed before it) and this one's own deltas. Lock order: the
+    /// link's trigger takes the scope's blob rows, then this the usage rows; nothing
+    /// holding a usage row waits for a blob row (reservations and compaction take
+    /// usage rows only), so the orders cannot cross.
     async fn commit_blob_charged(
         &self,
         repo: &RepoName,
@@ -113,11 +118,14 @@ impl QuotaStore for PostgresStore {
         retry("commit_blob_charged", || async {
             let mut tx = begin(&self.pool).await?;
             let own = charge.reservation.as_deref().or(upload_id).unwrap_or("");
-            let outcome = quota_sql::charge(&mut tx, blob, own, &charge.limits).await?;
+            let (commit, linked) =
+                writes::commit_blob_linking(&mut tx, repo, blob, upload_id, events).await?;
+            let outcome =
+                quota_sql::charge_after_link(&mut tx, blob, linked, own, &charge.limits).await?;
             if outcome != QuotaOutcome::Allowed {
+                // Dropped, the transaction rolls back: nothing of the commit is kept.
                 return Ok(ChargedCommit::Refused(outcome));
             }
-            let commit = writes::commit_blob_tx(&mut tx, repo, blob, upload_id, events).await?;
             if let Some(id) = &charge.reservation {
                 quota_sql::release(&mut *tx, id).await?;
             }

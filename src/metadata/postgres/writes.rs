@@ -73,23 +73,36 @@ pub(super) async fn commit_blob(
     Ok(commit)
 }
 
-/// `commit_blob`'s statements in `tx`, not committed (a charged commit runs them after
-/// its quota check, in the same transaction).
-pub(super) async fn commit_blob_tx(
+/// `commit_blob`'s statements in `tx`, not committed.
+async fn commit_blob_tx(
     tx: &mut Transaction<'static, Postgres>,
     repo: &RepoName,
     blob: &BlobRecord,
     upload_id: Option<&str>,
     events: &[EventRecord],
 ) -> Result<BlobCommit> {
+    Ok(commit_blob_linking(tx, repo, blob, upload_id, events)
+        .await?
+        .0)
+}
+
+/// `commit_blob`'s statements in `tx`, not committed (a charged commit checks its
+/// quotas after them, in the same transaction); also whether the link is new.
+pub(super) async fn commit_blob_linking(
+    tx: &mut Transaction<'static, Postgres>,
+    repo: &RepoName,
+    blob: &BlobRecord,
+    upload_id: Option<&str>,
+    events: &[EventRecord],
+) -> Result<(BlobCommit, bool)> {
     // First: wait for a GC pass deciding this digest's fate, and push its review back.
-    gc_sql::touch_blob(&mut **tx, &blob.digest).await?;
+    gc_sql::touch_blob(tx, &blob.digest).await?;
     if let Some(id) = upload_id {
         if !queries::close_upload(&mut **tx, id).await? {
             return Err(MetadataError::UploadGone);
         }
     }
-    let repo_id = queries::ensure_repository(&mut **tx, repo.as_str()).await?;
+    let repo_id = queries::ensure_repository(tx, repo.as_str()).await?;
     let inserted = queries::insert_blob(&mut **tx, blob).await?;
     let stored = if inserted {
         blob.clone()
@@ -101,12 +114,13 @@ pub(super) async fn commit_blob_tx(
     crate::clock::race_point("commit_blob.existing_read", &blob.digest.to_string()).await;
     // The link's foreign key locks the blob's row (KEY SHARE): had GC deleted it since
     // the read above, this fails and the whole commit is retried.
-    queries::link(&mut **tx, repo_id, &blob.digest).await?;
+    let linked = queries::link(&mut **tx, repo_id, &blob.digest).await?;
     append_events_if(tx, true, events).await?;
-    Ok(BlobCommit {
+    let commit = BlobCommit {
         blob: stored,
         stored_new: inserted,
-    })
+    };
+    Ok((commit, linked))
 }
 
 /// Links an existing blob into `repo`; false if no such blob. Blob records are never
