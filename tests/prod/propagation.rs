@@ -379,6 +379,8 @@ async fn an_azure_compose_call_carries_the_push_trace() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gcs_compose_call_carries_the_push_trace() {
     compose_carries_the_push_trace("gcs").await;
+}
+
 /// A caller that did not sample its trace: Wharf builds no spans for it below the
 /// request's (`telemetry::sampling`), yet the S3 request made inside a storage call
 /// carries the caller's trace id with the flag cleared.
