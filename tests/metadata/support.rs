@@ -25,6 +25,18 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// so the races also exercise waiting for a connection.
 const POOL_SIZE: u32 = 8;
 
+/// How the stores are opened: [`POOL_SIZE`] connections, and a wait for one far longer
+/// than the production default (2 s). Sixteen racers queue on one row through eight
+/// connections; on a loaded machine (the suite runs tests in parallel on two cores)
+/// that queue took over 2 s, and a race test is about outcomes, not about latency.
+fn options() -> wharf::metadata::StoreOptions {
+    wharf::metadata::StoreOptions {
+        pool_size: POOL_SIZE,
+        acquire_timeout: std::time::Duration::from_secs(60),
+        ..wharf::metadata::StoreOptions::default()
+    }
+}
+
 /// Runs `case` on a fresh SQLite store.
 pub async fn run_sqlite<F, Fut>(case: F)
 where
@@ -33,7 +45,7 @@ where
 {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite://{}/wharf.db", dir.path().display());
-    let store = wharf::metadata::open(&url, POOL_SIZE)
+    let store = wharf::metadata::open_with(&url, &options())
         .await
         .expect("open sqlite store");
     case(store).await;
@@ -126,7 +138,7 @@ where
     Fut: Future<Output = ()>,
 {
     run_postgres_url(test, |url| async move {
-        let store = wharf::metadata::open(&url, POOL_SIZE)
+        let store = wharf::metadata::open_with(&url, &options())
             .await
             .expect("open postgres store");
         case(store).await;
