@@ -131,6 +131,14 @@ fn assert_continues(what: &str, seen: &Seen, flags: &str) {
 }
 
 /// `wharf serve` on `yaml` (everything but `http`), exporting traces.
+/// The store section for S3 at `recorder` (any credentials: the recorder checks none).
+fn s3_config(recorder: &Recorder) -> String {
+    format!(
+        "storage:\n  s3:\n    bucket: traces\n    region: us-east-1\n    regionendpoint: {}\n    forcepathstyle: true\n    accesskey: key\n    secretkey: secret\n  redirect:\n    disable: true\n",
+        recorder.url()
+    )
+}
+
 fn serve(dir: &std::path::Path, port: u16, yaml: &str) -> Serve {
     let path = dir.join("config.yml");
     std::fs::write(
@@ -237,14 +245,7 @@ async fn an_s3_request_carries_the_push_trace() {
     let s3 = Recorder::start("200 OK", "ETag: \"0123456789abcdef\"\r\n");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _s = serve(
-        dir.path(),
-        port,
-        &format!(
-            "storage:\n  s3:\n    bucket: traces\n    region: us-east-1\n    regionendpoint: {}\n    forcepathstyle: true\n    accesskey: key\n    secretkey: secret\n  redirect:\n    disable: true\n",
-            s3.url()
-        ),
-    );
+    let _s = serve(dir.path(), port, &s3_config(&s3));
     // Whatever Wharf answers (the recorder is no real S3), the object PUT was sent
     // with the push's trace.
     let _ = push_blob(&format!("http://127.0.0.1:{port}"), "trace/s3", b"s3 bytes").await;
@@ -318,10 +319,7 @@ fn compose_case(backend: &str, recorder: &Recorder) -> (String, fn(&Seen) -> boo
     match backend {
         // The AWS SDK's requests (only the compose calls use it) carry its invocation id.
         "s3" => (
-            format!(
-                "storage:\n  s3:\n    bucket: traces\n    region: us-east-1\n    regionendpoint: {}\n    forcepathstyle: true\n    accesskey: key\n    secretkey: secret\n  redirect:\n    disable: true\n",
-                recorder.url()
-            ),
+            s3_config(recorder),
             |s| s.headers.contains_key("amz-sdk-invocation-id"),
         ),
         // Put Block From URL.
@@ -389,14 +387,7 @@ async fn an_s3_request_of_an_unsampled_push_carries_its_trace_unsampled() {
     let s3 = Recorder::start("200 OK", "ETag: \"0123456789abcdef\"\r\n");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let _s = serve(
-        dir.path(),
-        port,
-        &format!(
-            "storage:\n  s3:\n    bucket: traces\n    region: us-east-1\n    regionendpoint: {}\n    forcepathstyle: true\n    accesskey: key\n    secretkey: secret\n  redirect:\n    disable: true\n",
-            s3.url()
-        ),
-    );
+    let _s = serve(dir.path(), port, &s3_config(&s3));
     let _ = push_blob_traced(
         &format!("http://127.0.0.1:{port}"),
         "trace/s3",
