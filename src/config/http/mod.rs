@@ -194,20 +194,7 @@ impl HttpConfig {
 
     /// The address to bind.
     pub fn socket_addr(&self) -> Result<SocketAddr, ConfigError> {
-        let addr = if self.addr.starts_with(':') {
-            format!("0.0.0.0{}", self.addr)
-        } else {
-            self.addr.clone()
-        };
-        addr.to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| {
-                ConfigError::key(
-                    "http.addr",
-                    format!("{:?} is not a host:port address", self.addr),
-                )
-            })
+        parse_addr(&self.addr, "http.addr")
     }
 
     /// `http.debug.prometheus.enabled`: the metrics leave the public port.
