@@ -22,7 +22,7 @@ use crate::proxy::upstream::{BlobBody, Failure, UpstreamClient};
 use crate::registry::{Registry, Result};
 use crate::types::{BlobRecord, Digest, RepoName};
 
-/// How often the owner renews it while the upstream is slow.
+/// How often the owner renews its lease while the upstream is slow.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Pieces read from the upstream ahead of the store (while a segment is synced).
 const READ_AHEAD: usize = 256;
