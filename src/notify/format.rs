@@ -13,7 +13,8 @@
 //!   the distribution event above. One per request (`application/cloudevents+json`) or
 //!   a JSON array (`application/cloudevents-batch+json`).
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::config::{EndpointConfig, EventFormat};
 use crate::types::{EventRecord, TargetKind};
@@ -28,81 +29,131 @@ fn timestamp(ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-fn put(map: &mut Map<String, Value>, key: &str, value: Option<Value>) {
-    if let Some(v) = value {
-        map.insert(key.to_string(), v);
-    }
+/// Whether a string field is left out (distribution's `omitempty`).
+fn is_empty(s: &&str) -> bool {
+    s.is_empty()
 }
 
-fn nonempty(s: &str) -> Option<Value> {
-    (!s.is_empty()).then(|| Value::String(s.to_string()))
+/// One event in distribution's format, serialized straight from the record (borrowed
+/// fields, no intermediate `Value` tree: the body is made on every delivery).
+#[derive(Serialize)]
+pub struct DistributionEvent<'a> {
+    id: &'a str,
+    timestamp: String,
+    action: &'static str,
+    target: Target<'a>,
+    request: Request<'a>,
+    actor: Actor<'a>,
+    source: Source<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Target<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    media_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    length: Option<u64>,
+    repository: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_repository: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    references: &'a [crate::types::EventReference],
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    #[serde(skip_serializing_if = "is_empty")]
+    id: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    addr: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    host: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    method: &'a str,
+    #[serde(skip_serializing_if = "is_empty")]
+    useragent: &'a str,
+}
+
+#[derive(Serialize)]
+struct Actor<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Source<'a> {
+    #[serde(skip_serializing_if = "is_empty")]
+    addr: &'a str,
+    #[serde(rename = "instanceID", skip_serializing_if = "is_empty")]
+    instance_id: &'a str,
+}
+
+/// Where the content can be fetched, for what still exists after the event.
+fn url(e: &EventRecord) -> Option<String> {
+    let t = &e.target;
+    let digest = t.digest.as_deref()?;
+    if e.request.host.is_empty() || e.action == crate::types::EventAction::Delete {
+        return None;
+    }
+    let kind = match t.kind {
+        TargetKind::Manifest => "manifests",
+        TargetKind::Blob => "blobs",
+        TargetKind::Tag | TargetKind::Repository => return None,
+    };
+    let scheme = if e.request.scheme.is_empty() {
+        "http"
+    } else {
+        &e.request.scheme
+    };
+    Some(format!(
+        "{scheme}://{}/v2/{}/{kind}/{digest}",
+        e.request.host, e.repository
+    ))
 }
 
 /// One event in distribution's format.
-pub fn distribution_event(e: &EventRecord) -> Value {
+pub fn distribution_event(e: &EventRecord) -> DistributionEvent<'_> {
     let t = &e.target;
-    let mut target = Map::new();
-    put(
-        &mut target,
-        "mediaType",
-        t.media_type.clone().map(Value::String),
-    );
-    put(&mut target, "digest", t.digest.clone().map(Value::String));
-    put(&mut target, "size", t.size.map(Value::from));
-    put(&mut target, "length", t.size.map(Value::from));
-    target.insert("repository".into(), Value::String(e.repository.clone()));
-    put(
-        &mut target,
-        "fromRepository",
-        t.from_repository.clone().map(Value::String),
-    );
-    // Where the content can be fetched, for what still exists after the event.
-    if let (Some(digest), false) = (&t.digest, e.request.host.is_empty()) {
-        let kind = match t.kind {
-            TargetKind::Manifest => Some("manifests"),
-            TargetKind::Blob => Some("blobs"),
-            TargetKind::Tag | TargetKind::Repository => None,
-        };
-        if let (Some(kind), false) = (kind, e.action == crate::types::EventAction::Delete) {
-            let scheme = if e.request.scheme.is_empty() {
-                "http"
-            } else {
-                &e.request.scheme
-            };
-            target.insert(
-                "url".into(),
-                Value::String(format!(
-                    "{scheme}://{}/v2/{}/{kind}/{digest}",
-                    e.request.host, e.repository
-                )),
-            );
-        }
-    }
-    put(&mut target, "tag", t.tag.clone().map(Value::String));
-    if !t.references.is_empty() {
-        target.insert("references".into(), json!(t.references));
-    }
     let r = &e.request;
-    let mut request = Map::new();
-    put(&mut request, "id", nonempty(&r.id));
-    put(&mut request, "addr", nonempty(&r.addr));
-    put(&mut request, "host", nonempty(&r.host));
-    put(&mut request, "method", nonempty(&r.method));
-    put(&mut request, "useragent", nonempty(&r.useragent));
-    let mut actor = Map::new();
-    put(&mut actor, "name", r.actor.clone().map(Value::String));
-    let mut source = Map::new();
-    put(&mut source, "addr", nonempty(&e.source.addr));
-    put(&mut source, "instanceID", nonempty(&e.source.instance_id));
-    json!({
-        "id": e.id,
-        "timestamp": timestamp(e.timestamp_ms),
-        "action": e.action.as_str(),
-        "target": target,
-        "request": request,
-        "actor": actor,
-        "source": source,
-    })
+    DistributionEvent {
+        id: &e.id,
+        timestamp: timestamp(e.timestamp_ms),
+        action: e.action.as_str(),
+        target: Target {
+            media_type: t.media_type.as_deref(),
+            digest: t.digest.as_deref(),
+            size: t.size,
+            length: t.size,
+            repository: &e.repository,
+            from_repository: t.from_repository.as_deref(),
+            url: url(e),
+            tag: t.tag.as_deref(),
+            references: &t.references,
+        },
+        request: Request {
+            id: &r.id,
+            addr: &r.addr,
+            host: &r.host,
+            method: &r.method,
+            useragent: &r.useragent,
+        },
+        actor: Actor {
+            name: r.actor.as_deref(),
+        },
+        source: Source {
+            addr: &e.source.addr,
+            instance_id: &e.source.instance_id,
+        },
+    }
 }
 
 fn kind_name(k: TargetKind) -> &'static str {
@@ -142,21 +193,28 @@ pub fn cloudevent(e: &EventRecord) -> Value {
 
 /// The request body and its `Content-Type` for `events` (at least one).
 pub fn body(endpoint: &EndpointConfig, events: &[&EventRecord]) -> (Vec<u8>, String) {
-    let value = match endpoint.format {
+    match endpoint.format {
         EventFormat::Distribution => {
-            let list: Vec<Value> = events.iter().map(|e| distribution_event(e)).collect();
-            return (
-                json!({ "events": list }).to_string().into_bytes(),
-                endpoint.media_type().to_string(),
-            );
+            #[derive(Serialize)]
+            struct Envelope<'a> {
+                events: Vec<DistributionEvent<'a>>,
+            }
+            let envelope = Envelope {
+                events: events.iter().map(|e| distribution_event(e)).collect(),
+            };
+            (to_vec(&envelope), endpoint.media_type().to_string())
         }
         EventFormat::Cloudevents if endpoint.maxbatch == 1 && events.len() == 1 => {
-            return (
-                cloudevent(events[0]).to_string().into_bytes(),
-                CLOUDEVENTS.into(),
-            );
+            (to_vec(&cloudevent(events[0])), CLOUDEVENTS.into())
         }
-        EventFormat::Cloudevents => Value::Array(events.iter().map(|e| cloudevent(e)).collect()),
-    };
-    (value.to_string().into_bytes(), CLOUDEVENTS_BATCH.into())
+        EventFormat::Cloudevents => {
+            let list: Vec<Value> = events.iter().map(|e| cloudevent(e)).collect();
+            (to_vec(&list), CLOUDEVENTS_BATCH.into())
+        }
+    }
+}
+
+/// JSON bytes of `value` (serializing these types cannot fail: string keys only).
+fn to_vec<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
 }

@@ -16,37 +16,54 @@ pub(super) mod queries {
     crate::metadata::events::event_queries!(sqlx::PgConnection, "FOR UPDATE OF c SKIP LOCKED");
 
     /// One repository's events (for `append_events`): the stream row locked first (see
-    /// `metadata::events` on order), then the inserts and `last_id`. The usual single
-    /// event is inserted and recorded in one statement (a data-modifying `WITH`): two
-    /// round trips on the path of every push instead of three.
+    /// `metadata::events` on order), then the inserts and `last_id`.
+    ///
+    /// The usual case — one event, a stream that exists — is one statement, so a push
+    /// with notifications on costs one round trip more than without, not two: the
+    /// upsert of the stream row takes its lock and only then (`DO UPDATE`, evaluated
+    /// on the locked row) draws the event's id from the identity sequence and records
+    /// it as `last_id`; the event is inserted with that id. The id is drawn after the
+    /// lock, as with an insert after the lock, so ids stay in commit order within the
+    /// repository. A stream that did not exist is inserted with `last_id` 0 and no id
+    /// (the insert path's values are computed before any lock, so they must not hold
+    /// an id); then, holding the new row, the event goes in as for several events.
     async fn append_stream(
         conn: &mut sqlx::PgConnection,
         repository: &str,
         list: &[&EventRecord],
         now: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO event_streams (repository, last_id) VALUES ($1, 0)
-             ON CONFLICT (repository) DO UPDATE SET last_id = event_streams.last_id",
-        )
-        .bind(repository)
-        .execute(&mut *conn)
-        .await?;
         if let [e] = list {
-            sqlx::query(
-                "WITH ins AS (
-                     INSERT INTO events (uuid, repository, action, created_at, record, endpoint)
-                     VALUES ($1, $2, $3, $4, $5, NULL) RETURNING id)
-                 UPDATE event_streams SET last_id = (SELECT id FROM ins) WHERE repository = $2",
+            let id: Option<i64> = sqlx::query_scalar(
+                "WITH s AS (
+                     INSERT INTO event_streams (repository, last_id) VALUES ($2, 0)
+                     ON CONFLICT (repository) DO UPDATE
+                         SET last_id = nextval(pg_get_serial_sequence('events', 'id'))
+                     RETURNING last_id)
+                 INSERT INTO events (id, uuid, repository, action, created_at, record, endpoint)
+                 OVERRIDING SYSTEM VALUE
+                 SELECT s.last_id, $1, $2, $3, $4, $5, NULL FROM s WHERE s.last_id <> 0
+                 RETURNING id",
             )
             .bind(&e.id)
             .bind(repository)
             .bind(e.action.as_str())
             .bind(now)
             .bind(crate::metadata::events::encode(e)?)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if id.is_some() {
+                return Ok(());
+            }
+            // A new stream, its row now ours: insert and record as below.
+        } else {
+            sqlx::query(
+                "INSERT INTO event_streams (repository, last_id) VALUES ($1, 0)
+                 ON CONFLICT (repository) DO UPDATE SET last_id = event_streams.last_id",
+            )
+            .bind(repository)
             .execute(&mut *conn)
             .await?;
-            return Ok(());
         }
         let mut last = 0i64;
         for e in list {
