@@ -1,14 +1,20 @@
--- A blob commit's quota charge in one call, and the running totals it keeps
+-- A blob commit's quota charge, run at COMMIT, and the running totals it keeps
 -- (PostgreSQL). Kept in step with ../sqlite/0010_quota_charge.sql (which has nothing to
 -- add: SQLite's triggers update the per-scope rows in place, under its one writer).
 --
--- The charge runs last in the commit's transaction, after the link whose trigger
--- appended the blob's delta. For each limited scope (the caller passes them in scope
--- order, byte-wise) that the link made the blob new to, it locks the scope's
--- `quota_usage` row, folds the scope's committed deltas (and this transaction's own)
--- into it — so the row is the scope's running total and no sum over deltas is needed
--- — and checks stored bytes plus the live reservations other than `own` against the
--- quota. One round trip, so the row is held for this call and the COMMIT only.
+-- A charged commit, after its link (whose trigger appended the blob's delta), inserts
+-- its request into `quota_charges`; a deferred constraint trigger runs the charge
+-- (`quota_charge`) when the transaction commits, so the scopes' usage rows are locked
+-- inside the COMMIT and held for no round trip at all: commits into one namespace
+-- pass the lock one at a time only for the charge itself and the commit record. A
+-- charge that does not fit raises SQLSTATE `WQ001`, the COMMIT fails, and nothing of
+-- the transaction is kept.
+--
+-- `quota_charge`: for each limited scope (the caller passes them in scope order,
+-- byte-wise) that the link made the blob new to, it locks the scope's `quota_usage`
+-- row, folds the scope's committed deltas (and this transaction's own) into it — so
+-- the row is the scope's running total and no sum over deltas is needed — and checks
+-- stored bytes plus the live reservations other than `own` against the quota.
 --
 -- Lock order: a scope's deltas are deleted only by a holder of the scope's usage row
 -- (this function, and `compact`, which locks the rows in scope order first), so
@@ -63,3 +69,32 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- A charged commit's request, consumed by its own COMMIT (unlogged: a request never
+-- outlives its transaction, so a crash has nothing to keep).
+CREATE UNLOGGED TABLE quota_charges (
+    id     BIGINT   GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    scopes TEXT[]   NOT NULL,
+    quotas BIGINT[] NOT NULL,
+    digest TEXT     NOT NULL,
+    own    TEXT     NOT NULL
+);
+
+-- Raises `WQ001` with the message `quota_charge|scope|quota|stored|reserved` when the
+-- blob does not fit.
+CREATE FUNCTION quota_charge_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r RECORD;
+BEGIN
+    DELETE FROM quota_charges WHERE id = NEW.id;
+    FOR r IN SELECT * FROM quota_charge(NEW.scopes, NEW.quotas, NEW.digest, NEW.own) LOOP
+        RAISE EXCEPTION USING ERRCODE = 'WQ001', MESSAGE = format(
+            'quota_charge|%s|%s|%s|%s', r.over_scope, r.over_quota, r.over_stored,
+            r.over_reserved);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER quota_charge_at_commit AFTER INSERT ON quota_charges
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION quota_charge_at_commit();

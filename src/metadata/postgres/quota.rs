@@ -4,8 +4,9 @@
 //! triggers take them in (see `migrations/postgres/0006_quotas.sql`), so reservations
 //! on every instance are judged one at a time against counters no commit is changing.
 //! The counting triggers append deltas (no shared row to wait on); a charged commit
-//! folds its scopes' deltas into their rows under the row lock it takes anyway
-//! (`quota_charge`, migration `0010_quota_charge`), and `compact` folds the rest. `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
+//! folds its scopes' deltas into their rows under the row lock it takes anyway, at
+//! its COMMIT (`quota_charge`, migration `0010_quota_charge`), and `compact` folds the
+//! rest. `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
 //! that already changed a counter finish first, the next wait) so that it compares one
 //! consistent state.
 
@@ -61,21 +62,22 @@ async fn compact(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<
     Ok(())
 }
 
-/// A commit's charge, last in its transaction after its link (`linked`: the link is
-/// new): one call of `quota_charge` (migration `0010_quota_charge`), which in each
-/// limited scope the link made the blob new to locks the scope's usage row, folds the
-/// scope's deltas into it and checks stored bytes — this commit's included — plus the
-/// live reservations other than `own` against the quota. Scopes the blob was in
-/// already take nothing.
-async fn charge_after_link(
+/// A commit's charge, queued last in its transaction after its link (`linked`: the
+/// link is new): a row of `quota_charges`, whose deferred trigger runs `quota_charge`
+/// at COMMIT (migration `0010_quota_charge`). There, in each limited scope the link
+/// made the blob new to, the scope's usage row is locked, the scope's deltas folded
+/// into it, and stored bytes — this commit's included — plus the live reservations
+/// other than `own` checked against the quota; scopes the blob was in already take
+/// nothing. A blob that does not fit fails the COMMIT ([`refused`]).
+async fn queue_charge(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     blob: &BlobRecord,
     linked: bool,
     own: &str,
     limits: &[(String, u64)],
-) -> Result<QuotaOutcome> {
+) -> Result<()> {
     if !linked || limits.is_empty() {
-        return Ok(QuotaOutcome::Allowed);
+        return Ok(());
     }
     let mut sorted = limits.to_vec();
     sorted.sort();
@@ -85,23 +87,37 @@ async fn charge_after_link(
         .iter()
         .map(|(_, q)| i64::try_from(*q).unwrap_or(i64::MAX))
         .collect();
-    let over: Option<(String, i64, i64, i64)> =
-        sqlx::query_as("SELECT * FROM quota_charge($1, $2, $3, $4)")
-            .bind(&scopes)
-            .bind(&quotas)
-            .bind(blob.digest.to_string())
-            .bind(own)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some((scope, quota, stored, others)) = over else {
-        return Ok(QuotaOutcome::Allowed);
+    sqlx::query("INSERT INTO quota_charges (scopes, quotas, digest, own) VALUES ($1, $2, $3, $4)")
+        .bind(&scopes)
+        .bind(&quotas)
+        .bind(blob.digest.to_string())
+        .bind(own)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The refusal a COMMIT failed with when the charge did not fit (SQLSTATE `WQ001`,
+/// message `quota_charge|scope|quota|stored|reserved`), if that is what it failed with.
+fn refused(e: &sqlx::Error, blob: &BlobRecord) -> Option<QuotaOutcome> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
     };
+    if db.code().as_deref() != Some("WQ001") {
+        return None;
+    }
+    let msg = db.message();
+    let mut fields = msg.rsplitn(4, '|');
+    let reserved: i64 = fields.next()?.parse().ok()?;
+    let stored: i64 = fields.next()?.parse().ok()?;
+    let quota: i64 = fields.next()?.parse().ok()?;
+    let scope = fields.next()?.strip_prefix("quota_charge|")?.to_string();
     let size = i64::try_from(blob.size).unwrap_or(i64::MAX);
     let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
-    Ok(QuotaOutcome::Exceeded {
+    Some(QuotaOutcome::Exceeded {
         scope,
         quota: to_u64(quota),
-        usage: to_u64(stored - size + others),
+        usage: to_u64(stored - size + reserved),
         requested: to_u64(size),
     })
 }
@@ -165,15 +181,15 @@ impl QuotaStore for PostgresStore {
         quota_sql::check_room(&mut conn, reservation, limits).await
     }
 
-    /// Charged after the link, last in the transaction: one call (`quota_charge`)
-    /// locks the scopes' usage rows (in scope order), folds their deltas in and
-    /// checks, so a row is held for that call and the COMMIT only — commits into one
-    /// namespace pass it one at a time for two round trips. The check sees every
-    /// earlier charged commit (READ COMMITTED: each statement of the function after
-    /// the lock sees what committed before it) and this one's own deltas. Lock order:
-    /// the link's trigger takes the scope's blob rows, then the charge the usage rows;
-    /// nothing holding a usage row waits for a blob row (reservations and compaction
-    /// take usage rows and the deltas of their scopes only), so the orders cannot cross.
+    /// Charged at the COMMIT ([`queue_charge`]): the scopes' usage rows are locked
+    /// (in scope order) inside the COMMIT, by its deferred trigger, so a row is held
+    /// for no round trip — commits into one namespace pass it one at a time only for
+    /// the charge and the commit record. The check sees every earlier charged commit
+    /// (READ COMMITTED: each statement after the lock sees what committed before it)
+    /// and this one's own deltas. Lock order: the link's trigger takes the scope's
+    /// blob rows, then the charge the usage rows; nothing holding a usage row waits
+    /// for a blob row (reservations and compaction take usage rows and the deltas of
+    /// their scopes only), so the orders cannot cross.
     async fn commit_blob_charged(
         &self,
         repo: &RepoName,
@@ -187,19 +203,18 @@ impl QuotaStore for PostgresStore {
             let own = charge.reservation.as_deref().or(upload_id).unwrap_or("");
             let (commit, linked) =
                 writes::commit_blob_linking(&mut tx, repo, blob, upload_id, events).await?;
-            // Ended before the charge (which does not count it), so that nothing but
-            // the charge and the COMMIT runs while the usage rows are held; a refusal
-            // rolls it back with the rest.
             if let Some(id) = &charge.reservation {
                 quota_sql::release(&mut *tx, id).await?;
             }
-            let outcome =
-                charge_after_link(&mut tx, blob, linked, own, &charge.limits).await?;
-            if outcome != QuotaOutcome::Allowed {
-                // Dropped, the transaction rolls back: nothing of the commit is kept.
-                return Ok(ChargedCommit::Refused(outcome));
+            queue_charge(&mut tx, blob, linked, own, &charge.limits).await?;
+            match tx.commit().await {
+                Ok(()) => {}
+                // The charge did not fit: the COMMIT failed, nothing of it was kept.
+                Err(e) => match refused(&e, blob) {
+                    Some(outcome) => return Ok(ChargedCommit::Refused(outcome)),
+                    None => return Err(e.into()),
+                },
             }
-            tx.commit().await?;
             Ok(ChargedCommit::Committed(commit))
         })
         .await
