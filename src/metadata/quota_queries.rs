@@ -264,58 +264,9 @@ macro_rules! quota_queries {
             room_read(conn, &r.id, r.digest.as_ref(), to_i64(r.bytes), limits, false).await
         }
 
-        /// A commit's charge, last in its transaction, after its link (`linked`: the
-        /// link is new): in each scope the link made the blob new to (its count there
-        /// is 1, and the link's trigger holds that row), the scope locked, then the
-        /// stored bytes — this commit's included — and the live reservations other
-        /// than `own` must fit the quota. Scopes the blob was in already take nothing.
-        #[allow(dead_code)] // PostgreSQL's (SQLite charges first: `charge`)
-        pub(super) async fn charge_after_link(
-            conn: &mut $conn,
-            blob: &$crate::types::BlobRecord,
-            linked: bool,
-            own: &str,
-            limits: &[(String, u64)],
-        ) -> Result<QuotaOutcome> {
-            if !linked {
-                return Ok(QuotaOutcome::Allowed);
-            }
-            for (scope, quota) in sorted(limits) {
-                let refs: Option<i64> = sqlx::query_scalar(
-                    "SELECT refs FROM quota_scope_blobs WHERE scope = $1 AND digest = $2",
-                )
-                .bind(&scope)
-                .bind(blob.digest.to_string())
-                .fetch_optional(&mut *conn)
-                .await?;
-                if refs != Some(1) {
-                    continue;
-                }
-                lock_scope(conn, &scope).await?;
-                let (stored, others): (i64, i64) = sqlx::query_as(&format!(
-                    "SELECT coalesce((SELECT stored_bytes FROM quota_usage_totals WHERE scope = $1), 0),
-                            ({RESERVED})"
-                ))
-                .bind(&scope)
-                .bind(own)
-                .fetch_one(&mut *conn)
-                .await?;
-                if stored + others > to_i64(quota) {
-                    let size = to_i64(blob.size);
-                    return Ok(QuotaOutcome::Exceeded {
-                        scope,
-                        quota,
-                        usage: to_u64(stored - size + others),
-                        requested: to_u64(size),
-                    });
-                }
-            }
-            Ok(QuotaOutcome::Allowed)
-        }
-
         /// A commit's charge, first in its transaction: the scopes locked and the blob
         /// checked against them, the push's own reservation (`own`) not counted.
-        #[allow(dead_code)] // SQLite's (PostgreSQL charges last: `charge_after_link`)
+        #[allow(dead_code)] // SQLite's (PostgreSQL charges last, in `quota_charge`)
         pub(super) async fn charge(
             conn: &mut $conn,
             blob: &$crate::types::BlobRecord,

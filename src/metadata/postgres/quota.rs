@@ -3,8 +3,10 @@
 //! the limited scopes' usage rows `FOR UPDATE` in scope order, the order the counting
 //! triggers take them in (see `migrations/postgres/0006_quotas.sql`), so reservations
 //! on every instance are judged one at a time against counters no commit is changing.
-//! The counting triggers append deltas (no shared row to wait on); `compact` folds
-//! them into the per-scope rows. `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
+//! The counting triggers append deltas (no shared row to wait on); a charged commit
+//! folds its scopes' deltas into their rows under the row lock it takes anyway, at
+//! its COMMIT (`quota_charge`, migration `0010_quota_charge`), and `compact` folds the
+//! rest. `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
 //! that already changed a counter finish first, the next wait) so that it compares one
 //! consistent state.
 
@@ -18,26 +20,106 @@ use crate::metadata::quota::{
 use crate::metadata::Result;
 use crate::types::{BlobRecord, Digest, EventRecord, RepoName};
 
-/// Moves the counting triggers' deltas into the per-scope rows in one statement (so
-/// a reader sees them either all before or all after), rows taken in scope order.
+/// Moves the counting triggers' deltas into the per-scope rows, rows taken in scope
+/// order (byte-wise, the order every locker uses) and locked *before* their deltas are
+/// deleted: a scope's deltas are deleted only by a holder of its row (this, and the
+/// charge's `quota_charge`), so that no one holding a row waits for a delta another
+/// holds. The move is one statement, so a reader sees it either all before or all after.
 async fn compact(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<()> {
     sqlx::query(
-        "WITH moved AS (DELETE FROM quota_usage_deltas
+        "INSERT INTO quota_usage (scope)
+         SELECT scope FROM (SELECT DISTINCT scope FROM quota_usage_deltas) d
+         ORDER BY scope COLLATE \"C\"
+         ON CONFLICT DO NOTHING",
+    )
+    .execute(&mut **tx)
+    .await?;
+    let scopes: Vec<String> = sqlx::query_scalar(
+        "SELECT scope FROM quota_usage
+         WHERE scope IN (SELECT DISTINCT scope FROM quota_usage_deltas)
+         ORDER BY scope COLLATE \"C\" FOR UPDATE",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    if scopes.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH moved AS (DELETE FROM quota_usage_deltas WHERE scope = ANY($1)
                         RETURNING scope, logical_bytes, stored_bytes, blobs, manifests),
               sums AS (SELECT scope, CAST(sum(logical_bytes) AS BIGINT) AS l,
                               CAST(sum(stored_bytes) AS BIGINT) AS s,
                               CAST(sum(blobs) AS BIGINT) AS b, CAST(sum(manifests) AS BIGINT) AS m
                        FROM moved GROUP BY scope)
-         INSERT INTO quota_usage AS u (scope, logical_bytes, stored_bytes, blobs, manifests)
-         SELECT scope, l, s, b, m FROM sums ORDER BY scope
-         ON CONFLICT (scope) DO UPDATE SET
-             logical_bytes = u.logical_bytes + excluded.logical_bytes,
-             stored_bytes = u.stored_bytes + excluded.stored_bytes,
-             blobs = u.blobs + excluded.blobs, manifests = u.manifests + excluded.manifests",
+         UPDATE quota_usage u SET
+             logical_bytes = u.logical_bytes + sums.l, stored_bytes = u.stored_bytes + sums.s,
+             blobs = u.blobs + sums.b, manifests = u.manifests + sums.m
+         FROM sums WHERE u.scope = sums.scope",
     )
+    .bind(&scopes)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A commit's charge, queued last in its transaction after its link (`linked`: the
+/// link is new): a row of `quota_charges`, whose deferred trigger runs `quota_charge`
+/// at COMMIT (migration `0010_quota_charge`). There, in each limited scope the link
+/// made the blob new to, the scope's usage row is locked, the scope's deltas folded
+/// into it, and stored bytes — this commit's included — plus the live reservations
+/// other than `own` checked against the quota; scopes the blob was in already take
+/// nothing. A blob that does not fit fails the COMMIT ([`refused`]).
+async fn queue_charge(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    blob: &BlobRecord,
+    linked: bool,
+    own: &str,
+    limits: &[(String, u64)],
+) -> Result<()> {
+    if !linked || limits.is_empty() {
+        return Ok(());
+    }
+    let mut sorted = limits.to_vec();
+    sorted.sort();
+    sorted.dedup_by(|a, b| a.0 == b.0);
+    let scopes: Vec<&str> = sorted.iter().map(|(s, _)| s.as_str()).collect();
+    let quotas: Vec<i64> = sorted
+        .iter()
+        .map(|(_, q)| i64::try_from(*q).unwrap_or(i64::MAX))
+        .collect();
+    sqlx::query("INSERT INTO quota_charges (scopes, quotas, digest, own) VALUES ($1, $2, $3, $4)")
+        .bind(&scopes)
+        .bind(&quotas)
+        .bind(blob.digest.to_string())
+        .bind(own)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The refusal a COMMIT failed with when the charge did not fit (SQLSTATE `WQ001`,
+/// message `quota_charge|scope|quota|stored|reserved`), if that is what it failed with.
+fn refused(e: &sqlx::Error, blob: &BlobRecord) -> Option<QuotaOutcome> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    if db.code().as_deref() != Some("WQ001") {
+        return None;
+    }
+    let msg = db.message();
+    let mut fields = msg.rsplitn(4, '|');
+    let reserved: i64 = fields.next()?.parse().ok()?;
+    let stored: i64 = fields.next()?.parse().ok()?;
+    let quota: i64 = fields.next()?.parse().ok()?;
+    let scope = fields.next()?.strip_prefix("quota_charge|")?.to_string();
+    let size = i64::try_from(blob.size).unwrap_or(i64::MAX);
+    let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
+    Some(QuotaOutcome::Exceeded {
+        scope,
+        quota: to_u64(quota),
+        usage: to_u64(stored - size + reserved),
+        requested: to_u64(size),
+    })
 }
 
 #[async_trait]
@@ -99,14 +181,15 @@ impl QuotaStore for PostgresStore {
         quota_sql::check_room(&mut conn, reservation, limits).await
     }
 
-    /// Charged after the link, at the end of the transaction: the scopes' usage rows
-    /// are locked last (in scope order) and held only for the check and the commit,
-    /// so commits into one namespace do not queue behind each other's statements. The
-    /// check then sees every earlier charged commit (READ COMMITTED: a new statement
-    /// sees what committed before it) and this one's own deltas. Lock order: the
-    /// link's trigger takes the scope's blob rows, then this the usage rows; nothing
-    /// holding a usage row waits for a blob row (reservations and compaction take
-    /// usage rows only), so the orders cannot cross.
+    /// Charged at the COMMIT ([`queue_charge`]): the scopes' usage rows are locked
+    /// (in scope order) inside the COMMIT, by its deferred trigger, so a row is held
+    /// for no round trip — commits into one namespace pass it one at a time only for
+    /// the charge and the commit record. The check sees every earlier charged commit
+    /// (READ COMMITTED: each statement after the lock sees what committed before it)
+    /// and this one's own deltas. Lock order: the link's trigger takes the scope's
+    /// blob rows, then the charge the usage rows; nothing holding a usage row waits
+    /// for a blob row (reservations and compaction take usage rows and the deltas of
+    /// their scopes only), so the orders cannot cross.
     async fn commit_blob_charged(
         &self,
         repo: &RepoName,
@@ -120,16 +203,18 @@ impl QuotaStore for PostgresStore {
             let own = charge.reservation.as_deref().or(upload_id).unwrap_or("");
             let (commit, linked) =
                 writes::commit_blob_linking(&mut tx, repo, blob, upload_id, events).await?;
-            let outcome =
-                quota_sql::charge_after_link(&mut tx, blob, linked, own, &charge.limits).await?;
-            if outcome != QuotaOutcome::Allowed {
-                // Dropped, the transaction rolls back: nothing of the commit is kept.
-                return Ok(ChargedCommit::Refused(outcome));
-            }
             if let Some(id) = &charge.reservation {
                 quota_sql::release(&mut *tx, id).await?;
             }
-            tx.commit().await?;
+            queue_charge(&mut tx, blob, linked, own, &charge.limits).await?;
+            match tx.commit().await {
+                Ok(()) => {}
+                // The charge did not fit: the COMMIT failed, nothing of it was kept.
+                Err(e) => match refused(&e, blob) {
+                    Some(outcome) => return Ok(ChargedCommit::Refused(outcome)),
+                    None => return Err(e.into()),
+                },
+            }
             Ok(ChargedCommit::Committed(commit))
         })
         .await
