@@ -270,6 +270,10 @@ fn app(
         .wrap(tracing_actix_web::TracingLogger::<
             crate::http::spans::RegistryRootSpan,
         >::new())
+        .wrap(actix_web::middleware::Condition::new(
+            crate::telemetry::otlp::exporting(),
+            from_fn(crate::http::trace_context::carry),
+        ))
         .wrap(headers)
         .wrap(from_fn(crate::http::urls::rewrite))
         .configure(|cfg| configure(cfg, public_metrics))

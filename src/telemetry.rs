@@ -1,7 +1,9 @@
 //! Observability: the tracing subscriber (text or JSON logs) and the Prometheus metrics
 //! every layer records into, served at `/metrics`.
 
+pub mod access_line;
 pub mod calls;
+pub mod decision;
 pub mod otlp;
 pub mod sampling;
 
@@ -171,16 +173,18 @@ pub fn init_tracing(
     access_log: bool,
     background: bool,
 ) -> Option<tracing_appender::non_blocking::WorkerGuard> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        // actix_http's dispatcher logs every malformed request at ERROR — clients probing
-        // HTTPS on a plain-HTTP port (skopeo with --tls-verify=false) — though the error
-        // is the client's, not the server's.
-        EnvFilter::new(format!(
-            "{},sqlx=warn,actix_server=warn,actix_http::h1::dispatcher=off,h2=warn,hyper=warn,wharf::access={}",
-            level,
-            if access_log { "info" } else { "off" }
-        ))
-    });
+    // actix_http's dispatcher logs every malformed request at ERROR — clients probing
+    // HTTPS on a plain-HTTP port (skopeo with --tls-verify=false) — though the error
+    // is the client's, not the server's.
+    let default_directives = format!(
+        "{},sqlx=warn,actix_server=warn,actix_http::h1::dispatcher=off,h2=warn,hyper=warn,wharf::access={}",
+        level,
+        if access_log { "info" } else { "off" }
+    );
+    let log_filter = || {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&default_directives))
+    };
+    let filter = log_filter();
     let colour = std::io::stderr().is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && fields.is_empty();
@@ -204,6 +208,11 @@ pub fn init_tracing(
         .with_writer(writer)
         .with_ansi(colour);
     let extra = ExtraFields::new(fields);
+    // The text format, with the access log's lines written directly (`access_line`).
+    let text = || access_line::Fast {
+        inner: tracing_subscriber::fmt::format(),
+        timer: tracing_subscriber::fmt::time::SystemTime,
+    };
     let mut layers: Vec<Box<dyn tracing_subscriber::Layer<Base> + Send + Sync>> =
         vec![match (json, extra) {
             (true, Some(extra)) => fmt
@@ -213,22 +222,29 @@ pub fn init_tracing(
                 .boxed(),
             (true, None) => fmt.json().with_filter(filter).boxed(),
             (false, Some(extra)) => fmt
-                .event_format(extra.wrap(tracing_subscriber::fmt::format(), false))
+                .event_format(extra.wrap(text(), false))
                 .with_filter(filter)
                 .boxed(),
-            (false, None) => fmt.with_filter(filter).boxed(),
+            (false, None) => fmt.event_format(text()).with_filter(filter).boxed(),
         }];
+    let mut gate = None;
     let (otel, otel_note) = otlp::layer::<Base>();
     if let Some(otel) = otel {
         // Its own filter: the core's spans (DEBUG) belong in a trace even when the log
         // shows INFO only.
         let spans = EnvFilter::try_from_env("OTEL_SPAN_FILTER")
             .unwrap_or_else(|_| EnvFilter::new("info,wharf=debug,sqlx=warn"));
-        // And only inside sampled traces (an unsampled one is its root span alone).
+        // And only inside sampled traces (an unsampled one is its root span alone, an
+        // unsampled request nothing).
         use tracing_subscriber::filter::FilterExt as _;
-        layers.push(otel.with_filter(spans.and(sampling::SampledOnly)).boxed());
+        // (`SampledOnly` first: inside an unsampled request it says no at once.)
+        layers.push(otel.with_filter(sampling::SampledOnly.and(spans)).boxed());
+        gate = Some(log_filter());
     }
-    let _ = tracing_subscriber::registry().with(layers).try_init();
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let _ = tracing_subscriber::registry()
+        .with(sampling::Gated::new(layers, gate, &directives))
+        .try_init();
     if let Some(note) = otel_note {
         tracing::info!("{note}");
     }

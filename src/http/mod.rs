@@ -19,6 +19,7 @@ pub mod per_client;
 pub mod route;
 pub mod spans;
 pub mod tls;
+pub mod trace_context;
 pub mod transfers;
 pub mod urls;
 pub mod write_limiter;

@@ -5,6 +5,7 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::HttpMessage as _;
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 
@@ -42,8 +43,14 @@ impl RootSpanBuilder for RegistryRootSpan {
             exception.message = tracing::field::Empty,
             exception.details = tracing::field::Empty,
         );
-        // A caller's W3C trace context (`traceparent`) as the parent, when exporting.
-        crate::telemetry::otlp::set_parent_from_headers(&span, request.headers());
+        // A sampled request (traces exported, `trace_context`): the decision taken on
+        // its arrival, with the caller's `traceparent` as the parent.
+        if let Some(root) = request
+            .extensions()
+            .get::<crate::telemetry::decision::SampledRoot>()
+        {
+            crate::telemetry::sampling::start_sampled(&span, root.clone());
+        }
         span
     }
 

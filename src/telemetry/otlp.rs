@@ -5,8 +5,9 @@
 //! `OTEL_TRACES_SAMPLER_ARG` are read by the SDK; `OTEL_SDK_DISABLED=true` turns it off.
 //! Off by default. Spans are batched and sent from the SDK's own thread, so a collector
 //! that is slow or down never holds a request. W3C `traceparent` on a request becomes
-//! its root span's parent (see `http::spans`). Sampling is decided once per trace, at
-//! its root, and an unsampled trace's inner spans are not built (`sampling`).
+//! its root span's parent (see `http::trace_context`). Sampling is decided once per
+//! trace, at its root — a request's when it arrives (`decision`) —, and an unsampled
+//! trace's inner spans are not built (`sampling`), nor an unsampled request's root.
 
 use std::sync::OnceLock;
 
@@ -79,7 +80,12 @@ where
         Ok(e) => e,
         Err(e) => return (None, Some(format!("OpenTelemetry export off: {e}"))),
     };
+    // The sampler the SDK would read from the environment, kept for the decisions taken
+    // when requests arrive (`decision`).
+    let sampler = super::decision::sampler_from_env();
+    super::decision::set_sampler(sampler.clone());
     let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
         .with_batch_exporter(exporter)
         .build();
     let tracer = provider.tracer("wharf");
@@ -123,27 +129,9 @@ pub fn shutdown() {
     }
 }
 
-/// A request's W3C trace context (`traceparent`, `tracestate`) as the parent of `span`.
-pub fn set_parent_from_headers(span: &tracing::Span, headers: &actix_web::http::header::HeaderMap) {
-    if PROVIDER.get().is_none() || !headers.contains_key("traceparent") {
-        return;
-    }
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
-    span.set_parent(cx);
-}
-
-/// actix's header map read as OpenTelemetry's carrier (opentelemetry-http's extractor
-/// takes the `http` crate's map, not actix's).
-struct Headers<'a>(&'a actix_web::http::header::HeaderMap);
-
-impl opentelemetry::propagation::Extractor for Headers<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
-    }
+/// Whether traces are exported (the layer is installed).
+pub fn exporting() -> bool {
+    PROVIDER.get().is_some()
 }
 
 /// Writes the current span's trace context (`traceparent`, and `tracestate` if any)

@@ -1,17 +1,17 @@
-//! Head sampling for the exported traces: the decision is taken once, for the trace's
-//! root span (a request's, honouring its `traceparent`'s sampled flag and
-//! `OTEL_TRACES_SAMPLER`), and an unsampled trace costs one OpenTelemetry span, not
-//! one per `tracing` span.
+//! Head sampling for the exported traces: the decision is taken once per trace, at its
+//! root — a request's when it arrives (`decision`: its `traceparent`'s sampled flag and
+//! `OTEL_TRACES_SAMPLER`), any other root span's (a webhook delivery, a background job)
+//! when it gets its first child — and an unsampled trace builds no OpenTelemetry span
+//! below its root; an unsampled request builds none at all.
 //!
 //! `tracing-opentelemetry` builds an OpenTelemetry span (builder, attributes, timings)
 //! for every `tracing` span its layer sees and asks the sampler only when the span
 //! closes; at a 1 % sampler, 99 % of that work was thrown away. [`SampledOnly`], a
-//! per-layer filter on the export layer, lets a span or event through only when the
-//! span it is created in belongs to a sampled trace: the children of an unsampled
-//! root (the core's spans, one per store call) are never seen by the export layer.
-//! The root itself is kept: its OpenTelemetry context (trace id, span id, sampled
-//! flag 0) is what [`current_context`] hands to outgoing calls, so a webhook, an
-//! upstream registry or S3 still get the caller's trace id with the flag cleared.
+//! per-layer filter on the export layer, lets a span or event through only inside a
+//! sampled trace: nothing while an unsampled request is polled (`decision`), and below
+//! a root span only when the root's trace is sampled. Outgoing calls get their
+//! `traceparent` from [`current_context`]: the nearest exported span's context, or the
+//! unsampled request's (its trace id, flag 0).
 
 use std::sync::OnceLock;
 
@@ -43,6 +43,10 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        // Inside an unsampled request, nothing (not even its root span) is exported.
+        if super::decision::in_unsampled() {
+            return false;
+        }
         // The current span as the export layer sees it: the nearest one it was let
         // through for (the children of an unsampled root never are, so below an
         // unsampled root this is the root).
@@ -56,6 +60,127 @@ where
 
     fn callsite_enabled(&self, _meta: &'static Metadata<'static>) -> Interest {
         Interest::sometimes()
+    }
+}
+
+/// The subscriber's layers, with a gate: while an unsampled request is polled, a span or
+/// event the log would not show is not made at all.
+///
+/// With per-layer filters, tracing-subscriber's registry makes every span some filter
+/// may want (a callsite of `Interest::sometimes`) even when each filter then says no
+/// (its "any filter enabled" test counts the 64 possible filters, not the ones in use):
+/// without this gate, an unsampled request still made its root span and one per store
+/// call in the registry — entered and left on every poll, through both layers — only
+/// for no layer to see them. A layer's own `enabled` saying no disables a span for the
+/// whole subscriber. `log` is a copy of the log layer's filter: what the log shows is
+/// still made. Everything else is the inner layers' (their interest included: a layer
+/// of its own beside them would turn every callsite their filters refuse into a
+/// "sometimes", asked on each use).
+pub struct Gated<L> {
+    inner: L,
+    log: Option<tracing_subscriber::EnvFilter>,
+}
+
+impl<L> Gated<L> {
+    /// `log` built from the same directives as the log layer's filter (None: no gate,
+    /// as when traces are not exported). No gate either when the directives filter by
+    /// span fields (`[span{field=…}]`): a copy of the filter never sees the spans
+    /// entered, so it could not tell.
+    pub fn new(inner: L, log: Option<tracing_subscriber::EnvFilter>, directives: &str) -> Gated<L> {
+        let log = log.filter(|_| !directives.contains('['));
+        Gated { inner, log }
+    }
+}
+
+impl<S, L> tracing_subscriber::Layer<S> for Gated<L>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    L: tracing_subscriber::Layer<S>,
+{
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        self.inner.on_register_dispatch(subscriber);
+    }
+
+    fn on_layer(&mut self, subscriber: &mut S) {
+        self.inner.on_layer(subscriber);
+    }
+
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        self.inner.register_callsite(meta)
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, cx: Context<'_, S>) -> bool {
+        if let Some(log) = &self.log {
+            if super::decision::in_unsampled() && !log.enabled(meta, cx.clone()) {
+                return false;
+            }
+        }
+        self.inner.enabled(meta, cx)
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        cx: Context<'_, S>,
+    ) {
+        self.inner.on_new_span(attrs, id, cx);
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        self.inner.max_level_hint()
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        cx: Context<'_, S>,
+    ) {
+        self.inner.on_record(id, values, cx);
+    }
+
+    fn on_follows_from(
+        &self,
+        span: &tracing::span::Id,
+        follows: &tracing::span::Id,
+        cx: Context<'_, S>,
+    ) {
+        self.inner.on_follows_from(span, follows, cx);
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, cx: Context<'_, S>) -> bool {
+        self.inner.event_enabled(event, cx)
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, cx: Context<'_, S>) {
+        self.inner.on_event(event, cx);
+    }
+
+    fn on_enter(&self, id: &tracing::span::Id, cx: Context<'_, S>) {
+        self.inner.on_enter(id, cx);
+    }
+
+    fn on_exit(&self, id: &tracing::span::Id, cx: Context<'_, S>) {
+        self.inner.on_exit(id, cx);
+    }
+
+    fn on_close(&self, id: tracing::span::Id, cx: Context<'_, S>) {
+        self.inner.on_close(id, cx);
+    }
+
+    fn on_id_change(&self, old: &tracing::span::Id, new: &tracing::span::Id, cx: Context<'_, S>) {
+        self.inner.on_id_change(old, new, cx);
+    }
+
+    // SAFETY: forwarded as is: the inner layers answer for the types they hold
+    // (tracing-subscriber finds their per-layer filters this way).
+    unsafe fn downcast_raw(&self, id: std::any::TypeId) -> Option<*const ()> {
+        if id == std::any::TypeId::of::<Self>() {
+            return Some(self as *const Self as *const ());
+        }
+        // SAFETY: as above.
+        unsafe { self.inner.downcast_raw(id) }
     }
 }
 
@@ -91,13 +216,41 @@ where
     decision
 }
 
+/// Starts a sampled request's root `span` (just made, not entered yet) with the
+/// decision taken on its arrival: the caller's context as its parent, the trace id and
+/// sampling result the decision was taken with (so the SDK takes no other).
+pub fn start_sampled(span: &tracing::Span, root: super::decision::SampledRoot) {
+    span.with_subscriber(move |(id, dispatch)| {
+        let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
+            return;
+        };
+        let Some(span) = registry.span(id) else {
+            return;
+        };
+        let mut ext = span.extensions_mut();
+        let Some(data) = ext.get_mut::<OtelData>() else {
+            return;
+        };
+        if let Some(parent) = root.parent {
+            data.parent_cx = parent;
+        }
+        data.builder.trace_id = Some(root.trace_id);
+        data.builder.sampling_result = Some(root.result);
+        ext.insert(Sampled(true));
+    });
+}
+
 /// The OpenTelemetry context of the current span, for an outgoing call's
-/// `traceparent`: the nearest span the export layer has (inside an unsampled trace,
-/// its root: same trace id, sampled flag 0). Empty when export is off.
+/// `traceparent`: inside an unsampled request, its context (the caller's trace id,
+/// flag 0); else the nearest span the export layer has (inside an unsampled trace that
+/// is not a request's, its root: same trace id, flag 0). Empty when export is off.
 pub fn current_context() -> opentelemetry::Context {
     let Some(tracer) = TRACER.get() else {
         return opentelemetry::Context::new();
     };
+    if let Some(unsampled) = super::decision::unsampled() {
+        return opentelemetry::Context::new().with_remote_span_context((*unsampled).clone());
+    }
     let mut cx = None;
     tracing::Span::current().with_subscriber(|(id, dispatch)| {
         let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>() else {
@@ -130,7 +283,8 @@ mod tests {
     use tracing_subscriber::registry::LookupSpan as _;
     use tracing_subscriber::Layer as _;
 
-    use super::{current_context, set_tracer, SampledOnly};
+    use super::{current_context, set_tracer, start_sampled, Gated, SampledOnly};
+    use crate::telemetry::decision::{decide, with_unsampled, RequestTrace};
 
     /// Keeps what is exported.
     #[derive(Debug, Clone, Default)]
@@ -199,11 +353,14 @@ mod tests {
             .build();
         let tracer = provider.tracer("test");
         set_tracer(tracer.clone());
-        let subscriber = tracing_subscriber::registry().with(
+        // No log: inside an unsampled request, nothing is made.
+        let subscriber = tracing_subscriber::registry().with(Gated::new(
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
                 .with_filter(SampledOnly),
-        );
+            Some(tracing_subscriber::EnvFilter::new("off")),
+            "",
+        ));
         tracing::subscriber::with_default(subscriber, || {
             // A sampled caller: the whole tree is built and exported, one trace.
             let (built, cx) = request(Some(parent("01")));
@@ -244,6 +401,46 @@ mod tests {
             assert_ne!(cx.trace_id().to_string(), TRACE);
             assert!(!cx.is_sampled());
             assert!(kept.0.lock().unwrap().is_empty());
+
+            // Requests decided on arrival (`decision`, as `http::trace_context` does).
+            // Unsampled: not even the root is built; an outgoing call carries the
+            // request's context (the caller's trace id, a span id of Wharf's, flag 0).
+            let tp = format!("00-{TRACE}-00f067aa0ba902b7-00");
+            let RequestTrace::Unsampled(arrival) = decide(Some(&tp), None) else {
+                panic!("the caller said not sampled");
+            };
+            let (made, cx) = with_unsampled(&arrival, || {
+                let root = tracing::info_span!("HTTP request", otel.kind = "server");
+                assert!(root.is_disabled(), "no span for an unsampled request");
+                request(None)
+            });
+            assert!(!made);
+            assert_eq!(cx.trace_id().to_string(), TRACE);
+            assert_eq!(cx.span_id(), arrival.span_id());
+            assert!(!cx.is_sampled());
+            assert!(kept.0.lock().unwrap().is_empty());
+
+            // Sampled: the root is started with the decision and the caller as parent;
+            // the tree is exported in the caller's trace.
+            let tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
+            let RequestTrace::Sampled(arrival) = decide(Some(&tp), None) else {
+                panic!("the caller said sampled");
+            };
+            let root = tracing::info_span!("HTTP request", otel.kind = "server");
+            start_sampled(&root, arrival);
+            let cx = root.in_scope(|| {
+                let _store = tracing::info_span!("store call", op = "get").entered();
+                assert!(super::tests::built());
+                current_context().span().span_context().clone()
+            });
+            drop(root);
+            assert_eq!(cx.trace_id().to_string(), TRACE);
+            assert!(cx.is_sampled());
+            let sampled = std::mem::take(&mut *kept.0.lock().unwrap());
+            assert_eq!(sampled.len(), 2, "{sampled:?}");
+            let root = sampled.iter().find(|s| s.name == "HTTP request").unwrap();
+            assert_eq!(root.parent_span_id.to_string(), "00f067aa0ba902b7");
+            assert_eq!(root.span_context.trace_id().to_string(), TRACE);
         });
     }
 }
