@@ -4,6 +4,7 @@
 pub mod access_line;
 pub mod calls;
 pub mod decision;
+pub mod log_writer;
 pub mod otlp;
 pub mod sampling;
 
@@ -155,11 +156,11 @@ pub fn render() -> String {
 }
 
 /// Installs the global tracing subscriber, writing to stderr. With `background` (a
-/// server: one access log line per request), lines are handed to a thread of their own
-/// that writes them in batches (buffered, flushed whenever it has no more), so a
-/// request never waits for a `write` to stderr; none is dropped (a full queue, 128,000
-/// lines, makes the writer wait instead), and the returned guard, dropped at exit,
-/// writes what is left. Without it (commands that print and exit), lines are written at
+/// server: one access log line per request), lines go to a shared buffer that a thread
+/// of their own writes out in batches (`log_writer`: every 50 ms or 256 KiB), so a
+/// request neither waits for a `write` to stderr nor wakes a thread; none is dropped
+/// (past 8 MiB waiting, the writer waits instead), and the returned guard, dropped at
+/// exit, writes what is left. Without it (commands that print and exit), lines are written at
 /// once. `RUST_LOG` overrides
 /// `level`. Colours only when stderr is a terminal (never into a file or a pipe),
 /// `NO_COLOR` is unset and no `fields` are added. `fields` (`log.fields`) are added to
@@ -172,7 +173,7 @@ pub fn init_tracing(
     fields: Vec<(String, serde_json::Value)>,
     access_log: bool,
     background: bool,
-) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+) -> Option<log_writer::Guard> {
     // actix_http's dispatcher logs every malformed request at ERROR — clients probing
     // HTTPS on a plain-HTTP port (skopeo with --tls-verify=false) — though the error
     // is the client's, not the server's.
@@ -192,17 +193,16 @@ pub fn init_tracing(
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::Layer as _;
     type Base = tracing_subscriber::Registry;
-    let (writer, guard) = if background {
-        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-            .lossy(false)
-            .thread_name("wharf-log")
-            .finish(std::io::BufWriter::with_capacity(
-                64 * 1024,
-                std::io::stderr(),
-            ));
-        (LogWriter::Queued(writer), Some(guard))
-    } else {
-        (LogWriter::Stderr, None)
+    let (writer, guard) = match background
+        .then(|| log_writer::BatchedLog::start(std::io::stderr()))
+        .transpose()
+    {
+        Ok(Some((writer, guard))) => (LogWriter::Batched(writer), Some(guard)),
+        Ok(None) => (LogWriter::Stderr, None),
+        Err(e) => {
+            eprintln!("log: cannot start the writing thread ({e}); writing to stderr directly");
+            (LogWriter::Stderr, None)
+        }
     };
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
@@ -251,22 +251,20 @@ pub fn init_tracing(
     guard
 }
 
-/// Where log lines go: the writing thread's queue, or stderr at once.
+/// Where log lines go: the writing thread's batches, or stderr at once.
 enum LogWriter {
-    Queued(tracing_appender::non_blocking::NonBlocking),
+    Batched(log_writer::BatchedLog),
     Stderr,
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
-    type Writer = tracing_subscriber::fmt::writer::EitherWriter<
-        tracing_appender::non_blocking::NonBlocking,
-        std::io::Stderr,
-    >;
+    type Writer =
+        tracing_subscriber::fmt::writer::EitherWriter<log_writer::LineWriter<'a>, std::io::Stderr>;
 
     fn make_writer(&'a self) -> Self::Writer {
         use tracing_subscriber::fmt::writer::EitherWriter;
         match self {
-            LogWriter::Queued(w) => EitherWriter::A(w.clone()),
+            LogWriter::Batched(w) => EitherWriter::A(w.make_writer()),
             LogWriter::Stderr => EitherWriter::B(std::io::stderr()),
         }
     }
