@@ -17,6 +17,7 @@ mod env;
 mod gc;
 mod health;
 mod http;
+mod log;
 mod maintenance;
 mod middleware;
 mod notifications;
@@ -34,10 +35,8 @@ pub use duration::ConfigDuration;
 pub use env::IgnoredVariable;
 pub use gc::{GcConfig, OrphanSweepConfig, RetentionPolicyConfig};
 pub use health::{FileCheck, HealthConfig, HttpCheck, StorageDriverCheck, TcpCheck};
-pub use http::{
-    AccessLogConfig, DebugConfig, Http2Config, HttpConfig, LogConfig, LogFormatter, LogLevel,
-    MinimumTls, PrometheusConfig, TlsConfig,
-};
+pub use http::{DebugConfig, Http2Config, HttpConfig, MinimumTls, PrometheusConfig, TlsConfig};
+pub use log::{AccessLogConfig, LogConfig, LogFormatter, LogLevel};
 /// `health`'s defaults (distribution's): 10 s between checks, 1 s timeouts.
 pub mod health_defaults {
     pub use super::health::{interval, timeout};

@@ -1,7 +1,6 @@
 //! `http`: the listener — its address or socket, URLs (`prefix`, `host`), extra
 //! headers, trusted proxies, the debug listener — with its parts in `tls`
-//! (`http.tls`) and `limits` (`http.timeouts`, `http.limits`); and `log`, the logging
-//! section, which `config` re-exports from here.
+//! (`http.tls`) and `limits` (`http.timeouts`, `http.limits`).
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -13,11 +12,9 @@ use serde::Deserialize;
 use super::ConfigError;
 
 mod limits;
-mod log;
 mod tls;
 
 use limits::{HttpLimits, HttpTimeouts};
-pub use log::{AccessLogConfig, LogConfig, LogFormatter, LogLevel};
 pub use tls::{MinimumTls, TlsConfig};
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,5 @@
 //! `log`: the log level, the line format, fields added to every line and the access
-//! log (distribution's keys, every value checked). A top-level section of its own,
-//! declared under `http` only because `config` re-exports its types from there.
+//! log (distribution's keys, every value checked).
 
 use std::collections::BTreeMap;
 
