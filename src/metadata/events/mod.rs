@@ -211,8 +211,8 @@ mod queries;
 mod rows;
 
 pub(crate) use queries::{event_queries, pending_condition};
+pub use rows::READ_CHUNK;
 pub(crate) use rows::{
     by_repository, encode, per_cursor, read_chunk_len, CursorEventRow, DeadRow, EventRow,
     PendingRow, COMPLETE_CHUNK,
 };
-pub use rows::READ_CHUNK;

@@ -87,12 +87,14 @@ impl TryFrom<PendingRow> for PendingEvent {
 }
 
 pub(crate) fn encode(e: &EventRecord) -> Result<String> {
-    serde_json::to_string(e)
-        .map_err(|err| crate::metadata::MetadataError::Corrupt(format!("cannot encode an event: {err}")))
+    serde_json::to_string(e).map_err(|err| {
+        crate::metadata::MetadataError::Corrupt(format!("cannot encode an event: {err}"))
+    })
 }
 
 fn decode(s: &str, id: i64) -> Result<EventRecord> {
-    serde_json::from_str(s).map_err(|e| crate::metadata::MetadataError::Corrupt(format!("event {id}: {e}")))
+    serde_json::from_str(s)
+        .map_err(|e| crate::metadata::MetadataError::Corrupt(format!("event {id}: {e}")))
 }
 
 /// Most cursors one statement of `complete_cursors` completes.
@@ -127,7 +129,9 @@ pub(crate) fn per_cursor(n: usize, rows: Vec<CursorEventRow>) -> Result<Vec<Vec<
         let list = usize::try_from(r.cursor)
             .ok()
             .and_then(|i| out.get_mut(i))
-            .ok_or_else(|| crate::metadata::MetadataError::Corrupt(format!("cursor {} read", r.cursor)))?;
+            .ok_or_else(|| {
+                crate::metadata::MetadataError::Corrupt(format!("cursor {} read", r.cursor))
+            })?;
         list.push(StoredEvent::try_from(r.row)?);
     }
     Ok(out)

@@ -243,9 +243,7 @@ async fn run(
             tracing::error!(error = %e, "sqlite writer: COMMIT failed");
             let _ = conn.execute("ROLLBACK").await;
         }
-        times
-            .commit
-            .observe(committing.elapsed().as_secs_f64());
+        times.commit.observe(committing.elapsed().as_secs_f64());
         for deliver in deliveries {
             deliver(commit.clone());
         }
