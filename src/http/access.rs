@@ -1,7 +1,8 @@
 //! The request id and the access log.
 //!
 //! Every request gets an id: the `X-Request-Id` a trusted proxy (`http.trustedproxies`)
-//! sent, else a new UUID. It is in the request's extensions ([`RequestId`]: events name
+//! sent, else a new UUID-shaped id (`telemetry::request_id`: unique without a random
+//! draw per request). It is in the request's extensions ([`RequestId`]: events name
 //! it), on its span, and echoed in the response's `X-Request-Id`.
 //!
 //! Unless `log.accesslog.disabled`, one line per request (target `wharf::access`) when
@@ -22,6 +23,7 @@ use actix_web::{web, HttpMessage};
 use bytes::Bytes;
 
 use super::{AppState, RequestId};
+use crate::telemetry::access_line::AccessFields;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -30,7 +32,7 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct AccessLog(pub bool);
 
 /// The id of `req`: a trusted proxy's `X-Request-Id` (printable, at most 200 bytes),
-/// else a new UUID.
+/// else a new UUID-shaped id (`telemetry::request_id`).
 fn request_id(req: &ServiceRequest) -> String {
     let from_proxy = req
         .app_data::<web::Data<AppState>>()
@@ -41,7 +43,7 @@ fn request_id(req: &ServiceRequest) -> String {
         .flatten()
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+        .map_or_else(crate::telemetry::request_id::new, str::to_string)
 }
 
 pub async fn record(
@@ -90,18 +92,6 @@ struct Line {
     started: Instant,
 }
 
-/// An optional value shown as itself, or as nothing.
-struct OrEmpty<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for OrEmpty<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => Ok(()),
-        }
-    }
-}
-
 /// A response body that counts its bytes and writes the access log line at its end.
 struct Counted {
     body: BoxBody,
@@ -112,25 +102,20 @@ struct Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         if let Some(l) = self.line.take() {
-            tracing::info!(
-                target: "wharf::access",
-                method = %l.method,
-                path = %l.path,
-                status = l.status,
-                bytes = self.bytes,
-                duration_ms = l.started.elapsed().as_secs_f64() * 1000.0,
-                user_agent = %l
+            crate::telemetry::access_line::emit(&AccessFields {
+                method: l.method.as_str(),
+                path: &l.path,
+                status: l.status,
+                bytes: self.bytes,
+                duration_ms: l.started.elapsed().as_secs_f64() * 1000.0,
+                user_agent: l
                     .user_agent
                     .as_ref()
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or(""),
-                client = %OrEmpty(l.client),
-                request_id = %l.request_id,
-                "{} {} {}",
-                l.method,
-                l.path,
-                l.status
-            );
+                client: l.client,
+                request_id: &l.request_id,
+            });
         }
     }
 }
