@@ -26,6 +26,7 @@ use super::{AppState, RequestId};
 use crate::telemetry::access_line::AccessFields;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Whether the access log is written (`!log.accesslog.disabled`), as app data.
 #[derive(Debug, Clone, Copy)]
@@ -62,9 +63,16 @@ pub async fn record(
         method: req.method().clone(),
         path: req.path().to_string(),
         user_agent: req.headers().get(USER_AGENT).cloned(),
-        client: req
-            .app_data::<web::Data<AppState>>()
-            .and_then(|s| s.clients.of(req.request())),
+        // `ClientAddr::of`, with the header's name made once (the header is read only
+        // when the peer is a trusted proxy).
+        client: req.app_data::<web::Data<AppState>>().and_then(|s| {
+            let forwarded = req
+                .headers()
+                .get_all(&X_FORWARDED_FOR)
+                .filter_map(|v| v.to_str().ok());
+            s.clients
+                .client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
+        }),
         request_id: id,
         status: 0,
         started,

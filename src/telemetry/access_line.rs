@@ -126,10 +126,11 @@ impl<W: fmt::Write> fmt::Write for Escaping<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // Nothing to escape (each escaped character is one of these bytes, or starts
         // with 0xC2: U+0080–U+009F): all at once.
-        if !s
-            .bytes()
-            .any(|b| matches!(b, 0x1b | 0x07 | 0x08 | 0x0c | 0x7f | 0xc2))
-        {
+        // (A fold, not `any`: without an early exit the compiler can test many bytes
+        // at once.)
+        if !s.bytes().fold(false, |found, b| {
+            found | matches!(b, 0x1b | 0x07 | 0x08 | 0x0c | 0x7f | 0xc2)
+        }) {
             return self.0.write_str(s);
         }
         let mut start = 0;

@@ -26,7 +26,7 @@ pub fn new() -> String {
     // counter's top two.
     let id = uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid();
     let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    id.hyphenated().encode_lower(&mut text).to_string()
+    id.hyphenated().encode_lower(&mut text).to_owned()
 }
 
 #[cfg(test)]
