@@ -6,6 +6,7 @@ pub mod calls;
 pub mod decision;
 pub mod log_writer;
 pub mod otlp;
+pub mod request_id;
 pub mod sampling;
 
 use std::io::IsTerminal;
@@ -204,10 +205,18 @@ pub fn init_tracing(
             (LogWriter::Stderr, None)
         }
     };
+    let extra = ExtraFields::new(fields);
+    // The access log's lines written straight into the writing thread's batch when
+    // nothing could make the subscriber write them otherwise (`access_line`).
+    if let LogWriter::Batched(log) = &writer {
+        if access_log && !json && !colour && std::env::var_os("RUST_LOG").is_none() {
+            let text = extra.as_ref().map(|e| e.text.clone()).unwrap_or_default();
+            access_line::write_directly(log.clone(), text);
+        }
+    }
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(colour);
-    let extra = ExtraFields::new(fields);
     // The text format, with the access log's lines written directly (`access_line`).
     let text = || access_line::Fast {
         inner: tracing_subscriber::fmt::format(),

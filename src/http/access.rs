@@ -1,7 +1,8 @@
 //! The request id and the access log.
 //!
 //! Every request gets an id: the `X-Request-Id` a trusted proxy (`http.trustedproxies`)
-//! sent, else a new UUID. It is in the request's extensions ([`RequestId`]: events name
+//! sent, else a new UUID-shaped id (`telemetry::request_id`: unique without a random
+//! draw per request). It is in the request's extensions ([`RequestId`]: events name
 //! it), on its span, and echoed in the response's `X-Request-Id`.
 //!
 //! Unless `log.accesslog.disabled`, one line per request (target `wharf::access`) when
@@ -22,15 +23,17 @@ use actix_web::{web, HttpMessage};
 use bytes::Bytes;
 
 use super::{AppState, RequestId};
+use crate::telemetry::access_line::AccessFields;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Whether the access log is written (`!log.accesslog.disabled`), as app data.
 #[derive(Debug, Clone, Copy)]
 pub struct AccessLog(pub bool);
 
 /// The id of `req`: a trusted proxy's `X-Request-Id` (printable, at most 200 bytes),
-/// else a new UUID.
+/// else a new UUID-shaped id (`telemetry::request_id`).
 fn request_id(req: &ServiceRequest) -> String {
     let from_proxy = req
         .app_data::<web::Data<AppState>>()
@@ -41,7 +44,7 @@ fn request_id(req: &ServiceRequest) -> String {
         .flatten()
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 200)
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+        .map_or_else(crate::telemetry::request_id::new, str::to_string)
 }
 
 pub async fn record(
@@ -60,9 +63,16 @@ pub async fn record(
         method: req.method().clone(),
         path: req.path().to_string(),
         user_agent: req.headers().get(USER_AGENT).cloned(),
-        client: req
-            .app_data::<web::Data<AppState>>()
-            .and_then(|s| s.clients.of(req.request())),
+        // `ClientAddr::of`, with the header's name made once (the header is read only
+        // when the peer is a trusted proxy).
+        client: req.app_data::<web::Data<AppState>>().and_then(|s| {
+            let forwarded = req
+                .headers()
+                .get_all(&X_FORWARDED_FOR)
+                .filter_map(|v| v.to_str().ok());
+            s.clients
+                .client_ip(req.peer_addr().map(|a| a.ip()), forwarded)
+        }),
         request_id: id,
         status: 0,
         started,
@@ -90,18 +100,6 @@ struct Line {
     started: Instant,
 }
 
-/// An optional value shown as itself, or as nothing.
-struct OrEmpty<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for OrEmpty<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => Ok(()),
-        }
-    }
-}
-
 /// A response body that counts its bytes and writes the access log line at its end.
 struct Counted {
     body: BoxBody,
@@ -112,25 +110,20 @@ struct Counted {
 impl Drop for Counted {
     fn drop(&mut self) {
         if let Some(l) = self.line.take() {
-            tracing::info!(
-                target: "wharf::access",
-                method = %l.method,
-                path = %l.path,
-                status = l.status,
-                bytes = self.bytes,
-                duration_ms = l.started.elapsed().as_secs_f64() * 1000.0,
-                user_agent = %l
+            crate::telemetry::access_line::emit(&AccessFields {
+                method: l.method.as_str(),
+                path: &l.path,
+                status: l.status,
+                bytes: self.bytes,
+                duration_ms: l.started.elapsed().as_secs_f64() * 1000.0,
+                user_agent: l
                     .user_agent
                     .as_ref()
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or(""),
-                client = %OrEmpty(l.client),
-                request_id = %l.request_id,
-                "{} {} {}",
-                l.method,
-                l.path,
-                l.status
-            );
+                client: l.client,
+                request_id: &l.request_id,
+            });
         }
     }
 }

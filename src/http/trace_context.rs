@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderName;
 use actix_web::middleware::Next;
 use actix_web::HttpMessage as _;
 use bytes::Bytes;
@@ -19,7 +20,11 @@ use opentelemetry::trace::SpanContext;
 
 use crate::telemetry::decision::{self, RequestTrace};
 
-fn header<'a>(req: &'a ServiceRequest, name: &str) -> Option<&'a str> {
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// A header's value (by a name made once: a `&str` name is parsed on every lookup).
+fn header<'a>(req: &'a ServiceRequest, name: &HeaderName) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -27,7 +32,7 @@ pub async fn carry<B: MessageBody + Unpin + 'static>(
     req: ServiceRequest,
     next: Next<B>,
 ) -> Result<ServiceResponse<Carried<B>>, actix_web::Error> {
-    match decision::decide(header(&req, "traceparent"), header(&req, "tracestate")) {
+    match decision::decide(header(&req, &TRACEPARENT), header(&req, &TRACESTATE)) {
         RequestTrace::Sampled(root) => {
             req.extensions_mut().insert(root);
             let res = next.call(req).await?;

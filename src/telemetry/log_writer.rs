@@ -131,16 +131,20 @@ pub struct LineWriter<'a> {
     shared: &'a Shared,
 }
 
-impl Write for LineWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let mut state = self.shared.lock();
+impl BatchedLog {
+    /// Appends `bytes` (whole lines) to the batch: what a [`LineWriter`] does, for
+    /// lines written without tracing's machinery (`access_line::direct`).
+    pub fn append(&self, bytes: &[u8]) {
+        self.shared.append(bytes);
+    }
+}
+
+impl Shared {
+    fn append(&self, bytes: &[u8]) {
+        let mut state = self.lock();
         while state.buffer.len() >= MOST && !state.closed {
-            self.shared.due.notify_one();
-            state = self
-                .shared
-                .taken
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+            self.due.notify_one();
+            state = self.taken.wait(state).unwrap_or_else(|e| e.into_inner());
         }
         let before = state.buffer.len();
         state.buffer.extend_from_slice(bytes);
@@ -148,8 +152,14 @@ impl Write for LineWriter<'_> {
         drop(state);
         // Woken once, when the buffer crosses the mark, not for every line.
         if before < SOON && after >= SOON {
-            self.shared.due.notify_one();
+            self.due.notify_one();
         }
+    }
+}
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.shared.append(bytes);
         Ok(bytes.len())
     }
 
