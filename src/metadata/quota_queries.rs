@@ -205,7 +205,7 @@ macro_rules! quota_queries {
                 // slice room) into stored bytes is seen either wholly before or wholly
                 // after. Slices count only for a check that locks (what a read sees
                 // of them may be taken back by the next top-up).
-                let sliced = if lock { SLICED } else { "SELECT 0" };
+                let sliced = if lock { SLICED } else { "SELECT CAST(0 AS BIGINT)" };
                 let read = format!(
                     "SELECT EXISTS (SELECT 1 FROM quota_scope_blobs WHERE scope = $1 AND digest = $3),
                             coalesce((SELECT stored_bytes FROM quota_usage_totals WHERE scope = $1), 0),
