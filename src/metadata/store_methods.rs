@@ -52,6 +52,8 @@ macro_rules! for_each_store_trait {
             fn events_after_each(cursors: &[(String, i64)], limit: u32) -> Vec<Vec<StoredEvent>>;
             fn complete_cursor(endpoint: &str, repository: &str, token: &str, delivered_id: i64) -> bool;
             fn complete_cursors(endpoint: &str, token: &str, done: &[(String, i64)]) -> u64;
+            fn complete_and_claim(endpoint: &str, done_token: &str, done: &[(String, i64)],
+                token: &str, now: i64, lease_until: i64, limit: u32) -> (u64, Vec<ClaimedCursor>);
             fn fail_cursor(endpoint: &str, repository: &str, token: &str, attempts: u32, due_at: i64,
                 error: &str) -> bool;
             fn dead_letter(endpoint: &str, repository: &str, token: &str, events: &[StoredEvent],

@@ -44,6 +44,10 @@ pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
 pub const ENDPOINT_STALE_AFTER: Duration = Duration::from_secs(3600);
 /// Most events pruned per pass.
 const PRUNE_BATCH: u32 = 5000;
+/// Most events pruned per store write: a pass is slices of this many, each its own
+/// write, so that no write holds the store (on SQLite, the one writer the pushes wait
+/// on) for long.
+const PRUNE_SLICE: u32 = 250;
 
 /// Whether events must be written, and whether pulls are wanted.
 pub fn wants(config: &NotificationsConfig) -> (bool, bool) {
@@ -136,12 +140,27 @@ async fn housekeeping(store: Arc<dyn EventStore>, names: Vec<String>) {
                 Err(e) => tracing::debug!(endpoint = %name, error = %e, "notifications: backlog"),
             }
         }
-        match store.prune_events(now - stale_ms, PRUNE_BATCH).await {
+        match prune(store.as_ref(), now - stale_ms).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(pruned = n, "notifications: delivered events pruned"),
             Err(e) => tracing::debug!(error = %e, "notifications: pruning failed"),
         }
     }
+}
+
+/// One pruning pass: up to [`PRUNE_BATCH`] events, in slices of [`PRUNE_SLICE`] (each
+/// its own write, other writes in between); how many went.
+async fn prune(store: &dyn EventStore, stale_before: i64) -> crate::metadata::Result<u64> {
+    let mut total = 0u64;
+    while total < u64::from(PRUNE_BATCH) && !crate::lifecycle::stopping() {
+        let n = store.prune_events(stale_before, PRUNE_SLICE).await?;
+        total += n;
+        if n < u64::from(PRUNE_SLICE) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(total)
 }
 
 /// `wharf events list`: pending events (or dead letters), one line each.

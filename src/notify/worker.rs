@@ -9,8 +9,9 @@
 //! envelope carries any events; each repository's are in order within it), and a
 //! retrying cursor's batch goes alone, so a batch a receiver keeps refusing holds back
 //! no other repository; at most [`CONCURRENCY`] requests are in flight. One request
-//! then costs one HTTP exchange and one store transaction for all its repositories,
-//! rather than one each: under a steady stream of pushes the work of delivery grows
+//! then costs one HTTP exchange for all its repositories, rather than one each, and a
+//! tick's deliveries are recorded in one store write with the next tick's claim (see
+//! [`run`]): under a steady stream of pushes the work of delivery grows
 //! with the number of requests, not of events. For the same reason a tick that found
 //! less than a full load waits until [`LINGER`] has passed since it began before it
 //! claims again, so events written meanwhile go together (a full tick goes on at once).
@@ -165,22 +166,59 @@ fn jitter() -> f64 {
     (uuid::Uuid::new_v4().as_u64_pair().0 >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// What a tick has done and not yet recorded: the cursors it completed (delivered, or
+/// with nothing the endpoint wants), under the tick's lease token.
+#[derive(Default)]
+struct Done {
+    token: String,
+    cursors: Vec<(String, i64)>,
+}
+
 /// Runs the endpoint's deliveries until the process stops (`lifecycle`): from then on
-/// it leases no cursor, and the batches of the tick in progress are delivered first.
+/// it leases no cursor, and the batches of the tick in progress are delivered and
+/// recorded first.
+///
+/// A tick's completions are recorded with the next tick's claim, in one store write
+/// (`EventStore::complete_and_claim`), not one write per request: on SQLite every
+/// write is a job for the one writer that the pushes wait on. The cursors stay leased
+/// until then (at most [`LINGER`] longer), so nobody else delivers their next batch
+/// meanwhile; if the process dies first, the lease expires and the batch is delivered
+/// again, same ids, same order (at least once).
 pub async fn run(endpoint: Arc<Endpoint>, store: Arc<dyn EventStore>) {
     let _running = crate::lifecycle::worker();
     let name = endpoint.config.name.clone();
+    let mut done = Done::default();
     while !crate::lifecycle::stopping() {
         let started = tokio::time::Instant::now();
         let now = crate::clock::now_ms();
         let token = uuid::Uuid::new_v4().to_string();
         let lease_until = now + i64::try_from(endpoint.lease().as_millis()).unwrap_or(i64::MAX);
-        let claimed = match store
-            .claim_cursors(&name, &token, now, lease_until, CLAIMS_PER_TICK)
-            .await
-        {
-            Ok(c) => c,
+        let claimed = if done.cursors.is_empty() {
+            store
+                .claim_cursors(&name, &token, now, lease_until, CLAIMS_PER_TICK)
+                .await
+        } else {
+            store
+                .complete_and_claim(
+                    &name,
+                    &done.token,
+                    &done.cursors,
+                    &token,
+                    now,
+                    lease_until,
+                    CLAIMS_PER_TICK,
+                )
+                .await
+                .map(|(_, claimed)| claimed)
+        };
+        let claimed = match claimed {
+            Ok(c) => {
+                done.cursors.clear();
+                c
+            }
             Err(e) => {
+                // The completions are kept and tried again with the next claim; if
+                // their leases expire first, their batches are delivered again.
                 tracing::warn!(endpoint = %name, error = %e, "notifications: claiming failed");
                 crate::lifecycle::pause(ERROR_PAUSE).await;
                 continue;
@@ -191,9 +229,22 @@ pub async fn run(endpoint: Arc<Endpoint>, store: Arc<dyn EventStore>) {
             continue;
         }
         let full = claimed.len() >= CLAIMS_PER_TICK as usize;
-        let more = tick(&endpoint, &store, &token, claimed).await;
+        let (more, completed) = tick(&endpoint, &store, &token, claimed).await;
+        done = Done {
+            token,
+            cursors: completed,
+        };
         if !(more || full) {
             tokio::time::sleep_until(started + LINGER).await;
+        }
+    }
+    if !done.cursors.is_empty() {
+        if let Err(e) = store
+            .complete_cursors(&name, &done.token, &done.cursors)
+            .await
+        {
+            tracing::warn!(endpoint = %name, error = %e,
+                "notifications: recording deliveries at shutdown failed (they will be sent again)");
         }
     }
 }
@@ -207,15 +258,17 @@ struct Batch {
     upto: i64,
 }
 
-/// Reads the claimed cursors' batches, completes those with nothing to send, and sends
-/// the rest in shared requests. True when some cursor has more events than its batch
-/// took. If the events cannot be read, the cursors keep their leases until they expire.
+/// Reads the claimed cursors' batches and sends those with events to send in shared
+/// requests. Returns whether some cursor has more events than its batch took, and the
+/// cursors done (delivered, or with nothing to send) with the position each reached,
+/// for the caller to record. If the events cannot be read, the cursors keep their
+/// leases until they expire.
 async fn tick(
     endpoint: &Arc<Endpoint>,
     store: &Arc<dyn EventStore>,
     token: &str,
     claimed: Vec<ClaimedCursor>,
-) -> bool {
+) -> (bool, Vec<(String, i64)>) {
     let maxbatch = usize::try_from(endpoint.config.maxbatch)
         .unwrap_or(1)
         .max(1);
@@ -234,33 +287,36 @@ async fn tick(
         Err(e) => {
             // The leases expire; the cursors are claimed again then.
             tracing::warn!(endpoint = name, error = %e, "notifications: reading events failed");
-            return false;
+            return (false, Vec::new());
         }
     };
     let mut more = false;
-    let mut skipped = Vec::new();
+    let mut done = Vec::new();
     let mut batches = Vec::new();
     for (cursor, events) in claimed.into_iter().zip(fetched) {
         let (batch, rest) = next_batch(endpoint, cursor, events, maxbatch, limit);
         more |= rest;
         if batch.events.is_empty() {
-            skipped.push((batch.cursor.repository, batch.upto));
+            done.push((batch.cursor.repository, batch.upto));
         } else {
             batches.push(batch);
         }
     }
-    if let Err(e) = store.complete_cursors(name, token, &skipped).await {
-        tracing::warn!(endpoint = name, error = %e, "notifications: recording a delivery failed");
-    }
-    futures_util::stream::iter(pack(batches, maxbatch))
-        .for_each_concurrent(CONCURRENCY, |request| async move {
-            if let Err(e) = deliver(endpoint, store.as_ref(), token, request).await {
-                tracing::warn!(endpoint = %endpoint.config.name, error = %e,
-                    "notifications: recording a delivery failed");
-            }
+    let delivered: Vec<Vec<(String, i64)>> = futures_util::stream::iter(pack(batches, maxbatch))
+        .map(|request| async move {
+            deliver(endpoint, store.as_ref(), token, request)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(endpoint = %endpoint.config.name, error = %e,
+                        "notifications: recording a failed delivery failed");
+                    Vec::new()
+                })
         })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
         .await;
-    more
+    done.extend(delivered.into_iter().flatten());
+    (more, done)
 }
 
 /// The next batch of one cursor from `fetched` (up to `limit` of its next events), and
@@ -319,14 +375,16 @@ fn pack(batches: Vec<Batch>, maxbatch: usize) -> Vec<Vec<Batch>> {
     requests.into_iter().map(|r| r.1).collect()
 }
 
-/// Sends one request carrying `batches` (at least one, each of its own cursor) and
-/// records the outcome for each.
+/// Sends one request carrying `batches` (at least one, each of its own cursor). On a
+/// 2xx, returns each cursor with the position its batch reached (recorded by the
+/// caller, with the next claim); otherwise records a failed attempt of each and
+/// returns nothing.
 async fn deliver(
     endpoint: &Endpoint,
     store: &dyn EventStore,
     token: &str,
     batches: Vec<Batch>,
-) -> crate::metadata::Result<()> {
+) -> crate::metadata::Result<Vec<(String, i64)>> {
     let name = endpoint.config.name.as_str();
     let records: Vec<&crate::types::EventRecord> = batches
         .iter()
@@ -378,7 +436,7 @@ async fn deliver(
             for b in &batches {
                 failed(endpoint, store, token, b, &error, now).await?;
             }
-            return Ok(());
+            return Ok(Vec::new());
         }
     };
     span.record("http.status_code", status);
@@ -389,12 +447,10 @@ async fn deliver(
     for e in batches.iter().flat_map(|b| &b.events) {
         latency.observe((now - e.created_at).max(0) as f64 / 1000.0);
     }
-    let done: Vec<(String, i64)> = batches
-        .iter()
-        .map(|b| (b.cursor.repository.clone(), b.upto))
-        .collect();
-    store.complete_cursors(name, token, &done).await?;
-    Ok(())
+    Ok(batches
+        .into_iter()
+        .map(|b| (b.cursor.repository, b.upto))
+        .collect())
 }
 
 /// Records a failed attempt of one cursor's batch: a retry later, or the dead letters.

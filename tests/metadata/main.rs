@@ -21,6 +21,7 @@
 
 mod cache;
 mod cases;
+mod event_claims;
 mod events;
 mod import;
 #[path = "../common/postgres_url.rs"]
@@ -116,6 +117,7 @@ suite!(
     events::new_endpoints_start_now_and_pruning,
     events::racing_consumer_misses_nothing,
     events::events_after_each_reads_every_cursor,
+    event_claims::completions_ride_the_next_claim,
     import::import_checkpoints,
     quotas::quota_shared_layers_charged_once,
     quotas::quota_reservations,

@@ -156,7 +156,7 @@ async fn metadata_cache_and_storage_calls_are_measured_with_bounded_labels() {
     let m = metrics(&url).await;
     assert!(!m.contains("many-"), "a repository name in a label");
     for (family, operations) in [
-        ("wharf_metadata_call_duration_seconds", 59),
+        ("wharf_metadata_call_duration_seconds", 60),
         ("wharf_cache_call_duration_seconds", 4),
         ("wharf_storage_call_duration_seconds", 11),
     ] {

@@ -176,6 +176,25 @@ impl EventStore for PostgresStore {
         .await
     }
 
+    async fn complete_and_claim(
+        &self,
+        endpoint: &str,
+        done_token: &str,
+        done: &[(String, i64)],
+        token: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<(u64, Vec<ClaimedCursor>)> {
+        // Each statement atomic, as in the two calls on their own: the completions go
+        // first, so the cursors they release can be claimed again at once.
+        let completed = self.complete_cursors(endpoint, done_token, done).await?;
+        let claimed = self
+            .claim_cursors(endpoint, token, now, lease_until, limit)
+            .await?;
+        Ok((completed, claimed))
+    }
+
     async fn fail_cursor(
         &self,
         endpoint: &str,

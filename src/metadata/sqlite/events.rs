@@ -1,10 +1,23 @@
 //! The outbox on SQLite (see `metadata::events`): every write is a group-commit job on
 //! the one writer connection, so claims need no row locks (a lease UPDATE suffices:
-//! there is one process); reads of the delivery state go to the writer too, so a
-//! worker always sees its own last commit.
+//! there is one process), and rides a batch with the pushes (one fsync for all).
+//!
+//! Reads go to the read pool, never to the writer: whether anything is due
+//! (`work_due`), a tick's events (`events_after_each`), the backlog and listings. A
+//! WAL reader sees what was committed when its read began, so it may be stale but
+//! never ahead, and never moves a cursor: a claim (on the writer) returns the cursor's
+//! position, and the events read after that claim committed include every event
+//! committed before it; a completion records an id read after that position, so a
+//! cursor neither moves backwards nor skips an event. A stale `work_due` only delays
+//! a claim to the next poll.
+//!
+//! The delivery side's writes are few per tick: the claim carries the completions of
+//! the previous tick (`complete_and_claim`); failures and dead letters are one job each.
+//! Each is timed as its kind of job (`group_commit::JobKind`).
 
 use async_trait::async_trait;
 
+use super::group_commit::JobKind;
 use super::SqliteStore;
 use crate::metadata::events::{
     ClaimedCursor, DeadLetter, EndpointBacklog, EventStore, PendingEvent, ReplayFilter, StoredEvent,
@@ -50,16 +63,18 @@ impl EventStore for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        let events = events.to_vec();
+        let rows = super::outbox::encode_rows(events)?;
         self.writer
-            .write(move |conn| Box::pin(async move { super::outbox::append(conn, &events).await }))
+            .write_as(JobKind::NotifyOther, move |conn| {
+                Box::pin(async move { super::outbox::append_rows(conn, rows).await })
+            })
             .await
     }
 
     async fn register_endpoint(&self, endpoint: &str, now: i64) -> Result<()> {
         let endpoint = endpoint.to_string();
         self.writer
-            .write(move |conn| {
+            .write_as(JobKind::NotifyOther, move |conn| {
                 Box::pin(async move { queries::register_endpoint(conn, &endpoint, now).await })
             })
             .await
@@ -80,7 +95,7 @@ impl EventStore for SqliteStore {
         drop(conn);
         let (endpoint, token) = (endpoint.to_string(), token.to_string());
         self.writer
-            .write(move |conn| {
+            .write_as(JobKind::NotifyClaim, move |conn| {
                 Box::pin(async move {
                     queries::claim_cursors(conn, &endpoint, &token, now, lease_until, limit).await
                 })
@@ -120,7 +135,7 @@ impl EventStore for SqliteStore {
             token.to_string(),
         );
         self.writer
-            .write(move |conn| {
+            .write_as(JobKind::NotifyComplete, move |conn| {
                 Box::pin(
                     async move { queries::complete_cursor(conn, &e, &r, &t, delivered_id).await },
                 )
@@ -139,8 +154,44 @@ impl EventStore for SqliteStore {
         }
         let (e, t, done) = (endpoint.to_string(), token.to_string(), done.to_vec());
         self.writer
-            .write(move |conn| {
+            .write_as(JobKind::NotifyComplete, move |conn| {
                 Box::pin(async move { queries::complete_cursors(conn, &e, &t, &done).await })
+            })
+            .await
+    }
+
+    async fn complete_and_claim(
+        &self,
+        endpoint: &str,
+        done_token: &str,
+        done: &[(String, i64)],
+        token: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<(u64, Vec<ClaimedCursor>)> {
+        if done.is_empty() {
+            let claimed = self
+                .claim_cursors(endpoint, token, now, lease_until, limit)
+                .await?;
+            return Ok((0, claimed));
+        }
+        let (e, dt, t, done) = (
+            endpoint.to_string(),
+            done_token.to_string(),
+            token.to_string(),
+            done.to_vec(),
+        );
+        // One job: the completions, then the claim (which may take the cursors they
+        // released again), committed with whatever pushes share the batch.
+        self.writer
+            .write_as(JobKind::NotifyClaim, move |conn| {
+                Box::pin(async move {
+                    let completed = queries::complete_cursors(conn, &e, &dt, &done).await?;
+                    let claimed =
+                        queries::claim_cursors(conn, &e, &t, now, lease_until, limit).await?;
+                    Ok((completed, claimed))
+                })
             })
             .await
     }
@@ -161,7 +212,7 @@ impl EventStore for SqliteStore {
             error.to_string(),
         );
         self.writer
-            .write(move |conn| {
+            .write_as(JobKind::NotifyComplete, move |conn| {
                 Box::pin(async move {
                     queries::fail_cursor(conn, &e, &r, &t, attempts, due_at, &err).await
                 })
@@ -187,7 +238,7 @@ impl EventStore for SqliteStore {
             events.to_vec(),
         );
         self.writer
-            .write(move |conn| {
+            .write_as(JobKind::NotifyOther, move |conn| {
                 Box::pin(async move {
                     queries::dead_letter(conn, &e, &r, &t, &list, attempts, &err, now).await
                 })
@@ -203,7 +254,7 @@ impl EventStore for SqliteStore {
     async fn replay_dead_letters(&self, filter: &ReplayFilter) -> Result<u64> {
         let filter = filter.clone();
         self.writer
-            .write(move |conn| {
+            .write_as(JobKind::NotifyOther, move |conn| {
                 Box::pin(async move { queries::replay_dead_letters(conn, &filter).await })
             })
             .await
@@ -225,7 +276,7 @@ impl EventStore for SqliteStore {
 
     async fn prune_events(&self, stale_before: i64, limit: u32) -> Result<u64> {
         self.writer
-            .write(move |conn| {
+            .write_as(JobKind::NotifyPrune, move |conn| {
                 Box::pin(async move { queries::prune_events(conn, stale_before, limit).await })
             })
             .await

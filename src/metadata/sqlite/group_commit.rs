@@ -8,6 +8,11 @@
 //! thousand writes a second on this class of disk. Results are delivered only after
 //! the batch's COMMIT has returned, so nothing is acknowledged before it is durable.
 //! The outbox rows the batch's jobs staged go in just before that COMMIT (`outbox`).
+//!
+//! `wharf_sqlite_writer_job_seconds{kind}` times each job on the writer (its statements,
+//! savepoint included) by what it does ([`JobKind`], a bounded label), and `kind="commit"`
+//! each batch's COMMIT (with its outbox rows; one WAL fsync each): how many jobs of each
+//! kind the writer ran, how busy they kept it, and how many commits they cost.
 
 use futures_util::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -20,12 +25,94 @@ use crate::metadata::{MetadataError, Result};
 /// Most jobs in one transaction.
 const MAX_BATCH: usize = 128;
 
+/// What a writer job does, for the job-time histogram (a bounded label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    /// A manifest stored (with its tags, references and events).
+    Manifest = 0,
+    /// A blob committed or linked (with its events).
+    Blob,
+    /// A delivery worker's claim (with the completions of its previous tick).
+    NotifyClaim,
+    /// A delivery worker's completions or failed attempts.
+    NotifyComplete,
+    /// A slice of outbox pruning.
+    NotifyPrune,
+    /// Other outbox writes (endpoint registration, pull events, dead letters, replays).
+    NotifyOther,
+    /// Everything else.
+    Other,
+}
+
+impl JobKind {
+    const ALL: [JobKind; 7] = [
+        JobKind::Manifest,
+        JobKind::Blob,
+        JobKind::NotifyClaim,
+        JobKind::NotifyComplete,
+        JobKind::NotifyPrune,
+        JobKind::NotifyOther,
+        JobKind::Other,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            JobKind::Manifest => "manifest",
+            JobKind::Blob => "blob",
+            JobKind::NotifyClaim => "notify_claim",
+            JobKind::NotifyComplete => "notify_complete",
+            JobKind::NotifyPrune => "notify_prune",
+            JobKind::NotifyOther => "notify_other",
+            JobKind::Other => "other",
+        }
+    }
+}
+
+/// The job-time histogram's series: one per [`JobKind`], then the commits'.
+struct JobTimes {
+    kinds: Vec<prometheus::Histogram>,
+    commit: prometheus::Histogram,
+}
+
+impl JobTimes {
+    fn new() -> JobTimes {
+        let h = crate::telemetry::lazy_histogram_vec(
+            "sqlite_writer_job_seconds",
+            "Time the SQLite writer spent on each job by kind, and on each batch's COMMIT (kind=commit)",
+            &["kind"],
+            vec![
+                0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.25, 1.0,
+            ],
+        );
+        JobTimes {
+            kinds: JobKind::ALL
+                .iter()
+                .map(|k| h.with_label_values(&[k.label()]))
+                .collect(),
+            commit: h.with_label_values(&["commit"]),
+        }
+    }
+
+    fn observe(&self, kind: JobKind, since: std::time::Instant) {
+        if let Some(h) = self.kinds.get(kind as usize) {
+            h.observe(since.elapsed().as_secs_f64());
+        }
+    }
+}
+
 /// A job's result, delivered once the batch's commit outcome is known.
 type Deliver = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
 /// A write job: runs its statements on the writer connection, says whether they
 /// succeeded, and hands back how to deliver its result.
-type Job =
+type Run =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+
+/// A write job and what it does.
+struct Job {
+    kind: JobKind,
+    run: Run,
+}
 
 /// Handle for submitting write jobs.
 #[derive(Clone)]
@@ -60,8 +147,17 @@ impl GroupCommitter {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
+        self.write_as(JobKind::Other, f).await
+    }
+
+    /// [`GroupCommitter::write`], timed as a job of `kind`.
+    pub async fn write_as<T, F>(&self, kind: JobKind, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
         let (reply_tx, reply_rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
+        let run: Run = Box::new(move |conn| {
             Box::pin(async move {
                 let outcome = f(conn).await;
                 let ok = outcome.is_ok();
@@ -79,7 +175,7 @@ impl GroupCommitter {
             })
         });
         self.jobs
-            .send(job)
+            .send(Job { kind, run })
             .map_err(|_| MetadataError::Unavailable("sqlite writer has stopped".into()))?;
         reply_rx
             .await
@@ -92,6 +188,7 @@ async fn run(
     options: SqliteConnectOptions,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
+    let times = JobTimes::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -112,9 +209,10 @@ async fn run(
         let mut deliveries = Vec::with_capacity(batch.len());
         outbox::begin_batch();
         for job in batch {
+            let started = std::time::Instant::now();
             let savepoint = conn.execute("SAVEPOINT job").await;
             let staged = outbox::mark();
-            let (ok, deliver) = job(&mut conn).await;
+            let (ok, deliver) = (job.run)(&mut conn).await;
             let end = if ok && savepoint.is_ok() {
                 conn.execute("RELEASE job").await
             } else {
@@ -124,8 +222,10 @@ async fn run(
             if let Err(e) = end {
                 tracing::error!(error = %e, "sqlite writer: savepoint failed");
             }
+            times.observe(job.kind, started);
             deliveries.push(deliver);
         }
+        let committing = std::time::Instant::now();
         // The events the batch's jobs staged, in its transaction (see `outbox`); if
         // they cannot be written, nothing of the batch is committed.
         let commit = match outbox::end_batch(&mut conn).await {
@@ -143,6 +243,7 @@ async fn run(
             tracing::error!(error = %e, "sqlite writer: COMMIT failed");
             let _ = conn.execute("ROLLBACK").await;
         }
+        times.commit.observe(committing.elapsed().as_secs_f64());
         for deliver in deliveries {
             deliver(commit.clone());
         }

@@ -49,16 +49,11 @@ thread_local! {
 /// this, so the writer connection caches at most seven such statements.
 const MAX_CHUNK: usize = 64;
 
-/// Appends `events` to the outbox in the caller's transaction: staged for the batch's
-/// end inside a group-commit job, inserted at once otherwise.
-pub(super) async fn append(conn: &mut SqliteConnection, events: &[EventRecord]) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    if !IN_BATCH.get() {
-        return super::events::queries::append_events(conn, events).await;
-    }
-    let rows = events
+/// Encodes `events` for their rows. Callers on the request path do this before they
+/// submit their job, so the JSON is written on their thread, not the writer's (the
+/// embedded default's bottleneck).
+pub(super) fn encode_rows(events: &[EventRecord]) -> Result<Vec<Row>> {
+    events
         .iter()
         .map(|e| {
             Ok(Row {
@@ -68,7 +63,29 @@ pub(super) async fn append(conn: &mut SqliteConnection, events: &[EventRecord]) 
                 record: crate::metadata::events::encode(e)?,
             })
         })
-        .collect::<Result<Vec<Row>>>()?;
+        .collect()
+}
+
+/// Appends `events` to the outbox in the caller's transaction: staged for the batch's
+/// end inside a group-commit job, inserted at once otherwise.
+pub(super) async fn append(conn: &mut SqliteConnection, events: &[EventRecord]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if !IN_BATCH.get() {
+        return super::events::queries::append_events(conn, events).await;
+    }
+    append_rows(conn, encode_rows(events)?).await
+}
+
+/// [`append`] of rows encoded beforehand ([`encode_rows`]).
+pub(super) async fn append_rows(conn: &mut SqliteConnection, rows: Vec<Row>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if !IN_BATCH.get() {
+        return insert(conn, &rows).await;
+    }
     STAGED.with_borrow_mut(|s| s.extend(rows));
     Ok(())
 }

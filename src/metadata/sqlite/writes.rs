@@ -4,7 +4,8 @@
 
 use sqlx::SqliteConnection;
 
-use super::group_commit::GroupCommitter;
+use super::group_commit::{GroupCommitter, JobKind};
+use super::outbox::{self, Row};
 use super::{gc_sql, queries};
 use crate::metadata::{BlobCommit, MetadataError, NewManifest, PutManifestOutcome, Result};
 use crate::types::{BlobRecord, Digest, EventRecord, RepoName};
@@ -17,7 +18,7 @@ pub(super) async fn append_events_if(
     events: &[EventRecord],
 ) -> Result<()> {
     if changed {
-        super::outbox::append(conn, events).await?;
+        outbox::append(conn, events).await?;
     }
     Ok(())
 }
@@ -52,7 +53,7 @@ async fn put_manifest_job(
     conn: &mut SqliteConnection,
     repo: &RepoName,
     m: &NewManifest,
-    events: &[EventRecord],
+    events: Vec<Row>,
 ) -> Result<PutManifestOutcome> {
     // Children are checked before the repository is created, so a refused manifest
     // leaves no trace (not even a new, empty repository).
@@ -95,7 +96,7 @@ async fn put_manifest_job(
     for tag in &m.tags {
         queries::upsert_tag(&mut *conn, repo_id, tag, &r.digest, now).await?;
     }
-    append_events_if(conn, true, events).await?;
+    outbox::append_rows(conn, events).await?;
     Ok(PutManifestOutcome::Stored)
 }
 
@@ -108,11 +109,11 @@ pub(super) async fn commit_blob(
     events: &[EventRecord],
 ) -> Result<BlobCommit> {
     let (repo, blob, upload_id) = (repo.clone(), blob.clone(), upload_id.map(str::to_string));
-    let events = events.to_vec();
+    let rows = outbox::encode_rows(events)?;
     writer
-        .write(move |conn| {
+        .write_as(JobKind::Blob, move |conn| {
             Box::pin(async move {
-                commit_blob_job(conn, &repo, &blob, upload_id.as_deref(), &events).await
+                commit_blob_rows(conn, &repo, &blob, upload_id.as_deref(), rows).await
             })
         })
         .await
@@ -126,6 +127,18 @@ pub(super) async fn commit_blob_job(
     blob: &BlobRecord,
     upload_id: Option<&str>,
     events: &[EventRecord],
+) -> Result<BlobCommit> {
+    let rows = outbox::encode_rows(events)?;
+    commit_blob_rows(conn, repo, blob, upload_id, rows).await
+}
+
+/// [`commit_blob_job`] with its events encoded beforehand.
+async fn commit_blob_rows(
+    conn: &mut SqliteConnection,
+    repo: &RepoName,
+    blob: &BlobRecord,
+    upload_id: Option<&str>,
+    events: Vec<Row>,
 ) -> Result<BlobCommit> {
     // Pushes back a pending review of the digest (one writer: no GC pass can be
     // half-way through it).
@@ -145,7 +158,7 @@ pub(super) async fn commit_blob_job(
             .ok_or_else(|| MetadataError::Corrupt(format!("blob {} vanished", blob.digest)))?
     };
     queries::link(&mut *conn, repo_id, &blob.digest).await?;
-    append_events_if(conn, true, events).await?;
+    outbox::append_rows(conn, events).await?;
     Ok(BlobCommit {
         blob: stored,
         stored_new: inserted,
@@ -159,9 +172,10 @@ pub(super) async fn link_blob(
     digest: &Digest,
     events: &[EventRecord],
 ) -> Result<bool> {
-    let (repo, digest, events) = (repo.clone(), digest.clone(), events.to_vec());
+    let (repo, digest) = (repo.clone(), digest.clone());
+    let rows = outbox::encode_rows(events)?;
     writer
-        .write(move |conn| {
+        .write_as(JobKind::Blob, move |conn| {
             Box::pin(async move {
                 gc_sql::touch_blob(conn, &digest).await?;
                 if queries::blob(&mut *conn, &digest).await?.is_none() {
@@ -169,7 +183,7 @@ pub(super) async fn link_blob(
                 }
                 let repo_id = queries::ensure_repository(conn, repo.as_str()).await?;
                 queries::link(&mut *conn, repo_id, &digest).await?;
-                append_events_if(conn, true, &events).await?;
+                outbox::append_rows(conn, rows).await?;
                 Ok(true)
             })
         })
@@ -183,10 +197,11 @@ pub(super) async fn put_manifest(
     m: &NewManifest,
     events: &[EventRecord],
 ) -> Result<PutManifestOutcome> {
-    let (repo, m, events) = (repo.clone(), m.clone(), events.to_vec());
+    let (repo, m) = (repo.clone(), m.clone());
+    let rows = outbox::encode_rows(events)?;
     writer
-        .write(move |conn| {
-            Box::pin(async move { put_manifest_job(conn, &repo, &m, &events).await })
+        .write_as(JobKind::Manifest, move |conn| {
+            Box::pin(async move { put_manifest_job(conn, &repo, &m, rows).await })
         })
         .await
 }
