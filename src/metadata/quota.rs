@@ -24,6 +24,13 @@
 //! one that does not writes nothing. A small single-request push needs no reservation
 //! of its own then: [`QuotaStore::check_room`] (a read) refuses it before its bytes are
 //! written, and its commit charges it.
+//!
+//! **Slices** (PostgreSQL, migration `0011_quota_slices`): a scope's free room is handed
+//! out per database connection, so that a commit whose blob fits its connection's slice
+//! is charged without taking the scope's usage row; a slice's unused room counts
+//! against the quota as a reservation does (*stored + reservations + slices ≤ quota*),
+//! and a check that locks takes the other slices back before it refuses. Usage is the
+//! stored bytes alone: slices hold room, not bytes.
 
 use async_trait::async_trait;
 

@@ -13,6 +13,14 @@ macro_rules! quota_queries {
         use $crate::metadata::Result;
         use $crate::types::{Digest, RepoName};
 
+        /// The live quota slices' room in scope `$1` (PostgreSQL's per-connection
+        /// slices, migration `0011_quota_slices`; SQLite has none): counted against the
+        /// quota as reservations are, by the checks that lock.
+        const SLICED: &str = concat!(
+            "SELECT CAST(coalesce(sum(room), 0) AS BIGINT) FROM quota_slices
+             WHERE scope = $1 AND expires_at > ", $now
+        );
+
         /// Live reservations in `$1` (a repository, or a prefix ending in `/`), except `$2`'s.
         const RESERVED: &str = concat!(
             "SELECT CAST(coalesce(sum(bytes), 0) AS BIGINT) FROM quota_reservations
@@ -193,18 +201,51 @@ macro_rules! quota_queries {
                 if lock && !$for_update.is_empty() {
                     lock_scope(conn, &scope).await?;
                 }
-                // One statement, one snapshot: a commit that turns a reservation into
-                // stored bytes is seen either wholly before or wholly after.
-                let (held, stored, others): (bool, i64, i64) = sqlx::query_as(&format!(
+                // One statement, one snapshot: a commit that turns a reservation (or
+                // slice room) into stored bytes is seen either wholly before or wholly
+                // after. Slices count only for a check that locks (what a read sees
+                // of them may be taken back by the next top-up).
+                let sliced = if lock { SLICED } else { "SELECT CAST(0 AS BIGINT)" };
+                let read = format!(
                     "SELECT EXISTS (SELECT 1 FROM quota_scope_blobs WHERE scope = $1 AND digest = $3),
                             coalesce((SELECT stored_bytes FROM quota_usage_totals WHERE scope = $1), 0),
-                            ({RESERVED})"
-                ))
-                .bind(&scope)
-                .bind(id)
-                .bind(&digest)
-                .fetch_one(&mut *conn)
-                .await?;
+                            ({RESERVED}), ({sliced})"
+                );
+                let (held, mut stored, mut others, slices): (bool, i64, i64, i64) =
+                    sqlx::query_as(&read)
+                        .bind(&scope)
+                        .bind(id)
+                        .bind(&digest)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                others += slices;
+                if !held && lock && slices > 0 && stored + others + total > to_i64(quota) {
+                    // The connections' unused slices must not refuse what fits: take
+                    // them back (the usage row is held: lock order usage, then slices),
+                    // and look again.
+                    sqlx::query("UPDATE quota_slices SET room = 0 WHERE scope = $1 AND room > 0")
+                        .bind(&scope)
+                        .execute(&mut *conn)
+                        .await?;
+                    let (_, s, o, sl): (bool, i64, i64, i64) = sqlx::query_as(&read)
+                        .bind(&scope)
+                        .bind(id)
+                        .bind(&digest)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    (stored, others) = (s, o + sl);
+                    used.push((scope.clone(), to_u64(stored + others)));
+                    if stored + others + total > to_i64(quota) {
+                        let outcome = QuotaOutcome::Exceeded {
+                            scope,
+                            quota,
+                            usage: to_u64(stored + others),
+                            requested: to_u64(total),
+                        };
+                        return Ok(RoomCheck { outcome, used });
+                    }
+                    continue;
+                }
                 used.push((scope.clone(), to_u64(stored + others)));
                 if held {
                     continue;

@@ -32,7 +32,12 @@
 //! same way: the blob must fit besides the stored bytes and every *other* live
 //! reservation (a scope that holds it already needs no room); then the commit removes
 //! the push's reservation and adds the blob's bytes. A commit that does not fit writes
-//! nothing, and its bytes are deleted. So stored + live reservations ≤ quota holds
+//! nothing, and its bytes are deleted. On PostgreSQL the free room is handed out in
+//! per-connection slices (`metadata::quota`, migration `0011_quota_slices`): a commit
+//! that fits its connection's slice moves the bytes from the slice to stored without
+//! the usage row, a slice's unused room counts as a reservation does, and a check that
+//! would refuse first takes the other slices' unused room back. So stored + live
+//! reservations (+ unused slices) ≤ quota holds
 //! after every transaction, on every instance, and **stored bytes never exceed the
 //! quota** — concurrent pushes cannot jointly go over, by any amount; a reservation
 //! that expired while its session idled no longer counts, but its commit is checked

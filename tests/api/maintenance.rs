@@ -29,6 +29,24 @@ async fn upload_status_until(
     }
 }
 
+/// Polls `wharf_uploads_purged_total` until it is at least `want` (or `deadline`
+/// passes); returns the last value read.
+async fn purged_until(reg: &TestRegistry, want: u64, deadline: Duration) -> u64 {
+    let start = Instant::now();
+    loop {
+        let metrics = reg.get("/metrics").await.text();
+        let purged: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("wharf_uploads_purged_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("wharf_uploads_purged_total in /metrics");
+        if purged >= want || start.elapsed() > deadline {
+            return purged;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn stale_upload_sessions_are_purged_and_fresh_ones_kept() {
     let reg = TestRegistry::start_with(Options {
@@ -56,12 +74,9 @@ async fn stale_upload_sessions_are_purged_and_fresh_ones_kept() {
     reg.get(&stale)
         .await
         .expect_error(404, "BLOB_UPLOAD_UNKNOWN");
-    let metrics = reg.get("/metrics").await.text();
-    let purged: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("wharf_uploads_purged_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("wharf_uploads_purged_total in /metrics");
+    // The sweep counts what it purged once its purge has returned, a moment after the
+    // session's row went: wait for that count rather than race it.
+    let purged = purged_until(&reg, 1, Duration::from_secs(30)).await;
     assert!(purged >= 1, "wharf_uploads_purged_total is {purged}");
 
     // A session opened now is younger than the age: the next sweeps leave it.

@@ -72,6 +72,15 @@ macro_rules! suite {
             )*
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn quota_slices_reclaimed() {
+                crate::support::run_postgres_url(
+                    "postgres::quota_slices_reclaimed",
+                    crate::quotas::quota_slices_reclaimed,
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn many_instances() {
                 crate::support::run_postgres_url("postgres::many_instances", crate::many_instances)
                     .await;
@@ -115,6 +124,7 @@ suite!(
     quotas::quota_charged_commits,
     quotas::quota_limits_seeded_and_set,
     quotas::quota_race_counters,
+    quotas::quota_slices_refuse_exactly_at_the_quota,
 );
 
 /// PostgreSQL only (SQLite is one process): several instances opened at once on one

@@ -453,3 +453,210 @@ pub async fn quota_race_counters(store: Store) {
     let stored = usage(&store, "race/").await.stored_bytes;
     assert!(stored <= shared.iter().map(|b| b.size).sum::<u64>());
 }
+
+/// Commits `n` blobs of `size` bytes into `r` at once (each on whichever connection the
+/// pool gives it: on PostgreSQL every connection takes a slice of the scope's room),
+/// charged to `limits`; every one must commit. Returns their total size.
+async fn commit_many(
+    store: &Store,
+    r: &wharf::types::RepoName,
+    tag: &str,
+    n: usize,
+    size: usize,
+    limits: &[(String, u64)],
+) -> u64 {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (store, r) = (store.clone(), r.clone());
+            let charge = QuotaCharge {
+                limits: limits.to_vec(),
+                reservation: None,
+            };
+            let content = format!("{tag}-{i:06}-").repeat(size)[..size].to_string();
+            let b = blob(&content, &format!("k/{tag}/{i}"));
+            tokio::spawn(async move {
+                store
+                    .quotas
+                    .commit_blob_charged(&r, &b, None, &[], &charge)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in futures_util::future::join_all(tasks).await {
+        let done = t.unwrap();
+        assert!(matches!(done, ChargedCommit::Committed(_)), "{done:?}");
+    }
+    (n * size) as u64
+}
+
+/// Charged commits through a pool's many connections (PostgreSQL: each takes its own
+/// slice of the scope's room, then commits touch only their slice): the room the other
+/// connections hold unused never refuses a blob that fits — the top-up takes it back —
+/// and the commit that would pass the quota by one byte is refused, naming the exact
+/// usage; usage and `recompute` agree throughout.
+pub async fn quota_slices_refuse_exactly_at_the_quota(store: Store) {
+    let r = repo("sliced/app");
+    let quota = 100_000u64;
+    let limits = vec![("sliced/".to_string(), quota)];
+    let charge = QuotaCharge {
+        limits: limits.clone(),
+        reservation: None,
+    };
+    // Many small commits at once: slices on every connection.
+    let mut stored = commit_many(&store, &r, "warm", 32, 100, &limits).await;
+    assert_eq!(usage(&store, "sliced/").await.stored_bytes, stored);
+    assert_exact(&store).await;
+    // Another 16 at once, then one that takes the scope to exactly its quota less one
+    // byte: it fits only if the unused slices are taken back.
+    stored += commit_many(&store, &r, "more", 16, 1000, &limits).await;
+    let fill = (quota - stored - 1) as usize;
+    let big = blob(&"f".repeat(fill), "k/fill");
+    let done = store
+        .quotas
+        .commit_blob_charged(&r, &big, None, &[], &charge)
+        .await
+        .unwrap();
+    assert!(matches!(done, ChargedCommit::Committed(_)), "{done:?}");
+    stored += fill as u64;
+    assert_eq!(stored, quota - 1);
+    // A reservation sees the same room: one byte, not two.
+    let res = |id: &str, bytes: u64| Reservation {
+        id: id.into(),
+        repository: r.clone(),
+        bytes,
+        expires_at: wharf::clock::now_ms() + 600_000,
+        digest: None,
+    };
+    assert!(matches!(
+        reserve(&store, &res("two", 2), &limits).await,
+        QuotaOutcome::Exceeded { usage, .. } if usage == quota - 1
+    ));
+    // Two bytes do not fit; one does, exactly at the quota; then nothing does.
+    let two = blob("22", "k/two");
+    let refused = store
+        .quotas
+        .commit_blob_charged(&r, &two, None, &[], &charge)
+        .await
+        .unwrap();
+    let ChargedCommit::Refused(outcome) = refused else {
+        panic!("committed over the quota: {refused:?}")
+    };
+    assert_eq!(
+        outcome,
+        QuotaOutcome::Exceeded {
+            scope: "sliced/".into(),
+            quota,
+            usage: quota - 1,
+            requested: 2
+        }
+    );
+    let one = blob("1", "k/one");
+    let done = store
+        .quotas
+        .commit_blob_charged(&r, &one, None, &[], &charge)
+        .await
+        .unwrap();
+    assert!(matches!(done, ChargedCommit::Committed(_)), "{done:?}");
+    // Full: every connection is refused now, whichever slice it held.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, r, charge) = (store.clone(), r.clone(), charge.clone());
+            let b = blob(&format!("late {i}"), &format!("k/late/{i}"));
+            tokio::spawn(async move {
+                store
+                    .quotas
+                    .commit_blob_charged(&r, &b, None, &[], &charge)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in futures_util::future::join_all(tasks).await {
+        let done = t.unwrap();
+        assert!(
+            matches!(&done, ChargedCommit::Refused(QuotaOutcome::Exceeded { usage, .. }) if *usage == quota),
+            "{done:?}"
+        );
+    }
+    assert_eq!(usage(&store, "sliced/").await.stored_bytes, quota);
+    assert_exact(&store).await;
+}
+
+/// PostgreSQL's slices themselves (migration `0011_quota_slices`), read and written
+/// from outside the store: recompute agrees with the counters while slices are
+/// outstanding; a slice whose connection is gone (an instance killed) is reclaimed by
+/// the compaction, and until then its room is taken back by the first top-up that
+/// needs it; a quota change drops every slice; usage stays exact throughout.
+pub async fn quota_slices_reclaimed(url: String) {
+    let store = wharf::metadata::open(&url, 8).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let slices = |pool: sqlx::PgPool| async move {
+        let rows: Vec<(String, i32, i64)> =
+            sqlx::query_as("SELECT scope, holder, room FROM quota_slices ORDER BY holder")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        rows
+    };
+    let r = repo("reclaim/app");
+    let quota = 1_000_000u64;
+    let limits = vec![("reclaim/".to_string(), quota)];
+    let stored = commit_many(&store, &r, "a", 24, 500, &limits).await;
+    let held = slices(pool.clone()).await;
+    assert!(!held.is_empty(), "no slice was granted");
+    assert!(held.iter().all(|(s, _, room)| s == "reclaim/" && *room > 0));
+    let unused: i64 = held.iter().map(|(_, _, room)| room).sum();
+    assert!(
+        stored as i64 + unused <= quota as i64,
+        "stored {stored} + slices {unused} over the quota {quota}"
+    );
+    // Recompute with slices outstanding: the counters are right, and usage is the
+    // stored bytes alone (a slice is room, not bytes).
+    assert_exact(&store).await;
+    assert_eq!(usage(&store, "reclaim/").await.stored_bytes, stored);
+
+    // A slice of a connection that is gone, holding what room is left: a commit that
+    // fits takes it back rather than being refused.
+    let free = quota as i64 - stored as i64 - unused;
+    sqlx::query(
+        "INSERT INTO quota_slices (scope, holder, room, quota, expires_at)
+         VALUES ('reclaim/', 0, $1, $2, gc_now() + 3600000)",
+    )
+    .bind(free)
+    .bind(quota as i64)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let stored = stored + commit_many(&store, &r, "b", 4, 2000, &limits).await;
+    assert_exact(&store).await;
+    assert_eq!(usage(&store, "reclaim/").await.stored_bytes, stored);
+    // The compaction deletes it (no backend has pid 0), and leaves the live ones.
+    sqlx::query(
+        "INSERT INTO quota_slices (scope, holder, room, quota, expires_at)
+         VALUES ('reclaim/', 0, 1, $1, gc_now() + 3600000)
+         ON CONFLICT (scope, holder) DO UPDATE SET room = 1",
+    )
+    .bind(quota as i64)
+    .execute(&pool)
+    .await
+    .unwrap();
+    store.quotas.compact().await.unwrap();
+    let after = slices(pool.clone()).await;
+    assert!(after.iter().all(|(_, h, _)| *h != 0), "{after:?}");
+    assert!(!after.is_empty(), "live connections' slices were swept");
+    assert_exact(&store).await;
+    assert_eq!(usage(&store, "reclaim/").await.stored_bytes, stored);
+    // A quota change drops every slice.
+    store
+        .quotas
+        .set_quota_limit(&QuotaLimit {
+            scope: "reclaim/".into(),
+            bytes: quota,
+            source: "api".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(slices(pool.clone()).await, vec![]);
+    pool.close().await;
+}

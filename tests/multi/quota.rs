@@ -4,7 +4,8 @@
 //! of its own, sent as a session (`POST`, `PATCH`, `PUT`) whose requests go to either
 //! instance. A sampler reads the namespace's usage all along.
 //!
-//! Afterwards: `wharf quota recompute --check` finds every counter right; the stored
+//! Afterwards: `wharf quota recompute --check` finds every counter right; stored bytes,
+//! live reservations and unused quota slices are within the quota; the stored
 //! bytes never exceeded the quota (the bound `registry::quota` argues: none — a push
 //! gets in only if it fits with every live reservation); pushes beyond it were refused
 //! with `403 DENIED`; every image whose manifest was accepted pulls, byte for byte.
@@ -274,6 +275,27 @@ async fn quota_holds_under_overlapping_pushes_with_instances_killed() {
     assert!(
         most.load(Ordering::SeqCst) <= QUOTA,
         "usage went over the quota"
+    );
+    // And the invariant the bound rests on, read from the database: stored bytes, live
+    // reservations and the connections' unused quota slices (`0011_quota_slices`:
+    // those of the killed instance's connections included) together within the quota.
+    let db_url = super::postgres_url::with_database(&c.server_url, &c.database);
+    let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
+    let (held, reserved, sliced): (i64, i64, i64) = sqlx::query_as(
+        "SELECT coalesce((SELECT stored_bytes FROM quota_usage_totals WHERE scope = 'q/'), 0),
+                coalesce((SELECT CAST(sum(bytes) AS BIGINT) FROM quota_reservations
+                          WHERE expires_at > gc_now() AND repository LIKE 'q/%'), 0),
+                coalesce((SELECT CAST(sum(room) AS BIGINT) FROM quota_slices
+                          WHERE scope = 'q/' AND expires_at > gc_now()), 0)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    assert_eq!(held as u64, stored, "usage API and database disagree");
+    assert!(
+        held + reserved + sliced <= QUOTA as i64,
+        "stored {held} + reserved {reserved} + unused slices {sliced} over {QUOTA}"
     );
 
     // Every accepted image pulls, through either instance.

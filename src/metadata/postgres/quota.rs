@@ -3,10 +3,13 @@
 //! the limited scopes' usage rows `FOR UPDATE` in scope order, the order the counting
 //! triggers take them in (see `migrations/postgres/0006_quotas.sql`), so reservations
 //! on every instance are judged one at a time against counters no commit is changing.
-//! The counting triggers append deltas (no shared row to wait on); a charged commit
-//! folds its scopes' deltas into their rows under the row lock it takes anyway, at
-//! its COMMIT (`quota_charge`, migration `0010_quota_charge`), and `compact` folds the
-//! rest. `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
+//! The counting triggers append deltas (no shared row to wait on). A charged commit is
+//! charged at its COMMIT (`quota_charge`, migrations `0010_quota_charge` and
+//! `0011_quota_slices`): from its connection's slice of the scope's room, touching only
+//! that slice's row, or — the slice short — under the scope's usage row, topping the
+//! slice up; it folds the scope's deltas into the row when it holds it or can take it
+//! without waiting, and `compact` folds the rest and sweeps slices of closed
+//! connections. `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
 //! that already changed a counter finish first, the next wait) so that it compares one
 //! consistent state.
 
@@ -25,7 +28,15 @@ use crate::types::{BlobRecord, Digest, EventRecord, RepoName};
 /// deleted: a scope's deltas are deleted only by a holder of its row (this, and the
 /// charge's `quota_charge`), so that no one holding a row waits for a delta another
 /// holds. The move is one statement, so a reader sees it either all before or all after.
+///
+/// Table locks: the deltas first (`ROW EXCLUSIVE`, which writers share), then the usage
+/// rows — the order a commit takes them in (its link appends a delta, its charge takes
+/// the usage row at COMMIT) and the order `recompute` locks the tables in, so that
+/// compaction and recompute cannot each hold what the other waits for.
 async fn compact(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<()> {
+    sqlx::query("LOCK TABLE quota_usage_deltas IN ROW EXCLUSIVE MODE")
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "INSERT INTO quota_usage (scope)
          SELECT scope FROM (SELECT DISTINCT scope FROM quota_usage_deltas) d
@@ -97,6 +108,25 @@ async fn queue_charge(
     Ok(())
 }
 
+/// Drops every quota slice (a quota changed: room handed out under the old one must
+/// not be taken under the new one, even by an instance that still reads the old quota —
+/// a slice is taken only under the quota it was granted with). One row per statement,
+/// so that it never holds one slice row while waiting for another (which could close a
+/// cycle with a top-up revoking slices).
+async fn drop_slices(pool: &sqlx::PgPool) -> Result<()> {
+    let rows: Vec<(String, i32)> = sqlx::query_as("SELECT scope, holder FROM quota_slices")
+        .fetch_all(pool)
+        .await?;
+    for (scope, holder) in rows {
+        sqlx::query("DELETE FROM quota_slices WHERE scope = $1 AND holder = $2")
+            .bind(scope)
+            .bind(holder)
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
 /// The refusal a COMMIT failed with when the charge did not fit (SQLSTATE `WQ001`,
 /// message `quota_charge|scope|quota|stored|reserved`), if that is what it failed with.
 fn refused(e: &sqlx::Error, blob: &BlobRecord) -> Option<QuotaOutcome> {
@@ -129,11 +159,14 @@ impl QuotaStore for PostgresStore {
     }
 
     async fn set_quota_limit(&self, limit: &QuotaLimit) -> Result<()> {
-        quota_sql::set_limit(&self.pool, limit).await
+        quota_sql::set_limit(&self.pool, limit).await?;
+        drop_slices(&self.pool).await
     }
 
     async fn delete_quota_limit(&self, scope: &str) -> Result<bool> {
-        quota_sql::delete_limit(&self.pool, scope).await
+        let deleted = quota_sql::delete_limit(&self.pool, scope).await?;
+        drop_slices(&self.pool).await?;
+        Ok(deleted)
     }
 
     async fn seed_quota_limits(&self, limits: &[QuotaLimit]) -> Result<()> {
@@ -145,7 +178,7 @@ impl QuotaStore for PostgresStore {
                 .await?;
             quota_sql::seed_limits(&mut tx, limits).await?;
             tx.commit().await?;
-            Ok(())
+            drop_slices(&self.pool).await
         })
         .await
     }
@@ -237,14 +270,26 @@ impl QuotaStore for PostgresStore {
             tx.commit().await?;
             Ok(())
         })
-        .await
+        .await?;
+        // Apart from the compaction (which holds usage rows: a slice row is taken after
+        // its scope's usage row, never after a later scope's), and never waiting.
+        let swept: i64 = sqlx::query_scalar("SELECT quota_sweep_slices()")
+            .fetch_one(&self.pool)
+            .await?;
+        if swept > 0 {
+            tracing::debug!(swept, "quota slices of gone or idle connections reclaimed");
+        }
+        Ok(())
     }
 
     async fn recompute(&self, fix: bool) -> Result<Vec<Drift>> {
         retry("quota_recompute", || async {
             let mut tx = begin(&self.pool).await?;
+            // In the order a commit takes them (its link: the scope's blob counts,
+            // then a delta; its charge, at COMMIT: the usage row), so that recompute
+            // waits for a commit in progress rather than holding a table it needs.
             sqlx::query(
-                "LOCK TABLE quota_usage, quota_usage_deltas, quota_scope_blobs
+                "LOCK TABLE quota_scope_blobs, quota_usage_deltas, quota_usage
                  IN SHARE ROW EXCLUSIVE MODE",
             )
             .execute(&mut *tx)
