@@ -11,8 +11,8 @@ use super::banner::{
     describe_auth, describe_cache, describe_database, describe_notifications, describe_storage,
 };
 use super::http_server::start_http;
-use super::shutdown::{shutdown_signals, stop_on_signal};
-use super::{registry, spawn_notifications, Listener, StartError};
+use super::shutdown::{after_stop, shutdown_signals, stop_on_signal};
+use super::{background, registry, Listener, StartError};
 
 /// Everything `wharf serve` does. The port is bound first, so a busy port fails before
 /// anything is created or migrated; then the stores are opened (SQLite: locked for this
@@ -42,13 +42,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!("auth: {auth_mode}");
     tracing::info!("notifications: {}", describe_notifications(&config));
 
-    crate::maintenance::spawn(registry.clone(), &config);
-    registry.spawn_quota_gauges();
     // Handlers in place before "ready", so a signal from then on is never the default
     // action (an immediate exit).
     let signals = shutdown_signals();
-    spawn_notifications(&registry, &config).await?;
-    let gc = crate::maintenance::spawn_gc(registry.clone(), &config);
+    let gc = background::start(&registry, &config).await?;
     let server = start_http(registry, auth, &config, listener)?;
     tracing::info!(
         startup_ms = started.elapsed().as_millis() as u64,
@@ -67,27 +64,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         source,
     });
     gc.stop().await;
-    // Background workers were told to stop at the signal (or are now, if the server
-    // ended on its own); what they hold finishes.
-    crate::lifecycle::stop();
-    let left = crate::lifecycle::workers_done(drain_timeout).await;
-    if left > 0 {
-        tracing::warn!(
-            "{left} background worker(s) still busy after {} s: cut off",
-            drain_timeout.as_secs()
-        );
-    }
-    if let Some(drain_started) = drain_started.get() {
-        let took = drain_started.elapsed();
-        if took >= drain_timeout {
-            tracing::warn!(
-                "drain timed out after {} s: requests still in progress were cut off",
-                drain_timeout.as_secs()
-            );
-        } else {
-            tracing::info!("drained in {:.1} s", took.as_secs_f64());
-        }
-    }
+    after_stop(&drain_started, drain_timeout).await;
     tracing::info!("stopped");
     crate::telemetry::otlp::shutdown();
     result

@@ -1,6 +1,7 @@
 //! Stopping on a signal: which signals stop the server, and the drain they start
 //! (readiness fails, new connections for `http.draintimeout` on SIGTERM, then requests
-//! in progress finish; a second signal or SIGQUIT exits at once).
+//! in progress finish; a second signal or SIGQUIT exits at once), and what is waited
+//! for and reported once the server has stopped.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -73,6 +74,31 @@ pub(super) async fn stop_on_signal(
     tokio::select! {
         () = stopping => {}
         second = next_signal(&mut streams) => exit_now(second.unwrap_or(first)),
+    }
+}
+
+/// Once the server has stopped: background workers, told to stop at the signal (or now,
+/// if the server ended on its own), finish what they hold (up to `drain_timeout`), and
+/// the drain is reported (how long it took, or that it timed out).
+pub(super) async fn after_stop(drain_started: &OnceLock<Instant>, drain_timeout: Duration) {
+    crate::lifecycle::stop();
+    let left = crate::lifecycle::workers_done(drain_timeout).await;
+    if left > 0 {
+        tracing::warn!(
+            "{left} background worker(s) still busy after {} s: cut off",
+            drain_timeout.as_secs()
+        );
+    }
+    if let Some(drain_started) = drain_started.get() {
+        let took = drain_started.elapsed();
+        if took >= drain_timeout {
+            tracing::warn!(
+                "drain timed out after {} s: requests still in progress were cut off",
+                drain_timeout.as_secs()
+            );
+        } else {
+            tracing::info!("drained in {:.1} s", took.as_secs_f64());
+        }
     }
 }
 
