@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::Action;
 use crate::config::TokenServerConfig;
+use crate::types::glob::glob;
 
 #[derive(Debug, Clone)]
 struct Rule {
@@ -24,29 +25,6 @@ pub struct AccessPolicy {
     rules: Vec<Rule>,
     /// user → groups
     memberships: HashMap<String, Vec<String>>,
-}
-
-/// `*` matches any run of characters (including `/`); everything else matches itself.
-pub fn glob(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == n[ni] {
-            pi += 1;
-            ni += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 impl AccessPolicy {
@@ -137,18 +115,6 @@ impl AccessPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob("team-a/*", "team-a/app"));
-        assert!(glob("team-a/*", "team-a/x/y"));
-        assert!(!glob("team-a/*", "team-ab/app"));
-        assert!(!glob("team-a/*", "team-a"));
-        assert!(glob("*", "anything/at/all"));
-        assert!(glob("a*c*e", "abcde"));
-        assert!(!glob("a*c*e", "abcd"));
-        assert!(glob("exact", "exact"));
-    }
 
     #[test]
     fn rules_users_groups_anonymous() {

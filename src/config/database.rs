@@ -1,11 +1,49 @@
-//! `database.acquiretimeout` and `database.breaker`: how the metadata store fails when
-//! the database is slow to hand out a connection or cannot be reached.
+//! `database`: where metadata lives (`url`), the pool (`maxconnections`), and how the
+//! metadata store fails when the database is slow to hand out a connection
+//! (`acquiretimeout`) or cannot be reached (`breaker`).
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{ConfigDuration, ConfigError};
+
+/// `database`: where metadata lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:///path/wharf.db` or `postgres://user:pass@host/db`.
+    #[serde(default = "default_database_url")]
+    pub url: String,
+    /// Connections per instance.
+    #[serde(default = "default_max_connections")]
+    pub maxconnections: u32,
+    /// How long a request waits for a pooled connection before its 503.
+    #[serde(default = "default_acquire_timeout")]
+    pub acquiretimeout: ConfigDuration,
+    /// The circuit breaker (PostgreSQL).
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+}
+
+fn default_database_url() -> String {
+    "sqlite://./wharf-data/wharf.db".into()
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: default_database_url(),
+            maxconnections: default_max_connections(),
+            acquiretimeout: default_acquire_timeout(),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
 
 /// `database.acquiretimeout`: how long a request waits for a pooled connection.
 pub fn default_acquire_timeout() -> ConfigDuration {

@@ -30,7 +30,7 @@ mod validation;
 pub use auth::{AccessRule, AuthConfig, HtpasswdConfig, TokenConfig, TokenServerConfig};
 pub use cache::{CacheConfig, CacheKind, RedisConfig, RedisTlsConfig};
 pub use cloud::{AzureConfig, GcsConfig, GcsCredentials, S3Config, Secret};
-pub use database::BreakerConfig;
+pub use database::{BreakerConfig, DatabaseConfig};
 pub use duration::ConfigDuration;
 pub use env::IgnoredVariable;
 pub use gc::{GcConfig, OrphanSweepConfig, RetentionPolicyConfig};
@@ -74,43 +74,6 @@ impl ConfigError {
         ConfigError::Key {
             key: key.into(),
             message: message.into(),
-        }
-    }
-}
-
-/// `database`: where metadata lives.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// `sqlite:///path/wharf.db` or `postgres://user:pass@host/db`.
-    #[serde(default = "default_database_url")]
-    pub url: String,
-    /// Connections per instance.
-    #[serde(default = "default_max_connections")]
-    pub maxconnections: u32,
-    /// How long a request waits for a pooled connection before its 503.
-    #[serde(default = "database::default_acquire_timeout")]
-    pub acquiretimeout: ConfigDuration,
-    /// The circuit breaker (PostgreSQL).
-    #[serde(default)]
-    pub breaker: BreakerConfig,
-}
-
-fn default_database_url() -> String {
-    "sqlite://./wharf-data/wharf.db".into()
-}
-
-fn default_max_connections() -> u32 {
-    16
-}
-
-impl Default for DatabaseConfig {
-    fn default() -> Self {
-        DatabaseConfig {
-            url: default_database_url(),
-            maxconnections: default_max_connections(),
-            acquiretimeout: database::default_acquire_timeout(),
-            breaker: BreakerConfig::default(),
         }
     }
 }

@@ -10,7 +10,7 @@
 //! already be in the repository (unless `validation.manifests.sparse` says otherwise), so
 //! an importer adopts a repository's blobs first, then image manifests, then indexes.
 
-use super::manifest_format::{self, ChildKind};
+use super::manifest_format;
 use super::{Registry, RegistryError, Result};
 use crate::metadata::{NewManifest, PutManifestOutcome};
 use crate::types::digest::{Algorithm, Digest};
@@ -72,18 +72,7 @@ impl Registry {
                 actual: valid.digest,
             });
         }
-        let mut blobs = Vec::new();
-        let mut manifests = Vec::new();
-        for child in &valid.required {
-            match child.kind {
-                ChildKind::Blob => blobs.push(child.digest.clone()),
-                ChildKind::Manifest => manifests.push(child.digest.clone()),
-            }
-        }
-        for list in [&mut blobs, &mut manifests] {
-            list.sort();
-            list.dedup();
-        }
+        let (blobs, manifests) = valid.required_digests();
         let mut tags = tags.to_vec();
         tags.sort();
         tags.dedup();

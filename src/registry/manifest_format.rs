@@ -76,6 +76,26 @@ pub struct ValidManifest {
     pub foreign_urls: Vec<String>,
 }
 
+impl ValidManifest {
+    /// The digests of the blobs and of the child manifests it requires, each list
+    /// sorted without repeats (the order the store links and locks them in).
+    pub fn required_digests(&self) -> (Vec<Digest>, Vec<Digest>) {
+        let mut blobs = Vec::new();
+        let mut manifests = Vec::new();
+        for child in &self.required {
+            match child.kind {
+                ChildKind::Blob => blobs.push(child.digest.clone()),
+                ChildKind::Manifest => manifests.push(child.digest.clone()),
+            }
+        }
+        for list in [&mut blobs, &mut manifests] {
+            list.sort();
+            list.dedup();
+        }
+        (blobs, manifests)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawDescriptor {

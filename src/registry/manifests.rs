@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::manifest_format::{self, ChildKind, ValidManifest};
+use super::manifest_format::{self, ValidManifest};
 use super::{Page, Registry, RegistryError, Result};
 use crate::metadata::{NewManifest, PutManifestOutcome};
 use crate::types::digest::Digest;
@@ -58,10 +58,7 @@ impl Registry {
         // large manifest they are most of it, and the store's write must not find a
         // second parsed copy still held here (issue 12: memory per push).
         let annotations = valid.annotations.take().map(|a| a.to_string());
-        let (blobs, manifests): (Vec<_>, Vec<_>) = valid
-            .required
-            .iter()
-            .partition(|c| c.kind == ChildKind::Blob);
+        let (blobs, manifests) = valid.required_digests();
         let new = NewManifest {
             record: ManifestRecord {
                 digest: valid.digest.clone(),
@@ -71,8 +68,8 @@ impl Registry {
                 artifact_type: valid.artifact_type.clone(),
                 annotations,
             },
-            blobs: dedup(blobs.into_iter().map(|c| c.digest.clone()).collect()),
-            manifests: dedup(manifests.into_iter().map(|c| c.digest.clone()).collect()),
+            blobs,
+            manifests,
             require_blobs: !self.options.sparse_manifests,
             require_manifests: !(self.options.sparse_manifests || self.options.sparse_indexes),
             tags: tags_of(reference, extra_tags),
@@ -335,10 +332,4 @@ fn tags_of(reference: &Reference, extra: &[Tag]) -> Vec<Tag> {
         }
     }
     tags
-}
-
-fn dedup(mut v: Vec<Digest>) -> Vec<Digest> {
-    v.sort();
-    v.dedup();
-    v
 }

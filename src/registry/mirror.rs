@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::blobs::BlobContent;
-use super::manifest_format::{self, ChildKind};
+use super::manifest_format;
 use super::{Registry, RegistryError, Result};
 use crate::metadata::{NewManifest, PutManifestOutcome};
 use crate::types::{BlobRecord, ByteRange, Digest, ManifestRecord, Reference, RepoName, Tag};
@@ -162,18 +162,7 @@ impl Registry {
                 });
             }
         }
-        let mut blobs = Vec::new();
-        let mut manifests = Vec::new();
-        for child in &valid.required {
-            match child.kind {
-                ChildKind::Blob => blobs.push(child.digest.clone()),
-                _ => manifests.push(child.digest.clone()),
-            }
-        }
-        blobs.sort();
-        blobs.dedup();
-        manifests.sort();
-        manifests.dedup();
+        let (blobs, manifests) = valid.required_digests();
         let record = ManifestRecord {
             digest: valid.digest.clone(),
             media_type: valid.media_type.clone(),

@@ -64,7 +64,7 @@ impl Policy {
     fn matches(&self, repo: &RepoName) -> bool {
         self.repositories
             .iter()
-            .any(|g| crate::registry::gc::retention::glob(g, repo.as_str()))
+            .any(|g| crate::types::glob::glob(g, repo.as_str()))
     }
 }
 

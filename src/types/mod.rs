@@ -1,7 +1,7 @@
 //! The validated values every layer shares: digests, repository names, tags and
 //! references, byte ranges, and the records the registry core and the stores exchange
-//! (blobs, upload sessions and their chunks, manifests, referrers) and the events
-//! notifications report.
+//! (blobs, upload sessions and their chunks, manifests, referrers), the events
+//! notifications report, and the repository-name globs policies match (`glob`).
 //!
 //! This is the leaf of the module graph: it imports no other module of the crate, and
 //! names no HTTP, SQL, object-store or cache type. Values are parsed once, at the edge
@@ -10,6 +10,7 @@
 
 pub mod digest;
 pub mod events;
+pub mod glob;
 pub mod name;
 pub mod range;
 pub mod records;

@@ -29,6 +29,7 @@ use tracing::Instrument;
 use super::super::{now_ms, Registry, Result};
 use super::metrics;
 use crate::metadata::gc::RepoSnapshot;
+use crate::types::glob::glob;
 use crate::types::{Digest, RepoName, Tag};
 
 /// One `retention` entry.
@@ -66,30 +67,6 @@ impl RetentionPlan {
     pub fn is_empty(&self) -> bool {
         self.tags.is_empty() && self.manifests.is_empty()
     }
-}
-
-/// `*` matches any run of characters (including `/`); everything else matches itself
-/// (the same globs as the token server's access rules).
-pub fn glob(pattern: &str, name: &str) -> bool {
-    let (p, n) = (pattern.as_bytes(), name.as_bytes());
-    let (mut pi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ni));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == n[ni] {
-            pi += 1;
-            ni += 1;
-        } else if let Some((sp, sn)) = star {
-            pi = sp + 1;
-            ni = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
 }
 
 fn cutoff(now: i64, d: Duration) -> i64 {
@@ -334,13 +311,6 @@ mod tests {
             });
         }
         s
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob("team/*", "team/a/b"));
-        assert!(!glob("team/*", "team"));
-        assert!(glob("*", "x"));
     }
 
     #[test]

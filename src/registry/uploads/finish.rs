@@ -92,21 +92,9 @@ impl Registry {
             limits,
             reservation: None,
         });
-        let written = match self
-            .write_chunk(
-                &upload.storage_key,
-                upload.offset,
-                hasher,
-                declared,
-                Some((repo, id)),
-                quota,
-                body,
-            )
-            .await
-        {
-            Ok(w) => w,
-            Err(e) => return Err(self.refuse_upload(&upload, e).await),
-        };
+        let written = self
+            .write_session_chunk(&upload, (repo, id), hasher, declared, quota, body)
+            .await?;
         let mut chunks = upload.chunks.clone();
         if let Some(chunk) = written.chunk.clone() {
             push_chunk(&mut chunks, chunk);

@@ -105,6 +105,40 @@ impl Registry {
         })
     }
 
+    /// Writes `body` as the next chunk of the session `upload` (at its offset, its
+    /// offset checked again under the writer's hold: [`Registry::write_chunk`]); a
+    /// failure refuses the upload ([`Registry::refuse_upload`]: past a quota, the
+    /// session is dropped). `PATCH` and the final `PUT` write their bytes this way.
+    async fn write_session_chunk<S, E>(
+        &self,
+        upload: &UploadRecord,
+        session: (&RepoName, &str),
+        hasher: ResumableHasher,
+        declared: Option<u64>,
+        quota: Option<QuotaWatch<'_>>,
+        body: S,
+    ) -> Result<WrittenChunk>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let written = self
+            .write_chunk(
+                &upload.storage_key,
+                upload.offset,
+                hasher,
+                declared,
+                Some(session),
+                quota,
+                body,
+            )
+            .await;
+        match written {
+            Ok(w) => Ok(w),
+            Err(e) => Err(self.refuse_upload(upload, e).await),
+        }
+    }
+
     /// Streams `body` into storage as the chunk at `offset`, hashing as it goes.
     /// `session` names the upload when it has a session row: on backends that write in
     /// place, its offset is checked again once the writer holds the upload, so a request
@@ -225,21 +259,9 @@ impl Registry {
             Ok(q) => q,
             Err(e) => return Err(self.refuse_upload(&upload, e).await),
         };
-        let written = match self
-            .write_chunk(
-                &upload.storage_key,
-                upload.offset,
-                hasher,
-                declared,
-                Some((repo, id)),
-                quota,
-                body,
-            )
-            .await
-        {
-            Ok(w) => w,
-            Err(e) => return Err(self.refuse_upload(&upload, e).await),
-        };
+        let written = self
+            .write_session_chunk(&upload, (repo, id), hasher, declared, quota, body)
+            .await?;
         let mut chunks = upload.chunks.clone();
         let Some(chunk) = written.chunk.clone() else {
             return Ok(UploadStatus {
