@@ -30,9 +30,9 @@
 -- room back.
 --
 -- Lock order, the same everywhere: scopes in scope order (byte-wise); within a scope,
--- the usage row before slice rows. A commit's fast path locks only its own slice row;
--- it then *tries* the usage row (`SKIP LOCKED`, never waits) to fold the scope's
--- deltas, so that they do not pile up between compactions. A top-up holds the usage
+-- the usage row before slice rows. A commit's fast path locks only its own slice row
+-- (its deltas wait for the next top-up or the 30 s compaction, as they do with no quota
+-- set). A top-up holds the usage
 -- row and then updates slice rows (its own; the others' when it revokes). A slice row
 -- is held only by a transaction in its COMMIT, which waits on nothing but later scopes.
 CREATE UNLOGGED TABLE quota_slices (
@@ -108,14 +108,9 @@ BEGIN
         UPDATE quota_slices q SET room = q.room - sz
         WHERE q.scope = s AND q.holder = me AND q.quota = quotas[i]
           AND q.expires_at > now_ms AND q.room >= sz;
-        IF FOUND THEN
-            -- Fold the scope's deltas if no one holds its row (never waits).
-            PERFORM 1 FROM quota_usage u WHERE u.scope = s FOR UPDATE SKIP LOCKED;
-            IF FOUND THEN
-                PERFORM quota_fold(s);
-            END IF;
-            CONTINUE;
-        END IF;
+        -- Its deltas are folded at the next top-up or compaction, as with no quota set
+        -- (folding here cost every commit a lock, a delete and an update of the shared row).
+        CONTINUE WHEN FOUND;
         -- The top-up: the scope's usage row, then the slices.
         PERFORM 1 FROM quota_usage u WHERE u.scope = s FOR UPDATE;
         IF NOT FOUND THEN

@@ -7,9 +7,8 @@
 //! charged at its COMMIT (`quota_charge`, migrations `0010_quota_charge` and
 //! `0011_quota_slices`): from its connection's slice of the scope's room, touching only
 //! that slice's row, or — the slice short — under the scope's usage row, topping the
-//! slice up; it folds the scope's deltas into the row when it holds it or can take it
-//! without waiting, and `compact` folds the rest and sweeps slices of closed
-//! connections. `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
+//! slice up; a top-up folds the scope's deltas into the row, `compact` folds the rest
+//! (every 30 s) and sweeps slices of closed connections. `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
 //! that already changed a counter finish first, the next wait) so that it compares one
 //! consistent state.
 
