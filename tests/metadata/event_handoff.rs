@@ -3,9 +3,10 @@
 //! table would answer. Shown against what can make the two differ: a restart (the
 //! hand-off is empty; a batch claimed but never completed is delivered again, same ids,
 //! in order), more events than the hand-off holds (the oldest come from the table),
-//! and another process writing events to the same file (`wharf events replay` from the
-//! command line): none is skipped, and each repository's events come in id order.
+//! and dead letters replayed between batches (events written outside the hand-off):
+//! none is skipped, and each repository's events come in id order.
 
+use wharf::metadata::ReplayFilter;
 use wharf::types::{EventAction, EventRecord};
 
 use super::events::event;
@@ -162,38 +163,62 @@ pub async fn handoff_overflow_reads_the_table(url: String) {
     }
 }
 
-/// Another process (the command line) writes events to the same file between this
-/// process's batches, and after its last one: none is skipped, order holds.
-pub async fn handoff_with_another_writer(url: String) {
-    let server = open(&url).await;
-    let cli = open(&url).await;
-    server.events.register_endpoint("hook", 1).await.unwrap();
-    let r = "ho/foreign";
+/// Dead letters replayed between this process's batches and after its last one: the
+/// replayed events are written outside the batches' hand-off (new ids in the same
+/// streams), and none is skipped; each stream is read in id order.
+pub async fn handoff_with_replays_between(url: String) {
+    let store = open(&url).await;
+    store.events.register_endpoint("hook", 1).await.unwrap();
+    let r = "ho/replay";
     let e1 = events(r, 2);
+    store.events.append_events(&e1).await.unwrap();
+    assert_eq!(drain(&store, "hook", 100).await, ids(&e1));
+    // e2 fails for good and goes to the dead letters (its cursor moves past it).
+    let dead_letter = |list: Vec<EventRecord>| {
+        let store = &store;
+        async move {
+            store.events.append_events(&list).await.unwrap();
+            let now = wharf::clock::now_ms();
+            let claimed = store
+                .events
+                .claim_cursors("hook", "d", now, now + 60_000, 10)
+                .await
+                .unwrap();
+            let pos = vec![(claimed[0].repository.clone(), claimed[0].delivered_id)];
+            let read = store.events.events_after_each(&pos, 100).await.unwrap();
+            assert_eq!(read[0].len(), list.len());
+            assert!(store
+                .events
+                .dead_letter("hook", r, "d", &read[0], 3, "refused", now)
+                .await
+                .unwrap());
+        }
+    };
     let e2 = events(r, 1);
+    dead_letter(e2.clone()).await;
+    // Then: a batch (e3), the replay (e2 again, a new position), a batch (e4).
     let e3 = events(r, 2);
-    server.events.append_events(&e1).await.unwrap();
-    // Delivered up to e1 from the hand-off.
-    let mut expected = ids(&e1);
-    assert_eq!(drain(&server, "hook", 100).await, expected);
-    // The other process writes after the server's last batch: the server's hand-off
-    // has nothing after its cursor, so it reads the table.
-    cli.events.append_events(&e2).await.unwrap();
-    assert_eq!(drain(&server, "hook", 100).await, ids(&e2));
-    // Between two of the server's batches, before a delivery.
-    server.events.append_events(&e3).await.unwrap();
+    store.events.append_events(&e3).await.unwrap();
+    assert_eq!(
+        store.events.replay_dead_letters(&ReplayFilter::All).await.unwrap(),
+        1
+    );
     let e4 = events(r, 2);
-    let e5 = events(r, 2);
-    cli.events.append_events(&e4).await.unwrap();
-    server.events.append_events(&e5).await.unwrap();
-    let got = drain(&server, "hook", 100).await;
-    expected = ids(&e3);
+    store.events.append_events(&e4).await.unwrap();
+    let mut expected = ids(&e3);
+    expected.extend(ids(&e2));
     expected.extend(ids(&e4));
-    expected.extend(ids(&e5));
-    assert_eq!(got, expected);
-    // And in another repository meanwhile: also read, in order.
-    let other = events("ho/foreign-2", 3);
-    cli.events.append_events(&other[..1]).await.unwrap();
-    server.events.append_events(&other[1..]).await.unwrap();
-    assert_eq!(drain(&server, "hook", 100).await, ids(&other));
+    assert_eq!(drain(&store, "hook", 100).await, expected);
+    // A replay after the last batch, with nothing after it.
+    let e5 = events(r, 1);
+    dead_letter(e5.clone()).await;
+    assert_eq!(
+        store.events.replay_dead_letters(&ReplayFilter::All).await.unwrap(),
+        1
+    );
+    assert_eq!(drain(&store, "hook", 100).await, ids(&e5));
+    // And the hand-off serves again afterwards.
+    let e6 = events(r, 2);
+    store.events.append_events(&e6).await.unwrap();
+    assert_eq!(drain(&store, "hook", 100).await, ids(&e6));
 }

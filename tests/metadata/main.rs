@@ -187,7 +187,7 @@ async fn many_instances(url: String) {
 }
 
 /// SQLite only: the in-memory hand-off of committed events (one process, one writer),
-/// against a restart, an overflow and another process writing to the same file.
+/// against a restart, an overflow and replays between batches.
 mod sqlite_handoff {
     async fn run<F, Fut>(case: F)
     where
@@ -209,7 +209,7 @@ mod sqlite_handoff {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn handoff_with_another_writer() {
-        run(crate::event_handoff::handoff_with_another_writer).await;
+    async fn handoff_with_replays_between() {
+        run(crate::event_handoff::handoff_with_replays_between).await;
     }
 }

@@ -300,9 +300,19 @@ impl EventStore for SqliteStore {
     }
 
     async fn prune_events(&self, stale_before: i64, limit: u32) -> Result<u64> {
+        let handoff = self.writer.handoff().clone();
         self.writer
             .write_as(JobKind::NotifyPrune, move |conn| {
-                Box::pin(async move { queries::prune_events(conn, stale_before, limit).await })
+                Box::pin(async move {
+                    let pruned = queries::prune_events(conn, stale_before, limit).await?;
+                    if pruned > 0 {
+                        // Pruned events must not be handed out again (a cursor created
+                        // later starts before them): forgotten here, on the writer,
+                        // before any later claim runs.
+                        handoff.clear();
+                    }
+                    Ok(pruned)
+                })
             })
             .await
     }

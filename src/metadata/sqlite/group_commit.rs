@@ -147,7 +147,7 @@ impl GroupCommitter {
     }
 
     /// The events this writer committed, for the local delivery workers (`handoff`).
-    pub fn handoff(&self) -> &Handoff {
+    pub fn handoff(&self) -> &Arc<Handoff> {
         &self.handoff
     }
 

@@ -25,6 +25,10 @@
 //! Events committed after the last publish (a foreign writer's) come later, from the
 //! table: a cursor that finds nothing here reads the table.
 //!
+//! Pruning deletes events every endpoint has passed; a cursor created afterwards (its
+//! stream was emptied and forgotten) starts before them, so a prune that deleted
+//! anything clears the hand-off (in its writer job, before any later claim).
+//!
 //! **Bounds.** At most [`CAPACITY`] events are held; past it the oldest go first
 //! (their repositories' cursors behind them read the table). A worker that is behind
 //! (a receiver down, a backlog) simply reads the table.
