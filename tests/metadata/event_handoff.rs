@@ -15,7 +15,9 @@ use crate::support::*;
 const FAR: i64 = i64::MAX / 2;
 
 async fn open(url: &str) -> Store {
-    wharf::metadata::open(url, 4).await.expect("open sqlite store")
+    wharf::metadata::open(url, 4)
+        .await
+        .expect("open sqlite store")
 }
 
 /// Claims, reads and completes everything due for `endpoint` until nothing is;
@@ -92,7 +94,10 @@ pub async fn handoff_then_restart_redelivers(url: String) {
     let pos = vec![(claimed[0].repository.clone(), claimed[0].delivered_id)];
     let first = a.events.events_after_each(&pos, 100).await.unwrap();
     assert_eq!(
-        first[0].iter().map(|e| e.record.id.clone()).collect::<Vec<_>>(),
+        first[0]
+            .iter()
+            .map(|e| e.record.id.clone())
+            .collect::<Vec<_>>(),
         ids(&written)
     );
     // The process dies before recording the delivery.
@@ -116,8 +121,14 @@ pub async fn handoff_then_restart_redelivers(url: String) {
     assert_eq!(claimed[0].delivered_id, pos[0].1);
     let again = b.events.events_after_each(&pos, 100).await.unwrap();
     assert_eq!(
-        again[0].iter().map(|e| (e.seq, e.record.id.clone())).collect::<Vec<_>>(),
-        first[0].iter().map(|e| (e.seq, e.record.id.clone())).collect::<Vec<_>>()
+        again[0]
+            .iter()
+            .map(|e| (e.seq, e.record.id.clone()))
+            .collect::<Vec<_>>(),
+        first[0]
+            .iter()
+            .map(|e| (e.seq, e.record.id.clone()))
+            .collect::<Vec<_>>()
     );
     // New events after the restart come from the hand-off again, after those.
     let more = events("ho/restart", 3);
@@ -126,7 +137,10 @@ pub async fn handoff_then_restart_redelivers(url: String) {
     let mut expected = ids(&written);
     expected.extend(ids(&more));
     assert_eq!(
-        got[0].iter().map(|e| e.record.id.clone()).collect::<Vec<_>>(),
+        got[0]
+            .iter()
+            .map(|e| e.record.id.clone())
+            .collect::<Vec<_>>(),
         expected
     );
 }
@@ -147,7 +161,13 @@ pub async fn handoff_overflow_reads_the_table(url: String) {
             })
             .collect();
         for e in &list {
-            let r = e.repository.rsplit('-').next().unwrap().parse::<usize>().unwrap();
+            let r = e
+                .repository
+                .rsplit('-')
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap();
             by_repo[r].push(e.id.clone());
         }
         expected.extend(ids(&list));
@@ -200,7 +220,11 @@ pub async fn handoff_with_replays_between(url: String) {
     let e3 = events(r, 2);
     store.events.append_events(&e3).await.unwrap();
     assert_eq!(
-        store.events.replay_dead_letters(&ReplayFilter::All).await.unwrap(),
+        store
+            .events
+            .replay_dead_letters(&ReplayFilter::All)
+            .await
+            .unwrap(),
         1
     );
     let e4 = events(r, 2);
@@ -213,7 +237,11 @@ pub async fn handoff_with_replays_between(url: String) {
     let e5 = events(r, 1);
     dead_letter(e5.clone()).await;
     assert_eq!(
-        store.events.replay_dead_letters(&ReplayFilter::All).await.unwrap(),
+        store
+            .events
+            .replay_dead_letters(&ReplayFilter::All)
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(drain(&store, "hook", 100).await, ids(&e5));

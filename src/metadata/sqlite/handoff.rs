@@ -139,7 +139,12 @@ impl Handoff {
 
     /// The events of `repository` after `after`, up to `limit`, in id order, if the
     /// hand-off can say them (see the module doc); `None` means "read the table".
-    pub fn events_after(&self, repository: &str, after: i64, limit: usize) -> Option<Vec<StoredEvent>> {
+    pub fn events_after(
+        &self,
+        repository: &str,
+        after: i64,
+        limit: usize,
+    ) -> Option<Vec<StoredEvent>> {
         let s = self.lock();
         let stream = s.streams.get(repository)?;
         if after.saturating_add(1) < stream.floor {
@@ -149,14 +154,7 @@ impl Handoff {
         if start == stream.events.len() {
             return None;
         }
-        Some(
-            stream
-                .events
-                .range(start..)
-                .take(limit)
-                .cloned()
-                .collect(),
-        )
+        Some(stream.events.range(start..).take(limit).cloned().collect())
     }
 
     /// How many events are held.
@@ -274,7 +272,12 @@ mod tests {
     fn bounded_oldest_evicted_first() {
         let h = Handoff::default();
         let n = i64::try_from(CAPACITY).unwrap();
-        h.publish(1, (1..=n).map(|i| ev(if i % 2 == 0 { "a" } else { "b" }, i)).collect());
+        h.publish(
+            1,
+            (1..=n)
+                .map(|i| ev(if i % 2 == 0 { "a" } else { "b" }, i))
+                .collect(),
+        );
         assert_eq!(h.len(), CAPACITY);
         // Two more: 1 (b) and 2 (a) go.
         h.publish(n + 1, vec![ev("c", n + 1), ev("c", n + 2)]);
@@ -288,6 +291,9 @@ mod tests {
         assert_eq!(seqs(h.events_after("c", n, 10)), None);
         h.publish(2 * n + 3, vec![ev("c", 2 * n + 3)]);
         assert_eq!(seqs(h.events_after("c", n, 10)), None);
-        assert_eq!(seqs(h.events_after("c", 2 * n + 2, 10)), Some(vec![2 * n + 3]));
+        assert_eq!(
+            seqs(h.events_after("c", 2 * n + 2, 10)),
+            Some(vec![2 * n + 3])
+        );
     }
 }
