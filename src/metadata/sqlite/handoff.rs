@@ -16,14 +16,15 @@
 //! insert takes the next id. The hand-off holds the events of one unbroken run of ids
 //! (from `valid_from` to the last published): a published batch whose first id is not
 //! the one after the last published means that something else wrote events meanwhile
-//! (a replay, another process such as `wharf events replay`, a batch before a restart)
-//! and everything held is dropped; the run starts again at that batch. So for a
+//! (a replay of dead letters; another process, had it opened the file despite the
+//! store's lock) and everything held is dropped; the run starts again at that batch.
+//! After a restart nothing is held. So for a
 //! repository, every event of the table with an id in `[floor, last published]` is
 //! here (`floor` is `valid_from`, or past what was evicted from that repository). A
 //! cursor at `after` with `after + 1 >= floor` therefore gets here exactly the table's
 //! events after `after` up to the last published: a prefix of its stream, in order.
-//! Events committed after the last publish (a foreign writer's) come later, from the
-//! table: a cursor that finds nothing here reads the table.
+//! Events committed after the last publish (a replay's) come later, from the table: a
+//! cursor that finds nothing here reads the table.
 //!
 //! Pruning deletes events every endpoint has passed; a cursor created afterwards (its
 //! stream was emptied and forgotten) starts before them, so a prune that deleted
