@@ -22,6 +22,7 @@
 mod cache;
 mod cases;
 mod event_claims;
+mod event_handoff;
 mod events;
 mod import;
 #[path = "../common/postgres_url.rs"]
@@ -182,5 +183,33 @@ async fn many_instances(url: String) {
     let first = seen[0].as_ref().unwrap().as_ref().unwrap().digest.clone();
     for s in &seen {
         assert_eq!(s.as_ref().unwrap().as_ref().unwrap().digest, first);
+    }
+}
+
+/// SQLite only: the in-memory hand-off of committed events (one process, one writer),
+/// against a restart, an overflow and replays between batches.
+mod sqlite_handoff {
+    async fn run<F, Fut>(case: F)
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        case(format!("sqlite://{}/wharf.db", dir.path().display())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn handoff_then_restart_redelivers() {
+        run(crate::event_handoff::handoff_then_restart_redelivers).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn handoff_overflow_reads_the_table() {
+        run(crate::event_handoff::handoff_overflow_reads_the_table).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn handoff_with_replays_between() {
+        run(crate::event_handoff::handoff_with_replays_between).await;
     }
 }

@@ -3,7 +3,8 @@
 //! there is one process), and rides a batch with the pushes (one fsync for all).
 //!
 //! Reads go to the read pool, never to the writer: whether anything is due
-//! (`work_due`), a tick's events (`events_after_each`), the backlog and listings. A
+//! (`work_due`), a tick's events (`events_after_each`, unless the in-memory hand-off
+//! of just-committed events has them: `handoff`), the backlog and listings. A
 //! WAL reader sees what was committed when its read began, so it may be stale but
 //! never ahead, and never moves a cursor: a claim (on the writer) returns the cursor's
 //! position, and the events read after that claim committed include every event
@@ -118,8 +119,32 @@ impl EventStore for SqliteStore {
         cursors: &[(String, i64)],
         limit: u32,
     ) -> Result<Vec<Vec<StoredEvent>>> {
-        let mut conn = self.reader.acquire().await?;
-        queries::events_after_each(&mut conn, cursors, limit).await
+        // From the hand-off where it holds a cursor's next events (`handoff`), the
+        // others from the table in one read.
+        let handoff = self.writer.handoff();
+        let max = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut out: Vec<Option<Vec<StoredEvent>>> = cursors
+            .iter()
+            .map(|(repository, after)| handoff.events_after(repository, *after, max))
+            .collect();
+        let missing: Vec<(String, i64)> = cursors
+            .iter()
+            .zip(&out)
+            .filter(|(_, got)| got.is_none())
+            .map(|(c, _)| c.clone())
+            .collect();
+        super::handoff::count(cursors.len() - missing.len(), missing.len());
+        let mut read = if missing.is_empty() {
+            Vec::new()
+        } else {
+            let mut conn = self.reader.acquire().await?;
+            queries::events_after_each(&mut conn, &missing, limit).await?
+        }
+        .into_iter();
+        Ok(out
+            .iter_mut()
+            .map(|got| got.take().or_else(|| read.next()).unwrap_or_default())
+            .collect())
     }
 
     async fn complete_cursor(
@@ -275,9 +300,19 @@ impl EventStore for SqliteStore {
     }
 
     async fn prune_events(&self, stale_before: i64, limit: u32) -> Result<u64> {
+        let handoff = self.writer.handoff().clone();
         self.writer
             .write_as(JobKind::NotifyPrune, move |conn| {
-                Box::pin(async move { queries::prune_events(conn, stale_before, limit).await })
+                Box::pin(async move {
+                    let pruned = queries::prune_events(conn, stale_before, limit).await?;
+                    if pruned > 0 {
+                        // Pruned events must not be handed out again (a cursor created
+                        // later starts before them): forgotten here, on the writer,
+                        // before any later claim runs.
+                        handoff.clear();
+                    }
+                    Ok(pruned)
+                })
             })
             .await
     }

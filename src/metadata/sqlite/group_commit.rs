@@ -19,6 +19,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Executor};
 use tokio::sync::{mpsc, oneshot};
 
+use std::sync::Arc;
+
+use super::handoff::Handoff;
 use super::outbox;
 use crate::metadata::{MetadataError, Result};
 
@@ -118,6 +121,7 @@ struct Job {
 #[derive(Clone)]
 pub struct GroupCommitter {
     jobs: mpsc::UnboundedSender<Job>,
+    handoff: Arc<Handoff>,
 }
 
 impl GroupCommitter {
@@ -125,6 +129,8 @@ impl GroupCommitter {
     pub async fn start(options: SqliteConnectOptions) -> Result<Self> {
         let conn = SqliteConnection::connect_with(&options).await?;
         let (tx, rx) = mpsc::unbounded_channel();
+        let handoff = Arc::new(Handoff::default());
+        let published = handoff.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
@@ -132,12 +138,17 @@ impl GroupCommitter {
                     .enable_all()
                     .build();
                 match runtime {
-                    Ok(rt) => rt.block_on(run(conn, options, rx)),
+                    Ok(rt) => rt.block_on(run(conn, options, rx, &published)),
                     Err(e) => tracing::error!(error = %e, "sqlite writer could not start"),
                 }
             })
             .map_err(|e| MetadataError::Database(Box::new(e)))?;
-        Ok(GroupCommitter { jobs: tx })
+        Ok(GroupCommitter { jobs: tx, handoff })
+    }
+
+    /// The events this writer committed, for the local delivery workers (`handoff`).
+    pub fn handoff(&self) -> &Arc<Handoff> {
+        &self.handoff
     }
 
     /// Runs `f` in a write transaction (possibly shared with other jobs) and returns its
@@ -187,6 +198,7 @@ async fn run(
     mut conn: SqliteConnection,
     options: SqliteConnectOptions,
     mut rx: mpsc::UnboundedReceiver<Job>,
+    handoff: &Handoff,
 ) {
     let times = JobTimes::new();
     while let Some(first) = rx.recv().await {
@@ -228,20 +240,28 @@ async fn run(
         let committing = std::time::Instant::now();
         // The events the batch's jobs staged, in its transaction (see `outbox`); if
         // they cannot be written, nothing of the batch is committed.
-        let commit = match outbox::end_batch(&mut conn).await {
-            Ok(_) => conn
-                .execute("COMMIT")
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+        let (commit, written) = match outbox::end_batch(&mut conn).await {
+            Ok(written) => (
+                conn.execute("COMMIT")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                written,
+            ),
             Err(e) => {
                 outbox::abandon_batch();
-                Err(format!("writing the batch's events: {e}"))
+                (Err(format!("writing the batch's events: {e}")), None)
             }
         };
-        if let Err(e) = &commit {
-            tracing::error!(error = %e, "sqlite writer: COMMIT failed");
-            let _ = conn.execute("ROLLBACK").await;
+        match (&commit, written) {
+            (Err(e), _) => {
+                tracing::error!(error = %e, "sqlite writer: COMMIT failed");
+                let _ = conn.execute("ROLLBACK").await;
+            }
+            // Committed: the local delivery workers may take these from memory. Before
+            // the results are delivered, so a claim that follows a push finds them.
+            (Ok(()), Some(w)) => handoff.publish(w.first_id, w.events),
+            (Ok(()), None) => handoff.clear(),
         }
         times.commit.observe(committing.elapsed().as_secs_f64());
         for deliver in deliveries {

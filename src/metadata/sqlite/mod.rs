@@ -32,6 +32,7 @@ use crate::types::{
 mod events;
 mod gc;
 mod group_commit;
+mod handoff;
 mod import;
 mod lock;
 mod mirror;

@@ -27,15 +27,16 @@ use std::cell::{Cell, RefCell};
 
 use sqlx::SqliteConnection;
 
+use crate::metadata::events::StoredEvent;
 use crate::metadata::Result;
 use crate::types::EventRecord;
 
-/// An event encoded for its `events` row.
+/// An event encoded for its `events` row, and the event itself for the hand-off to
+/// the local delivery workers once committed (`handoff`).
 pub(super) struct Row {
-    uuid: String,
-    repository: String,
     action: &'static str,
     record: String,
+    event: EventRecord,
 }
 
 thread_local! {
@@ -57,10 +58,9 @@ pub(super) fn encode_rows(events: &[EventRecord]) -> Result<Vec<Row>> {
         .iter()
         .map(|e| {
             Ok(Row {
-                uuid: e.id.clone(),
-                repository: e.repository.clone(),
                 action: e.action.as_str(),
                 record: crate::metadata::events::encode(e)?,
+                event: e.clone(),
             })
         })
         .collect()
@@ -84,7 +84,9 @@ pub(super) async fn append_rows(conn: &mut SqliteConnection, rows: Vec<Row>) -> 
         return Ok(());
     }
     if !IN_BATCH.get() {
-        return insert(conn, &rows).await;
+        // Not published: the hand-off sees the gap in ids and reads the table.
+        insert(conn, &rows).await?;
+        return Ok(());
     }
     STAGED.with_borrow_mut(|s| s.extend(rows));
     Ok(())
@@ -106,13 +108,40 @@ pub(super) fn discard_after(mark: usize) {
     STAGED.with_borrow_mut(|s| s.truncate(mark));
 }
 
+/// The events a batch wrote, for the hand-off once it has committed: the id of the
+/// first (the others follow it one by one), and the events in id order. No events
+/// when their ids were not consecutive (then the hand-off is cleared instead).
+pub(super) struct Written {
+    pub first_id: i64,
+    pub events: Vec<StoredEvent>,
+}
+
 /// Ends the batch: inserts its staged rows (in the batch's transaction, before its
-/// COMMIT) and empties the stage. How many rows went in.
-pub(super) async fn end_batch(conn: &mut SqliteConnection) -> Result<usize> {
+/// COMMIT) and empties the stage. What went in, for the hand-off (`None`: nothing to
+/// publish, and what is held may no longer be the table's).
+pub(super) async fn end_batch(conn: &mut SqliteConnection) -> Result<Option<Written>> {
     IN_BATCH.set(false);
     let rows = STAGED.with_borrow_mut(std::mem::take);
-    insert(conn, &rows).await?;
-    Ok(rows.len())
+    if rows.is_empty() {
+        return Ok(Some(Written {
+            first_id: 0,
+            events: Vec::new(),
+        }));
+    }
+    let Some((first_id, created_at)) = insert(conn, &rows).await? else {
+        return Ok(None);
+    };
+    let events = rows
+        .into_iter()
+        .zip(first_id..)
+        .map(|(r, seq)| StoredEvent {
+            seq,
+            record: r.event,
+            endpoint: None,
+            created_at,
+        })
+        .collect();
+    Ok(Some(Written { first_id, events }))
 }
 
 /// Forgets the batch's staged rows (the batch is rolled back as a whole).
@@ -121,9 +150,15 @@ pub(super) fn abandon_batch() {
     STAGED.with_borrow_mut(Vec::clear);
 }
 
-/// Inserts `rows` in order, in multi-row statements of 64, 32, … 1 rows.
-async fn insert(conn: &mut SqliteConnection, rows: &[Row]) -> Result<()> {
+/// Inserts `rows` in order, in multi-row statements of 64, 32, … 1 rows. Returns the
+/// first row's id and the rows' `created_at` when the rows' ids are consecutive (each
+/// statement's rows take the next ids one by one: `AUTOINCREMENT`, one writer; its
+/// last id is SQLite's last insert rowid), else `None`.
+async fn insert(conn: &mut SqliteConnection, rows: &[Row]) -> Result<Option<(i64, i64)>> {
     let now = crate::clock::now_ms();
+    let mut first: Option<i64> = None;
+    let mut consecutive = true;
+    let mut next = 0i64;
     let mut rest = rows;
     while !rest.is_empty() {
         let n = chunk_len(rest.len());
@@ -132,17 +167,24 @@ async fn insert(conn: &mut SqliteConnection, rows: &[Row]) -> Result<()> {
             "INSERT INTO events (uuid, repository, action, created_at, record, endpoint) ",
         );
         q.push_values(chunk, |mut b, r| {
-            b.push_bind(r.uuid.as_str())
-                .push_bind(r.repository.as_str())
+            b.push_bind(r.event.id.as_str())
+                .push_bind(r.event.repository.as_str())
                 .push_bind(r.action)
                 .push_bind(now)
                 .push_bind(r.record.as_str())
                 .push("NULL");
         });
-        q.build().execute(&mut *conn).await?;
+        let done = q.build().execute(&mut *conn).await?;
+        let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+        let chunk_first = done.last_insert_rowid() - n + 1;
+        match first {
+            None => first = Some(chunk_first),
+            Some(_) => consecutive &= chunk_first == next,
+        }
+        next = done.last_insert_rowid() + 1;
         rest = tail;
     }
-    Ok(())
+    Ok(first.filter(|_| consecutive).map(|f| (f, now)))
 }
 
 /// The largest power of two not above `left`, at most [`MAX_CHUNK`].
