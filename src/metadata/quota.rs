@@ -30,7 +30,9 @@
 //! is charged without taking the scope's usage row; a slice's unused room counts
 //! against the quota as a reservation does (*stored + reservations + slices ≤ quota*),
 //! and a check that locks takes the other slices back before it refuses. Usage is the
-//! stored bytes alone: slices hold room, not bytes.
+//! stored bytes alone: slices hold room, not bytes. A commit that fits its slice is
+//! charged in the statement that links its blob (migration `0013_quota_link_charged`):
+//! a charged push makes no round trip more than an uncharged one.
 
 use async_trait::async_trait;
 

@@ -15,7 +15,8 @@
 //! the step's sake). A request that names its blob (`POST ?digest=`, a session's final
 //! `PUT`) and declares at most [`SMALL_PUSH`] bytes reserves nothing: it is checked
 //! against the room left (stored bytes plus live reservations; a read, skipped when the
-//! scope had [`ROOM_MARGIN`] to spare besides at a read less than a second ago), and
+//! scope had [`ROOM_MARGIN`] to spare besides at a read less than a second ago — two
+//! while another push is reading it again), and
 //! its commit charges it (below): no metadata write of its own. When the blob's digest
 //! is known (the final `PUT`, a mount), a scope that already holds the blob needs no
 //! room for it: a layer shared across a namespace is charged, and checked, once. A push that does not fit is refused with the scope, its quota and its usage;
@@ -45,8 +46,8 @@
 //! already stored; and blobs recorded without a push (an adopted blob store; a
 //! pull-through cache's fills are uploads and are charged). The price of not reserving
 //! a small push: two that each fit when checked but not together (or one checked by
-//! a read up to a second old, in a scope that took in more than [`ROOM_MARGIN`] within
-//! that second) write their bytes (each at most [`SMALL_PUSH`]) to their upload's file,
+//! a read up to two seconds old, in a scope that took in more than [`ROOM_MARGIN`] within
+//! those seconds) write their bytes (each at most [`SMALL_PUSH`]) to their upload's file,
 //! and the commit refuses them and deletes them — never stored as a blob, never
 //! counted.
 //! An instance killed mid-upload leaves its reservation counting until it expires
@@ -101,8 +102,9 @@ impl Default for QuotaOptions {
 const ROOM_FRESH: Duration = Duration::from_secs(1);
 
 /// The room a scope must have had left, beyond a small push, at its last read (at most
-/// [`ROOM_FRESH`] ago) for the push to go without a read of its own: only a scope that
-/// took in more than this within that second can have filled meanwhile — and even then
+/// [`ROOM_FRESH`] ago; twice that while one push reads it again) for the push to go
+/// without a read of its own: only a scope that took in more than this within those
+/// seconds can have filled meanwhile — and even then
 /// the push's commit refuses it (the bound does not rest on this read).
 pub const ROOM_MARGIN: u64 = 1 << 30;
 
@@ -114,23 +116,52 @@ const ROOM_SCOPES: usize = 4096;
 #[derive(Default)]
 pub(crate) struct QuotaCache {
     copy: RwLock<Option<(Instant, Arc<Vec<QuotaLimit>>)>>,
-    rooms: Mutex<HashMap<String, (Instant, u64)>>,
+    rooms: Mutex<HashMap<String, Room>>,
+}
+
+/// A scope's usage at a small push's last read of it.
+#[derive(Clone, Copy)]
+struct Room {
+    at: Instant,
+    used: u64,
+    /// A push found the read stale and is reading it again: until [`ROOM_FRESH`] more
+    /// has passed, the pushes meanwhile go by this read rather than each read again.
+    rereading: bool,
 }
 
 impl QuotaCache {
     /// Whether every scope of `limits` had, at a read less than [`ROOM_FRESH`] ago,
-    /// room for `total` more bytes and [`ROOM_MARGIN`] besides.
+    /// room for `total` more bytes and [`ROOM_MARGIN`] besides. A read found stale is
+    /// taken again by one push (this call answers false to it, and marks the scopes
+    /// as being read); the others go by the stale one for up to another
+    /// [`ROOM_FRESH`] meanwhile — instead of every push in flight reading at once.
     fn roomy(&self, limits: &[(String, u64)], total: u64) -> bool {
-        let Ok(rooms) = self.rooms.lock() else {
+        let Ok(mut rooms) = self.rooms.lock() else {
             return false;
         };
-        limits.iter().all(|(scope, quota)| match rooms.get(scope) {
-            Some((at, used)) => {
-                at.elapsed() < ROOM_FRESH
-                    && used.saturating_add(total).saturating_add(ROOM_MARGIN) <= *quota
+        let mut stale = false;
+        for (scope, quota) in limits {
+            let Some(room) = rooms.get(scope) else {
+                return false;
+            };
+            let age = room.at.elapsed();
+            if age >= ROOM_FRESH.saturating_mul(2) {
+                return false;
             }
-            None => false,
-        })
+            if room.used.saturating_add(total).saturating_add(ROOM_MARGIN) > *quota {
+                return false;
+            }
+            stale |= age >= ROOM_FRESH && !room.rereading;
+        }
+        if stale {
+            for (scope, _) in limits {
+                if let Some(room) = rooms.get_mut(scope) {
+                    room.rereading = true;
+                }
+            }
+            return false;
+        }
+        true
     }
 
     fn read_rooms(&self, used: Vec<(String, u64)>) {
@@ -140,7 +171,14 @@ impl QuotaCache {
             }
             let now = Instant::now();
             for (scope, used) in used {
-                rooms.insert(scope, (now, used));
+                rooms.insert(
+                    scope,
+                    Room {
+                        at: now,
+                        used,
+                        rereading: false,
+                    },
+                );
             }
         }
     }
@@ -260,7 +298,7 @@ impl Registry {
     /// Refuses an upload whose session would hold `total` bytes if a binding quota has
     /// not that much left now — a read: nothing is reserved (the commit charges it).
     /// The read is skipped when every scope had room to spare at a read less than a
-    /// second ago ([`ROOM_MARGIN`]).
+    /// second ago — two while another push reads it again ([`ROOM_MARGIN`]).
     pub(crate) async fn check_upload_room(
         &self,
         id: &str,
@@ -269,6 +307,10 @@ impl Registry {
         digest: &Digest,
         limits: &[(String, u64)],
     ) -> Result<()> {
+        if self.quota_cache.roomy(limits, total) {
+            debug!(upload = %id, total, "quota check: room to spare at the last read");
+            return Ok(());
+        }
         let reservation = Reservation {
             id: id.to_string(),
             repository: repo.clone(),
@@ -276,10 +318,6 @@ impl Registry {
             expires_at: 0,
             digest: Some(digest.clone()),
         };
-        if self.quota_cache.roomy(limits, total) {
-            debug!(upload = %id, total, "quota check: room to spare at the last read");
-            return Ok(());
-        }
         let check = self.meta.quotas.check_room(&reservation, limits).await?;
         debug!(upload = %id, total, outcome = ?check.outcome, "quota check");
         self.quota_cache.read_rooms(check.used);
@@ -417,12 +455,34 @@ mod tests {
         cache.read_rooms(vec![("team/".into(), 0), ("team/app".into(), 0)]);
         cache.invalidate();
         assert!(!cache.roomy(&limits, 1), "a quota changed here: read again");
-        let old = Instant::now().checked_sub(ROOM_FRESH);
-        if let (Some(old), Ok(mut rooms)) = (old, cache.rooms.lock()) {
-            rooms.insert("team/".into(), (old, 0));
-            rooms.insert("team/app".into(), (old, 0));
-        }
-        assert!(!cache.roomy(&limits, 1), "read too long ago");
+        let age = |cache: &QuotaCache, by: Duration| {
+            let old = Instant::now().checked_sub(by);
+            if let (Some(old), Ok(mut rooms)) = (old, cache.rooms.lock()) {
+                for room in rooms.values_mut() {
+                    room.at = old;
+                }
+            }
+        };
+        cache.read_rooms(vec![("team/".into(), 0), ("team/app".into(), 0)]);
+        age(&cache, ROOM_FRESH);
+        assert!(!cache.roomy(&limits, 1), "stale: this push reads again");
+        assert!(
+            cache.roomy(&limits, 1),
+            "stale, another push is reading it again"
+        );
+        assert!(
+            !cache.roomy(&limits, quota - ROOM_MARGIN + 1),
+            "within the margin, even while another push reads"
+        );
+        cache.read_rooms(vec![("team/".into(), 0), ("team/app".into(), 0)]);
+        assert!(cache.roomy(&limits, 1), "read again");
+        age(&cache, ROOM_FRESH);
+        assert!(!cache.roomy(&limits, 1), "stale again: read by one push");
+        age(&cache, ROOM_FRESH * 2);
+        assert!(
+            !cache.roomy(&limits, 1),
+            "read too long ago, even while another push reads"
+        );
     }
 
     #[test]

@@ -82,6 +82,15 @@ macro_rules! suite {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn quota_link_charged() {
+                crate::support::run_postgres_url(
+                    "postgres::quota_link_charged",
+                    crate::quotas::quota_link_charged,
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn many_instances() {
                 crate::support::run_postgres_url("postgres::many_instances", crate::many_instances)
                     .await;

@@ -660,3 +660,97 @@ pub async fn quota_slices_reclaimed(url: String) {
     assert_eq!(slices(pool.clone()).await, vec![]);
     pool.close().await;
 }
+
+/// PostgreSQL's charge in the link's own statement (migration `0013_quota_link_charged`),
+/// on one connection so that every commit takes the same slices: a commit that fits
+/// its slices is charged there and then, exactly once per scope; one whose second
+/// scope's slice is short is charged from the first scope's slice in the statement
+/// and topped up in the second at its COMMIT (not charged twice in the first); a
+/// commit with events is charged at its COMMIT, the same bytes; an existing link, and
+/// a blob the scope holds already, take nothing; usage is exact throughout.
+pub async fn quota_link_charged(url: String) {
+    let store = wharf::metadata::open(&url, 1).await.unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let room = |pool: sqlx::PgPool, scope: &'static str| async move {
+        let room: i64 = sqlx::query_scalar("SELECT room FROM quota_slices WHERE scope = $1")
+            .bind(scope)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        room
+    };
+    let r = repo("linked/app");
+    let limits = vec![
+        ("linked/".to_string(), 1_000_000u64),
+        ("linked/app".to_string(), 500_000u64),
+    ];
+    let charge = QuotaCharge {
+        limits: limits.clone(),
+        reservation: None,
+    };
+    let commit_charged = |b: wharf::types::BlobRecord, events: Vec<wharf::types::EventRecord>| {
+        let (store, r, charge) = (store.clone(), r.clone(), charge.clone());
+        async move {
+            let done = store
+                .quotas
+                .commit_blob_charged(&r, &b, None, &events, &charge)
+                .await
+                .unwrap();
+            assert!(matches!(done, ChargedCommit::Committed(_)), "{done:?}");
+        }
+    };
+    // No slice yet: both scopes topped up at the COMMIT.
+    commit_charged(blob(&"a".repeat(1000), "k/a"), vec![]).await;
+    let (ns, app) = (
+        room(pool.clone(), "linked/").await,
+        room(pool.clone(), "linked/app").await,
+    );
+    assert!(ns > 0 && app > 0, "no slices granted: {ns} {app}");
+    // Fits both slices: charged in the link's statement, once each.
+    commit_charged(blob(&"b".repeat(300), "k/b"), vec![]).await;
+    assert_eq!(room(pool.clone(), "linked/").await, ns - 300);
+    assert_eq!(room(pool.clone(), "linked/app").await, app - 300);
+    // The repository's slice short: the namespace's charged now, the repository's
+    // topped up at the COMMIT — the namespace's slice pays once.
+    sqlx::query("UPDATE quota_slices SET room = 10 WHERE scope = 'linked/app'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    commit_charged(blob(&"c".repeat(200), "k/c"), vec![]).await;
+    assert_eq!(room(pool.clone(), "linked/").await, ns - 500);
+    let app = room(pool.clone(), "linked/app").await;
+    assert!(app > 10, "not topped up: {app}");
+    // With events: charged at the COMMIT, the same bytes.
+    let events = vec![crate::events::event(
+        "linked/app",
+        wharf::types::EventAction::Push,
+        "t",
+    )];
+    commit_charged(blob(&"d".repeat(50), "k/d"), events).await;
+    assert_eq!(room(pool.clone(), "linked/").await, ns - 550);
+    assert_eq!(room(pool.clone(), "linked/app").await, app - 50);
+    // Linked again, or held by the scope already: nothing taken.
+    commit_charged(blob(&"d".repeat(50), "k/d"), vec![]).await;
+    let other = repo("linked/other");
+    let done = store
+        .quotas
+        .commit_blob_charged(
+            &other,
+            &blob(&"d".repeat(50), "k/d"),
+            None,
+            &[],
+            &QuotaCharge {
+                limits: vec![limits[0].clone()],
+                reservation: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(done, ChargedCommit::Committed(_)), "{done:?}");
+    assert_eq!(room(pool.clone(), "linked/").await, ns - 550);
+    assert_eq!(room(pool.clone(), "linked/app").await, app - 50);
+    assert_eq!(usage(&store, "linked/").await.stored_bytes, 1550);
+    assert_eq!(usage(&store, "linked/app").await.stored_bytes, 1550);
+    assert_exact(&store).await;
+    pool.close().await;
+}

@@ -4,13 +4,14 @@
 //! triggers take them in (see `migrations/postgres/0006_quotas.sql`), so reservations
 //! on every instance are judged one at a time against counters no commit is changing.
 //! The counting triggers append deltas (no shared row to wait on). A charged commit is
-//! charged at its COMMIT (`quota_charge`, migrations `0010_quota_charge` and
-//! `0011_quota_slices`): from its connection's slice of the scope's room, touching only
-//! that slice's row, or — the slice short — under the scope's usage row, topping the
-//! slice up; a top-up folds the scope's deltas into the row, `compact` folds the rest
-//! (every 30 s) and sweeps slices of closed connections. `recompute` locks the counter tables against writers (`SHARE ROW EXCLUSIVE`: writes
-//! that already changed a counter finish first, the next wait) so that it compares one
-//! consistent state.
+//! charged by its link's own statement ([`link_charged`], migration
+//! `0013_quota_link_charged`) from its connection's slice of the scope's room (`0011_quota_slices`),
+//! touching only that slice's row; or — the slice short — at its COMMIT
+//! (`quota_charge`, `0010_quota_charge`) under the scope's usage row, topping the slice
+//! up; a top-up folds the scope's deltas into the row, `compact` folds the rest (every
+//! 30 s) and sweeps slices of closed connections. `recompute` locks the counter tables
+//! against writers (`SHARE ROW EXCLUSIVE`: writes that already changed a counter finish
+//! first, the next wait) so that it compares one consistent state.
 
 use async_trait::async_trait;
 
@@ -72,39 +73,69 @@ async fn compact(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<
     Ok(())
 }
 
-/// A commit's charge, queued last in its transaction after its link (`linked`: the
-/// link is new): a row of `quota_charges`, whose deferred trigger runs `quota_charge`
-/// at COMMIT (migration `0010_quota_charge`). There, in each limited scope the link
-/// made the blob new to, the scope's usage row is locked, the scope's deltas folded
-/// into it, and stored bytes — this commit's included — plus the live reservations
-/// other than `own` checked against the quota; scopes the blob was in already take
-/// nothing. A blob that does not fit fails the COMMIT ([`refused`]).
-async fn queue_charge(
-    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
-    blob: &BlobRecord,
-    linked: bool,
-    own: &str,
-    limits: &[(String, u64)],
-) -> Result<()> {
-    if !linked || limits.is_empty() {
-        return Ok(());
+/// A charged commit's quotas, as [`link_charged`] passes them: the limited scopes in
+/// scope order (byte-wise, the lock order), each once, with their quotas, and the
+/// push's own reservation (`own`: not counted against it), and whether the charge
+/// must wait for the COMMIT (`defer`: a statement follows the link).
+pub(super) struct LinkCharge<'a> {
+    scopes: Vec<&'a str>,
+    quotas: Vec<i64>,
+    own: &'a str,
+    defer: bool,
+}
+
+impl<'a> LinkCharge<'a> {
+    /// `None` when no quota binds the commit (it is linked as an uncharged one is).
+    fn new(limits: &'a [(String, u64)], own: &'a str, defer: bool) -> Option<Self> {
+        if limits.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<(&str, u64)> = limits.iter().map(|(s, q)| (s.as_str(), *q)).collect();
+        sorted.sort();
+        sorted.dedup_by(|a, b| a.0 == b.0);
+        Some(LinkCharge {
+            scopes: sorted.iter().map(|(s, _)| *s).collect(),
+            quotas: sorted
+                .iter()
+                .map(|(_, q)| i64::try_from(*q).unwrap_or(i64::MAX))
+                .collect(),
+            own,
+            defer,
+        })
     }
-    let mut sorted = limits.to_vec();
-    sorted.sort();
-    sorted.dedup_by(|a, b| a.0 == b.0);
-    let scopes: Vec<&str> = sorted.iter().map(|(s, _)| s.as_str()).collect();
-    let quotas: Vec<i64> = sorted
-        .iter()
-        .map(|(_, q)| i64::try_from(*q).unwrap_or(i64::MAX))
-        .collect();
-    sqlx::query("INSERT INTO quota_charges (scopes, quotas, digest, own) VALUES ($1, $2, $3, $4)")
-        .bind(&scopes)
-        .bind(&quotas)
-        .bind(blob.digest.to_string())
-        .bind(own)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+}
+
+/// A charged commit's link and charge in one statement, `quota_link_charged`
+/// (migration `0013_quota_link_charged`): the blob linked and, in each limited scope the
+/// link made it new to, taken from this connection's slice there and then (its own
+/// slice row only); a scope whose slice is short — and every scope when `defer` —
+/// is queued as a row of `quota_charges`, whose deferred trigger runs `quota_charge` at
+/// COMMIT (`0010_quota_charge`, `0011_quota_slices`: the slice topped up under the
+/// scope's usage row, or the blob refused, failing the COMMIT: [`refused`]). `defer`
+/// (or the charge's own) when a statement follows the link (its events', which take
+/// the stream lock; a reservation's release): a slice row is never held while waiting
+/// for another lock. `blob` is the stored record (its size is
+/// the charge). Returns whether the link is new; an existing one charges nothing.
+pub(super) async fn link_charged(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    repo_id: i64,
+    blob: &BlobRecord,
+    charge: &LinkCharge<'_>,
+    defer: bool,
+) -> Result<bool> {
+    let linked: bool =
+        sqlx::query_scalar("SELECT quota_link_charged($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(repo_id)
+            .bind(blob.digest.to_string())
+            .bind(crate::clock::now_ms())
+            .bind(i64::try_from(blob.size).unwrap_or(i64::MAX))
+            .bind(&charge.scopes)
+            .bind(&charge.quotas)
+            .bind(charge.own)
+            .bind(defer || charge.defer)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(linked)
 }
 
 /// Drops every quota slice (a quota changed: room handed out under the old one must
@@ -213,10 +244,11 @@ impl QuotaStore for PostgresStore {
         quota_sql::check_room(&mut conn, reservation, limits).await
     }
 
-    /// Charged at the COMMIT ([`queue_charge`]): the scopes' usage rows are locked
-    /// (in scope order) inside the COMMIT, by its deferred trigger, so a row is held
-    /// for no round trip — commits into one namespace pass it one at a time only for
-    /// the charge and the commit record. The check sees every earlier charged commit
+    /// Charged by the link's statement from the connection's slices ([`link_charged`]),
+    /// or, a slice short, at the COMMIT: the scopes' usage rows are locked (in scope
+    /// order) inside the COMMIT, by its deferred trigger, so a row is held for no round
+    /// trip — commits into one namespace pass it one at a time only for the top-up and
+    /// the commit record. The check sees every earlier charged commit
     /// (READ COMMITTED: each statement after the lock sees what committed before it)
     /// and this one's own deltas. Lock order: the link's trigger takes the scope's
     /// blob rows, then the charge the usage rows; nothing holding a usage row waits
@@ -233,12 +265,21 @@ impl QuotaStore for PostgresStore {
         retry("commit_blob_charged", || async {
             let mut tx = begin(&self.pool).await?;
             let own = charge.reservation.as_deref().or(upload_id).unwrap_or("");
-            let (commit, linked) =
-                writes::commit_blob_linking(&mut tx, repo, blob, upload_id, events).await?;
+            // A reservation is released after the link: its charge then waits for
+            // the COMMIT (`defer`), so that no slice row is held across the release.
+            let link_charge = LinkCharge::new(&charge.limits, own, charge.reservation.is_some());
+            let (commit, _) = writes::commit_blob_linking(
+                &mut tx,
+                repo,
+                blob,
+                upload_id,
+                events,
+                link_charge.as_ref(),
+            )
+            .await?;
             if let Some(id) = &charge.reservation {
                 quota_sql::release(&mut *tx, id).await?;
             }
-            queue_charge(&mut tx, blob, linked, own, &charge.limits).await?;
             match tx.commit().await {
                 Ok(()) => {}
                 // The charge did not fit: the COMMIT failed, nothing of it was kept.

@@ -81,19 +81,21 @@ async fn commit_blob_tx(
     upload_id: Option<&str>,
     events: &[EventRecord],
 ) -> Result<BlobCommit> {
-    Ok(commit_blob_linking(tx, repo, blob, upload_id, events)
+    Ok(commit_blob_linking(tx, repo, blob, upload_id, events, None)
         .await?
         .0)
 }
 
-/// `commit_blob`'s statements in `tx`, not committed (a charged commit checks its
-/// quotas after them, in the same transaction); also whether the link is new.
+/// `commit_blob`'s statements in `tx`, not committed; also whether the link is new. A
+/// charged commit (`charge`) links and charges in one statement
+/// ([`super::quota::link_charged`]).
 pub(super) async fn commit_blob_linking(
     tx: &mut Transaction<'static, Postgres>,
     repo: &RepoName,
     blob: &BlobRecord,
     upload_id: Option<&str>,
     events: &[EventRecord],
+    charge: Option<&super::quota::LinkCharge<'_>>,
 ) -> Result<(BlobCommit, bool)> {
     // First: wait for a GC pass deciding this digest's fate, and push its review back.
     gc_sql::touch_blob(tx, &blob.digest).await?;
@@ -114,7 +116,12 @@ pub(super) async fn commit_blob_linking(
     crate::clock::race_point("commit_blob.existing_read", &blob.digest.to_string()).await;
     // The link's foreign key locks the blob's row (KEY SHARE): had GC deleted it since
     // the read above, this fails and the whole commit is retried.
-    let linked = queries::link(&mut **tx, repo_id, &blob.digest).await?;
+    let linked = match charge {
+        Some(charge) => {
+            super::quota::link_charged(tx, repo_id, &stored, charge, !events.is_empty()).await?
+        }
+        None => queries::link(&mut **tx, repo_id, &blob.digest).await?,
+    };
     append_events_if(tx, true, events).await?;
     let commit = BlobCommit {
         blob: stored,
