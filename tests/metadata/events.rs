@@ -34,7 +34,7 @@ const FAR: i64 = i64::MAX / 2;
 
 /// Claims, reads and completes everything due for `endpoint`; returns the event ids
 /// in delivery order.
-async fn drain(store: &Store, endpoint: &str) -> Vec<String> {
+pub async fn drain(store: &Store, endpoint: &str) -> Vec<String> {
     let mut out = Vec::new();
     loop {
         let now = wharf::clock::now_ms();

@@ -23,6 +23,7 @@ mod cache;
 mod cases;
 mod event_claims;
 mod event_handoff;
+mod event_streams;
 mod events;
 mod import;
 #[path = "../common/postgres_url.rs"]
@@ -128,6 +129,7 @@ suite!(
     events::racing_consumer_misses_nothing,
     events::events_after_each_reads_every_cursor,
     event_claims::completions_ride_the_next_claim,
+    event_streams::pruning_races_writers_loses_nothing,
     import::import_checkpoints,
     quotas::quota_shared_layers_charged_once,
     quotas::quota_reservations,
