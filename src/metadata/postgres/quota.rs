@@ -268,7 +268,7 @@ impl QuotaStore for PostgresStore {
             // A reservation is released after the link: its charge then waits for
             // the COMMIT (`defer`), so that no slice row is held across the release.
             let link_charge = LinkCharge::new(&charge.limits, own, charge.reservation.is_some());
-            let (commit, _) = writes::commit_blob_linking(
+            let commit = writes::commit_blob_linking(
                 &mut tx,
                 repo,
                 blob,

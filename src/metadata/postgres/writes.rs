@@ -81,14 +81,11 @@ async fn commit_blob_tx(
     upload_id: Option<&str>,
     events: &[EventRecord],
 ) -> Result<BlobCommit> {
-    Ok(commit_blob_linking(tx, repo, blob, upload_id, events, None)
-        .await?
-        .0)
+    commit_blob_linking(tx, repo, blob, upload_id, events, None).await
 }
 
-/// `commit_blob`'s statements in `tx`, not committed; also whether the link is new. A
-/// charged commit (`charge`) links and charges in one statement
-/// ([`super::quota::link_charged`]).
+/// `commit_blob`'s statements in `tx`, not committed. A charged commit (`charge`)
+/// links and charges in one statement ([`super::quota::link_charged`]).
 pub(super) async fn commit_blob_linking(
     tx: &mut Transaction<'static, Postgres>,
     repo: &RepoName,
@@ -96,7 +93,7 @@ pub(super) async fn commit_blob_linking(
     upload_id: Option<&str>,
     events: &[EventRecord],
     charge: Option<&super::quota::LinkCharge<'_>>,
-) -> Result<(BlobCommit, bool)> {
+) -> Result<BlobCommit> {
     // First: wait for a GC pass deciding this digest's fate, and push its review back.
     gc_sql::touch_blob(tx, &blob.digest).await?;
     if let Some(id) = upload_id {
@@ -116,18 +113,19 @@ pub(super) async fn commit_blob_linking(
     crate::clock::race_point("commit_blob.existing_read", &blob.digest.to_string()).await;
     // The link's foreign key locks the blob's row (KEY SHARE): had GC deleted it since
     // the read above, this fails and the whole commit is retried.
-    let linked = match charge {
+    // Whether the link is new matters to the statements themselves only (an existing
+    // link charges nothing): the commit is the same either way.
+    match charge {
         Some(charge) => {
             super::quota::link_charged(tx, repo_id, &stored, charge, !events.is_empty()).await?
         }
         None => queries::link(&mut **tx, repo_id, &blob.digest).await?,
     };
     append_events_if(tx, true, events).await?;
-    let commit = BlobCommit {
+    Ok(BlobCommit {
         blob: stored,
         stored_new: inserted,
-    };
-    Ok((commit, linked))
+    })
 }
 
 /// Links an existing blob into `repo`; false if no such blob. Blob records are never
