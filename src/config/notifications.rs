@@ -4,7 +4,7 @@
 //! endpoint: `secret` (HMAC-SHA256 signatures), `format` (`distribution` or
 //! `cloudevents`), `mediatype` (the envelope's `Content-Type`, distribution 2.x's
 //! `…events.v1+json` or distribution 3's `…events.v2+json`), `maxbatch`,
-//! `maxattempts`, `maxage`, `maxbackoff`. Every value is checked at start-up and a bad
+//! `maxattempts`, `maxage`, `maxbackoff`, `linger`. Every value is checked at start-up and a bad
 //! one names its key.
 
 use std::collections::BTreeMap;
@@ -101,6 +101,12 @@ pub struct EndpointConfig {
     /// (Wharf) the longest pause between attempts.
     #[serde(default = "default_maxbackoff")]
     pub maxbackoff: ConfigDuration,
+    /// (Wharf) how long a worker gathers events into one round of requests when it
+    /// has less than a full round (see `notify::worker`): longer sends fewer, fuller
+    /// requests — less work per event for the registry and the receiver — and delays
+    /// each event by up to as much.
+    #[serde(default = "default_linger")]
+    pub linger: ConfigDuration,
 }
 
 fn default_timeout() -> ConfigDuration {
@@ -123,6 +129,11 @@ fn default_maxage() -> ConfigDuration {
 }
 fn default_maxbackoff() -> ConfigDuration {
     ConfigDuration(Duration::from_secs(300))
+}
+/// Longest `linger`: events wait at most this long for company.
+pub const MAX_LINGER: Duration = Duration::from_secs(10);
+fn default_linger() -> ConfigDuration {
+    ConfigDuration(Duration::from_millis(100))
 }
 
 /// The actions events have.
@@ -226,6 +237,9 @@ impl NotificationsConfig {
             if e.maxage.0.is_zero() {
                 return Err(ConfigError::key(key("maxage"), "must be more than 0"));
             }
+            if e.linger.0 > MAX_LINGER {
+                return Err(ConfigError::key(key("linger"), "must be at most 10s"));
+            }
             for (j, a) in e.ignore.actions.iter().enumerate() {
                 if !ACTIONS.contains(&a.as_str()) {
                     return Err(ConfigError::key(
@@ -272,6 +286,7 @@ mod tests {
         assert!(!a.wants_action("pull") && a.wants_action("push"));
         assert_eq!(a.media_type(), super::EVENTS_V1);
         assert_eq!(a.maxbatch, 100);
+        assert_eq!(a.linger.0.as_millis(), 100);
     }
 
     #[test]
@@ -295,6 +310,7 @@ mod tests {
                 "endpoints[0].mediatype",
             ),
             ("url: http://x/\n      maxbatch: 0", "endpoints[0].maxbatch"),
+            ("url: http://x/\n      linger: 11s", "endpoints[0].linger"),
             ("url: http://x/\n      format: xml", "endpoints[0].format"),
             (
                 "url: http://x/\n      headers:\n        'a b': [x]",
