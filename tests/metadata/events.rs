@@ -158,6 +158,58 @@ pub async fn events_only_with_their_change(store: Store) {
     );
 }
 
+/// A push by tag whose event is its repository's first (the stream starts with it),
+/// then more by tag and a blob's: the tags are stored, every event once, in commit
+/// order. (On PostgreSQL a tag and its event go in one statement, and a new stream
+/// takes a second path: both are here.)
+pub async fn tag_pushes_open_and_extend_a_stream(store: Store) {
+    store.events.register_endpoint("hook", 1).await.unwrap();
+    let r = repo("ev/tagstream");
+    let b = blob("tagstream-layer", "k/ts");
+    store.blobs.commit_blob(&r, &b, None, &[]).await.unwrap();
+    let mut expected = Vec::new();
+    for (i, name) in ["v1", "v2", "v1"].iter().enumerate() {
+        let m = manifest(&format!("tagstream-{i}"), &[&b], Some(name));
+        let pushed = event("ev/tagstream", EventAction::Push, name);
+        assert!(matches!(
+            store
+                .manifests
+                .put_manifest(&r, &m, std::slice::from_ref(&pushed))
+                .await
+                .unwrap(),
+            PutManifestOutcome::Stored
+        ));
+        let now = store
+            .manifests
+            .manifest_by_tag(&r, &tag(name))
+            .await
+            .unwrap()
+            .expect("tag stored with its event");
+        assert_eq!(now.digest, m.record.digest);
+        expected.push(pushed.id);
+    }
+    let linked = event("ev/tagstream", EventAction::Push, "blob");
+    store
+        .blobs
+        .commit_blob(&r, &b, None, std::slice::from_ref(&linked))
+        .await
+        .unwrap();
+    expected.push(linked.id);
+    // A push with two tags and its two events takes the general path.
+    let m = manifest("tagstream-two", &[&b], Some("a"));
+    let m = wharf::metadata::NewManifest {
+        tags: vec![tag("a"), tag("b")],
+        ..m
+    };
+    let two = [
+        event("ev/tagstream", EventAction::Push, "a"),
+        event("ev/tagstream", EventAction::Push, "b"),
+    ];
+    store.manifests.put_manifest(&r, &m, &two).await.unwrap();
+    expected.extend(two.iter().map(|e| e.id.clone()));
+    assert_eq!(drain(&store, "hook").await, expected);
+}
+
 pub async fn cursors_leases_and_failures(store: Store) {
     store.events.register_endpoint("a", 1).await.unwrap();
     store.events.register_endpoint("b", 1).await.unwrap();

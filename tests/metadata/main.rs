@@ -123,6 +123,7 @@ suite!(
     races::race_put_against_delete_manifest,
     races::race_index_against_child_delete,
     events::events_only_with_their_change,
+    events::tag_pushes_open_and_extend_a_stream,
     events::cursors_leases_and_failures,
     events::dead_letters_and_replay,
     events::new_endpoints_start_now_and_pruning,

@@ -15,6 +15,57 @@ use crate::types::EventRecord;
 pub(super) mod queries {
     crate::metadata::events::event_queries!(sqlx::PgConnection, "FOR UPDATE OF c SKIP LOCKED");
 
+    /// A manifest's one tag and the one event of its push, in one statement
+    /// (`put_manifest`'s usual case): a push with notifications on then costs no round
+    /// trip more than without. The tag is upserted first; the stream row's upsert
+    /// selects from the tag's (so it runs after it, the order the two statements had)
+    /// and takes the stream's lock, then draws the event's id, as in
+    /// [`append_stream`]'s one-statement case. A stream that did not exist comes back
+    /// with `last_id` 0 and no event; holding its new row, the event goes in as there.
+    pub(in crate::metadata::postgres) async fn upsert_tag_with_event(
+        conn: &mut sqlx::PgConnection,
+        repo_id: i64,
+        tag: &crate::types::Tag,
+        digest: &crate::types::Digest,
+        updated_at: i64,
+        e: &EventRecord,
+    ) -> Result<()> {
+        let now = crate::clock::now_ms();
+        let id: Option<i64> = sqlx::query_scalar(
+            "WITH t AS (
+                 INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (repository_id, name) DO UPDATE
+                     SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at
+                 RETURNING 1 AS upserted),
+             s AS (
+                 INSERT INTO event_streams (repository, last_id) SELECT $6, 0 FROM t
+                 ON CONFLICT (repository) DO UPDATE
+                     SET last_id = nextval(pg_get_serial_sequence('events', 'id'))
+                 RETURNING last_id)
+             INSERT INTO events (id, uuid, repository, action, created_at, record, endpoint)
+             OVERRIDING SYSTEM VALUE
+             SELECT s.last_id, $5, $6, $7, $8, $9, NULL FROM s WHERE s.last_id <> 0
+             RETURNING id",
+        )
+        .bind(repo_id)
+        .bind(tag.as_str())
+        .bind(digest.to_string())
+        .bind(updated_at)
+        .bind(&e.id)
+        .bind(&e.repository)
+        .bind(e.action.as_str())
+        .bind(now)
+        .bind(crate::metadata::events::encode(e)?)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if id.is_none() {
+            let last = insert_event(conn, e, None, now).await?;
+            set_last(conn, &e.repository, last).await?;
+        }
+        Ok(())
+    }
+
     /// One repository's events (for `append_events`): the stream row locked first (see
     /// `metadata::events` on order), then the inserts and `last_id`.
     ///

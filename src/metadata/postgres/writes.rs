@@ -305,10 +305,21 @@ pub(super) async fn put_manifest(
         .execute(&mut *tx)
         .await?;
     }
-    for tag in &m.tags {
-        queries::upsert_tag(&mut *tx, repo_id, tag, &r.digest, now).await?;
+    match (m.tags.as_slice(), events) {
+        // A push by tag with notifications on: the tag and its event in one statement.
+        ([tag], [event]) if event.repository == repo.as_str() => {
+            super::events::queries::upsert_tag_with_event(
+                &mut tx, repo_id, tag, &r.digest, now, event,
+            )
+            .await?;
+        }
+        _ => {
+            for tag in &m.tags {
+                queries::upsert_tag(&mut *tx, repo_id, tag, &r.digest, now).await?;
+            }
+            append_events_if(&mut tx, true, events).await?;
+        }
     }
-    append_events_if(&mut tx, true, events).await?;
     tx.commit().await?;
     Ok(PutManifestOutcome::Stored)
 }
