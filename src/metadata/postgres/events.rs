@@ -69,8 +69,9 @@ pub(super) mod queries {
     /// One repository's events (for `append_events`): the stream row locked first (see
     /// `metadata::events` on order), then the inserts and `last_id`.
     ///
-    /// The usual case — one event, a stream that exists — is one statement, so a push
-    /// with notifications on costs one round trip more than without, not two: the
+    /// The usual case — one event, a stream that exists — is one statement, so a change
+    /// with notifications on costs one round trip more than without, not two (a push by
+    /// tag none: [`upsert_tag_with_event`]): the
     /// upsert of the stream row takes its lock and only then (`DO UPDATE`, evaluated
     /// on the locked row) draws the event's id from the identity sequence and records
     /// it as `last_id`; the event is inserted with that id. The id is drawn after the
