@@ -15,13 +15,82 @@ use crate::types::EventRecord;
 pub(super) mod queries {
     crate::metadata::events::event_queries!(sqlx::PgConnection, "FOR UPDATE OF c SKIP LOCKED");
 
+    /// The statement of one event whose stream exists (see [`append_stream`]), with
+    /// `$source` the rows its stream upsert inserts: `$1`–`$5` are the event's uuid,
+    /// repository, action, time and record.
+    macro_rules! stream_event_sql {
+        ($before:literal, $source:literal) => {
+            concat!(
+                "WITH ", $before,
+                "s AS (
+                     INSERT INTO event_streams (repository, last_id) ", $source, "
+                     ON CONFLICT (repository) DO UPDATE
+                         SET last_id = nextval(pg_get_serial_sequence('events', 'id'))
+                     RETURNING last_id)
+                 INSERT INTO events (id, uuid, repository, action, created_at, record, endpoint)
+                 OVERRIDING SYSTEM VALUE
+                 SELECT s.last_id, $1, $2, $3, $4, $5, NULL FROM s WHERE s.last_id <> 0
+                 RETURNING id"
+            )
+        };
+    }
+
+    /// A tag to upsert in an event's statement ([`upsert_tag_with_event`]).
+    struct TagUpsert<'a> {
+        repo_id: i64,
+        tag: &'a crate::types::Tag,
+        digest: &'a crate::types::Digest,
+        updated_at: i64,
+    }
+
+    /// One event in one statement (after `tag`'s upsert, if any) when its stream
+    /// exists; else, holding the stream's new row, the event and `last_id` go in as for
+    /// several events (see [`append_stream`]).
+    async fn append_one(
+        conn: &mut sqlx::PgConnection,
+        e: &EventRecord,
+        now: i64,
+        tag: Option<TagUpsert<'_>>,
+    ) -> Result<()> {
+        let sql = match tag {
+            None => stream_event_sql!("", "VALUES ($2, 0)"),
+            // The stream's upsert selects from the tag's, so it runs after it (the
+            // order the two statements had) and takes the stream's lock second.
+            Some(_) => stream_event_sql!(
+                "t AS (
+                     INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+                     VALUES ($6, $7, $8, $9)
+                     ON CONFLICT (repository_id, name) DO UPDATE
+                         SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at
+                     RETURNING 1 AS upserted), ",
+                "SELECT $2, 0 FROM t"
+            ),
+        };
+        let mut q = sqlx::query_scalar(sql)
+            .bind(&e.id)
+            .bind(&e.repository)
+            .bind(e.action.as_str())
+            .bind(now)
+            .bind(crate::metadata::events::encode(e)?);
+        if let Some(t) = tag {
+            q = q
+                .bind(t.repo_id)
+                .bind(t.tag.as_str())
+                .bind(t.digest.to_string())
+                .bind(t.updated_at);
+        }
+        let id: Option<i64> = q.fetch_optional(&mut *conn).await?;
+        if id.is_none() {
+            // A new stream, its row now ours.
+            let last = insert_event(conn, e, None, now).await?;
+            set_last(conn, &e.repository, last).await?;
+        }
+        Ok(())
+    }
+
     /// A manifest's one tag and the one event of its push, in one statement
     /// (`put_manifest`'s usual case): a push with notifications on then costs no round
-    /// trip more than without. The tag is upserted first; the stream row's upsert
-    /// selects from the tag's (so it runs after it, the order the two statements had)
-    /// and takes the stream's lock, then draws the event's id, as in
-    /// [`append_stream`]'s one-statement case. A stream that did not exist comes back
-    /// with `last_id` 0 and no event; holding its new row, the event goes in as there.
+    /// trip more than without ([`append_one`] with the tag).
     pub(in crate::metadata::postgres) async fn upsert_tag_with_event(
         conn: &mut sqlx::PgConnection,
         repo_id: i64,
@@ -30,40 +99,13 @@ pub(super) mod queries {
         updated_at: i64,
         e: &EventRecord,
     ) -> Result<()> {
-        let now = crate::clock::now_ms();
-        let id: Option<i64> = sqlx::query_scalar(
-            "WITH t AS (
-                 INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (repository_id, name) DO UPDATE
-                     SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at
-                 RETURNING 1 AS upserted),
-             s AS (
-                 INSERT INTO event_streams (repository, last_id) SELECT $6, 0 FROM t
-                 ON CONFLICT (repository) DO UPDATE
-                     SET last_id = nextval(pg_get_serial_sequence('events', 'id'))
-                 RETURNING last_id)
-             INSERT INTO events (id, uuid, repository, action, created_at, record, endpoint)
-             OVERRIDING SYSTEM VALUE
-             SELECT s.last_id, $5, $6, $7, $8, $9, NULL FROM s WHERE s.last_id <> 0
-             RETURNING id",
-        )
-        .bind(repo_id)
-        .bind(tag.as_str())
-        .bind(digest.to_string())
-        .bind(updated_at)
-        .bind(&e.id)
-        .bind(&e.repository)
-        .bind(e.action.as_str())
-        .bind(now)
-        .bind(crate::metadata::events::encode(e)?)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if id.is_none() {
-            let last = insert_event(conn, e, None, now).await?;
-            set_last(conn, &e.repository, last).await?;
-        }
-        Ok(())
+        let tag = TagUpsert {
+            repo_id,
+            tag,
+            digest,
+            updated_at,
+        };
+        append_one(conn, e, crate::clock::now_ms(), Some(tag)).await
     }
 
     /// One repository's events (for `append_events`): the stream row locked first (see
@@ -86,37 +128,15 @@ pub(super) mod queries {
         now: i64,
     ) -> Result<()> {
         if let [e] = list {
-            let id: Option<i64> = sqlx::query_scalar(
-                "WITH s AS (
-                     INSERT INTO event_streams (repository, last_id) VALUES ($2, 0)
-                     ON CONFLICT (repository) DO UPDATE
-                         SET last_id = nextval(pg_get_serial_sequence('events', 'id'))
-                     RETURNING last_id)
-                 INSERT INTO events (id, uuid, repository, action, created_at, record, endpoint)
-                 OVERRIDING SYSTEM VALUE
-                 SELECT s.last_id, $1, $2, $3, $4, $5, NULL FROM s WHERE s.last_id <> 0
-                 RETURNING id",
-            )
-            .bind(&e.id)
-            .bind(repository)
-            .bind(e.action.as_str())
-            .bind(now)
-            .bind(crate::metadata::events::encode(e)?)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if id.is_some() {
-                return Ok(());
-            }
-            // A new stream, its row now ours: insert and record as below.
-        } else {
-            sqlx::query(
-                "INSERT INTO event_streams (repository, last_id) VALUES ($1, 0)
-                 ON CONFLICT (repository) DO UPDATE SET last_id = event_streams.last_id",
-            )
-            .bind(repository)
-            .execute(&mut *conn)
-            .await?;
+            return append_one(conn, e, now, None).await;
         }
+        sqlx::query(
+            "INSERT INTO event_streams (repository, last_id) VALUES ($1, 0)
+             ON CONFLICT (repository) DO UPDATE SET last_id = event_streams.last_id",
+        )
+        .bind(repository)
+        .execute(&mut *conn)
+        .await?;
         let mut last = 0i64;
         for e in list {
             last = insert_event(conn, e, None, now).await?;
