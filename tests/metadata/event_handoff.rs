@@ -3,7 +3,8 @@
 //! table would answer. Shown against what can make the two differ: a restart (the
 //! hand-off is empty; a batch claimed but never completed is delivered again, same ids,
 //! in order), more events than the hand-off holds (the oldest come from the table),
-//! and dead letters replayed between batches (events written outside the hand-off):
+//! dead letters replayed between batches (events written outside the hand-off), and
+//! prunes between them (what they deleted is forgotten, the rest served on):
 //! none is skipped, and each repository's events come in id order.
 
 use wharf::metadata::ReplayFilter;
@@ -249,4 +250,63 @@ pub async fn handoff_with_replays_between(url: String) {
     let e6 = events(r, 2);
     store.events.append_events(&e6).await.unwrap();
     assert_eq!(drain(&store, "hook", 100).await, ids(&e6));
+}
+
+/// Prunes between batches (two endpoints): a prune deletes only what both have passed
+/// and forgets exactly that from the hand-off. A stream emptied and forgotten gets a
+/// new cursor that starts before its pruned events: it reads none of them, only what
+/// came after; a stream pruned in part is read on from where it was.
+pub async fn handoff_with_prunes_between(url: String) {
+    let store = open(&url).await;
+    for name in ["a", "b"] {
+        store.events.register_endpoint(name, 1).await.unwrap();
+    }
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let (r1, r2) = ("ho/prune1", "ho/prune2");
+    let e1 = events(r1, 3);
+    let e2 = events(r2, 2);
+    store.events.append_events(&e1).await.unwrap();
+    store.events.append_events(&e2).await.unwrap();
+    let mut both = ids(&e1);
+    both.extend(ids(&e2));
+    assert_eq!(sorted(drain(&store, "a", 100).await), sorted(both.clone()));
+    // "b" has passed nothing: nothing goes.
+    assert_eq!(store.events.prune_events(0, 100).await.unwrap(), 0);
+    assert_eq!(sorted(drain(&store, "b", 100).await), sorted(both));
+    // Both streams emptied, their rows and cursors forgotten.
+    assert_eq!(store.events.prune_events(0, 100).await.unwrap(), 5);
+    let e3 = events(r1, 1);
+    store.events.append_events(&e3).await.unwrap();
+    assert_eq!(drain(&store, "a", 100).await, ids(&e3));
+    assert_eq!(drain(&store, "b", 100).await, ids(&e3));
+    // In part: "a" delivers e4 and e5, "b" only what is there before e5.
+    let e4 = events(r2, 2);
+    store.events.append_events(&e4).await.unwrap();
+    assert_eq!(drain(&store, "b", 100).await, ids(&e4));
+    let e5 = events(r2, 2);
+    store.events.append_events(&e5).await.unwrap();
+    let mut a_expected = ids(&e4);
+    a_expected.extend(ids(&e5));
+    assert_eq!(
+        sorted(drain(&store, "a", 100).await),
+        sorted(a_expected.clone())
+    );
+    // e3 and e4 go (both passed them); e5 stays for "b".
+    assert_eq!(store.events.prune_events(0, 100).await.unwrap(), 3);
+    let e6 = events(r2, 1);
+    store.events.append_events(&e6).await.unwrap();
+    let mut b_expected = ids(&e5);
+    b_expected.extend(ids(&e6));
+    assert_eq!(drain(&store, "b", 100).await, b_expected);
+    assert_eq!(drain(&store, "a", 100).await, ids(&e6));
+    assert_eq!(store.events.prune_events(0, 100).await.unwrap(), 3);
+    assert!(store
+        .events
+        .pending_events(None, 100)
+        .await
+        .unwrap()
+        .is_empty());
 }

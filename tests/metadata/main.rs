@@ -199,7 +199,7 @@ async fn many_instances(url: String) {
 }
 
 /// SQLite only: the in-memory hand-off of committed events (one process, one writer),
-/// against a restart, an overflow and replays between batches.
+/// against a restart, an overflow, replays and prunes between batches.
 mod sqlite_handoff {
     async fn run<F, Fut>(case: F)
     where
@@ -223,5 +223,10 @@ mod sqlite_handoff {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn handoff_with_replays_between() {
         run(crate::event_handoff::handoff_with_replays_between).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn handoff_with_prunes_between() {
+        run(crate::event_handoff::handoff_with_prunes_between).await;
     }
 }

@@ -13,9 +13,12 @@ macro_rules! pending_condition {
 
 /// Defines the outbox statements for one engine, on a connection (`$conn`) inside the
 /// caller's transaction. `$lock` ends the claim query: `FOR UPDATE OF c SKIP LOCKED`
-/// on PostgreSQL, nothing on SQLite.
+/// on PostgreSQL, nothing on SQLite. `$stream` is what a stream's events are read
+/// from (`events`, with the index to use on SQLite), `$empty_streams` selects
+/// `(repository, last_id)` of streams with no events left, at most `$1` (migration
+/// 0014: an index on PostgreSQL, a count per stream on SQLite).
 macro_rules! event_queries {
-    ($conn:ty, $lock:literal) => {
+    ($conn:ty, $lock:literal, $stream:literal, $empty_streams:literal) => {
         use $crate::metadata::events::{
             by_repository, encode, ClaimedCursor, DeadLetter, DeadRow, EndpointBacklog,
             EventRow, PendingEvent, PendingRow, ReplayFilter, StoredEvent,
@@ -148,10 +151,11 @@ macro_rules! event_queries {
             after: i64,
             limit: u32,
         ) -> Result<Vec<StoredEvent>> {
-            let rows: Vec<EventRow> = sqlx::query_as(
-                "SELECT id, record, endpoint, created_at FROM events
-                 WHERE repository = $1 AND id > $2 ORDER BY id LIMIT $3",
-            )
+            let rows: Vec<EventRow> = sqlx::query_as(concat!(
+                "SELECT id, record, endpoint, created_at FROM ",
+                $stream,
+                " WHERE repository = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ))
             .bind(repository)
             .bind(after)
             .bind(i64::from(limit))
@@ -161,7 +165,7 @@ macro_rules! event_queries {
         }
 
         /// `events_after` of each cursor, one `UNION ALL` of per-cursor reads (each
-        /// on the stream index) per `READ_CHUNK` of them.
+        /// on `$stream`) per `READ_CHUNK` of them.
         pub(super) async fn events_after_each(
             conn: &mut $conn,
             cursors: &[(String, i64)],
@@ -178,10 +182,11 @@ macro_rules! event_queries {
                     }
                     q.push("SELECT * FROM (SELECT CAST(")
                         .push_bind(i as i64)
-                        .push(
-                            " AS BIGINT) AS cursor, id, record, endpoint, created_at
-                             FROM events WHERE repository = ",
-                        )
+                        .push(concat!(
+                            " AS BIGINT) AS cursor, id, record, endpoint, created_at FROM ",
+                            $stream,
+                            " WHERE repository = "
+                        ))
                         .push_bind(repository.as_str())
                     .push(" AND id > ")
                     .push_bind(*after)
@@ -439,12 +444,13 @@ macro_rules! event_queries {
             })
         }
 
-        /// One pruning pass; see `EventStore::prune_events`.
+        /// One pruning pass; see `EventStore::prune_events`. Returns the events that
+        /// went, as (repository, id).
         pub(super) async fn prune_events(
             conn: &mut $conn,
             stale_before: i64,
             limit: u32,
-        ) -> Result<u64> {
+        ) -> Result<Vec<(String, i64)>> {
             sqlx::query("DELETE FROM event_endpoints WHERE seen_at < $1")
                 .bind(stale_before)
                 .execute(&mut *conn)
@@ -455,27 +461,23 @@ macro_rules! event_queries {
             )
             .execute(&mut *conn)
             .await?;
-            let pruned = sqlx::query(concat!(
+            let pruned: Vec<(String, i64)> = sqlx::query_as(concat!(
                 "DELETE FROM events WHERE id IN (
                      SELECT e.id FROM events e WHERE NOT EXISTS (
                          SELECT 1 FROM event_endpoints ep
                          LEFT JOIN event_cursors c ON c.endpoint = ep.name AND c.repository = e.repository
                          WHERE ",
                 $crate::metadata::events::pending_condition!(),
-                ") ORDER BY e.id LIMIT $1)"
+                ") ORDER BY e.id LIMIT $1)
+                 RETURNING repository, id"
             ))
             .bind(i64::from(limit))
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+            .fetch_all(&mut *conn)
+            .await?;
             // Streams with no events left. The delete is conditional on the `last_id`
             // read here: a writer that appended meanwhile changed it (and holds the
             // row until it commits), so its stream stays.
-            let empty: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT s.repository, s.last_id FROM event_streams s
-                 WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.repository = s.repository)
-                 LIMIT $1",
-            )
+            let empty: Vec<(String, i64)> = sqlx::query_as($empty_streams)
             .bind(i64::from(limit))
             .fetch_all(&mut *conn)
             .await?;

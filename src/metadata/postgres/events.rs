@@ -13,7 +13,14 @@ use crate::types::EventRecord;
 
 /// The shared outbox statements, for PostgreSQL.
 pub(super) mod queries {
-    crate::metadata::events::event_queries!(sqlx::PgConnection, "FOR UPDATE OF c SKIP LOCKED");
+    crate::metadata::events::event_queries!(
+        sqlx::PgConnection,
+        "FOR UPDATE OF c SKIP LOCKED",
+        "events",
+        "SELECT s.repository, s.last_id FROM event_streams s
+         WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.repository = s.repository)
+         LIMIT $1"
+    );
 
     /// The statement of one event whose stream exists (see [`append_stream`]), with
     /// `$source` the rows its stream upsert inserts: `$1`–`$5` are the event's uuid,
@@ -324,10 +331,9 @@ impl EventStore for PostgresStore {
     }
 
     async fn prune_events(&self, stale_before: i64, limit: u32) -> Result<u64> {
-        in_tx!(self, "prune_events", |c| queries::prune_events(
-            c,
-            stale_before,
-            limit
-        ))
+        let pruned: Vec<(String, i64)> = in_tx!(self, "prune_events", |c| {
+            queries::prune_events(c, stale_before, limit)
+        })?;
+        Ok(pruned.len() as u64)
     }
 }

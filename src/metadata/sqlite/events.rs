@@ -28,12 +28,19 @@ use crate::types::EventRecord;
 
 /// The shared outbox statements, for SQLite.
 pub(super) mod queries {
-    crate::metadata::events::event_queries!(sqlx::SqliteConnection, "");
+    // A stream's events are read on the index in id order (migration 0014: see there
+    // why not one per repository), and each stream counts its events.
+    crate::metadata::events::event_queries!(
+        sqlx::SqliteConnection,
+        "",
+        "events INDEXED BY events_id_repository",
+        "SELECT repository, last_id FROM event_streams WHERE events = 0 LIMIT $1"
+    );
 
     /// One repository's events (for `append_events`). SQLite runs one write
     /// transaction at a time, so ids are in commit order without locking the stream
     /// first, and the stream's `last_id` is recorded by a trigger on the insert
-    /// (migration 0009): one statement per event, each a round trip to the writer
+    /// (migrations 0009 and 0014): one statement per event, each a round trip to the writer
     /// connection's thread on the path of every push.
     async fn append_stream(
         conn: &mut sqlx::SqliteConnection,
@@ -305,13 +312,11 @@ impl EventStore for SqliteStore {
             .write_as(JobKind::NotifyPrune, move |conn| {
                 Box::pin(async move {
                     let pruned = queries::prune_events(conn, stale_before, limit).await?;
-                    if pruned > 0 {
-                        // Pruned events must not be handed out again (a cursor created
-                        // later starts before them): forgotten here, on the writer,
-                        // before any later claim runs.
-                        handoff.clear();
-                    }
-                    Ok(pruned)
+                    // Pruned events must not be handed out again (a cursor created
+                    // later starts before them): forgotten here, on the writer, before
+                    // any later claim runs; the rest stays held.
+                    handoff.forget(&pruned);
+                    Ok(pruned.len() as u64)
                 })
             })
             .await

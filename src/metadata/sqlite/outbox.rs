@@ -17,7 +17,7 @@
 //! savepoint and its staged rows are dropped with it ([`discard_after`]); if the
 //! outbox insert itself fails, the whole batch is rolled back and every job of it
 //! fails. Ids are still in commit order within a repository: one writer, and the rows
-//! go in in the order their jobs ran (the trigger of migration 0009 records each
+//! go in in the order their jobs ran (the trigger of migrations 0009 and 0014 records each
 //! stream's `last_id` as before).
 //!
 //! Outside a batch (no job running on this thread) [`append`] inserts at once, so an
