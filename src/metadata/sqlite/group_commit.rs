@@ -10,9 +10,10 @@
 //! The outbox rows the batch's jobs staged go in just before that COMMIT (`outbox`).
 //!
 //! `wharf_sqlite_writer_job_seconds{kind}` times each job on the writer (its statements,
-//! savepoint included) by what it does ([`JobKind`], a bounded label), and `kind="commit"`
-//! each batch's COMMIT (with its outbox rows; one WAL fsync each): how many jobs of each
-//! kind the writer ran, how busy they kept it, and how many commits they cost.
+//! savepoint included) by what it does ([`JobKind`], a bounded label), `kind="outbox"` the
+//! insert of each batch's staged outbox rows (batches with events only), and
+//! `kind="commit"` each batch's COMMIT (one WAL fsync each): how many jobs of each kind
+//! the writer ran, how busy they kept it, and how many commits they cost.
 
 use futures_util::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
@@ -71,9 +72,11 @@ impl JobKind {
     }
 }
 
-/// The job-time histogram's series: one per [`JobKind`], then the commits'.
+/// The job-time histogram's series: one per [`JobKind`], then the outbox inserts' and
+/// the commits'.
 struct JobTimes {
     kinds: Vec<prometheus::Histogram>,
+    outbox: prometheus::Histogram,
     commit: prometheus::Histogram,
 }
 
@@ -81,7 +84,7 @@ impl JobTimes {
     fn new() -> JobTimes {
         let h = crate::telemetry::lazy_histogram_vec(
             "sqlite_writer_job_seconds",
-            "Time the SQLite writer spent on each job by kind, and on each batch's COMMIT (kind=commit)",
+            "Time the SQLite writer spent on each job by kind, on each batch's outbox rows (kind=outbox) and on its COMMIT (kind=commit)",
             &["kind"],
             vec![
                 0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -93,6 +96,7 @@ impl JobTimes {
                 .iter()
                 .map(|k| h.with_label_values(&[k.label()]))
                 .collect(),
+            outbox: h.with_label_values(&["outbox"]),
             commit: h.with_label_values(&["commit"]),
         }
     }
@@ -237,10 +241,15 @@ async fn run(
             times.observe(job.kind, started);
             deliveries.push(deliver);
         }
-        let committing = std::time::Instant::now();
         // The events the batch's jobs staged, in its transaction (see `outbox`); if
         // they cannot be written, nothing of the batch is committed.
-        let (commit, written) = match outbox::end_batch(&mut conn).await {
+        let staging = std::time::Instant::now();
+        let staged = outbox::end_batch(&mut conn).await;
+        if matches!(&staged, Ok(Some(w)) if !w.events.is_empty()) {
+            times.outbox.observe(staging.elapsed().as_secs_f64());
+        }
+        let committing = std::time::Instant::now();
+        let (commit, written) = match staged {
             Ok(written) => (
                 conn.execute("COMMIT")
                     .await
