@@ -266,6 +266,12 @@ pub async fn run(endpoint: Arc<Endpoint>, store: Arc<dyn EventStore>) {
     }
 }
 
+/// Events a tick reads per cursor when it holds `cursors` of them: twice `maxbatch`,
+/// or an even share of [`EVENTS_PER_TICK`] when that is less (at least one).
+fn read_limit(maxbatch: usize, cursors: usize) -> usize {
+    (maxbatch * 2).min((EVENTS_PER_TICK / cursors.max(1)).max(1))
+}
+
 /// A leased cursor's next batch.
 struct Batch {
     cursor: ClaimedCursor,
@@ -290,9 +296,8 @@ async fn tick(
         .unwrap_or(1)
         .max(1);
     let name = endpoint.config.name.as_str();
-    // Every claimed cursor's next events in one read (a statement per 32 cursors), at
-    // most EVENTS_PER_TICK in all.
-    let limit = (maxbatch * 2).min((EVENTS_PER_TICK / claimed.len().max(1)).max(1));
+    // Every claimed cursor's next events in one read (a statement per 32 cursors).
+    let limit = read_limit(maxbatch, claimed.len());
     let positions: Vec<(String, i64)> = claimed
         .iter()
         .map(|c| (c.repository.clone(), c.delivered_id))
@@ -514,4 +519,26 @@ async fn failed(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_limit, CLAIMS_PER_TICK, EVENTS_PER_TICK};
+
+    #[test]
+    fn a_tick_reads_twice_maxbatch_per_cursor_within_its_event_bound() {
+        assert_eq!(read_limit(100, 16), 200);
+        assert_eq!(read_limit(100, 32), 200);
+        assert_eq!(read_limit(100, 256), 25);
+        assert_eq!(read_limit(1000, 1), 2000);
+        assert_eq!(read_limit(1000, 0), 2000);
+        let most = CLAIMS_PER_TICK as usize;
+        for maxbatch in [1, 100, 1000] {
+            for cursors in 1..=most {
+                let limit = read_limit(maxbatch, cursors);
+                assert!(limit >= 1);
+                assert!(limit * cursors <= EVENTS_PER_TICK.max(cursors));
+            }
+        }
+    }
 }
