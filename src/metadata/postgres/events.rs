@@ -32,7 +32,7 @@ pub(super) mod queries {
                 "s AS (
                      INSERT INTO event_streams (repository, last_id) ", $source, "
                      ON CONFLICT (repository) DO UPDATE
-                         SET last_id = nextval(pg_get_serial_sequence('events', 'id'))
+                         SET last_id = nextval('events_id_seq')
                      RETURNING last_id)
                  INSERT INTO events (id, uuid, repository, action, created_at, record, endpoint)
                  OVERRIDING SYSTEM VALUE
@@ -42,28 +42,41 @@ pub(super) mod queries {
         };
     }
 
-    /// A tag to upsert in an event's statement ([`upsert_tag_with_event`]).
-    struct TagUpsert<'a> {
-        repo_id: i64,
-        tag: &'a crate::types::Tag,
-        digest: &'a crate::types::Digest,
-        updated_at: i64,
+    /// What an event's statement writes before the event ([`append_one`]).
+    #[derive(Clone, Copy)]
+    enum Before<'a> {
+        /// Nothing: the event alone.
+        Nothing,
+        /// A tag's upsert ([`upsert_tag_with_event`]).
+        Tag {
+            repo_id: i64,
+            tag: &'a crate::types::Tag,
+            digest: &'a crate::types::Digest,
+            updated_at: i64,
+        },
+        /// A blob's link into a repository, if not linked yet ([`link_with_event`]).
+        Link {
+            repo_id: i64,
+            digest: &'a crate::types::Digest,
+            created_at: i64,
+        },
     }
 
-    /// One event in one statement (after `tag`'s upsert, if any) when its stream
-    /// exists; else, holding the stream's new row, the event and `last_id` go in as for
-    /// several events (see [`append_stream`]).
+    /// One event in one statement (after `before`'s write) when its stream exists;
+    /// else, holding the stream's new row, the event and `last_id` go in as for several
+    /// events (see [`append_stream`]).
     async fn append_one(
         conn: &mut sqlx::PgConnection,
         e: &EventRecord,
         now: i64,
-        tag: Option<TagUpsert<'_>>,
+        before: Before<'_>,
     ) -> Result<()> {
-        let sql = match tag {
-            None => stream_event_sql!("", "VALUES ($2, 0)"),
-            // The stream's upsert selects from the tag's, so it runs after it (the
-            // order the two statements had) and takes the stream's lock second.
-            Some(_) => stream_event_sql!(
+        // The stream's upsert selects from the write before it, so that write runs
+        // first (the order the two statements had) and the stream's lock is taken
+        // second, as in every transaction that appends events.
+        let sql = match before {
+            Before::Nothing => stream_event_sql!("", "VALUES ($2, 0)"),
+            Before::Tag { .. } => stream_event_sql!(
                 "t AS (
                      INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
                      VALUES ($6, $7, $8, $9)
@@ -72,6 +85,16 @@ pub(super) mod queries {
                      RETURNING 1 AS upserted), ",
                 "SELECT $2, 0 FROM t"
             ),
+            // A link that exists inserts no row: the count is one row either way, and
+            // counting reads the insert to its end before the stream's upsert starts.
+            Before::Link { .. } => stream_event_sql!(
+                "t AS (
+                     INSERT INTO repository_blobs (repository_id, digest, created_at)
+                     VALUES ($6, $7, $8)
+                     ON CONFLICT DO NOTHING
+                     RETURNING 1 AS linked), ",
+                "SELECT $2, 0 FROM (SELECT count(*) FROM t) AS linked"
+            ),
         };
         let mut q = sqlx::query_scalar(sql)
             .bind(&e.id)
@@ -79,12 +102,27 @@ pub(super) mod queries {
             .bind(e.action.as_str())
             .bind(now)
             .bind(crate::metadata::events::encode(e)?);
-        if let Some(t) = tag {
-            q = q
-                .bind(t.repo_id)
-                .bind(t.tag.as_str())
-                .bind(t.digest.to_string())
-                .bind(t.updated_at);
+        match before {
+            Before::Nothing => {}
+            Before::Tag {
+                repo_id,
+                tag,
+                digest,
+                updated_at,
+            } => {
+                q = q
+                    .bind(repo_id)
+                    .bind(tag.as_str())
+                    .bind(digest.to_string())
+                    .bind(updated_at);
+            }
+            Before::Link {
+                repo_id,
+                digest,
+                created_at,
+            } => {
+                q = q.bind(repo_id).bind(digest.to_string()).bind(created_at);
+            }
         }
         let id: Option<i64> = q.fetch_optional(&mut *conn).await?;
         if id.is_none() {
@@ -93,6 +131,24 @@ pub(super) mod queries {
             set_last(conn, &e.repository, last).await?;
         }
         Ok(())
+    }
+
+    /// A blob's link into a repository and the one event of its push or mount, in one
+    /// statement (`commit_blob` and `link_blob` without a quota charge): the change
+    /// with notifications on then costs no round trip more than without, as
+    /// [`upsert_tag_with_event`] does for a push by tag.
+    pub(in crate::metadata::postgres) async fn link_with_event(
+        conn: &mut sqlx::PgConnection,
+        repo_id: i64,
+        digest: &crate::types::Digest,
+        e: &EventRecord,
+    ) -> Result<()> {
+        let before = Before::Link {
+            repo_id,
+            digest,
+            created_at: crate::clock::now_ms(),
+        };
+        append_one(conn, e, crate::clock::now_ms(), before).await
     }
 
     /// A manifest's one tag and the one event of its push, in one statement
@@ -106,13 +162,13 @@ pub(super) mod queries {
         updated_at: i64,
         e: &EventRecord,
     ) -> Result<()> {
-        let tag = TagUpsert {
+        let before = Before::Tag {
             repo_id,
             tag,
             digest,
             updated_at,
         };
-        append_one(conn, e, crate::clock::now_ms(), Some(tag)).await
+        append_one(conn, e, crate::clock::now_ms(), before).await
     }
 
     /// One repository's events (for `append_events`): the stream row locked first (see
@@ -135,7 +191,7 @@ pub(super) mod queries {
         now: i64,
     ) -> Result<()> {
         if let [e] = list {
-            return append_one(conn, e, now, None).await;
+            return append_one(conn, e, now, Before::Nothing).await;
         }
         sqlx::query(
             "INSERT INTO event_streams (repository, last_id) VALUES ($1, 0)

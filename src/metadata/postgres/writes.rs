@@ -117,11 +117,11 @@ pub(super) async fn commit_blob_linking(
     // link charges nothing): the commit is the same either way.
     match charge {
         Some(charge) => {
-            super::quota::link_charged(tx, repo_id, &stored, charge, !events.is_empty()).await?
+            super::quota::link_charged(tx, repo_id, &stored, charge, !events.is_empty()).await?;
+            append_events_if(tx, true, events).await?;
         }
-        None => queries::link(&mut **tx, repo_id, &blob.digest).await?,
-    };
-    append_events_if(tx, true, events).await?;
+        None => link_with_events(tx, repo_id, &blob.digest, events).await?,
+    }
     Ok(BlobCommit {
         blob: stored,
         stored_new: inserted,
@@ -142,10 +142,27 @@ pub(super) async fn link_blob(
         return Ok(false);
     }
     let repo_id = queries::ensure_repository(&mut tx, repo.as_str()).await?;
-    queries::link(&mut *tx, repo_id, digest).await?;
-    append_events_if(&mut tx, true, events).await?;
+    link_with_events(&mut tx, repo_id, digest, events).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Links a blob into a repository, then writes the change's events: a push's or
+/// mount's one event in the link's own statement (the usual case with notifications
+/// on), else the link and then the events as the transaction's last statements.
+async fn link_with_events(
+    tx: &mut Transaction<'static, Postgres>,
+    repo_id: i64,
+    digest: &Digest,
+    events: &[EventRecord],
+) -> Result<()> {
+    match events {
+        [event] => super::events::queries::link_with_event(tx, repo_id, digest, event).await,
+        _ => {
+            queries::link(&mut **tx, repo_id, digest).await?;
+            append_events_if(tx, true, events).await
+        }
+    }
 }
 
 /// Removes a blob's link, with its events.
