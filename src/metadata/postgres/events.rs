@@ -22,6 +22,59 @@ pub(super) mod queries {
          LIMIT $1"
     );
 
+    /// `events_after` of each cursor in one statement whose text does not depend on how
+    /// many cursors there are (arrays bound as parameters), so each connection prepares
+    /// it once and PostgreSQL need not plan a new `UNION ALL` of per-cursor reads on
+    /// every delivery round.
+    pub(super) async fn events_after_each(
+        conn: &mut sqlx::PgConnection,
+        cursors: &[(String, i64)],
+        limit: u32,
+    ) -> Result<Vec<Vec<StoredEvent>>> {
+        let (repositories, after): (Vec<&str>, Vec<i64>) =
+            cursors.iter().map(|(r, a)| (r.as_str(), *a)).unzip();
+        let rows: Vec<crate::metadata::events::CursorEventRow> = sqlx::query_as(
+            "SELECT c.ord - 1 AS cursor, e.id, e.record, e.endpoint, e.created_at
+             FROM UNNEST($1::TEXT[], $2::BIGINT[]) WITH ORDINALITY AS c (repository, after, ord)
+             CROSS JOIN LATERAL (
+                 SELECT id, record, endpoint, created_at FROM events
+                 WHERE repository = c.repository AND id > c.after ORDER BY id LIMIT $3) AS e
+             ORDER BY c.ord, e.id",
+        )
+        .bind(&repositories)
+        .bind(&after)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        crate::metadata::events::per_cursor(cursors.len(), rows)
+    }
+
+    /// `complete_cursor` for each of `done` in one statement (arrays, as in
+    /// [`events_after_each`]); how many were still leased.
+    pub(super) async fn complete_cursors(
+        conn: &mut sqlx::PgConnection,
+        endpoint: &str,
+        token: &str,
+        done: &[(String, i64)],
+    ) -> Result<u64> {
+        let (repositories, delivered): (Vec<&str>, Vec<i64>) =
+            done.iter().map(|(r, d)| (r.as_str(), *d)).unzip();
+        let updated = sqlx::query(
+            "UPDATE event_cursors SET delivered_id = d.delivered_id, attempts = 0, due_at = 0,
+                 lease_token = NULL, lease_until = 0, last_error = NULL
+             FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS d (repository, delivered_id)
+             WHERE event_cursors.endpoint = $3 AND event_cursors.lease_token = $4
+               AND event_cursors.repository = d.repository",
+        )
+        .bind(&repositories)
+        .bind(&delivered)
+        .bind(endpoint)
+        .bind(token)
+        .execute(&mut *conn)
+        .await?;
+        Ok(updated.rows_affected())
+    }
+
     /// The statement of one event whose stream exists (see [`append_stream`]), with
     /// `$source` the rows its stream upsert inserts: `$1`–`$5` are the event's uuid,
     /// repository, action, time and record.

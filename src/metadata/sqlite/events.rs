@@ -36,6 +36,10 @@ pub(super) mod queries {
         "events INDEXED BY events_id_repository",
         "SELECT repository, last_id FROM event_streams WHERE events = 0 LIMIT $1"
     );
+    crate::metadata::events::cursor_union_queries!(
+        sqlx::SqliteConnection,
+        "events INDEXED BY events_id_repository"
+    );
 
     /// One repository's events (for `append_events`). SQLite runs one write
     /// transaction at a time, so ids are in commit order without locking the stream
