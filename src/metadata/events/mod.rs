@@ -210,7 +210,7 @@ pub trait EventStore: Send + Sync + 'static {
 mod queries;
 mod rows;
 
-pub(crate) use queries::{cursor_union_queries, event_queries, pending_condition};
+pub(crate) use queries::{event_queries, pending_condition};
 pub use rows::READ_CHUNK;
 pub(crate) use rows::{
     by_repository, encode, per_cursor, read_chunk_len, CursorEventRow, DeadRow, EventRow,

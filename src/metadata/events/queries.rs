@@ -1,7 +1,8 @@
 //! The outbox's statements, written once for both engines (`event_queries!`, expanded
 //! by each engine's `events` module with its connection type and claim lock): appends,
 //! endpoint registration, claims, reads, completions, failures, dead letters, replays,
-//! the backlog and pruning. See the parent module for the order and lease rules they keep.
+//! the backlog and pruning. A delivery tick's reads and completions of many cursors at
+//! once are each engine's own (`UNION ALL`s on SQLite, arrays on PostgreSQL). See the parent module for the order and lease rules they keep.
 
 /// Events pending for an endpoint `ep` (a name column in scope): after its cursor, or
 /// after its start when it has none, and meant for every endpoint or for it.
@@ -18,7 +19,7 @@ macro_rules! pending_condition {
 /// `(repository, last_id)` of streams with no events left, at most `$1` (migration
 /// 0014: an index on PostgreSQL, a count per stream on SQLite).
 macro_rules! event_queries {
-    ($conn:ty, $lock:literal, $stream:literal, $empty_streams:literal) => {
+    ($conn:ty, $lock:literal, $stream:expr, $empty_streams:literal) => {
         use $crate::metadata::events::{
             by_repository, encode, ClaimedCursor, DeadLetter, DeadRow, EndpointBacklog,
             EventRow, PendingEvent, PendingRow, ReplayFilter, StoredEvent,
@@ -432,88 +433,5 @@ macro_rules! event_queries {
     };
 }
 
-/// A tick's reads and completions as `UNION ALL` statements of per-cursor parts, for an
-/// engine without array parameters (SQLite), expanded beside [`event_queries!`] with its
-/// connection type and `$stream` (PostgreSQL binds arrays: `postgres::events`).
-macro_rules! cursor_union_queries {
-    ($conn:ty, $stream:literal) => {
-        /// `events_after` of each cursor, one `UNION ALL` of per-cursor reads (each
-        /// on `$stream`) per `READ_CHUNK` of them.
-        pub(super) async fn events_after_each(
-            conn: &mut $conn,
-            cursors: &[(String, i64)],
-            limit: u32,
-        ) -> Result<Vec<Vec<StoredEvent>>> {
-            let mut out = Vec::with_capacity(cursors.len());
-            let mut rest = cursors;
-            while !rest.is_empty() {
-                let (chunk, tail) =
-                    rest.split_at($crate::metadata::events::read_chunk_len(rest.len()));
-                let mut q = sqlx::QueryBuilder::new("");
-                for (i, (repository, after)) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        q.push(" UNION ALL ");
-                    }
-                    q.push("SELECT * FROM (SELECT CAST(")
-                        .push_bind(i as i64)
-                        .push(concat!(
-                            " AS BIGINT) AS cursor, id, record, endpoint, created_at FROM ",
-                            $stream,
-                            " WHERE repository = "
-                        ))
-                        .push_bind(repository.as_str())
-                        .push(" AND id > ")
-                        .push_bind(*after)
-                        .push(" ORDER BY id LIMIT ")
-                        .push_bind(i64::from(limit))
-                        .push(") AS c")
-                        .push(i.to_string());
-                }
-                let rows: Vec<$crate::metadata::events::CursorEventRow> =
-                    q.build_query_as().fetch_all(&mut *conn).await?;
-                out.extend($crate::metadata::events::per_cursor(chunk.len(), rows)?);
-                rest = tail;
-            }
-            Ok(out)
-        }
-
-        /// `complete_cursor` for each of `done`, one statement per [`COMPLETE_CHUNK`]
-        /// of them (a request's cursors are one statement); how many were still leased.
-        pub(super) async fn complete_cursors(
-            conn: &mut $conn,
-            endpoint: &str,
-            token: &str,
-            done: &[(String, i64)],
-        ) -> Result<u64> {
-            let mut n = 0;
-            for chunk in done.chunks($crate::metadata::events::COMPLETE_CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "UPDATE event_cursors SET delivered_id = d.delivered_id, attempts = 0,
-                         due_at = 0, lease_token = NULL, lease_until = 0, last_error = NULL
-                     FROM (",
-                );
-                for (i, (repository, delivered_id)) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        q.push(" UNION ALL ");
-                    }
-                    q.push("SELECT CAST(")
-                        .push_bind(repository.as_str())
-                        .push(" AS TEXT) AS repository, CAST(")
-                        .push_bind(*delivered_id)
-                        .push(" AS BIGINT) AS delivered_id");
-                }
-                q.push(") AS d WHERE event_cursors.endpoint = ")
-                    .push_bind(endpoint)
-                    .push(" AND event_cursors.lease_token = ")
-                    .push_bind(token)
-                    .push(" AND event_cursors.repository = d.repository");
-                n += q.build().execute(&mut *conn).await?.rows_affected();
-            }
-            Ok(n)
-        }
-    };
-}
-
-pub(crate) use cursor_union_queries;
 pub(crate) use event_queries;
 pub(crate) use pending_condition;

@@ -28,18 +28,96 @@ use crate::types::EventRecord;
 
 /// The shared outbox statements, for SQLite.
 pub(super) mod queries {
-    // A stream's events are read on the index in id order (migration 0014: see there
-    // why not one per repository), and each stream counts its events.
+    /// What a stream's events are read from: the index in id order (migration 0014:
+    /// see there why not one per repository).
+    macro_rules! stream {
+        () => {
+            "events INDEXED BY events_id_repository"
+        };
+    }
+
+    // Each stream counts its events.
     crate::metadata::events::event_queries!(
         sqlx::SqliteConnection,
         "",
-        "events INDEXED BY events_id_repository",
+        stream!(),
         "SELECT repository, last_id FROM event_streams WHERE events = 0 LIMIT $1"
     );
-    crate::metadata::events::cursor_union_queries!(
-        sqlx::SqliteConnection,
-        "events INDEXED BY events_id_repository"
-    );
+
+    /// `events_after` of each cursor, one `UNION ALL` of per-cursor reads (each on
+    /// `stream!()`) per `READ_CHUNK` of them: SQLite binds no arrays (PostgreSQL's
+    /// reads bind them), and chunks of a few sizes keep each connection's statements few.
+    pub(super) async fn events_after_each(
+        conn: &mut sqlx::SqliteConnection,
+        cursors: &[(String, i64)],
+        limit: u32,
+    ) -> Result<Vec<Vec<StoredEvent>>> {
+        let mut out = Vec::with_capacity(cursors.len());
+        let mut rest = cursors;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(crate::metadata::events::read_chunk_len(rest.len()));
+            let mut q = sqlx::QueryBuilder::new("");
+            for (i, (repository, after)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push("SELECT * FROM (SELECT CAST(")
+                    .push_bind(i as i64)
+                    .push(concat!(
+                        " AS BIGINT) AS cursor, id, record, endpoint, created_at FROM ",
+                        stream!(),
+                        " WHERE repository = "
+                    ))
+                    .push_bind(repository.as_str())
+                    .push(" AND id > ")
+                    .push_bind(*after)
+                    .push(" ORDER BY id LIMIT ")
+                    .push_bind(i64::from(limit))
+                    .push(") AS c")
+                    .push(i.to_string());
+            }
+            let rows: Vec<crate::metadata::events::CursorEventRow> =
+                q.build_query_as().fetch_all(&mut *conn).await?;
+            out.extend(crate::metadata::events::per_cursor(chunk.len(), rows)?);
+            rest = tail;
+        }
+        Ok(out)
+    }
+
+    /// `complete_cursor` for each of `done`, one statement per [`COMPLETE_CHUNK`]
+    /// of them (a request's cursors are one statement); how many were still leased.
+    pub(super) async fn complete_cursors(
+        conn: &mut sqlx::SqliteConnection,
+        endpoint: &str,
+        token: &str,
+        done: &[(String, i64)],
+    ) -> Result<u64> {
+        let mut n = 0;
+        for chunk in done.chunks(crate::metadata::events::COMPLETE_CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "UPDATE event_cursors SET delivered_id = d.delivered_id, attempts = 0,
+                     due_at = 0, lease_token = NULL, lease_until = 0, last_error = NULL
+                 FROM (",
+            );
+            for (i, (repository, delivered_id)) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(" UNION ALL ");
+                }
+                q.push("SELECT CAST(")
+                    .push_bind(repository.as_str())
+                    .push(" AS TEXT) AS repository, CAST(")
+                    .push_bind(*delivered_id)
+                    .push(" AS BIGINT) AS delivered_id");
+            }
+            q.push(") AS d WHERE event_cursors.endpoint = ")
+                .push_bind(endpoint)
+                .push(" AND event_cursors.lease_token = ")
+                .push_bind(token)
+                .push(" AND event_cursors.repository = d.repository");
+            n += q.build().execute(&mut *conn).await?.rows_affected();
+        }
+        Ok(n)
+    }
 
     /// One repository's events (for `append_events`). SQLite runs one write
     /// transaction at a time, so ids are in commit order without locking the stream
