@@ -426,6 +426,15 @@ pub async fn new_endpoints_start_now_and_pruning(store: Store) {
         .await
         .unwrap()
         .is_empty());
+    // With every endpoint forgotten nothing waits for an event: undelivered, it goes.
+    let fourth = event("ev/prune", EventAction::Push, "4");
+    store
+        .events
+        .append_events(std::slice::from_ref(&fourth))
+        .await
+        .unwrap();
+    assert_eq!(store.events.prune_events(now + 20, 100).await.unwrap(), 1);
+    assert_eq!(store.events.prune_events(now + 20, 100).await.unwrap(), 0);
 }
 
 /// Writers append to a few repositories while a consumer drains: the stream lock keeps

@@ -17,9 +17,11 @@ macro_rules! pending_condition {
 /// on PostgreSQL, nothing on SQLite. `$stream` is what a stream's events are read
 /// from (`events`, with the index to use on SQLite), `$empty_streams` selects
 /// `(repository, last_id)` of streams with no events left, at most `$1` (migration
-/// 0014: an index on PostgreSQL, a count per stream on SQLite).
+/// 0014: an index on PostgreSQL, a count per stream on SQLite), and `$prune` deletes
+/// up to `$1` events no endpoint is waiting for, `RETURNING repository, id` (SQLite:
+/// oldest first, in id order; PostgreSQL: stream by stream, migration 0015).
 macro_rules! event_queries {
-    ($conn:ty, $lock:literal, $stream:expr, $empty_streams:literal) => {
+    ($conn:ty, $lock:literal, $stream:expr, $empty_streams:literal, $prune:expr) => {
         use $crate::metadata::events::{
             by_repository, encode, ClaimedCursor, DeadLetter, DeadRow, EndpointBacklog,
             EventRow, PendingEvent, PendingRow, ReplayFilter, StoredEvent,
@@ -62,10 +64,14 @@ macro_rules! event_queries {
             .await?)
         }
 
+        /// Records that a worker serves `name`; an endpoint seen for the first time
+        /// starts after the newest event (the highest `last_id` of the streams: every
+        /// event's stream row is there until the event is pruned, with `last_id` at
+        /// least its id; PostgreSQL has no index on `id` alone, migration 0015).
         pub(super) async fn register_endpoint(conn: &mut $conn, name: &str, now: i64) -> Result<()> {
             sqlx::query(
                 "INSERT INTO event_endpoints (name, start_id, seen_at)
-                 VALUES ($1, (SELECT COALESCE(MAX(id), 0) FROM events), $2)
+                 VALUES ($1, (SELECT COALESCE(MAX(last_id), 0) FROM event_streams), $2)
                  ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at",
             )
             .bind(name)
@@ -388,16 +394,7 @@ macro_rules! event_queries {
             )
             .execute(&mut *conn)
             .await?;
-            let pruned: Vec<(String, i64)> = sqlx::query_as(concat!(
-                "DELETE FROM events WHERE id IN (
-                     SELECT e.id FROM events e WHERE NOT EXISTS (
-                         SELECT 1 FROM event_endpoints ep
-                         LEFT JOIN event_cursors c ON c.endpoint = ep.name AND c.repository = e.repository
-                         WHERE ",
-                $crate::metadata::events::pending_condition!(),
-                ") ORDER BY e.id LIMIT $1)
-                 RETURNING repository, id"
-            ))
+            let pruned: Vec<(String, i64)> = sqlx::query_as($prune)
             .bind(i64::from(limit))
             .fetch_all(&mut *conn)
             .await?;

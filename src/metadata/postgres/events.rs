@@ -19,7 +19,24 @@ pub(super) mod queries {
         "events",
         "SELECT s.repository, s.last_id FROM event_streams s
          WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.repository = s.repository)
-         LIMIT $1"
+         LIMIT $1",
+        // Stream by stream on the key (repository, id) (migration 0015: no index in id
+        // order): each stream's events up to the least position of the endpoints
+        // (`delivered_id`, or `start_id` without a cursor; everything when no endpoint
+        // is left). No endpoint waits for those. A replayed event meant for one
+        // endpoint goes once every endpoint has passed it (the others pass it over as
+        // not theirs), not as soon as its own endpoint has.
+        "DELETE FROM events WHERE (repository, id) IN (
+             SELECT e.repository, e.id FROM event_streams s
+             CROSS JOIN LATERAL (
+                 SELECT ev.repository, ev.id FROM events ev
+                 WHERE ev.repository = s.repository AND ev.id <= COALESCE(
+                     (SELECT MIN(COALESCE(c.delivered_id, ep.start_id)) FROM event_endpoints ep
+                      LEFT JOIN event_cursors c ON c.endpoint = ep.name AND c.repository = s.repository),
+                     9223372036854775807)
+                 ORDER BY ev.id LIMIT $1) AS e
+             LIMIT $1)
+         RETURNING repository, id"
     );
 
     /// `events_after` of each cursor in one statement whose text does not depend on how

@@ -41,7 +41,18 @@ pub(super) mod queries {
         sqlx::SqliteConnection,
         "",
         stream!(),
-        "SELECT repository, last_id FROM event_streams WHERE events = 0 LIMIT $1"
+        "SELECT repository, last_id FROM event_streams WHERE events = 0 LIMIT $1",
+        // Oldest first: the index in id order reads them in order.
+        concat!(
+            "DELETE FROM events WHERE id IN (
+                 SELECT e.id FROM events e WHERE NOT EXISTS (
+                     SELECT 1 FROM event_endpoints ep
+                     LEFT JOIN event_cursors c ON c.endpoint = ep.name AND c.repository = e.repository
+                     WHERE ",
+            crate::metadata::events::pending_condition!(),
+            ") ORDER BY e.id LIMIT $1)
+             RETURNING repository, id"
+        )
     );
 
     /// `events_after` of each cursor, one `UNION ALL` of per-cursor reads (each on
