@@ -124,7 +124,7 @@ pub trait EventStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
     /// [`EventStore::events_after`] for each of several cursors (repository, after), in
-    /// one statement (on SQLite one per [`READ_CHUNK`] of them): what a delivery tick
+    /// one statement (on SQLite one per few dozen of them): what a delivery tick
     /// reads for the cursors it claimed. One list per cursor, in the order given.
     async fn events_after_each(
         &self,
@@ -211,8 +211,6 @@ mod queries;
 mod rows;
 
 pub(crate) use queries::{event_queries, pending_condition};
-pub use rows::READ_CHUNK;
 pub(crate) use rows::{
-    by_repository, encode, per_cursor, read_chunk_len, CursorEventRow, DeadRow, EventRow,
-    PendingRow, COMPLETE_CHUNK,
+    by_repository, encode, per_cursor, CursorEventRow, DeadRow, EventRow, PendingRow,
 };

@@ -97,24 +97,6 @@ fn decode(s: &str, id: i64) -> Result<EventRecord> {
         .map_err(|e| crate::metadata::MetadataError::Corrupt(format!("event {id}: {e}")))
 }
 
-/// Most cursors one statement of `complete_cursors` completes (SQLite's; PostgreSQL's
-/// binds arrays and completes them all in one).
-pub(crate) const COMPLETE_CHUNK: usize = 64;
-
-/// Most cursors one statement of `events_after_each` reads on SQLite (PostgreSQL binds
-/// arrays: one statement for them all). Its cursors go in chunks of powers of two up to
-/// this, so each connection caches at most six such statements.
-pub const READ_CHUNK: usize = 32;
-
-/// The number of cursors the next statement of `events_after_each` reads, of `left`.
-pub(crate) fn read_chunk_len(left: usize) -> usize {
-    if left >= READ_CHUNK {
-        READ_CHUNK
-    } else {
-        1 << (usize::BITS - 1 - left.leading_zeros())
-    }
-}
-
 /// `events` row with the position of the cursor it was read for (`events_after_each`).
 #[derive(sqlx::FromRow)]
 pub(crate) struct CursorEventRow {

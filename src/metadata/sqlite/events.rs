@@ -26,6 +26,24 @@ use crate::metadata::events::{
 use crate::metadata::Result;
 use crate::types::EventRecord;
 
+/// Most cursors one statement of `complete_cursors` completes (PostgreSQL binds arrays
+/// and completes them all in one).
+const COMPLETE_CHUNK: usize = 64;
+
+/// Most cursors one statement of `events_after_each` reads (PostgreSQL binds arrays: one
+/// statement for them all). Its cursors go in chunks of powers of two up to this, so
+/// each connection caches at most six such statements.
+const READ_CHUNK: usize = 32;
+
+/// The number of cursors the next statement of `events_after_each` reads, of `left`.
+fn read_chunk_len(left: usize) -> usize {
+    if left >= READ_CHUNK {
+        READ_CHUNK
+    } else {
+        1 << (usize::BITS - 1 - left.leading_zeros())
+    }
+}
+
 /// The shared outbox statements, for SQLite.
 pub(super) mod queries {
     /// What a stream's events are read from: the index in id order (migration 0014:
@@ -56,8 +74,9 @@ pub(super) mod queries {
     );
 
     /// `events_after` of each cursor, one `UNION ALL` of per-cursor reads (each on
-    /// `stream!()`) per `READ_CHUNK` of them: SQLite binds no arrays (PostgreSQL's
-    /// reads bind them), and chunks of a few sizes keep each connection's statements few.
+    /// `stream!()`) per [`READ_CHUNK`](super::READ_CHUNK) of them: SQLite binds no
+    /// arrays (PostgreSQL's reads bind them), and chunks of a few sizes keep each
+    /// connection's statements few.
     pub(super) async fn events_after_each(
         conn: &mut sqlx::SqliteConnection,
         cursors: &[(String, i64)],
@@ -66,7 +85,7 @@ pub(super) mod queries {
         let mut out = Vec::with_capacity(cursors.len());
         let mut rest = cursors;
         while !rest.is_empty() {
-            let (chunk, tail) = rest.split_at(crate::metadata::events::read_chunk_len(rest.len()));
+            let (chunk, tail) = rest.split_at(super::read_chunk_len(rest.len()));
             let mut q = sqlx::QueryBuilder::new("");
             for (i, (repository, after)) in chunk.iter().enumerate() {
                 if i > 0 {
@@ -95,8 +114,9 @@ pub(super) mod queries {
         Ok(out)
     }
 
-    /// `complete_cursor` for each of `done`, one statement per [`COMPLETE_CHUNK`]
-    /// of them (a request's cursors are one statement); how many were still leased.
+    /// `complete_cursor` for each of `done`, one statement per
+    /// [`COMPLETE_CHUNK`](super::COMPLETE_CHUNK) of them (a request's cursors are one
+    /// statement); how many were still leased.
     pub(super) async fn complete_cursors(
         conn: &mut sqlx::SqliteConnection,
         endpoint: &str,
@@ -104,7 +124,7 @@ pub(super) mod queries {
         done: &[(String, i64)],
     ) -> Result<u64> {
         let mut n = 0;
-        for chunk in done.chunks(crate::metadata::events::COMPLETE_CHUNK) {
+        for chunk in done.chunks(super::COMPLETE_CHUNK) {
             let mut q = sqlx::QueryBuilder::new(
                 "UPDATE event_cursors SET delivered_id = d.delivered_id, attempts = 0,
                      due_at = 0, lease_token = NULL, lease_until = 0, last_error = NULL
