@@ -34,6 +34,15 @@ const FAR: i64 = i64::MAX / 2;
 
 /// Claims, reads and completes everything due for `endpoint`; returns the event ids
 /// in delivery order.
+/// Appends one event, in a transaction of its own.
+async fn append_one(store: &Store, event: &EventRecord) {
+    store
+        .events
+        .append_events(std::slice::from_ref(event))
+        .await
+        .unwrap();
+}
+
 pub async fn drain(store: &Store, endpoint: &str) -> Vec<String> {
     let mut out = Vec::new();
     loop {
@@ -384,18 +393,10 @@ pub async fn dead_letters_and_replay(store: Store) {
 pub async fn new_endpoints_start_now_and_pruning(store: Store) {
     store.events.register_endpoint("old", 1).await.unwrap();
     let before = event("ev/prune", EventAction::Push, "1");
-    store
-        .events
-        .append_events(std::slice::from_ref(&before))
-        .await
-        .unwrap();
+    append_one(&store, &before).await;
     store.events.register_endpoint("new", 2).await.unwrap();
     let after = event("ev/prune", EventAction::Push, "2");
-    store
-        .events
-        .append_events(std::slice::from_ref(&after))
-        .await
-        .unwrap();
+    append_one(&store, &after).await;
     assert_eq!(drain(&store, "new").await, std::slice::from_ref(&after.id));
     // "old" holds both back from pruning.
     let now = wharf::clock::now_ms();
@@ -407,11 +408,7 @@ pub async fn new_endpoints_start_now_and_pruning(store: Store) {
     assert_eq!(store.events.prune_events(0, 100).await.unwrap(), 2);
     // The stream is gone with its events; a new event is delivered to both.
     let third = event("ev/prune", EventAction::Push, "3");
-    store
-        .events
-        .append_events(std::slice::from_ref(&third))
-        .await
-        .unwrap();
+    append_one(&store, &third).await;
     assert_eq!(drain(&store, "old").await, std::slice::from_ref(&third.id));
     // Endpoints not served since `stale_before` are forgotten and hold nothing back.
     store
@@ -428,11 +425,7 @@ pub async fn new_endpoints_start_now_and_pruning(store: Store) {
         .is_empty());
     // With every endpoint forgotten nothing waits for an event: undelivered, it goes.
     let fourth = event("ev/prune", EventAction::Push, "4");
-    store
-        .events
-        .append_events(std::slice::from_ref(&fourth))
-        .await
-        .unwrap();
+    append_one(&store, &fourth).await;
     assert_eq!(store.events.prune_events(now + 20, 100).await.unwrap(), 1);
     assert_eq!(store.events.prune_events(now + 20, 100).await.unwrap(), 0);
 }
