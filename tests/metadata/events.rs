@@ -32,8 +32,6 @@ pub fn event(repository: &str, action: EventAction, tag: &str) -> EventRecord {
 
 const FAR: i64 = i64::MAX / 2;
 
-/// Claims, reads and completes everything due for `endpoint`; returns the event ids
-/// in delivery order.
 /// Appends one event, in a transaction of its own.
 async fn append_one(store: &Store, event: &EventRecord) {
     store
@@ -43,6 +41,8 @@ async fn append_one(store: &Store, event: &EventRecord) {
         .unwrap();
 }
 
+/// Claims, reads and completes everything due for `endpoint`; returns the event ids
+/// in delivery order.
 pub async fn drain(store: &Store, endpoint: &str) -> Vec<String> {
     let mut out = Vec::new();
     loop {
@@ -523,6 +523,14 @@ pub async fn events_after_each_reads_every_cursor(store: Store) {
         store.events.append_events(&list).await.unwrap();
         written.push(list.into_iter().map(|e| e.id).collect());
     }
+    // A claim first, as a worker's tick has: reads stop where the last claim found
+    // every event final (on PostgreSQL, the horizon).
+    let now = wharf::clock::now_ms();
+    store
+        .events
+        .claim_cursors("each", "t", now, now + 60_000, 100)
+        .await
+        .unwrap();
     let all: Vec<(String, i64)> = (0..40).map(|r| (format!("ev/each{r}"), 0)).collect();
     let read = store.events.events_after_each(&all, 2).await.unwrap();
     assert_eq!(read.len(), 40);

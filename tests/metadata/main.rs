@@ -23,6 +23,7 @@ mod cache;
 mod cases;
 mod event_claims;
 mod event_handoff;
+mod event_horizon;
 mod event_streams;
 mod events;
 mod import;
@@ -87,6 +88,15 @@ macro_rules! suite {
                 crate::support::run_postgres_url(
                     "postgres::quota_link_charged",
                     crate::quotas::quota_link_charged,
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn open_writers_hold_later_events() {
+                crate::support::run_postgres_url(
+                    "postgres::open_writers_hold_later_events",
+                    crate::event_horizon::open_writers_hold_later_events,
                 )
                 .await;
             }

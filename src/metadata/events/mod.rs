@@ -2,18 +2,17 @@
 //! report, delivery cursors per (endpoint, repository) that any instance can lease,
 //! and dead letters.
 //!
-//! **Order.** Each repository's events are one stream ordered by `events.id`. On
-//! PostgreSQL every transaction that writes events first locks its repository's
-//! `event_streams` row (an upsert), then inserts the events, then records the stream's
-//! `last_id`; the lock is held to commit. (SQLite runs one write transaction at a time,
-//! so there ids are in commit order anyway: it inserts, and a trigger records `last_id`.) Two transactions writing events for one repository therefore
-//! run their inserts one after the other, so ids (assigned at insert) are in commit
-//! order within a repository and a reader never sees id 11 committed while id 10 is
-//! still in flight. Events are always the *last* statements of a transaction, so a
-//! transaction holding a stream lock waits for nothing but its own commit: the lock
-//! adds no deadlock cycle, and it serializes only the commits of writes to the same
-//! repository. With several repositories (a pull batch, a replay) streams are locked
-//! in name order.
+//! **Order.** Each repository's events are one stream ordered by `events.id`, and a
+//! reader must never pass an id that can still appear: see id 11 committed while id 10
+//! is in flight, move past 11, and never deliver 10. SQLite runs one write transaction
+//! at a time, so its ids are in commit order anyway: it inserts, and a trigger records
+//! the stream's `last_id`. PostgreSQL writers only insert their events (no lock shared
+//! between pushes), so ids can commit out of order; claims and reads stop at the
+//! horizon, the id up to which every transaction that drew one has ended, which the
+//! delivery workers move and with it record the streams' `last_id`
+//! (`postgres::event_horizon`, migration 0016). Of two writes that conflict (one tag,
+//! one link) the later to commit has the higher id, because the id is drawn after the
+//! write's row locks.
 //!
 //! **Delivery state.** `event_endpoints` records each endpoint when a worker first
 //! serves it, with the last event id of that moment (`start_id`): a new endpoint starts

@@ -15,13 +15,15 @@ macro_rules! pending_condition {
 /// Defines the outbox statements for one engine, on a connection (`$conn`) inside the
 /// caller's transaction. `$lock` ends the claim query: `FOR UPDATE OF c SKIP LOCKED`
 /// on PostgreSQL, nothing on SQLite. `$stream` is what a stream's events are read
-/// from (`events`, with the index to use on SQLite), `$empty_streams` selects
+/// from (`events`, with the index to use on SQLite), `$final_only` ends a stream read's
+/// condition so it returns only events a reader may pass (PostgreSQL: up to the
+/// horizon, see `postgres::event_horizon`; nothing on SQLite), `$empty_streams` selects
 /// `(repository, last_id)` of streams with no events left, at most `$1` (migration
 /// 0014: an index on PostgreSQL, a count per stream on SQLite), and `$prune` deletes
 /// up to `$1` events no endpoint is waiting for, `RETURNING repository, id` (SQLite:
 /// oldest first, in id order; PostgreSQL: stream by stream, migration 0015).
 macro_rules! event_queries {
-    ($conn:ty, $lock:literal, $stream:expr, $empty_streams:literal, $prune:expr) => {
+    ($conn:ty, $lock:literal, $stream:expr, $final_only:literal, $empty_streams:literal, $prune:expr) => {
         use $crate::metadata::events::{
             by_repository, encode, ClaimedCursor, DeadLetter, DeadRow, EndpointBacklog,
             EventRow, PendingEvent, PendingRow, ReplayFilter, StoredEvent,
@@ -67,7 +69,8 @@ macro_rules! event_queries {
         /// Records that a worker serves `name`; an endpoint seen for the first time
         /// starts after the newest event (the highest `last_id` of the streams: every
         /// event's stream row is there until the event is pruned, with `last_id` at
-        /// least its id; PostgreSQL has no index on `id` alone, migration 0015).
+        /// least its id — on PostgreSQL once the horizon has passed it, which its
+        /// caller advances first; PostgreSQL has no index on `id` alone, migration 0015).
         pub(super) async fn register_endpoint(conn: &mut $conn, name: &str, now: i64) -> Result<()> {
             sqlx::query(
                 "INSERT INTO event_endpoints (name, start_id, seen_at)
@@ -161,7 +164,9 @@ macro_rules! event_queries {
             let rows: Vec<EventRow> = sqlx::query_as(concat!(
                 "SELECT id, record, endpoint, created_at FROM ",
                 $stream,
-                " WHERE repository = $1 AND id > $2 ORDER BY id LIMIT $3"
+                " WHERE repository = $1 AND id > $2",
+                $final_only,
+                " ORDER BY id LIMIT $3"
             ))
             .bind(repository)
             .bind(after)
@@ -302,39 +307,14 @@ macro_rules! event_queries {
                 parsed.push((repository, r.timestamp_ms, endpoint, r));
             }
             parsed.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+            // Each engine records the streams of the events inserted (a trigger on
+            // SQLite, the horizon's discovery on PostgreSQL).
             let now = $crate::clock::now_ms();
-            let mut current: Option<String> = None;
-            let mut last = 0i64;
             let n = parsed.len() as u64;
-            for (repository, _, endpoint, record) in parsed {
-                if current.as_deref() != Some(repository.as_str()) {
-                    if let Some(prev) = current.take() {
-                        set_last(conn, &prev, last).await?;
-                    }
-                    sqlx::query(
-                        "INSERT INTO event_streams (repository, last_id) VALUES ($1, 0)
-                         ON CONFLICT (repository) DO UPDATE SET last_id = event_streams.last_id",
-                    )
-                    .bind(&repository)
-                    .execute(&mut *conn)
-                    .await?;
-                    current = Some(repository.clone());
-                }
-                last = insert_event(conn, &record, Some(&endpoint), now).await?;
-            }
-            if let Some(prev) = current {
-                set_last(conn, &prev, last).await?;
+            for (_, _, endpoint, record) in parsed {
+                insert_event(conn, &record, Some(&endpoint), now).await?;
             }
             Ok(n)
-        }
-
-        pub(super) async fn set_last(conn: &mut $conn, repository: &str, last: i64) -> Result<()> {
-            sqlx::query("UPDATE event_streams SET last_id = $1 WHERE repository = $2")
-                .bind(last)
-                .bind(repository)
-                .execute(&mut *conn)
-                .await?;
-            Ok(())
         }
 
         pub(super) async fn pending_events(

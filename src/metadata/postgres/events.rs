@@ -1,6 +1,8 @@
 //! The outbox on PostgreSQL (see `metadata::events`): each method is one READ
 //! COMMITTED transaction; claims lock the due cursors `FOR UPDATE SKIP LOCKED`, so
 //! the workers of every instance share the cursors without waiting on each other.
+//! Writers insert their events and lock nothing shared; readers stop at the horizon
+//! (`event_horizon`), which each claim first moves on.
 
 use async_trait::async_trait;
 
@@ -17,6 +19,7 @@ pub(super) mod queries {
         sqlx::PgConnection,
         "FOR UPDATE OF c SKIP LOCKED",
         "events",
+        " AND id <= (SELECT safe_id FROM event_horizon)",
         "SELECT s.repository, s.last_id FROM event_streams s
          WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.repository = s.repository)
          LIMIT $1",
@@ -39,7 +42,7 @@ pub(super) mod queries {
          RETURNING repository, id"
     );
 
-    /// `events_after` of each cursor in one statement whose text does not depend on how
+    /// `events_after` of each cursor (up to the horizon) in one statement whose text does not depend on how
     /// many cursors there are (arrays bound as parameters), so each connection prepares
     /// it once and PostgreSQL need not plan a new `UNION ALL` of per-cursor reads on
     /// every delivery round.
@@ -55,7 +58,9 @@ pub(super) mod queries {
              FROM UNNEST($1::TEXT[], $2::BIGINT[]) WITH ORDINALITY AS c (repository, after, ord)
              CROSS JOIN LATERAL (
                  SELECT id, record, endpoint, created_at FROM events
-                 WHERE repository = c.repository AND id > c.after ORDER BY id LIMIT $3) AS e
+                 WHERE repository = c.repository AND id > c.after
+                   AND id <= (SELECT safe_id FROM event_horizon)
+                 ORDER BY id LIMIT $3) AS e
              ORDER BY c.ord, e.id",
         )
         .bind(&repositories)
@@ -92,31 +97,27 @@ pub(super) mod queries {
         Ok(updated.rows_affected())
     }
 
-    /// The statement of one event whose stream exists (see [`append_stream`]), with
-    /// `$source` the rows its stream upsert inserts: `$1`–`$5` are the event's uuid,
-    /// repository, action, time and record.
-    macro_rules! stream_event_sql {
+    /// The statement of an event written with the change before it (`$before`, a CTE
+    /// named `t`, and `$source`, the row the event is inserted once per): `$1`–`$5`
+    /// are the event's uuid, repository, action, time and record. The change's row
+    /// locks come first and the event's id is drawn after them, when the insert forms
+    /// its row: two writes that conflict get their ids in commit order.
+    macro_rules! event_with_sql {
         ($before:literal, $source:literal) => {
             concat!(
-                "WITH ", $before,
-                "s AS (
-                     INSERT INTO event_streams (repository, last_id) ", $source, "
-                     ON CONFLICT (repository) DO UPDATE
-                         SET last_id = nextval('events_id_seq')
-                     RETURNING last_id)
-                 INSERT INTO events (id, uuid, repository, action, created_at, record, endpoint)
-                 OVERRIDING SYSTEM VALUE
-                 SELECT s.last_id, $1, $2, $3, $4, $5, NULL FROM s WHERE s.last_id <> 0
-                 RETURNING id"
+                "WITH t AS (",
+                $before,
+                ")
+                 INSERT INTO events (uuid, repository, action, created_at, record, endpoint)
+                 SELECT $1, $2, $3, $4, $5, NULL FROM ",
+                $source
             )
         };
     }
 
-    /// What an event's statement writes before the event ([`append_one`]).
+    /// What an event's statement writes before the event ([`append_with`]).
     #[derive(Clone, Copy)]
     enum Before<'a> {
-        /// Nothing: the event alone.
-        Nothing,
         /// A tag's upsert ([`upsert_tag_with_event`]).
         Tag {
             repo_id: i64,
@@ -132,48 +133,40 @@ pub(super) mod queries {
         },
     }
 
-    /// One event in one statement (after `before`'s write) when its stream exists;
-    /// else, holding the stream's new row, the event and `last_id` go in as for several
-    /// events (see [`append_stream`]).
-    async fn append_one(
+    /// One event and the write before it, in one statement: a change with
+    /// notifications on costs no round trip more than without.
+    async fn append_with(
         conn: &mut sqlx::PgConnection,
         e: &EventRecord,
         now: i64,
         before: Before<'_>,
     ) -> Result<()> {
-        // The stream's upsert selects from the write before it, so that write runs
-        // first (the order the two statements had) and the stream's lock is taken
-        // second, as in every transaction that appends events.
         let sql = match before {
-            Before::Nothing => stream_event_sql!("", "VALUES ($2, 0)"),
-            Before::Tag { .. } => stream_event_sql!(
-                "t AS (
-                     INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
-                     VALUES ($6, $7, $8, $9)
-                     ON CONFLICT (repository_id, name) DO UPDATE
-                         SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at
-                     RETURNING 1 AS upserted), ",
-                "SELECT $2, 0 FROM t"
+            Before::Tag { .. } => event_with_sql!(
+                "INSERT INTO tags (repository_id, name, manifest_digest, updated_at)
+                 VALUES ($6, $7, $8, $9)
+                 ON CONFLICT (repository_id, name) DO UPDATE
+                     SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at
+                 RETURNING 1 AS upserted",
+                "t"
             ),
             // A link that exists inserts no row: the count is one row either way, and
-            // counting reads the insert to its end before the stream's upsert starts.
-            Before::Link { .. } => stream_event_sql!(
-                "t AS (
-                     INSERT INTO repository_blobs (repository_id, digest, created_at)
-                     VALUES ($6, $7, $8)
-                     ON CONFLICT DO NOTHING
-                     RETURNING 1 AS linked), ",
-                "SELECT $2, 0 FROM (SELECT count(*) FROM t) AS linked"
+            // counting reads the insert to its end before the event's row is formed.
+            Before::Link { .. } => event_with_sql!(
+                "INSERT INTO repository_blobs (repository_id, digest, created_at)
+                 VALUES ($6, $7, $8)
+                 ON CONFLICT DO NOTHING
+                 RETURNING 1 AS linked",
+                "(SELECT count(*) FROM t) AS linked"
             ),
         };
-        let mut q = sqlx::query_scalar(sql)
+        let mut q = sqlx::query(sql)
             .bind(&e.id)
             .bind(&e.repository)
             .bind(e.action.as_str())
             .bind(now)
             .bind(crate::metadata::events::encode(e)?);
         match before {
-            Before::Nothing => {}
             Before::Tag {
                 repo_id,
                 tag,
@@ -194,19 +187,12 @@ pub(super) mod queries {
                 q = q.bind(repo_id).bind(digest.to_string()).bind(created_at);
             }
         }
-        let id: Option<i64> = q.fetch_optional(&mut *conn).await?;
-        if id.is_none() {
-            // A new stream, its row now ours.
-            let last = insert_event(conn, e, None, now).await?;
-            set_last(conn, &e.repository, last).await?;
-        }
+        q.execute(&mut *conn).await?;
         Ok(())
     }
 
     /// A blob's link into a repository and the one event of its push or mount, in one
-    /// statement (`commit_blob` and `link_blob` without a quota charge): the change
-    /// with notifications on then costs no round trip more than without, as
-    /// [`upsert_tag_with_event`] does for a push by tag.
+    /// statement (`commit_blob` and `link_blob` without a quota charge).
     pub(in crate::metadata::postgres) async fn link_with_event(
         conn: &mut sqlx::PgConnection,
         repo_id: i64,
@@ -218,12 +204,11 @@ pub(super) mod queries {
             digest,
             created_at: crate::clock::now_ms(),
         };
-        append_one(conn, e, crate::clock::now_ms(), before).await
+        append_with(conn, e, crate::clock::now_ms(), before).await
     }
 
     /// A manifest's one tag and the one event of its push, in one statement
-    /// (`put_manifest`'s usual case): a push with notifications on then costs no round
-    /// trip more than without ([`append_one`] with the tag).
+    /// (`put_manifest`'s usual case).
     pub(in crate::metadata::postgres) async fn upsert_tag_with_event(
         conn: &mut sqlx::PgConnection,
         repo_id: i64,
@@ -238,43 +223,22 @@ pub(super) mod queries {
             digest,
             updated_at,
         };
-        append_one(conn, e, crate::clock::now_ms(), before).await
+        append_with(conn, e, crate::clock::now_ms(), before).await
     }
 
-    /// One repository's events (for `append_events`): the stream row locked first (see
-    /// `metadata::events` on order), then the inserts and `last_id`.
-    ///
-    /// The usual case — one event, a stream that exists — is one statement, so a change
-    /// with notifications on costs one round trip more than without, not two (a push by
-    /// tag none: [`upsert_tag_with_event`]): the
-    /// upsert of the stream row takes its lock and only then (`DO UPDATE`, evaluated
-    /// on the locked row) draws the event's id from the identity sequence and records
-    /// it as `last_id`; the event is inserted with that id. The id is drawn after the
-    /// lock, as with an insert after the lock, so ids stay in commit order within the
-    /// repository. A stream that did not exist is inserted with `last_id` 0 and no id
-    /// (the insert path's values are computed before any lock, so they must not hold
-    /// an id); then, holding the new row, the event goes in as for several events.
+    /// One repository's events (for `append_events`): inserted, each id drawn at its
+    /// insert. Nothing shared is locked; readers stop at the horizon, so an event
+    /// committed after one with a higher id is still read in id order.
     async fn append_stream(
         conn: &mut sqlx::PgConnection,
-        repository: &str,
+        _repository: &str,
         list: &[&EventRecord],
         now: i64,
     ) -> Result<()> {
-        if let [e] = list {
-            return append_one(conn, e, now, Before::Nothing).await;
-        }
-        sqlx::query(
-            "INSERT INTO event_streams (repository, last_id) VALUES ($1, 0)
-             ON CONFLICT (repository) DO UPDATE SET last_id = event_streams.last_id",
-        )
-        .bind(repository)
-        .execute(&mut *conn)
-        .await?;
-        let mut last = 0i64;
         for e in list {
-            last = insert_event(conn, e, None, now).await?;
+            insert_event(conn, e, None, now).await?;
         }
-        set_last(conn, repository, last).await
+        Ok(())
     }
 }
 
@@ -306,6 +270,9 @@ impl EventStore for PostgresStore {
     }
 
     async fn register_endpoint(&self, endpoint: &str, now: i64) -> Result<()> {
+        // A new endpoint starts after the newest stream's `last_id`, which covers the
+        // events committed so far only once the horizon has passed them.
+        super::event_horizon::advance(&self.pool, &self.horizon).await?;
         in_tx!(self, "register_endpoint", |c| queries::register_endpoint(
             c, endpoint, now
         ))
@@ -319,6 +286,9 @@ impl EventStore for PostgresStore {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<ClaimedCursor>> {
+        // Events that became final since the last claim, first: the claims and the
+        // reads below stop at the horizon.
+        super::event_horizon::advance(&self.pool, &self.horizon).await?;
         let mut conn = self.pool.acquire().await?;
         if !queries::work_due(&mut conn, endpoint, now).await? {
             return Ok(Vec::new());
@@ -457,6 +427,10 @@ impl EventStore for PostgresStore {
     }
 
     async fn prune_events(&self, stale_before: i64, limit: u32) -> Result<u64> {
+        // Pruning goes stream by stream: the streams of the events that became final
+        // since the last claim are recorded first (with no endpoint left to claim,
+        // nothing else would).
+        super::event_horizon::advance(&self.pool, &self.horizon).await?;
         let pruned: Vec<(String, i64)> = in_tx!(self, "prune_events", |c| {
             queries::prune_events(c, stale_before, limit)
         })?;

@@ -40,6 +40,7 @@ use crate::types::{
     UploadRecord,
 };
 
+mod event_horizon;
 mod events;
 mod gc;
 mod import;
@@ -95,6 +96,8 @@ const MAX_ATTEMPTS: u32 = 6;
 
 pub struct PostgresStore {
     pool: PgPool,
+    /// The outbox's horizon as this instance last saw it (`event_horizon`).
+    horizon: event_horizon::Horizon,
 }
 
 /// True for the errors a race between transactions produces and a fresh attempt
@@ -168,7 +171,10 @@ impl PostgresStore {
             })
             .connect_with(options.options(SESSION_LIMITS))
             .await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            horizon: event_horizon::Horizon::default(),
+        })
     }
 
     /// The pool, for callers that need their own queries (tests, maintenance).

@@ -59,6 +59,7 @@ pub(super) mod queries {
         sqlx::SqliteConnection,
         "",
         stream!(),
+        "",
         "SELECT repository, last_id FROM event_streams WHERE events = 0 LIMIT $1",
         // Oldest first: the index in id order reads them in order.
         concat!(
