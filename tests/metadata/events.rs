@@ -1,7 +1,8 @@
 //! The notification outbox (`EventStore`) on each engine: events written with the
 //! changes they report (and only then), delivery cursors and their leases, failures,
 //! dead letters and replays, new endpoints starting from "now", pruning, and — the
-//! point of the stream lock — no event skipped by a consumer that races the writers.
+//! point of the order rules (SQLite's one writer, PostgreSQL's horizon) — no event
+//! skipped by a consumer that races the writers.
 
 use std::collections::HashSet;
 
@@ -430,8 +431,8 @@ pub async fn new_endpoints_start_now_and_pruning(store: Store) {
     assert_eq!(store.events.prune_events(now + 20, 100).await.unwrap(), 0);
 }
 
-/// Writers append to a few repositories while a consumer drains: the stream lock keeps
-/// every repository's ids in commit order, so no event is ever passed over.
+/// Writers append to a few repositories while a consumer drains: ids commit in order
+/// (SQLite) or reads stop at the horizon (PostgreSQL), so no event is ever passed over.
 pub async fn racing_consumer_misses_nothing(store: Store) {
     store.events.register_endpoint("c", 1).await.unwrap();
     let writers: Vec<_> = (0..16)

@@ -112,9 +112,9 @@ impl<'a> LinkCharge<'a> {
 /// is queued as a row of `quota_charges`, whose deferred trigger runs `quota_charge` at
 /// COMMIT (`0010_quota_charge`, `0011_quota_slices`: the slice topped up under the
 /// scope's usage row, or the blob refused, failing the COMMIT: [`refused`]). `defer`
-/// (or the charge's own) when a statement follows the link (its events', which take
-/// the stream lock; a reservation's release): a slice row is never held while waiting
-/// for another lock. `blob` is the stored record (its size is
+/// (or the charge's own) when a statement follows the link (its events' — which took
+/// a stream lock until migration 0016 and now take none; a reservation's release): a
+/// slice row is never held while waiting for another lock. `blob` is the stored record (its size is
 /// the charge). Returns whether the link is new; an existing one charges nothing.
 pub(super) async fn link_charged(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,

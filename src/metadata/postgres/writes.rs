@@ -27,7 +27,7 @@ use crate::metadata::{BlobCommit, MetadataError, NewManifest, PutManifestOutcome
 use crate::types::{BlobRecord, Digest, EventRecord, RepoName, Tag};
 
 /// Writes a change's events to the outbox, as the transaction's last statements, if
-/// it changed something (see `metadata::events` on the order and the stream lock).
+/// it changed something (see `metadata::events` on the order, and `event_horizon`).
 async fn append_events_if(
     tx: &mut Transaction<'static, Postgres>,
     changed: bool,
