@@ -97,3 +97,52 @@ pub async fn open_writers_hold_later_events(url: String) {
     reader.rollback().await.unwrap();
     raw.close().await;
 }
+
+/// The horizon moves without waiting: up to just below the first id still in flight,
+/// and past a rolled-back id once the transactions seen holding ids at an earlier
+/// claim have all ended, even while others still write.
+pub async fn horizon_moves_past_what_is_final(url: String) {
+    let store = wharf::metadata::open(&url, 4)
+        .await
+        .expect("open the store");
+    let raw = sqlx::PgPool::connect(&url).await.expect("connect");
+    store
+        .events
+        .register_endpoint("e", wharf::clock::now_ms())
+        .await
+        .unwrap();
+    let append = |e: wharf::types::EventRecord| {
+        let store = store.clone();
+        async move {
+            store
+                .events
+                .append_events(std::slice::from_ref(&e))
+                .await
+                .unwrap();
+            e.id
+        }
+    };
+
+    // Committed below an open writer's id: delivered while it stays open.
+    let below = append(event("part/one", EventAction::Push, "a")).await;
+    let mut open = raw.begin().await.unwrap();
+    insert_in(&mut open, &event("part/one", EventAction::Push, "b")).await;
+    let above = append(event("part/two", EventAction::Push, "c")).await;
+    assert_eq!(drain(&store, "e").await, vec![below]);
+    // Rolled back, it leaves a gap the next claims pass over once the transactions
+    // the first claim saw holding ids have ended — while another one writes.
+    open.rollback().await.unwrap();
+    let mut other = raw.begin().await.unwrap();
+    let pending = event("part/two", EventAction::Push, "d");
+    insert_in(&mut other, &pending).await;
+    let after = append(event("part/one", EventAction::Push, "e")).await;
+    assert_eq!(drain(&store, "e").await, vec![above.clone()]);
+    other.commit().await.unwrap();
+    let rest = drain(&store, "e").await;
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert!(
+        rest.contains(&pending.id) && rest.contains(&after),
+        "{rest:?}"
+    );
+    raw.close().await;
+}

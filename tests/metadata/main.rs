@@ -102,6 +102,15 @@ macro_rules! suite {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn horizon_moves_past_what_is_final() {
+                crate::support::run_postgres_url(
+                    "postgres::horizon_moves_past_what_is_final",
+                    crate::event_horizon::horizon_moves_past_what_is_final,
+                )
+                .await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn many_instances() {
                 crate::support::run_postgres_url("postgres::many_instances", crate::many_instances)
                     .await;

@@ -11,23 +11,33 @@
 //! nearly half of what notifications cost PostgreSQL.) So claims and reads stop at the
 //! horizon `safe_id`: no event at or below it can still appear.
 //!
-//! **How it moves** ([`advance`], first thing in every claim):
-//! 1. `drawn`, the identity sequence's last value. Whoever drew an id up to `drawn`
+//! **How it moves** ([`advance`], first thing in every claim, endpoint registration and
+//! prune):
+//! 1. `drawn`, the identity sequence's last value (its cache is 1, the default: every
+//!    value is drawn by the statement that uses it). Whoever drew an id up to `drawn`
 //!    did so in a statement that had already taken its `ROW EXCLUSIVE` lock on
 //!    `events` (taken when the statement starts), which it keeps until its
 //!    transaction ends.
 //! 2. The transactions of this database that hold that lock now (`pg_locks`, by
 //!    virtual transaction id): read after step 1, so among them is every one that drew
-//!    an id up to `drawn` and has not ended.
-//! 3. Wait, polling for up to [`WAIT`], until none of them holds it any more. Pushes
-//!    end within milliseconds; one that is still open then (a long transaction that
-//!    wrote events) keeps the horizon where it is, and the next claim tries again —
-//!    its events, and any id above its own, cannot be passed before it ends anyway.
-//!    Transactions that did not write events (a GC pass, a report, a session in
-//!    `psql`) hold no such lock and hold nothing back.
+//!    an id up to `drawn` and has not ended. None: every id up to `drawn` is final.
+//! 3. Otherwise, two ways forward, neither of which waits:
+//!    - the ids visible above the horizon, in order: those up to the first one missing
+//!      are committed, so the horizon can move to just below the first gap — an id
+//!      still in flight, or one rolled back, or pruned;
+//!    - the proof kept from an earlier claim (its `drawn` and its holders): once none
+//!      of those holders holds the lock any more, every id up to its `drawn` is final,
+//!      gaps and all. A claim that finds no proof pending keeps its own for later.
+//!
+//!    So a push still committing holds back only the events above its own id, and
+//!    only until a claim after its commit; a rolled-back id is passed at the claim
+//!    after the one that first saw it; a transaction that wrote events and stays open
+//!    (a session in `psql`) holds back the events above its id until it ends.
+//!    Transactions that did not write events (a GC pass, a report) hold nothing back.
 //! 4. In one transaction under the lock of the horizon's row (instances take turns):
-//!    the streams with events in (`safe_id`, `drawn`] get `last_id` = their newest such
-//!    event (a stream's row created if it has none), and `safe_id` becomes `drawn`.
+//!    the streams with events between the old and the new horizon get `last_id` =
+//!    their newest such event (a stream's row created if it has none), and `safe_id`
+//!    moves.
 //!
 //! **Order.** Within a repository events are delivered in id order. An event's id is
 //! drawn after the row locks of the write before it in its statement (a tag's upsert, a
@@ -42,102 +52,165 @@
 //! discovery of a later step 4 records the stream again.
 //!
 //! **Cost.** Per claim, one statement when no event has been written since the last
-//! (`drawn` is the horizon); otherwise also `pg_locks` (a few reads while pushes
-//! finish) and the discovery transaction: per delivery tick, not per push. A push pays
-//! one event insert and nothing more.
+//! (`drawn` is the horizon); otherwise also `pg_locks` (twice with a proof pending), the
+//! ids above the horizon (an index range of one tick's events) and the discovery
+//! transaction: per delivery tick, not per push. A push pays one event insert and
+//! nothing more. (A first version waited, polling `pg_locks`, for step 2's holders to
+//! end: under a steady stream of pushes there always are some, and the waits doubled
+//! the commit → delivery delay.)
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::Mutex;
 
 use crate::metadata::Result;
 
-/// The longest a claim waits for the transactions that hold ids up to `drawn`.
-const WAIT: Duration = Duration::from_millis(64);
-/// The first pause while waiting; each next one doubles.
-const FIRST_PAUSE: Duration = Duration::from_millis(1);
+/// The most ids above the horizon step 3 reads at once (a long-held horizon moves on
+/// in steps of this).
+const PREFIX_READ: i64 = 10_000;
 
-/// `wharf_notify_horizon_waits_total{outcome}`: claims that found transactions holding
-/// ids up to `drawn` and waited for them, by whether they ended within [`WAIT`]
-/// (`passed`) or the horizon stayed where it was (`held`). Many `held` mean a
-/// transaction that writes events stays open: deliveries wait for it.
-fn waits() -> &'static prometheus::IntCounterVec {
-    static WAITS: OnceLock<prometheus::IntCounterVec> = OnceLock::new();
-    WAITS.get_or_init(|| {
+/// `wharf_notify_horizon_moves_total{outcome}`: times the horizon was asked to move
+/// past new event ids, by how far it went: `reached` the last id drawn, `partial`
+/// (short of it: a transaction writing events had not ended), `held` (not at all).
+/// Many `held` mean a transaction that writes events stays open: deliveries wait for it.
+fn moves() -> &'static prometheus::IntCounterVec {
+    static MOVES: OnceLock<prometheus::IntCounterVec> = OnceLock::new();
+    MOVES.get_or_init(|| {
         crate::telemetry::lazy_counter_vec(
-            "notify_horizon_waits_total",
-            "Claims that waited for transactions writing events before moving the outbox's horizon, by outcome",
+            "notify_horizon_moves_total",
+            "Times the outbox's horizon was asked to move past new event ids, by how far it went",
             &["outcome"],
         )
     })
 }
 
-/// This instance's view of the horizon: the last `safe_id` it read or set. Behind a
-/// mutex so an instance's claims (one per endpoint worker) move it one at a time.
-#[derive(Default)]
-pub(super) struct Horizon {
-    known: Mutex<i64>,
+/// Step 3's proof: once none of `holders` holds `ROW EXCLUSIVE` on `events`, every id
+/// up to `drawn` is final.
+struct Proof {
+    drawn: i64,
+    holders: Vec<String>,
 }
 
-/// Moves the horizon up to the ids drawn so far, if every transaction that may hold
-/// one of them has ended within [`WAIT`] (see the module doc). Returns the horizon.
-#[tracing::instrument(name = "notify.horizon", level = "debug", skip_all)]
-pub(super) async fn advance(pool: &PgPool, horizon: &Horizon) -> Result<i64> {
-    let mut known = horizon.known.lock().await;
-    let mut conn = pool.acquire().await?;
-    // Step 1. `is_called` is false only before the first id is drawn.
-    let (last_value, is_called): (i64, bool) =
-        sqlx::query_as("SELECT last_value, is_called FROM events_id_seq")
-            .fetch_one(&mut *conn)
-            .await?;
-    let drawn = if is_called { last_value } else { 0 };
-    if drawn <= *known {
-        return Ok(*known);
-    }
-    // Step 2, in a statement of its own (after step 1's).
-    let mut holders: Vec<String> = sqlx::query_scalar(
+/// This instance's view of the horizon: the last `safe_id` it read or set, and a proof
+/// pending. Behind a mutex so an instance's claims (one per endpoint worker) move it
+/// one at a time.
+#[derive(Default)]
+pub(super) struct Horizon {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    known: i64,
+    pending: Option<Proof>,
+}
+
+/// The transactions of this database holding `ROW EXCLUSIVE` on `events`, other than
+/// this connection's; of `among` only, when given.
+async fn holders(conn: &mut PgConnection, among: Option<&[String]>) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar(
         "SELECT virtualtransaction FROM pg_locks
          WHERE locktype = 'relation' AND relation = 'events'::regclass
            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()",
+           AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()
+           AND ($1::text[] IS NULL OR virtualtransaction = ANY($1))",
     )
-    .fetch_all(&mut *conn)
+    .bind(among)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The highest id up to which every id above `from` (and at most `to`) is visible,
+/// hence committed: just below the first gap.
+async fn committed_prefix(conn: &mut PgConnection, from: i64, to: i64) -> Result<i64> {
+    // `id + 0`: the expression index of migration 0016.
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM events WHERE id + 0 > $1 AND id + 0 <= $2 ORDER BY id + 0 LIMIT $3",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(PREFIX_READ)
+    .fetch_all(conn)
     .await?;
-    // Step 3.
-    let started = tokio::time::Instant::now();
-    let mut pause = FIRST_PAUSE;
-    let waited = !holders.is_empty();
-    while !holders.is_empty() {
-        if started.elapsed() >= WAIT {
-            waits().with_label_values(&["held"]).inc();
-            tracing::debug!(
-                transactions = holders.len(),
-                "notifications: the horizon waits for transactions that write events"
-            );
-            return Ok(*known);
+    let mut end = from;
+    for id in ids {
+        if id != end + 1 {
+            break;
         }
-        tokio::time::sleep(pause).await;
-        pause *= 2;
-        holders = sqlx::query_scalar(
-            "SELECT virtualtransaction FROM pg_locks
-             WHERE locktype = 'relation' AND relation = 'events'::regclass
-               AND mode = 'RowExclusiveLock' AND granted AND virtualtransaction = ANY($1)",
-        )
-        .bind(&holders)
-        .fetch_all(&mut *conn)
-        .await?;
+        end = id;
     }
-    if waited {
-        waits().with_label_values(&["passed"]).inc();
+    Ok(end)
+}
+
+/// Moves the horizon as far as the ids drawn so far allow without waiting (see the
+/// module doc). Returns the horizon.
+#[tracing::instrument(name = "notify.horizon", level = "debug", skip_all)]
+pub(super) async fn advance(pool: &PgPool, horizon: &Horizon) -> Result<i64> {
+    let mut state = horizon.state.lock().await;
+    let mut conn = pool.acquire().await?;
+    // Step 1, with the horizon as it stands (another instance may have moved it).
+    // `is_called` is false only before the first id is drawn.
+    let (last_value, is_called, safe): (i64, bool, i64) = sqlx::query_as(
+        "SELECT s.last_value, s.is_called, h.safe_id FROM events_id_seq s, event_horizon h",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    state.known = state.known.max(safe);
+    let known = state.known;
+    let drawn = if is_called { last_value } else { 0 };
+    if drawn <= known {
+        return Ok(known);
+    }
+    // Step 2, in a statement of its own (after step 1's).
+    let now_holding = holders(&mut conn, None).await?;
+    // Step 3.
+    let target = if now_holding.is_empty() {
+        state.pending = None;
+        drawn
+    } else {
+        let mut floor = known;
+        if let Some(proof) = state.pending.take() {
+            if proof.drawn > known && !holders(&mut conn, Some(&proof.holders)).await?.is_empty() {
+                state.pending = Some(proof);
+            } else {
+                floor = floor.max(proof.drawn);
+            }
+        }
+        if state.pending.is_none() {
+            state.pending = Some(Proof {
+                drawn,
+                holders: now_holding,
+            });
+        }
+        if floor >= drawn {
+            drawn
+        } else {
+            committed_prefix(&mut conn, floor, drawn).await?
+        }
+    };
+    let outcome = if target >= drawn {
+        "reached"
+    } else if target > known {
+        "partial"
+    } else {
+        "held"
+    };
+    moves().with_label_values(&[outcome]).inc();
+    if target <= known {
+        tracing::debug!(
+            drawn,
+            known,
+            "notifications: the horizon waits for a transaction writing events"
+        );
+        return Ok(known);
     }
     // Step 4.
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let safe: i64 = sqlx::query_scalar("SELECT safe_id FROM event_horizon FOR UPDATE")
         .fetch_one(&mut *tx)
         .await?;
-    if safe < drawn {
+    if safe < target {
         // `id + 0`: the expression index of migration 0016.
         sqlx::query(
             "INSERT INTO event_streams (repository, last_id)
@@ -148,15 +221,15 @@ pub(super) async fn advance(pool: &PgPool, horizon: &Horizon) -> Result<i64> {
                  SET last_id = GREATEST(event_streams.last_id, excluded.last_id)",
         )
         .bind(safe)
-        .bind(drawn)
+        .bind(target)
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE event_horizon SET safe_id = $1")
-            .bind(drawn)
+            .bind(target)
             .execute(&mut *tx)
             .await?;
     }
     tx.commit().await?;
-    *known = safe.max(drawn);
-    Ok(*known)
+    state.known = safe.max(target);
+    Ok(state.known)
 }
