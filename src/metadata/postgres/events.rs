@@ -245,10 +245,9 @@ pub(super) mod queries {
 /// Runs `$body` (a future using the connection `$c`) in one READ COMMITTED
 /// transaction, retried when it loses a race.
 macro_rules! in_tx {
-    ($store:expr, $op:literal, |$c:ident| $body:expr) => {
+    ($pool:expr, $op:literal, |$c:ident| $body:expr) => {
         retry($op, || async {
-            let mut tx = $store
-                .pool
+            let mut tx = $pool
                 .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
                 .await?;
             let $c: &mut sqlx::PgConnection = &mut tx;
@@ -266,16 +265,18 @@ impl EventStore for PostgresStore {
         if events.is_empty() {
             return Ok(());
         }
-        in_tx!(self, "append_events", |c| queries::append_events(c, events))
+        in_tx!(self.pool, "append_events", |c| queries::append_events(
+            c, events
+        ))
     }
 
     async fn register_endpoint(&self, endpoint: &str, now: i64) -> Result<()> {
         // A new endpoint starts after the newest stream's `last_id`, which covers the
         // events committed so far only once the horizon has passed them.
-        super::event_horizon::advance(&self.pool, &self.horizon).await?;
-        in_tx!(self, "register_endpoint", |c| queries::register_endpoint(
-            c, endpoint, now
-        ))
+        super::event_horizon::advance(&self.delivery, &self.horizon).await?;
+        in_tx!(self.delivery, "register_endpoint", |c| {
+            queries::register_endpoint(c, endpoint, now)
+        })
     }
 
     async fn claim_cursors(
@@ -288,8 +289,8 @@ impl EventStore for PostgresStore {
     ) -> Result<Vec<ClaimedCursor>> {
         // Events that became final since the last claim, first: the claims and the
         // reads below stop at the horizon.
-        super::event_horizon::advance(&self.pool, &self.horizon).await?;
-        let mut conn = self.pool.acquire().await?;
+        super::event_horizon::advance(&self.delivery, &self.horizon).await?;
+        let mut conn = self.delivery.acquire().await?;
         if !queries::work_due(&mut conn, endpoint, now).await? {
             return Ok(Vec::new());
         }
@@ -297,7 +298,7 @@ impl EventStore for PostgresStore {
         // Two statements, each atomic (the missing cursors, then the lease of the due
         // ones): no transaction around them, which would add two round trips per tick.
         retry("claim_cursors", || async {
-            let mut c = self.pool.acquire().await?;
+            let mut c = self.delivery.acquire().await?;
             queries::claim_cursors(&mut c, endpoint, token, now, lease_until, limit).await
         })
         .await
@@ -309,7 +310,7 @@ impl EventStore for PostgresStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.delivery.acquire().await?;
         queries::events_after(&mut conn, repository, after, limit).await
     }
 
@@ -318,7 +319,7 @@ impl EventStore for PostgresStore {
         cursors: &[(String, i64)],
         limit: u32,
     ) -> Result<Vec<Vec<StoredEvent>>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.delivery.acquire().await?;
         queries::events_after_each(&mut conn, cursors, limit).await
     }
 
@@ -329,7 +330,7 @@ impl EventStore for PostgresStore {
         token: &str,
         delivered_id: i64,
     ) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.delivery.acquire().await?;
         queries::complete_cursor(&mut conn, endpoint, repository, token, delivered_id).await
     }
 
@@ -345,7 +346,7 @@ impl EventStore for PostgresStore {
         // One statement per chunk, each atomic: a transaction around them would add
         // two round trips and guard nothing (each cursor is completed or not alone).
         retry("complete_cursors", || async {
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = self.delivery.acquire().await?;
             queries::complete_cursors(&mut conn, endpoint, token, done).await
         })
         .await
@@ -379,7 +380,7 @@ impl EventStore for PostgresStore {
         due_at: i64,
         error: &str,
     ) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.delivery.acquire().await?;
         queries::fail_cursor(
             &mut conn, endpoint, repository, token, attempts, due_at, error,
         )
@@ -396,18 +397,18 @@ impl EventStore for PostgresStore {
         error: &str,
         now: i64,
     ) -> Result<bool> {
-        in_tx!(self, "dead_letter", |c| queries::dead_letter(
+        in_tx!(self.delivery, "dead_letter", |c| queries::dead_letter(
             c, endpoint, repository, token, events, attempts, error, now,
         ))
     }
 
     async fn dead_letters(&self, endpoint: Option<&str>, limit: u32) -> Result<Vec<DeadLetter>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.delivery.acquire().await?;
         queries::dead_letters(&mut conn, endpoint, limit).await
     }
 
     async fn replay_dead_letters(&self, filter: &ReplayFilter) -> Result<u64> {
-        in_tx!(self, "replay_dead_letters", |c| {
+        in_tx!(self.delivery, "replay_dead_letters", |c| {
             queries::replay_dead_letters(c, filter)
         })
     }
@@ -417,12 +418,12 @@ impl EventStore for PostgresStore {
         endpoint: Option<&str>,
         limit: u32,
     ) -> Result<Vec<PendingEvent>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.delivery.acquire().await?;
         queries::pending_events(&mut conn, endpoint, limit).await
     }
 
     async fn endpoint_backlog(&self, endpoint: &str) -> Result<EndpointBacklog> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.delivery.acquire().await?;
         queries::endpoint_backlog(&mut conn, endpoint).await
     }
 
@@ -430,8 +431,8 @@ impl EventStore for PostgresStore {
         // Pruning goes stream by stream: the streams of the events that became final
         // since the last claim are recorded first (with no endpoint left to claim,
         // nothing else would).
-        super::event_horizon::advance(&self.pool, &self.horizon).await?;
-        let pruned: Vec<(String, i64)> = in_tx!(self, "prune_events", |c| {
+        super::event_horizon::advance(&self.delivery, &self.horizon).await?;
+        let pruned: Vec<(String, i64)> = in_tx!(self.delivery, "prune_events", |c| {
             queries::prune_events(c, stale_before, limit)
         })?;
         Ok(pruned.len() as u64)

@@ -94,8 +94,18 @@ const SESSION_LIMITS: [(&str, &str); 3] = [
 /// Attempts of a write transaction that keeps losing races before the error is returned.
 const MAX_ATTEMPTS: u32 = 6;
 
+/// Connections of the notification delivery pool (see [`PostgresStore::delivery`]).
+pub const DELIVERY_CONNECTIONS: u32 = 4;
+
 pub struct PostgresStore {
     pool: PgPool,
+    /// The delivery workers' own connections (`DELIVERY_CONNECTIONS`, opened when first
+    /// used: none without notifications): their claims, reads and completions, the
+    /// outbox's horizon and housekeeping. In the request pool they queued behind the
+    /// pushes for every statement — under load a tick's five acquisitions took ~35 ms
+    /// before its read, and since the horizon is taken before the claim, every event
+    /// reached its receiver that much later (`bench/results/2026-12-02-thirteenth.md`).
+    delivery: PgPool,
     /// The outbox's horizon as this instance last saw it (`event_horizon`).
     horizon: event_horizon::Horizon,
 }
@@ -136,6 +146,25 @@ where
     }
 }
 
+/// A pool of `size` connections where a call waits at most `acquire_timeout` for one.
+fn pool_options(size: u32, acquire_timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(size.max(1))
+        .acquire_timeout(acquire_timeout)
+        .idle_timeout(Duration::from_secs(300))
+        .max_lifetime(Duration::from_secs(1800))
+        // A large manifest grows the connection's write buffer to its size, and the
+        // driver keeps that capacity for the connection's life: 16 pooled connections
+        // that each once carried a 4 MiB manifest held ~160 MiB when idle. Back to the
+        // default size when a connection returns to the pool (free when it never grew).
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                conn.shrink_buffers();
+                Ok(true)
+            })
+        })
+}
+
 impl PostgresStore {
     /// Connects, applies pending migrations, and opens a pool of `pool_size` connections
     /// where a call waits at most `acquire_timeout` for one.
@@ -153,26 +182,15 @@ impl PostgresStore {
         let migrated = MIGRATOR.run(&mut conn).await;
         let _ = conn.close().await;
         migrated?;
-        let pool = PgPoolOptions::new()
-            .max_connections(pool_size.max(1))
-            .acquire_timeout(acquire_timeout)
-            .idle_timeout(Duration::from_secs(300))
-            .max_lifetime(Duration::from_secs(1800))
-            // A large manifest grows the connection's write buffer to its size, and the
-            // driver keeps that capacity for the connection's life: 16 pooled
-            // connections that each once carried a 4 MiB manifest held ~160 MiB when
-            // idle. Back to the default size when a connection returns to the pool
-            // (free when it never grew).
-            .after_release(|conn, _| {
-                Box::pin(async move {
-                    conn.shrink_buffers();
-                    Ok(true)
-                })
-            })
-            .connect_with(options.options(SESSION_LIMITS))
+        let options = options.options(SESSION_LIMITS);
+        let pool = pool_options(pool_size, acquire_timeout)
+            .connect_with(options.clone())
             .await?;
+        let delivery =
+            pool_options(DELIVERY_CONNECTIONS, acquire_timeout).connect_lazy_with(options);
         Ok(PostgresStore {
             pool,
+            delivery,
             horizon: event_horizon::Horizon::default(),
         })
     }
