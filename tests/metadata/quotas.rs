@@ -666,7 +666,8 @@ pub async fn quota_slices_reclaimed(url: String) {
 /// its slices is charged there and then, exactly once per scope; one whose second
 /// scope's slice is short is charged from the first scope's slice in the statement
 /// and topped up in the second at its COMMIT (not charged twice in the first); a
-/// commit with events is charged at its COMMIT, the same bytes; an existing link, and
+/// commit with events is charged in the link's statement too (its events' inserts wait
+/// for nothing, migration 0016), the same bytes; an existing link, and
 /// a blob the scope holds already, take nothing; usage is exact throughout.
 pub async fn quota_link_charged(url: String) {
     let store = wharf::metadata::open(&url, 1).await.unwrap();
@@ -720,7 +721,7 @@ pub async fn quota_link_charged(url: String) {
     assert_eq!(room(pool.clone(), "linked/").await, ns - 500);
     let app = room(pool.clone(), "linked/app").await;
     assert!(app > 10, "not topped up: {app}");
-    // With events: charged at the COMMIT, the same bytes.
+    // With events: charged in the link's statement, the same bytes.
     let events = vec![crate::events::event(
         "linked/app",
         wharf::types::EventAction::Push,

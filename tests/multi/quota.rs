@@ -9,12 +9,17 @@
 //! bytes never exceeded the quota (the bound `registry::quota` argues: none — a push
 //! gets in only if it fits with every live reservation); pushes beyond it were refused
 //! with `403 DENIED`; every image whose manifest was accepted pulls, byte for byte.
+//! Notifications are on (a receiver that answers 200), so every charged commit also
+//! writes its event after the quota's link (in the link's own slice, not deferred,
+//! since migration 0016's events lock nothing): every accepted manifest's push event
+//! arrives.
 //! Needs `WHARF_TEST_POSTGRES_URL` (never skipped).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::receiver::{Mode, Receiver};
 use super::{data, digest, Cluster};
 
 const CLIENTS: usize = 50;
@@ -166,8 +171,17 @@ async fn refused(r: reqwest::Response) -> Pushed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quota_holds_under_overlapping_pushes_with_instances_killed() {
-    let mut c =
-        Cluster::start_with(2, "", &format!("quotas:\n  namespaces:\n    q/: {QUOTA}\n")).await;
+    let receiver = Receiver::start(Mode::Ok);
+    let mut c = Cluster::start_with(
+        2,
+        "",
+        &format!(
+            "quotas:\n  namespaces:\n    q/: {QUOTA}\nnotifications:\n  endpoints:\n    \
+             - name: hook\n      url: {}\n      ignore:\n        actions: [pull]\n",
+            receiver.url
+        ),
+    )
+    .await;
     let urls = c.urls.clone();
     let client = c.client.clone();
     let base = Arc::new(data(LAYER, 200));
@@ -297,6 +311,31 @@ async fn quota_holds_under_overlapping_pushes_with_instances_killed() {
         held + reserved + sliced <= QUOTA as i64,
         "stored {held} + reserved {reserved} + unused slices {sliced} over {QUOTA}"
     );
+
+    // Every accepted manifest's push event arrives (at least once: a killed instance's
+    // batch is sent again).
+    let accepted_tags: std::collections::HashSet<(String, String)> = results
+        .iter()
+        .filter(|r| r.5 == Pushed::Accepted)
+        .map(|r| (r.0.clone(), r.1.clone()))
+        .collect();
+    let tag_events = |events: &[serde_json::Value]| -> std::collections::HashSet<(String, String)> {
+        events
+            .iter()
+            .filter(|e| e["action"] == "push" && e["target"]["tag"].is_string())
+            .map(|e| {
+                (
+                    e["target"]["repository"].as_str().unwrap_or("").to_string(),
+                    e["target"]["tag"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    receiver
+        .wait_for(Duration::from_secs(60), |events| {
+            accepted_tags.is_subset(&tag_events(events))
+        })
+        .await;
 
     // Every accepted image pulls, through either instance.
     for (i, (repo, tag, body, config, own, outcome)) in results.iter().enumerate() {

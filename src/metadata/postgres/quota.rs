@@ -76,7 +76,8 @@ async fn compact(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<
 /// A charged commit's quotas, as [`link_charged`] passes them: the limited scopes in
 /// scope order (byte-wise, the lock order), each once, with their quotas, and the
 /// push's own reservation (`own`: not counted against it), and whether the charge
-/// must wait for the COMMIT (`defer`: a statement follows the link).
+/// must wait for the COMMIT (`defer`: a statement that may wait for a lock follows the
+/// link).
 pub(super) struct LinkCharge<'a> {
     scopes: Vec<&'a str>,
     quotas: Vec<i64>,
@@ -111,17 +112,18 @@ impl<'a> LinkCharge<'a> {
 /// slice row only); a scope whose slice is short — and every scope when `defer` —
 /// is queued as a row of `quota_charges`, whose deferred trigger runs `quota_charge` at
 /// COMMIT (`0010_quota_charge`, `0011_quota_slices`: the slice topped up under the
-/// scope's usage row, or the blob refused, failing the COMMIT: [`refused`]). `defer`
-/// (or the charge's own) when a statement follows the link (its events' — which took
-/// a stream lock until migration 0016 and now take none; a reservation's release): a
-/// slice row is never held while waiting for another lock. `blob` is the stored record (its size is
-/// the charge). Returns whether the link is new; an existing one charges nothing.
+/// scope's usage row, or the blob refused, failing the COMMIT: [`refused`]). The
+/// charge's `defer` when a statement that may wait for a lock follows the link (a
+/// reservation's release): a slice row is never held while waiting for another lock.
+/// The commit's events may follow it without: their inserts wait for nothing (until
+/// migration 0016 they took their stream's row lock, and a charge with events was
+/// deferred too). `blob` is the stored record (its size is the charge). Returns
+/// whether the link is new; an existing one charges nothing.
 pub(super) async fn link_charged(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     repo_id: i64,
     blob: &BlobRecord,
     charge: &LinkCharge<'_>,
-    defer: bool,
 ) -> Result<bool> {
     let linked: bool =
         sqlx::query_scalar("SELECT quota_link_charged($1, $2, $3, $4, $5, $6, $7, $8)")
@@ -132,7 +134,7 @@ pub(super) async fn link_charged(
             .bind(&charge.scopes)
             .bind(&charge.quotas)
             .bind(charge.own)
-            .bind(defer || charge.defer)
+            .bind(charge.defer)
             .fetch_one(&mut **tx)
             .await?;
     Ok(linked)

@@ -117,7 +117,7 @@ pub(super) async fn commit_blob_linking(
     // link charges nothing): the commit is the same either way.
     match charge {
         Some(charge) => {
-            super::quota::link_charged(tx, repo_id, &stored, charge, !events.is_empty()).await?;
+            super::quota::link_charged(tx, repo_id, &stored, charge).await?;
             append_events_if(tx, true, events).await?;
         }
         None => link_with_events(tx, repo_id, &blob.digest, events).await?,
