@@ -1,6 +1,7 @@
 //! PostgreSQL metadata store: the one for several instances behind a load balancer.
 //!
-//! Owns the connection pool (`database.url`, `database.maxconnections`), the schema
+//! Owns the connection pools (`database.url`, `database.maxconnections` for requests,
+//! [`DELIVERY_CONNECTIONS`] more for the notification delivery workers), the schema
 //! (`migrations/postgres`, applied on open under sqlx's advisory lock, so instances
 //! starting together migrate once) and the queries; the write transactions are in
 //! `writes`.
@@ -167,7 +168,8 @@ fn pool_options(size: u32, acquire_timeout: Duration) -> PgPoolOptions {
 
 impl PostgresStore {
     /// Connects, applies pending migrations, and opens a pool of `pool_size` connections
-    /// where a call waits at most `acquire_timeout` for one.
+    /// where a call waits at most `acquire_timeout` for one (and, unopened until first
+    /// used, the delivery workers' pool of [`DELIVERY_CONNECTIONS`]).
     pub async fn open(url: &str, pool_size: u32, acquire_timeout: Duration) -> Result<Self> {
         // sqlx's per-statement log (DEBUG) summarises every query's SQL before the log
         // filter is consulted when trace export is on; statements are logged only when
