@@ -10,9 +10,9 @@
 //! gets in only if it fits with every live reservation); pushes beyond it were refused
 //! with `403 DENIED`; every image whose manifest was accepted pulls, byte for byte.
 //! Notifications are on (a receiver that answers 200), so every charged commit also
-//! writes its event after the quota's link (in the link's own slice, not deferred,
-//! since migration 0016's events lock nothing): every accepted manifest's push event
-//! arrives.
+//! writes its event after the quota's link, its charge taken from the connection's
+//! slice in the link's statement (not deferred to the COMMIT: since migration 0016 the
+//! event's insert waits for nothing): every accepted manifest's push event arrives.
 //! Needs `WHARF_TEST_POSTGRES_URL` (never skipped).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
